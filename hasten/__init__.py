@@ -1,0 +1,3 @@
+"""hasten: reach a target quality with less compute."""
+
+__version__ = "0.1.0"

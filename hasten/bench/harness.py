@@ -1,0 +1,202 @@
+"""The benchmark harness: tasks x methods x seeds, interleaved, into one results file.
+
+A *task* builds a `Recipe` (model, data, loss, evaluation, config) for a seed. A *method*
+takes a recipe and returns a changed one (another sampler, hooks, config). Both are
+registered by name, so a new method is one decorated function in its own module:
+
+    @register_method("bf16")
+    def bf16(recipe: Recipe) -> Recipe:
+        recipe.config.precision = "bf16"
+        return recipe
+
+A *suite* names its tasks and methods and the margin below the baseline that counts as
+reaching its quality. Runs go in interleaved order (seed 0: A B C, seed 1: A B C, ...), so
+drifts in machine speed fall on every method alike. Each run records its curve of
+(train seconds, work, metric); `fill_targets` then turns them into time to target.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from hasten.budget import parse_budget
+from hasten.data.sampling import Sampler
+from hasten.errors import ConfigError
+from hasten.trainer import EvalFn, Hook, LossFn, TrainConfig, train
+
+
+@dataclass
+class Recipe:
+    """Everything one training run needs. `overhead_seconds` is time a method spent before
+    training (scoring, a proxy model, distillation): it is added to the run's curve so time
+    to target counts it."""
+
+    model: nn.Module
+    train_data: Dataset
+    loss_fn: LossFn
+    evaluate: EvalFn
+    config: TrainConfig
+    hooks: list[Hook] = field(default_factory=list)
+    sampler: Sampler | None = None
+    tokens_fn: Callable[[Any], int] | None = None
+    overhead_seconds: float = 0.0
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+TaskFn = Callable[[int, bool], Recipe]  # (seed, quick) -> Recipe
+MethodFn = Callable[[Recipe], Recipe]
+
+
+@dataclass
+class Suite:
+    name: str
+    tasks: list[str]
+    methods: list[str]  # the first is the baseline
+    margin: float = 0.0  # target = baseline's median final - margin (metric units)
+    description: str = ""
+
+
+TASKS: dict[str, TaskFn] = {}
+METHODS: dict[str, MethodFn] = {}
+SUITES: dict[str, Suite] = {}
+
+
+def register_task(name: str) -> Callable[[TaskFn], TaskFn]:
+    def add(fn: TaskFn) -> TaskFn:
+        TASKS[name] = fn
+        return fn
+    return add
+
+
+def register_method(name: str) -> Callable[[MethodFn], MethodFn]:
+    def add(fn: MethodFn) -> MethodFn:
+        METHODS[name] = fn
+        return fn
+    return add
+
+
+def register_suite(suite: Suite) -> Suite:
+    SUITES[suite.name] = suite
+    return suite
+
+
+@register_method("baseline")
+def baseline(recipe: Recipe) -> Recipe:
+    """The task's own recipe, unchanged."""
+    return recipe
+
+
+def machine_description() -> str:
+    """CPU model, cores and torch build (and GPU name when CUDA is used)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {platform.system()}"
+    if torch.cuda.is_available():
+        text += f", {torch.cuda.get_device_name(0)}"
+    return text
+
+
+def plan(suite: Suite, seeds: int, tasks: Sequence[str] | None = None,
+         methods: Sequence[str] | None = None) -> list[tuple[int, str, str]]:
+    """The interleaved run order: for each seed, for each task, every method in turn."""
+    tasks = list(tasks or suite.tasks)
+    methods = list(methods or suite.methods)
+    for name in tasks:
+        if name not in TASKS:
+            raise ConfigError(f"unknown task {name!r}; known: {', '.join(sorted(TASKS))}")
+    for name in methods:
+        if name not in METHODS:
+            raise ConfigError(f"unknown method {name!r}; known: {', '.join(sorted(METHODS))}")
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    return [(seed, t, m) for seed in range(seeds) for t in tasks for m in methods]
+
+
+def run_one(task: str, method: str, seed: int, quick: bool, budget: str | None = None,
+            quiet: bool = True, **overrides: Any) -> tuple[dict[str, Any], nn.Module]:
+    """Build the task's recipe for `seed`, apply the method, train; return the run record
+    and the trained model.
+
+    `overrides` set `TrainConfig` fields (out_dir, resume, micro_batch, ...) after the method.
+    """
+    recipe = METHODS[method](TASKS[task](seed, quick))
+    cfg = recipe.config
+    cfg.seed, cfg.quiet = seed, quiet
+    if budget is not None:
+        cfg.budget = budget
+    for key, value in overrides.items():
+        if not hasattr(cfg, key):
+            raise ConfigError(f"unknown training option {key!r}")
+        setattr(cfg, key, value)
+    result = train(recipe.model, recipe.train_data, recipe.loss_fn, cfg,
+                   evaluate=recipe.evaluate, hooks=recipe.hooks, sampler=recipe.sampler,
+                   tokens_fn=recipe.tokens_fn)
+    shift = recipe.overhead_seconds
+    curve = [[s + shift, w, v] for s, w, v in result.curve]
+    run = {
+        "task": task, "method": method, "seed": seed, "metric": result.metric,
+        "higher_is_better": cfg.higher_is_better, "final": result.final,
+        "train_seconds": result.train_seconds + shift, "target": None,
+        "time_to_target": None, "relative_time": None, "work": result.work, "curve": curve,
+        "ledger": result.ledger, "overhead_seconds": shift, "steps": result.steps,
+        "budget": cfg.budget, "config": _jsonable(asdict(cfg)), "notes": recipe.notes,
+    }
+    return run, recipe.model
+
+
+def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None = None,
+              tasks: Sequence[str] | None = None, methods: Sequence[str] | None = None,
+              command: str | None = None, progress: Callable[[str], None] | None = None
+              ) -> dict[str, Any]:
+    """Run a registered suite and return its results (targets and relative times filled)."""
+    from hasten.bench.report import fill_targets
+
+    if name not in SUITES:
+        raise ConfigError(f"unknown suite {name!r}; known: {', '.join(sorted(SUITES))}")
+    if budget is not None:
+        parse_budget(budget)
+    suite = SUITES[name]
+    order = plan(suite, seeds, tasks, methods)
+    baseline_method = (list(methods) if methods else suite.methods)[0]
+    results: dict[str, Any] = {
+        "suite": name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_description(),
+        "command": command or "hasten " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "quick": quick, "seeds": seeds, "margin": suite.margin, "runs": [],
+    }
+    for i, (seed, task, method) in enumerate(order):
+        if progress:
+            progress(f"[{i + 1}/{len(order)}] {task} / {method} / seed {seed}")
+        run, _ = run_one(task, method, seed, quick, budget)
+        run["baseline"] = baseline_method
+        results["runs"].append(run)
+        if progress:
+            progress(f"    {run['metric']} {run['final']:.2f} in {run['train_seconds']:.1f}s "
+                     f"train, {run['work']['steps']} steps")
+    tasks_run = {r["task"] for r in results["runs"]}
+    return fill_targets(results, margins={t: suite.margin for t in tasks_run})
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))

@@ -1,0 +1,491 @@
+"""Benchmark reports: targets, relative time and work, tables and curves from a results dict.
+
+The harness runs tasks x methods x seeds and hands back one results dict per suite:
+`{"suite", "created", "machine", "command", "runs": [run, ...]}`, where each run has `task`,
+`method`, `seed`, `metric`, `higher_is_better`, `final`, `train_seconds`, `work` (counters) and
+`curve` (a list of `[seconds, work, value]`).
+
+This module turns that into what the seed paper's tables show. Each task's target is the
+baseline's median final quality less a margin; every run is judged by when (and after how much
+work) it first reached that target, relative to the baseline's median. Medians over seeds
+throughout, so one lucky or unlucky seed does not move a number, and a method that never
+reached the target says "not reached" instead of getting a made-up number.
+
+Typical use: `write_report(fill_targets(results, margins={"digits": 0.5}), out_dir)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import numbers
+import os
+import statistics
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from rich.table import Table
+
+from hasten.target import time_to_target
+
+DEFAULT_BASELINE = "baseline"
+NOT_REACHED = "not reached"
+NOT_AVAILABLE = "n/a"
+
+# Metrics reported in percent, so their table row says "(%)".
+PERCENT_METRICS = frozenset(
+    {"accuracy", "acc", "top1", "top5", "top1_accuracy", "top5_accuracy", "error_rate"}
+)
+
+# Work counters that get a "relative ..." row in the tables: (counter name, row label).
+WORK_ROWS = (
+    ("examples_backpropagated", "relative examples backpropagated"),
+    ("flops", "relative FLOPs"),
+)
+
+
+# --- small helpers -------------------------------------------------------------------------
+
+
+def _is_number(x: Any) -> bool:
+    """True for a finite real number (not a bool, None or NaN)."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _median(values: Iterable[Any]) -> float | None:
+    """Median of the finite numbers in `values`, or None if there are none."""
+    xs = [float(v) for v in values if _is_number(v)]
+    return statistics.median(xs) if xs else None
+
+
+def _ratio(num: Any, den: Any) -> float | None:
+    """num / den, or None when either is missing or the denominator is not positive."""
+    if not _is_number(num) or not _is_number(den) or den <= 0:
+        return None
+    return float(num) / float(den)
+
+
+def _runs(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return list(results.get("runs") or [])
+
+
+def _group(runs: Iterable[dict[str, Any]], key: str) -> dict[str, list[dict[str, Any]]]:
+    """Group runs by a field, keeping first-appearance order."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(str(run.get(key)), []).append(run)
+    return groups
+
+
+def _higher_is_better(runs: list[dict[str, Any]]) -> bool:
+    """The metric direction of a group of runs (higher is better unless a run says otherwise)."""
+    for run in runs:
+        if run.get("higher_is_better") is not None:
+            return bool(run["higher_is_better"])
+    return True
+
+
+def _baseline_name(
+    task: str, runs: list[dict[str, Any]], baselines: Mapping[str, str] | None
+) -> str:
+    """The task's baseline method: `baselines[task]`, else a run's "baseline" field."""
+    if baselines and task in baselines:
+        return str(baselines[task])
+    for run in runs:
+        if run.get("baseline"):
+            return str(run["baseline"])
+    return DEFAULT_BASELINE
+
+
+def _median_work(works: Iterable[Any]) -> dict[str, float]:
+    """Per-counter median over a set of work dicts (missing dicts and values skipped)."""
+    dicts = [w for w in works if isinstance(w, Mapping)]
+    names = dict.fromkeys(name for w in dicts for name in w)
+    medians = {name: _median(w.get(name) for w in dicts) for name in names}
+    return {name: m for name, m in medians.items() if m is not None}
+
+
+def _first_number(values: Iterable[Any]) -> float | None:
+    return next((float(v) for v in values if _is_number(v)), None)
+
+
+# --- targets -------------------------------------------------------------------------------
+
+
+def _task_target(base_runs: list[dict[str, Any]], margin: float, higher: bool) -> float | None:
+    """Baseline median final, moved by the margin towards "worse"; None without baseline finals."""
+    median = _median(r.get("final") for r in base_runs)
+    if median is None:
+        return None
+    return median - margin if higher else median + margin
+
+
+def _fill_hit(run: dict[str, Any], target: float | None, higher: bool) -> None:
+    """Set the run's target, time_to_target and work_to_target from its curve."""
+    hit = None
+    curve = [p for p in run.get("curve") or [] if len(p) >= 3 and _is_number(p[0])]
+    if target is not None and curve:
+        hit = time_to_target(curve, target, higher_is_better=higher)
+    run["target"] = target
+    run["time_to_target"] = hit.seconds if hit else None
+    run["work_to_target"] = dict(hit.work) if hit else None
+
+
+def _relative_work(work: Any, base_work: Mapping[str, float]) -> dict[str, float | None] | None:
+    """Per-counter ratio of a run's work to target over the baseline's median work to target."""
+    if not isinstance(work, Mapping) or not base_work:
+        return None
+    names = dict.fromkeys([*work, *base_work])
+    return {name: _ratio(work.get(name), base_work.get(name)) for name in names}
+
+
+def fill_targets(
+    results: dict[str, Any],
+    baselines: Mapping[str, str] | None = None,
+    margins: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """Set each run's target and its time and work to reach it, absolute and vs the baseline.
+
+    Per task, target = median over seeds of the baseline's `final` minus `margins[task]`
+    (plus it when lower is better; default margin 0). Every run gets `target`, `baseline`,
+    `target_margin`, `time_to_target` and `work_to_target` (None if never reached), then
+    `relative_time` and `relative_work` (per counter): the run's value over the median of the
+    baseline seeds that reached the target, None when either side is missing. Baseline per
+    task: `baselines[task]`, else the runs' "baseline" field, else "baseline". Mutates and
+    returns `results`.
+    """
+    for task, runs in _group(_runs(results), "task").items():
+        baseline = _baseline_name(task, runs, baselines)
+        margin = float((margins or {}).get(task, 0.0))
+        base_runs = [r for r in runs if str(r.get("method")) == baseline]
+        higher = _higher_is_better(base_runs or runs)
+        target = _task_target(base_runs, margin, higher)
+        for run in runs:
+            _fill_hit(run, target, higher)
+            run["baseline"] = baseline
+            run["target_margin"] = margin
+        base_time = _median(r["time_to_target"] for r in base_runs)
+        base_work = _median_work(r["work_to_target"] for r in base_runs)
+        for run in runs:
+            run["relative_time"] = _ratio(run["time_to_target"], base_time)
+            run["relative_work"] = _relative_work(run["work_to_target"], base_work)
+    return results
+
+
+# --- summary -------------------------------------------------------------------------------
+
+
+def _summarize_method(runs: list[dict[str, Any]], baseline: str) -> dict[str, Any]:
+    """Medians over one (task, method)'s seeds, plus how many seeds reached the target."""
+    finals = [float(r["final"]) for r in runs if _is_number(r.get("final"))]
+    n_reached = sum(1 for r in runs if _is_number(r.get("time_to_target")))
+    return {
+        "metric": runs[0].get("metric"),
+        "higher_is_better": _higher_is_better(runs),
+        "baseline": baseline,
+        "is_baseline": str(runs[0].get("method")) == baseline,
+        "target": _first_number(r.get("target") for r in runs),
+        "margin": _first_number(r.get("target_margin") for r in runs),
+        "seeds": len(runs),
+        "n_reached": n_reached,
+        "reached": f"{n_reached}/{len(runs)}",
+        "final": _median(finals),
+        "final_min": min(finals) if finals else None,
+        "final_max": max(finals) if finals else None,
+        "train_seconds": _median(r.get("train_seconds") for r in runs),
+        "time_to_target": _median(r.get("time_to_target") for r in runs),
+        "relative_time": _median(r.get("relative_time") for r in runs),
+        "relative_work": _median_work(r.get("relative_work") for r in runs),
+    }
+
+
+def _method_order(methods: Iterable[str], baseline: str) -> list[str]:
+    """Baseline first, the others in first-appearance order."""
+    methods = list(methods)
+    return [baseline] + [m for m in methods if m != baseline] if baseline in methods else methods
+
+
+def summarize(results: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per task and method (baseline first): medians over seeds of the filled-in run fields.
+
+    Each entry has final (with final_min/final_max), train_seconds, time_to_target,
+    relative_time, relative_work (per counter), seeds, n_reached and reached ("2/3"), plus the
+    task's target, margin and baseline. Medians of times and ratios are over the seeds that
+    reached the target. Call `fill_targets` first; without it no run has a target.
+    """
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    for task, runs in _group(_runs(results), "task").items():
+        baseline = _baseline_name(task, runs, None)
+        by_method = _group(runs, "method")
+        summary[task] = {
+            m: _summarize_method(by_method[m], baseline) for m in _method_order(by_method, baseline)
+        }
+    return summary
+
+
+# --- tables --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _TaskTable:
+    """One task's table as text cells, shared by the markdown and rich renderings."""
+
+    task: str
+    header: list[str]
+    rows: list[list[str]]
+    note: str
+
+
+def _metric_label(metric: Any) -> str:
+    name = str(metric) if metric else "metric"
+    return f"{name} (%)" if name.lower() in PERCENT_METRICS else name
+
+
+def _fmt_value(x: float | None) -> str:
+    """A metric value: 2 decimals, or 4 significant digits for small values like losses."""
+    if x is None:
+        return NOT_AVAILABLE
+    return f"{x:.2f}" if abs(x) >= 1 or x == 0 else f"{x:.4g}"
+
+
+def _fmt_seconds(x: float | None) -> str:
+    if x is None:
+        return NOT_AVAILABLE
+    return f"{x:.1f}" if abs(x) >= 10 else f"{x:.2f}"
+
+
+def _fmt_ratio(x: float | None) -> str:
+    return NOT_AVAILABLE if x is None else f"{x:.2f}"
+
+
+def _fmt_final(s: Mapping[str, Any]) -> str:
+    """Median final with its min-max range over seeds when there is more than one."""
+    text = _fmt_value(s["final"])
+    if s["final"] is not None and s["seeds"] > 1:
+        text += f" ({_fmt_value(s['final_min'])}–{_fmt_value(s['final_max'])})"
+    return text
+
+
+def _fmt_reached(s: Mapping[str, Any], value: float | None, fmt: Callable[[Any], str]) -> str:
+    """A to-target number, "not reached" if no seed got there, marked "(k/n)" if only some did."""
+    if s["target"] is None:
+        return NOT_AVAILABLE
+    if s["n_reached"] == 0:
+        return NOT_REACHED
+    text = fmt(value)
+    if value is not None and s["n_reached"] < s["seeds"]:
+        text += f" ({s['reached']})"
+    return text
+
+
+def _seed_text(methods: Mapping[str, Mapping[str, Any]]) -> str:
+    counts = {m: s["seeds"] for m, s in methods.items()}
+    if len(set(counts.values())) == 1:
+        n = next(iter(counts.values()))
+        return f"{n} seed{'s' if n != 1 else ''} per method"
+    return "seeds: " + ", ".join(f"{m} {n}" for m, n in counts.items())
+
+
+def _target_note(methods: Mapping[str, Mapping[str, Any]]) -> str:
+    """One line: how the target was set, and how many seeds each method ran."""
+    first = next(iter(methods.values()))
+    baseline, metric = first["baseline"], first["metric"] or "metric"
+    base = methods.get(baseline)
+    seeds = _seed_text(methods)
+    if base is None or base["target"] is None:
+        return f"No target: no `{baseline}` run with a final {metric}; {seeds}."
+    higher = base["higher_is_better"]
+    op, sign = ("≥", "−") if higher else ("≤", "+")
+    margin = base["margin"] or 0.0
+    return (
+        f"Target: {metric} {op} {_fmt_value(base['target'])} = `{baseline}` median "
+        f"{_fmt_value(base['final'])} {sign} margin {margin:g}; {seeds}."
+    )
+
+
+def _task_table(task: str, methods: Mapping[str, Mapping[str, Any]]) -> _TaskTable:
+    """Rows of the seed paper's table for one task; columns are the methods."""
+    ss = list(methods.values())
+    rows = [
+        [_metric_label(ss[0]["metric"])] + [_fmt_final(s) for s in ss],
+        ["time to target (s)"] + [_fmt_reached(s, s["time_to_target"], _fmt_seconds) for s in ss],
+        ["relative time"] + [_fmt_reached(s, s["relative_time"], _fmt_ratio) for s in ss],
+    ]
+    for counter, label in WORK_ROWS:
+        rows.append(
+            [label] + [_fmt_reached(s, s["relative_work"].get(counter), _fmt_ratio) for s in ss]
+        )
+    rows.append(["reached target"] + [s["reached"] for s in ss])
+    rows.append(["train seconds"] + [_fmt_seconds(s["train_seconds"]) for s in ss])
+    return _TaskTable(task, [""] + list(methods), rows, _target_note(methods))
+
+
+def _task_tables(results: Mapping[str, Any]) -> list[_TaskTable]:
+    return [_task_table(task, methods) for task, methods in summarize(results).items()]
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _md_row(cells: Iterable[str]) -> str:
+    return "| " + " | ".join(_md_cell(c) for c in cells) + " |"
+
+
+def _md_table(table: _TaskTable) -> list[str]:
+    lines = [f"## {table.task}", "", _md_row(table.header)]
+    lines.append("|" + "|".join([":---"] + ["---:"] * (len(table.header) - 1)) + "|")
+    lines += [_md_row(row) for row in table.rows]
+    return lines + ["", table.note, ""]
+
+
+def markdown_report(results: Mapping[str, Any]) -> str:
+    """A GitHub-markdown report: a header, then one table per task (methods as columns)."""
+    lines = [
+        f"# Benchmark report: {results.get('suite', '?')}",
+        "",
+        f"- created: {results.get('created', '?')}",
+        f"- machine: {results.get('machine', '?')}",
+        f"- command: `{results.get('command', '?')}`",
+        "",
+        "Medians over seeds (min–max in brackets). Relative rows are a method's time or work to "
+        'reach the target over the baseline\'s median; below 1.00 is faster. "not reached": '
+        'no seed reached the target; "(k/n)": only k of n seeds did, and the median is over '
+        "those.",
+        "",
+    ]
+    tables = _task_tables(results)
+    for table in tables:
+        lines += _md_table(table)
+    if not tables:
+        lines += ["No runs.", ""]
+    return "\n".join(lines)
+
+
+def rich_tables(results: Mapping[str, Any]) -> list[Table]:
+    """The markdown report's tables as `rich` tables, for printing to a terminal."""
+    suite = results.get("suite", "?")
+    tables = []
+    for t in _task_tables(results):
+        table = Table(title=f"{suite}: {t.task}", caption=t.note)
+        table.add_column(t.header[0])
+        for method in t.header[1:]:
+            table.add_column(method, justify="right")
+        for row in t.rows:
+            table.add_row(*row)
+        tables.append(table)
+    return tables
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write a file via a temp file in the same folder and os.replace, so readers never see
+    a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _plot_task(ax: Any, task: str, runs: list[dict[str, Any]], colours: Mapping[str, str]) -> None:
+    """One subplot: a thin line per seed, coloured by method, and the target dashed."""
+    labelled: set[str] = set()
+    for run in runs:
+        method = str(run.get("method"))
+        points = [
+            (float(p[0]), float(p[2]))
+            for p in run.get("curve") or []
+            if len(p) >= 3 and _is_number(p[0]) and _is_number(p[2])
+        ]
+        if not points:
+            continue
+        xs = [x for x, _ in points]
+        ys = [y for _, y in points]
+        label = None if method in labelled else method
+        labelled.add(method)
+        ax.plot(xs, ys, color=colours[method], lw=1, alpha=0.7, marker=".", ms=3, label=label)
+    target = _first_number(r.get("target") for r in runs)
+    if target is not None:
+        ax.axhline(target, color="black", ls="--", lw=1, label="target")
+    ax.set_title(task)
+    ax.set_xlabel("train seconds")
+    ax.set_ylabel(_metric_label(runs[0].get("metric")))
+    if labelled or target is not None:
+        ax.legend(fontsize="small")
+
+
+def plot_curves(results: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+    """Plot metric vs train seconds, one subplot per task, to a PNG (written atomically)."""
+    runs = _runs(results)
+    tasks = _group(runs, "task")
+    methods = dict.fromkeys(str(r.get("method")) for r in runs)
+    colours = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    ncols = max(1, min(3, len(tasks)))
+    nrows = max(1, math.ceil(len(tasks) / ncols))
+    fig = Figure(figsize=(5 * ncols, 3.8 * nrows), layout="constrained")
+    FigureCanvasAgg(fig)  # render with Agg: no display, no pyplot global state
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, (task, task_runs) in zip(axes, tasks.items(), strict=False):  # spare axes stay blank
+        _plot_task(ax, task, task_runs, colours)
+    for ax in axes[len(tasks) :]:
+        ax.set_axis_off()
+    if not tasks:
+        axes[0].text(0.5, 0.5, "no runs", ha="center", va="center")
+    fig.suptitle(f"{results.get('suite', '?')}: metric vs train seconds")
+    _atomic_write(Path(path), lambda fh: fig.savefig(fh, format="png", dpi=110))
+
+
+def _json_safe(obj: Any) -> Any:
+    """A copy of `obj` that json can write strictly: NaN/inf become None, tuples lists."""
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if hasattr(obj, "tolist"):  # numpy arrays, tensors
+        return _json_safe(obj.tolist())
+    return obj
+
+
+def write_report(results: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write results.json, report.md and curves.png into `out_dir` (created); return their paths.
+
+    Keys of the returned dict: "results", "report", "curves". Call `fill_targets` first.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "results": out / "results.json",
+        "report": out / "report.md",
+        "curves": out / "curves.png",
+    }
+    text = json.dumps(_json_safe(results), indent=1, allow_nan=False) + "\n"
+    _atomic_write(paths["results"], lambda fh: fh.write(text.encode("utf-8")))
+    markdown = markdown_report(results)
+    _atomic_write(paths["report"], lambda fh: fh.write(markdown.encode("utf-8")))
+    plot_curves(results, paths["curves"])
+    return paths

@@ -1,0 +1,129 @@
+"""The vision suite: small image and signal classifiers that train in minutes on a CPU.
+
+Tasks (each a baseline recipe that later methods change):
+  digits        scikit-learn's 8x8 digits (embedded), MLP
+  mnist1d       MNIST-1D (generated offline), 1-D CNN
+  fashion-mnist Fashion-MNIST (IDX files from $HASTEN_DATA), ConvNet-3
+
+Quick mode shortens the budgets (and evaluates Fashion-MNIST on a 2,000-image test subset)
+so the suite doubles as a smoke test and as `hasten demo`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from hasten.bench.harness import Recipe, Suite, register_method, register_suite, register_task
+from hasten.data.vision import VisionData, load_vision
+from hasten.models.vision import build_model
+from hasten.trainer import TrainConfig
+
+
+def per_example_cross_entropy(model: nn.Module, batch: Any) -> torch.Tensor:
+    """Cross-entropy of each example: the per-example loss every method can select on."""
+    x, y = batch
+    return F.cross_entropy(model(x), y, reduction="none")
+
+
+def accuracy_on(test: TensorDataset, precision: str = "fp32", batch: int = 1000):
+    """An evaluate() function: top-1 accuracy in % on `test`."""
+    x_all, y_all = test.tensors
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        device = next(model.parameters()).device
+        correct, losses = 0, 0.0
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            for i in range(0, len(y_all), batch):
+                x, y = x_all[i:i + batch].to(device), y_all[i:i + batch].to(device)
+                logits = model(x).float()
+                correct += int((logits.argmax(1) == y).sum())
+                losses += float(F.cross_entropy(logits, y, reduction="sum"))
+        return {"accuracy": 100.0 * correct / len(y_all), "test_loss": losses / len(y_all)}
+
+    return evaluate
+
+
+@lru_cache(maxsize=None)
+def _data(name: str) -> VisionData:
+    return load_vision(name)
+
+
+def _recipe(data: VisionData, test: TensorDataset, model: str, config: TrainConfig,
+            seed: int, **model_kw: Any) -> Recipe:
+    torch.manual_seed(seed)
+    net = build_model(model, data, **model_kw)
+    return Recipe(model=net, train_data=data.train, loss_fn=per_example_cross_entropy,
+                  evaluate=accuracy_on(test, config.precision), config=config,
+                  notes={"dataset": data.name, "model": model,
+                         "train_examples": len(data.train), "test_examples": len(test)})
+
+
+def _epochs(data: VisionData, epochs: float) -> str:
+    return f"{int(epochs * len(data.train))}ex"
+
+
+@register_task("digits")
+def digits(seed: int, quick: bool) -> Recipe:
+    data = _data("digits")
+    cfg = TrainConfig(budget=_epochs(data, 15 if quick else 40), lr=3e-3, schedule="cosine",
+                      schedule_params={"warmup": 0.05}, micro_batch=64, weight_decay=0.05,
+                      eval_every=0.1)
+    return _recipe(data, data.test, "mlp", cfg, seed)
+
+
+@register_task("mnist1d")
+def mnist1d(seed: int, quick: bool) -> Recipe:
+    data = _data("mnist1d")
+    cfg = TrainConfig(budget=_epochs(data, 25 if quick else 60), lr=3e-3, schedule="cosine",
+                      schedule_params={"warmup": 0.05}, micro_batch=128, weight_decay=0.05,
+                      eval_every=0.05)
+    return _recipe(data, data.test, "cnn1d", cfg, seed)
+
+
+@register_task("fashion-mnist")
+def fashion_mnist(seed: int, quick: bool) -> Recipe:
+    data = _data("fashion-mnist")
+    test = data.test
+    if quick:
+        test = TensorDataset(*(t[:2000] for t in test.tensors))
+    cfg = TrainConfig(budget=_epochs(data, 0.2 if quick else 3), lr=2e-3, schedule="one-cycle",
+                      schedule_params={"peak_at": 0.2}, micro_batch=256, weight_decay=0.05,
+                      precision="bf16", eval_every=0.1)
+    return _recipe(data, test, "convnet3", cfg, seed)
+
+
+@register_method("bf16")
+def bf16(recipe: Recipe) -> Recipe:
+    """bf16 autocast for the forward and backward pass (weights and optimizer stay fp32)."""
+    recipe.config.precision = "bf16"
+    recipe.evaluate = accuracy_on(_test_set(recipe), "bf16")
+    return recipe
+
+
+@register_method("fp32")
+def fp32(recipe: Recipe) -> Recipe:
+    """Full fp32, no autocast."""
+    recipe.config.precision = "fp32"
+    recipe.evaluate = accuracy_on(_test_set(recipe), "fp32")
+    return recipe
+
+
+def _test_set(recipe: Recipe) -> TensorDataset:
+    name = recipe.notes["dataset"]
+    test = _data(name).test
+    n = recipe.notes["test_examples"]
+    return test if n == len(test) else TensorDataset(*(t[:n] for t in test.tensors))
+
+
+register_suite(Suite(
+    name="vision", tasks=["digits", "mnist1d", "fashion-mnist"], methods=["baseline"],
+    margin=0.5, description="baselines of the vision workloads"))
+register_suite(Suite(
+    name="demo", tasks=["digits", "mnist1d"], methods=["fp32", "bf16"], margin=0.5,
+    description="embedded data only; fp32 vs bf16 autocast"))
