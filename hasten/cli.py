@@ -75,6 +75,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["compile"] = True
     run, model = run_one(args.task, args.method, args.seed, args.quick, args.budget,
                          quiet=args.quiet, **overrides)
+    if run["stopped"] == "sigterm":
+        if init().is_main:
+            print(f"stopped by SIGTERM after {run['steps']} steps; checkpoint saved in "
+                  f"{args.out}/checkpoints (continue with --resume)")
+        return 0
     if init().is_main:
         out = Path(args.out)
         tmp = out / ".model.safetensors.tmp"

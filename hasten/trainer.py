@@ -122,7 +122,8 @@ class TrainState:
     last_loss: float = float("nan")
     metrics: dict[str, float] = field(default_factory=dict)
     curve: list[list[Any]] = field(default_factory=list)
-    flops_per_example: float = 0.0  # forward + backward of one example, measured once
+    flops_forward: float = 0.0  # FLOPs of one example's forward pass, measured once
+    flops_per_example: float = 0.0  # ... and of its forward + backward
     # This rank's work in the current step, added to the counters (summed over ranks) when
     # the step ends: [examples forwarded only, examples forwarded and backpropagated, tokens].
     pending: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
@@ -143,7 +144,7 @@ class TrainState:
         work.examples_forwarded += int(fwd_only + backprop)
         work.examples_backpropagated += int(backprop)
         work.tokens += int(tokens)
-        work.flops += self.flops_per_example * (fwd_only / 3.0 + backprop)
+        work.flops += self.flops_forward * fwd_only + self.flops_per_example * backprop
         work.steps += 1
         self.pending = [0.0, 0.0, 0.0]
 
@@ -207,16 +208,23 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, fused=config.fused)
 
 
-def measure_flops(model: nn.Module, loss_fn: LossFn, batch: Any) -> float:
-    """FLOPs of forward + backward for one example, counted by torch's FlopCounterMode on one
-    real batch (then the gradients are cleared)."""
+def measure_flops(model: nn.Module, loss_fn: LossFn, batch: Any) -> tuple[float, float]:
+    """(forward, forward + backward) FLOPs of one example, counted by torch's FlopCounterMode
+    on one real batch; the gradients are cleared afterwards."""
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
+    was_training = model.training
+    model.eval()  # same FLOPs, but batch-norm running statistics stay untouched
     with counter:
-        loss_fn(model, batch).mean().backward()
+        loss = loss_fn(model, batch).mean()
+        forward = counter.get_total_flops()
+        loss.backward()
+        total = counter.get_total_flops()
     model.zero_grad(set_to_none=True)
-    return counter.get_total_flops() / max(1, batch_size(batch))
+    model.train(was_training)
+    n = max(1, batch_size(batch))
+    return forward / n, total / n
 
 
 class _SigtermFlag:
@@ -264,8 +272,7 @@ def train(
     if len(train_data) == 0:
         raise DataError("the training set is empty")
     out = Path(config.out_dir) if config.out_dir else None
-    log = RunLog(out if d.is_main else None, enabled=d.is_main, quiet=config.quiet,
-                 tensorboard=config.tensorboard)
+    log: RunLog | None = None
     try:
         with budget.ledger.phase("setup"):
             torch.manual_seed(config.seed)
@@ -277,16 +284,20 @@ def train(
             probe = to_device(gather(train_data, list(range(min(len(train_data),
                                                                    config.micro_batch)))),
                               d.device)
-            flops = measure_flops(raw, loss_fn, probe)
+            flops_forward, flops = measure_flops(raw, loss_fn, probe)
             if d.enabled:
                 ddp_kw = {"device_ids": [d.device.index]} if d.device.type == "cuda" else {}
                 model = nn.parallel.DistributedDataParallel(raw, **ddp_kw)
             if config.compile:
                 model = torch.compile(model)
             state = TrainState(model=model, raw_model=raw, optimizer=optimizer, budget=budget,
-                               config=config, dist=d, loss_fn=loss_fn, flops_per_example=flops)
+                               config=config, dist=d, loss_fn=loss_fn, flops_forward=flops_forward,
+                               flops_per_example=flops)
             if config.resume and out is not None:
                 _resume(state, sampler, hooks, out / "checkpoints")
+            # files are created only once set-up (and any resume) succeeded
+            log = RunLog(out if d.is_main else None, enabled=d.is_main, quiet=config.quiet,
+                         tensorboard=config.tensorboard)
         for h in hooks:
             h.on_start(state)
         with _SigtermFlag() as stop_signal:
@@ -302,7 +313,8 @@ def train(
                                         "work": result.work, "ledger": result.ledger})
         return result
     finally:
-        log.close()
+        if log is not None:
+            log.close()
 
 
 def _resume(state: TrainState, sampler: Sampler, hooks: Sequence[Hook], folder: Path) -> None:
@@ -315,7 +327,7 @@ def _resume(state: TrainState, sampler: Sampler, hooks: Sequence[Hook], folder: 
     state.budget.load_state_dict(saved["budget"])
     sampler.load_state_dict(saved["sampler"])
     state.step, state.curve, state.metrics = body["step"], saved["curve"], saved["metrics"]
-    state.flops_per_example = saved["flops_per_example"]
+    state.flops_forward, state.flops_per_example = saved["flops"]
     hook_states = saved.get("hooks", [])
     if len(hook_states) != len(hooks):
         raise CheckpointError(f"checkpoint {path} was saved with {len(hook_states)} hooks, "
@@ -340,7 +352,7 @@ def _checkpoint(state: TrainState, sampler: Sampler, hooks: Sequence[Hook], out:
                 "sampler": sampler.state_dict(),
                 "curve": state.curve,
                 "metrics": state.metrics,
-                "flops_per_example": state.flops_per_example,
+                "flops": [state.flops_forward, state.flops_per_example],
                 "hooks": [h.state_dict() for h in hooks],
                 "rng": rngs,
                 "config": asdict(state.config),

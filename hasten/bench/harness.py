@@ -98,6 +98,13 @@ def baseline(recipe: Recipe) -> Recipe:
     return recipe
 
 
+def lookup(kind: str, table: dict[str, Any], name: str) -> Any:
+    """`table[name]`, or a ConfigError listing the known names of this kind."""
+    if name not in table:
+        raise ConfigError(f"unknown {kind} {name!r}; known: {', '.join(sorted(table))}")
+    return table[name]
+
+
 def machine_description() -> str:
     """CPU model, cores and torch build (and GPU name when CUDA is used)."""
     cpu = platform.processor() or platform.machine()
@@ -122,11 +129,9 @@ def plan(suite: Suite, seeds: int, tasks: Sequence[str] | None = None,
     tasks = list(tasks or suite.tasks)
     methods = list(methods or suite.methods)
     for name in tasks:
-        if name not in TASKS:
-            raise ConfigError(f"unknown task {name!r}; known: {', '.join(sorted(TASKS))}")
+        lookup("task", TASKS, name)
     for name in methods:
-        if name not in METHODS:
-            raise ConfigError(f"unknown method {name!r}; known: {', '.join(sorted(METHODS))}")
+        lookup("method", METHODS, name)
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     return [(seed, t, m) for seed in range(seeds) for t in tasks for m in methods]
@@ -139,7 +144,7 @@ def run_one(task: str, method: str, seed: int, quick: bool, budget: str | None =
 
     `overrides` set `TrainConfig` fields (out_dir, resume, micro_batch, ...) after the method.
     """
-    recipe = METHODS[method](TASKS[task](seed, quick))
+    recipe = lookup("method", METHODS, method)(lookup("task", TASKS, task)(seed, quick))
     cfg = recipe.config
     cfg.seed, cfg.quiet = seed, quiet
     if budget is not None:
@@ -159,6 +164,7 @@ def run_one(task: str, method: str, seed: int, quick: bool, budget: str | None =
         "train_seconds": result.train_seconds + shift, "target": None,
         "time_to_target": None, "relative_time": None, "work": result.work, "curve": curve,
         "ledger": result.ledger, "overhead_seconds": shift, "steps": result.steps,
+        "stopped": result.stopped,
         "budget": cfg.budget, "config": _jsonable(asdict(cfg)), "notes": recipe.notes,
     }
     return run, recipe.model
@@ -171,11 +177,9 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
     """Run a registered suite and return its results (targets and relative times filled)."""
     from hasten.bench.report import fill_targets
 
-    if name not in SUITES:
-        raise ConfigError(f"unknown suite {name!r}; known: {', '.join(sorted(SUITES))}")
+    suite = lookup("suite", SUITES, name)
     if budget is not None:
         parse_budget(budget)
-    suite = SUITES[name]
     order = plan(suite, seeds, tasks, methods)
     baseline_method = (list(methods) if methods else suite.methods)[0]
     results: dict[str, Any] = {

@@ -130,20 +130,21 @@ def load_digits(seed: int = 0, test_fraction: float = 0.2) -> VisionData:
 
 def load_mnist1d(num_samples: int = 5000, seed: int = 42) -> VisionData:
     """MNIST-1D generated offline (80/20 split of `num_samples`); x has shape (1, 40)."""
+    if num_samples < 10:
+        raise ConfigError(f"mnist1d: num_samples must be >= 10 (one per class), got {num_samples}")
     from mnist1d.data import get_dataset_args, make_dataset  # slow import: matplotlib
 
     args = get_dataset_args()
     args.num_samples, args.seed = int(num_samples), int(seed)
     # make_dataset reseeds the global RNGs; put the caller's state back afterwards
-    py_state, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    py_state, np_state = random.getstate(), np.random.get_state()
+    torch_state = torch.get_rng_state()
     try:
         d = make_dataset(args)
     finally:
         random.setstate(py_state)
         np.random.set_state(np_state)
         torch.set_rng_state(torch_state)
-    if len(d["y"]) == 0 or len(d["y_test"]) == 0:
-        raise DataError(f"mnist1d: num_samples={num_samples} leaves an empty train or test split")
     x_tr, x_te = _standardise(d["x"][:, None], d["x_test"][:, None])
     return _make("mnist1d", x_tr, d["y"], x_te, d["y_test"], num_classes=10)
 

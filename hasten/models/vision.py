@@ -66,6 +66,9 @@ class ConvNet3(nn.Module):
 
     Instance norm is GroupNorm with one group per channel: it normalises each example on its
     own, unlike batch norm. Each block halves H and W, so H and W must be >= 2**depth.
+    The convolutions have no bias: instance norm subtracts each channel's mean, so a bias
+    there would do nothing but collect rounding noise in its gradient (which Adam then
+    amplifies into real updates).
     """
 
     def __init__(self, input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10,
@@ -80,7 +83,7 @@ class ConvNet3(nn.Module):
         layers: list[nn.Module] = []
         for _ in range(depth):
             layers += [
-                nn.Conv2d(c_in, width, kernel_size=3, padding=1),
+                nn.Conv2d(c_in, width, kernel_size=3, padding=1, bias=False),
                 nn.GroupNorm(width, width, affine=True),
                 nn.ReLU(),
                 nn.AvgPool2d(2),

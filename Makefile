@@ -1,0 +1,31 @@
+# Set-up and everyday jobs. `make demo` and `make test` create the environment on first use.
+# torch is pinned through constraints.txt (the CPU build on this machine's disk), and it is
+# installed before anything that depends on it, so no CUDA build is ever pulled in.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast lint bench-vision
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -c constraints.txt "torch==2.13.0"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/hasten demo
+
+test: $(STAMP)
+	$(PY) -m ruff check hasten tests
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(PY) -m ruff check hasten tests
+
+bench-vision: $(STAMP)
+	$(VENV)/bin/hasten bench vision --out runs/bench-vision

@@ -1,0 +1,23 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_hasten(*args, env=None, timeout=300, check=False):
+    """Run `python -m hasten ARGS` in a subprocess; returns the CompletedProcess."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "hasten", *map(str, args)], cwd=ROOT,
+                          env=full_env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"hasten {' '.join(map(str, args))} failed:\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def hasten_cli():
+    return run_hasten

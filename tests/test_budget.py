@@ -1,0 +1,71 @@
+import time
+
+import pytest
+
+from hasten.budget import Budget, Ledger, parse_budget
+from hasten.errors import ConfigError
+
+
+@pytest.mark.parametrize("text, unit, amount", [
+    ("90s", "seconds", 90.0), ("20m", "seconds", 1200.0), ("24h", "seconds", 86400.0),
+    ("1.5h", "seconds", 5400.0), ("2000steps", "steps", 2000.0), ("1e6ex", "examples", 1e6),
+    ("3e9tok", "tokens", 3e9), ("1e15flop", "flops", 1e15), (" 5 s ", "seconds", 5.0),
+])
+def test_parse_budget(text, unit, amount):
+    assert parse_budget(text) == (unit, amount)
+
+
+@pytest.mark.parametrize("text", ["", "90", "s", "ten minutes", "5parsecs", "-3s", "0s", "1e5"])
+def test_unparsable_budget_names_the_text(text):
+    with pytest.raises(ConfigError, match="budget"):
+        parse_budget(text)
+
+
+def test_progress_of_counter_budgets():
+    b = Budget("100steps")
+    assert b.progress() == 0.0 and not b.exhausted()
+    b.work.steps = 25
+    assert b.progress() == 0.25
+    assert b.projected_progress(1) == 0.26
+    b.work.steps = 100
+    assert b.progress() == 1.0 and b.exhausted()
+    b.work.steps = 150
+    assert b.progress() == 1.0  # clipped
+
+    ex = Budget("1000ex")
+    ex.work.examples_forwarded = 500
+    assert ex.progress() == 0.5
+
+
+def test_wall_clock_counts_only_training():
+    b = Budget("10s")
+    with b.ledger.phase("train"):
+        time.sleep(0.05)
+        with b.ledger.phase("eval"):  # pauses the train clock
+            time.sleep(0.1)
+        time.sleep(0.05)
+    with b.ledger.phase("checkpoint"):
+        time.sleep(0.05)
+    train = b.ledger.seconds["train"]
+    assert 0.09 <= train < 0.14
+    assert b.ledger.seconds["eval"] >= 0.1
+    assert b.ledger.seconds["checkpoint"] >= 0.05
+    assert b.used() == pytest.approx(train)
+    assert b.progress() == pytest.approx(train / 10)
+
+
+def test_ledger_state_round_trip():
+    a = Ledger()
+    with a.phase("setup"):
+        time.sleep(0.01)
+    b = Ledger()
+    b.load_state_dict(a.state_dict())
+    assert b.seconds == a.seconds
+
+
+def test_budget_state_round_trip():
+    a = Budget("1e5ex")
+    a.work.examples_forwarded, a.work.steps, a.work.flops = 123, 4, 5.5
+    b = Budget("1e5ex")
+    b.load_state_dict(a.state_dict())
+    assert b.work == a.work and b.progress() == a.progress()

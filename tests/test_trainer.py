@@ -1,0 +1,176 @@
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from hasten.errors import ConfigError, DataError
+from hasten.trainer import Hook, TrainConfig, param_groups, train
+
+
+def _problem(n=512, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 16, generator=g)
+    y = (x @ torch.randn(16, 4, generator=g)).argmax(1)
+    return TensorDataset(x, y)
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(16, 32), nn.LayerNorm(32), nn.ReLU(), nn.Linear(32, 4))
+
+
+def ce(model, batch):
+    x, y = batch
+    return F.cross_entropy(model(x), y, reduction="none")
+
+
+def _accuracy(data):
+    x, y = data.tensors
+    return lambda m: {"accuracy": 100.0 * (m(x).argmax(1) == y).float().mean().item()}
+
+
+class Recorder(Hook):
+    def __init__(self):
+        self.lrs, self.progress, self.evals, self.started = [], [], [], False
+
+    def on_start(self, state):
+        self.started = True
+
+    def on_step_end(self, state):
+        self.lrs.append(state.lr)
+        self.progress.append(state.progress)
+
+    def on_eval(self, state, metrics):
+        self.evals.append((state.step, metrics["accuracy"]))
+
+
+def test_wall_clock_budget_ends_on_time_with_final_lr():
+    data = _problem()
+    rec = Recorder()
+
+    def slow_eval(model):
+        time.sleep(0.3)  # evaluation must not eat the training budget
+        return _accuracy(data)(model)
+
+    start = time.perf_counter()
+    res = train(_model(), data, ce, TrainConfig(budget="5s", lr=0.01, schedule="linear",
+                                                micro_batch=32, eval_every=0.2, quiet=True),
+                evaluate=slow_eval, hooks=[rec])
+    wall = time.perf_counter() - start
+    step_time = res.ledger["train"] / res.steps
+    assert res.stopped == "budget"
+    assert 5.0 - 2 * step_time <= res.ledger["train"] <= 5.0 + 2 * step_time + 0.05
+    assert res.ledger["eval"] >= 0.3 * 5  # evaluations at 0.2, 0.4, 0.6, 0.8 and the end
+    assert wall >= res.ledger["train"] + res.ledger["eval"]
+    assert rec.lrs[-1] == 0.0  # the final value of the linear schedule, reached at the end
+    assert rec.lrs[0] > 0.009
+    assert all(a >= b for a, b in zip(rec.lrs, rec.lrs[1:], strict=False))  # decays throughout
+    assert rec.started and len(rec.evals) == 5
+
+
+def test_step_budget_runs_exactly_n_steps_and_counts_work():
+    data = _problem()
+    rec = Recorder()
+    res = train(_model(), data, ce, TrainConfig(budget="40steps", micro_batch=16, quiet=True,
+                                                eval_every=0.25),
+                evaluate=_accuracy(data), hooks=[rec])
+    assert res.steps == 40 and len(rec.lrs) == 40
+    assert rec.progress[-1] == 1.0 and rec.progress[0] == 1 / 40
+    assert res.work["examples_forwarded"] == res.work["examples_backpropagated"] == 40 * 16
+    # matmul FLOPs per example: forward 2*16*32 + 2*32*4; backward the weight gradients of
+    # both layers plus the input gradient of the second (the data needs no gradient)
+    forward, backward = 2 * 16 * 32 + 2 * 32 * 4, 2 * 16 * 32 + 2 * 2 * 32 * 4
+    assert res.work["flops"] == 40 * 16 * (forward + backward)
+    assert [s for s, _ in rec.evals] == [10, 20, 30, 40]
+    assert [c[1]["steps"] for c in res.curve] == [10, 20, 30, 40]
+    assert res.final == res.curve[-1][2]
+
+
+def test_example_budget_stops_within_one_step():
+    data = _problem()
+    res = train(_model(), data, ce, TrainConfig(budget="1000ex", micro_batch=64, quiet=True))
+    assert res.work["examples_forwarded"] == 1024  # 16 steps of 64: the step that crosses
+    assert res.steps == 16
+
+
+def test_accumulation_equals_one_big_batch():
+    data = _problem()
+    big, acc = _model(1), _model(1)
+    cfg = dict(budget="3steps", lr=0.05, schedule="constant", optimizer="sgd", quiet=True)
+    train(big, data, ce, TrainConfig(micro_batch=64, **cfg))
+    train(acc, data, ce, TrainConfig(micro_batch=16, batch_start=4, batch_end=4, **cfg))
+    for a, b in zip(big.parameters(), acc.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_batch_ramp_grows_examples_per_step():
+    seen = []
+
+    class Sizes(Hook):
+        def on_step_end(self, state):
+            seen.append(state.budget.work.examples_backpropagated)
+
+    train(_model(), _problem(), ce, TrainConfig(budget="10steps", micro_batch=8, batch_start=1,
+                                                batch_end=4, batch_ramp=0.5, quiet=True),
+          hooks=[Sizes()])
+    per_step = [b - a for a, b in zip([0] + seen, seen, strict=False)]
+    assert per_step[0] == 8 and per_step[-1] == 32
+    assert per_step == sorted(per_step)
+
+
+def test_hook_can_subset_and_skip_batches():
+    class KeepHalfSkipOdd(Hook):
+        calls = 0
+
+        def on_batch(self, state, batch):
+            KeepHalfSkipOdd.calls += 1
+            if KeepHalfSkipOdd.calls % 2:
+                return None  # skipped: the trainer draws another batch
+            state.count_forward(len(batch[0]))  # e.g. a scoring pass over the full batch
+            return tuple(t[: len(t) // 2] for t in batch)
+
+    res = train(_model(), _problem(), ce,
+                TrainConfig(budget="5steps", micro_batch=32, quiet=True),
+                hooks=[KeepHalfSkipOdd()])
+    assert res.work["examples_backpropagated"] == 5 * 16
+    assert res.work["examples_forwarded"] == 5 * 16 + 5 * 32
+    forward, backward = 2 * 16 * 32 + 2 * 32 * 4, 2 * 16 * 32 + 2 * 2 * 32 * 4
+    assert res.work["flops"] == 5 * 16 * (forward + backward) + 5 * 32 * forward
+
+
+def test_no_weight_decay_on_norms_and_biases():
+    model = _model()
+    groups = param_groups(model, 0.1)
+    assert groups[0]["weight_decay"] == 0.1 and groups[1]["weight_decay"] == 0.0
+    decayed = {id(p) for p in groups[0]["params"]}
+    names = {n for n, p in model.named_parameters() if id(p) in decayed}
+    assert names == {"0.weight", "3.weight"}
+
+
+def test_bf16_autocast_trains():
+    data = _problem()
+    res = train(_model(), data, ce, TrainConfig(budget="30steps", lr=0.01, precision="bf16",
+                                                micro_batch=64, quiet=True),
+                evaluate=_accuracy(data))
+    assert res.final > 50.0
+
+
+def test_bad_config_and_data():
+    data = _problem()
+    with pytest.raises(ConfigError, match="lr must be"):
+        train(_model(), data, ce, TrainConfig(lr=-1.0))
+    with pytest.raises(ConfigError, match="cannot parse budget"):
+        train(_model(), data, ce, TrainConfig(budget="soon"))
+    with pytest.raises(ConfigError, match="precision"):
+        train(_model(), data, ce, TrainConfig(precision="fp8"))
+    with pytest.raises(DataError, match="empty"):
+        train(_model(), TensorDataset(torch.zeros(0, 16), torch.zeros(0).long()), ce,
+              TrainConfig())
+    with pytest.raises(ConfigError, match="one loss per example"):
+        train(_model(), data, lambda m, b: ce(m, b).mean(), TrainConfig(budget="2steps"))
+    with pytest.raises(ConfigError, match="lacks the metric"):
+        train(_model(), data, ce, TrainConfig(budget="2steps", quiet=True),
+              evaluate=lambda m: {"loss": 1.0})
