@@ -1,7 +1,7 @@
 """The `hasten` command line.
 
     hasten demo                          quick vision suite on embedded data, table + report
-    hasten bench SUITE [--quick] ...     run a benchmark suite, write results.json/report.md/curves.png
+    hasten bench SUITE [--quick] ...     run a suite; write results.json, report.md, curves.png
     hasten train --task T --out DIR ...  one training run (resumable; works under torchrun)
 
 A problem with the user's input prints one line, `hasten: error: ...`, and exits with code 2.
@@ -24,11 +24,6 @@ def _suites() -> None:
     import hasten.bench.vision  # noqa: F401
 
 
-def _print(console: Any, text: str, quiet: bool) -> None:
-    if not quiet:
-        console.print(text, highlight=False)
-
-
 def cmd_bench(args: argparse.Namespace, suite: str | None = None) -> int:
     from rich.console import Console
 
@@ -43,7 +38,8 @@ def cmd_bench(args: argparse.Namespace, suite: str | None = None) -> int:
         suite, quick=args.quick, seeds=args.seeds, budget=args.budget,
         tasks=args.tasks.split(",") if args.tasks else None,
         methods=args.methods.split(",") if args.methods else None,
-        progress=None if args.quiet else lambda line: _print(console, line, False))
+        progress=None if args.quiet else lambda line: console.print(line, highlight=False),
+        quiet=args.quiet)
     paths = write_report(results, out)
     if not args.quiet:
         for table in rich_tables(results):
@@ -54,7 +50,7 @@ def cmd_bench(args: argparse.Namespace, suite: str | None = None) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    args.quick, args.seeds, args.budget, args.tasks, args.methods = True, 1, None, None, None
+    args.quick, args.seeds, args.budget, args.tasks, args.methods = True, 3, None, None, None
     args.out = args.out or "runs/demo"
     return cmd_bench(args, suite="demo")
 

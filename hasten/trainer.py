@@ -391,6 +391,7 @@ def _loop(state: TrainState, data: Dataset, sampler: Sampler, schedule: Callable
     next_eval = (math.floor(budget.progress() / cfg.eval_every + 1e-9) + 1) * cfg.eval_every
     step_cost = 0.0  # the last step's cost in the budget's unit, to project this one's end
     loss_sum, loss_n = torch.zeros((), device=d.device), 0
+    first_step = state.step
     model.train()
     while True:
         if d.enabled:  # one clock, one step cost and one stop signal for the whole job
@@ -409,13 +410,16 @@ def _loop(state: TrainState, data: Dataset, sampler: Sampler, schedule: Callable
             break
         accum = batch_multiple(budget.progress(), cfg.batch_start, cfg.batch_end, cfg.batch_ramp)
         planned = {"steps": 1.0, "examples": float(cfg.micro_batch * accum * d.world_size)}
-        p = budget.projected_progress(planned.get(budget.unit, step_cost))
+        # monotone: a slow step followed by a fast one must not move the schedule backwards
+        p = max(state.progress, budget.projected_progress(planned.get(budget.unit, step_cost)))
         last_step = p >= 1.0
         state.progress, state.lr = p, cfg.lr * schedule(p)
         for group in state.optimizer.param_groups:
             group["lr"] = state.lr
         before = budget.used()
-        with budget.ledger.phase("train"):
+        # with torch.compile the first step mostly compiles: it is booked apart, off the budget
+        phase = "compile" if cfg.compile and state.step == first_step else "train"
+        with budget.ledger.phase(phase):
             for micro in range(accum):
                 batch = None
                 while batch is None:

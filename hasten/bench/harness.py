@@ -172,8 +172,8 @@ def run_one(task: str, method: str, seed: int, quick: bool, budget: str | None =
 
 def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None = None,
               tasks: Sequence[str] | None = None, methods: Sequence[str] | None = None,
-              command: str | None = None, progress: Callable[[str], None] | None = None
-              ) -> dict[str, Any]:
+              command: str | None = None, progress: Callable[[str], None] | None = None,
+              quiet: bool = True) -> dict[str, Any]:
     """Run a registered suite and return its results (targets and relative times filled)."""
     from hasten.bench.report import fill_targets
 
@@ -192,7 +192,7 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
     for i, (seed, task, method) in enumerate(order):
         if progress:
             progress(f"[{i + 1}/{len(order)}] {task} / {method} / seed {seed}")
-        run, _ = run_one(task, method, seed, quick, budget)
+        run, _ = run_one(task, method, seed, quick, budget, quiet=quiet)
         run["baseline"] = baseline_method
         results["runs"].append(run)
         if progress:
