@@ -21,6 +21,7 @@ from hasten.errors import HastenError
 
 def _suites() -> None:
     """Import the modules that register suites, tasks and methods."""
+    import hasten.bench.selective  # noqa: F401
     import hasten.bench.vision  # noqa: F401
 
 

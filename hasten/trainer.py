@@ -70,6 +70,8 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 (autocast)
     compile: bool = False
     fused: bool | None = None  # fused AdamW kernel; None lets torch choose
+    foreach: bool | None = None  # multi-tensor AdamW; None lets torch choose
+    channels_last: bool = False  # NHWC memory format for 4-d inputs and the model
     eval_every: float = 0.1
     metric: str = "accuracy"
     higher_is_better: bool = True
@@ -116,37 +118,42 @@ class TrainState:
     config: TrainConfig
     dist: distributed.Dist
     loss_fn: LossFn
+    train_data: Dataset
     step: int = 0
     lr: float = 0.0
     progress: float = 0.0
     last_loss: float = float("nan")
     metrics: dict[str, float] = field(default_factory=dict)
     curve: list[list[Any]] = field(default_factory=list)
+    batch_indices: list[int] = field(default_factory=list)  # dataset indices of the batch
     flops_forward: float = 0.0  # FLOPs of one example's forward pass, measured once
     flops_per_example: float = 0.0  # ... and of its forward + backward
     # This rank's work in the current step, added to the counters (summed over ranks) when
-    # the step ends: [examples forwarded only, examples forwarded and backpropagated, tokens].
-    pending: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    # the step ends: [examples forwarded only, examples forwarded and backpropagated, tokens,
+    # FLOPs of the forward-only passes].
+    pending: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
 
-    def count_forward(self, examples: int, tokens: int = 0) -> None:
-        """Record a forward-only pass on this rank (e.g. a selection method's scoring pass)."""
+    def count_forward(self, examples: int, tokens: int = 0, flops: float | None = None) -> None:
+        """Record a forward-only pass on this rank (e.g. a selection method's scoring pass).
+        `flops` per example defaults to the model's own forward (pass a proxy's instead)."""
         self.pending[0] += examples
         self.pending[2] += tokens
+        self.pending[3] += examples * (self.flops_forward if flops is None else flops)
 
     def _commit_work(self) -> None:
         """Add this step's work of every rank to the counters, so all ranks agree on them."""
-        fwd_only, backprop, tokens = self.pending
+        fwd_only, backprop, tokens, fwd_flops = self.pending
         if self.dist.enabled:
             t = torch.tensor(self.pending, dtype=torch.float64, device=self.dist.device)
             torch.distributed.all_reduce(t)
-            fwd_only, backprop, tokens = t.tolist()
+            fwd_only, backprop, tokens, fwd_flops = t.tolist()
         work = self.budget.work
         work.examples_forwarded += int(fwd_only + backprop)
         work.examples_backpropagated += int(backprop)
         work.tokens += int(tokens)
-        work.flops += self.flops_forward * fwd_only + self.flops_per_example * backprop
+        work.flops += fwd_flops + self.flops_per_example * backprop
         work.steps += 1
-        self.pending = [0.0, 0.0, 0.0]
+        self.pending = [0.0, 0.0, 0.0, 0.0]
 
 
 class Hook:
@@ -205,7 +212,8 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     groups = param_groups(model, config.weight_decay)
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
-    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, fused=config.fused)
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, fused=config.fused,
+                             foreach=config.foreach)
 
 
 def measure_flops(model: nn.Module, loss_fn: LossFn, batch: Any) -> tuple[float, float]:
@@ -277,6 +285,8 @@ def train(
         with budget.ledger.phase("setup"):
             torch.manual_seed(config.seed)
             model.to(d.device)
+            if config.channels_last:
+                model.to(memory_format=torch.channels_last)
             raw = model
             optimizer = make_optimizer(raw, config)
             sampler = sampler or ShuffledSampler(len(train_data), config.seed, d.rank,
@@ -291,7 +301,8 @@ def train(
             if config.compile:
                 model = torch.compile(model)
             state = TrainState(model=model, raw_model=raw, optimizer=optimizer, budget=budget,
-                               config=config, dist=d, loss_fn=loss_fn, flops_forward=flops_forward,
+                               config=config, dist=d, loss_fn=loss_fn, train_data=train_data,
+                               flops_forward=flops_forward,
                                flops_per_example=flops)
             if config.resume and out is not None:
                 _resume(state, sampler, hooks, out / "checkpoints")
@@ -423,8 +434,9 @@ def _loop(state: TrainState, data: Dataset, sampler: Sampler, schedule: Callable
             for micro in range(accum):
                 batch = None
                 while batch is None:
-                    batch = to_device(gather(data, sampler.sample(cfg.micro_batch,
-                                                                  budget.progress())), d.device)
+                    state.batch_indices = sampler.sample(cfg.micro_batch, budget.progress())
+                    batch = to_device(gather(data, state.batch_indices), d.device,
+                                      cfg.channels_last)
                     for h in hooks:
                         batch = h.on_batch(state, batch) if batch is not None else None
                 n = batch_size(batch)

@@ -174,3 +174,25 @@ def test_bad_config_and_data():
     with pytest.raises(ConfigError, match="lacks the metric"):
         train(_model(), data, ce, TrainConfig(budget="2steps", quiet=True),
               evaluate=lambda m: {"loss": 1.0})
+
+
+def test_token_budget_counts_tokens_fn():
+    data = _problem()
+    res = train(_model(), data, ce, TrainConfig(budget="1000tok", micro_batch=8, quiet=True),
+                tokens_fn=lambda batch: 10 * len(batch[1]))  # 10 tokens per example
+    assert res.work["tokens"] == 1040  # 13 steps of 80 tokens: the step that crosses 1000
+    assert res.steps == 13
+
+
+def test_run_log_writes_jsonl_and_tensorboard(tmp_path):
+    data = _problem()
+    train(_model(), data, ce, TrainConfig(budget="20steps", micro_batch=8, log_every=5,
+                                          eval_every=0.5, out_dir=str(tmp_path), quiet=True),
+          evaluate=_accuracy(data))
+    import json
+
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["kind"] == "train"] == [5, 10, 15, 20]
+    assert [r["step"] for r in rows if r["kind"] == "eval"] == [10, 20]
+    assert rows[-1]["kind"] == "end" and rows[-1]["work"]["steps"] == 20
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))

@@ -66,6 +66,7 @@ class Suite:
     methods: list[str]  # the first is the baseline
     margin: float = 0.0  # target = baseline's median final - margin (metric units)
     description: str = ""
+    budgets: dict[str, str] = field(default_factory=dict)  # per task, overriding its own
 
 
 TASKS: dict[str, TaskFn] = {}
@@ -144,11 +145,12 @@ def run_one(task: str, method: str, seed: int, quick: bool, budget: str | None =
 
     `overrides` set `TrainConfig` fields (out_dir, resume, micro_batch, ...) after the method.
     """
-    recipe = lookup("method", METHODS, method)(lookup("task", TASKS, task)(seed, quick))
+    recipe = lookup("task", TASKS, task)(seed, quick)
+    recipe.config.seed, recipe.config.quiet = seed, quiet
+    if budget is not None:  # before the method, so a method can adapt to the budget
+        recipe.config.budget = budget
+    recipe = lookup("method", METHODS, method)(recipe)
     cfg = recipe.config
-    cfg.seed, cfg.quiet = seed, quiet
-    if budget is not None:
-        cfg.budget = budget
     for key, value in overrides.items():
         if not hasattr(cfg, key):
             raise ConfigError(f"unknown training option {key!r}")
@@ -192,7 +194,8 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
     for i, (seed, task, method) in enumerate(order):
         if progress:
             progress(f"[{i + 1}/{len(order)}] {task} / {method} / seed {seed}")
-        run, _ = run_one(task, method, seed, quick, budget, quiet=quiet)
+        task_budget = budget or (None if quick else suite.budgets.get(task))
+        run, _ = run_one(task, method, seed, quick, task_budget, quiet=quiet)
         run["baseline"] = baseline_method
         results["runs"].append(run)
         if progress:

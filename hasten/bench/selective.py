@@ -1,0 +1,86 @@
+"""The selective-backprop suite: which examples deserve a backward pass?
+
+Methods on Fashion-MNIST (ConvNet-3) and MNIST-1D (1-D CNN), each run at the same
+wall-clock budget as the baseline:
+  baseline   every example forward and backward
+  sb         the paper's selector: keep with probability percentile ** 3 over the last 1024
+             losses, full backward batches from a queue, the first 10% of the budget primed
+  stale-sb   sb reusing each example's scored loss for 3 epochs (no scoring forward then)
+  topk       draw 2x the batch, backprop the top half by loss (airbench-style)
+  proxy      topk, but a small model trained first on one epoch scores the examples; its
+             training time is charged to the method (and taken out of a wall-clock budget)
+"""
+
+from __future__ import annotations
+
+import time
+
+from hasten.bench.harness import Recipe, Suite, register_method, register_suite
+from hasten.bench.vision import _data, per_example_cross_entropy
+from hasten.budget import Budget
+from hasten.models.vision import build_model
+from hasten.steps.selective_backprop import SelectiveBackprop
+from hasten.trainer import TrainConfig, train
+
+PRIME = 0.1  # fraction of the budget trained on every example before selection starts
+
+
+@register_method("sb")
+def sb(recipe: Recipe) -> Recipe:
+    recipe.hooks.append(SelectiveBackprop("sb", beta=3.0, prime=PRIME, seed=recipe.config.seed))
+    return recipe
+
+
+@register_method("stale-sb")
+def stale_sb(recipe: Recipe) -> Recipe:
+    recipe.hooks.append(SelectiveBackprop("sb", beta=3.0, prime=PRIME, staleness=3,
+                                          seed=recipe.config.seed))
+    return recipe
+
+
+def _draw_double(recipe: Recipe) -> int:
+    backward = recipe.config.micro_batch
+    recipe.config.micro_batch = 2 * backward
+    return backward
+
+
+@register_method("topk")
+def topk(recipe: Recipe) -> Recipe:
+    backward = _draw_double(recipe)
+    recipe.hooks.append(SelectiveBackprop("topk", keep=0.5, prime=PRIME, backward_batch=backward))
+    return recipe
+
+
+PROXIES = {"convnet3": ("convnet3", {"width": 16, "depth": 2}),
+           "cnn1d": ("cnn1d", {"channels": 8})}
+
+
+@register_method("proxy")
+def proxy(recipe: Recipe) -> Recipe:
+    """Train a small proxy for one epoch (timed, charged as overhead), then let its losses
+    pick the top half of each double-size batch for the real model."""
+    data = _data(recipe.notes["dataset"])
+    name, kw = PROXIES[recipe.notes["model"]]
+    small = build_model(name, data, **kw)
+    cfg = TrainConfig(budget=f"{len(data.train)}ex", lr=3e-3, micro_batch=256, quiet=True,
+                      seed=recipe.config.seed, precision=recipe.config.precision)
+    start = time.perf_counter()
+    result = train(small, data.train, per_example_cross_entropy, cfg)
+    overhead = time.perf_counter() - start
+    recipe.overhead_seconds += overhead
+    budget = Budget(recipe.config.budget)
+    if budget.is_wall_clock:  # the proxy's time comes out of the same wall-clock budget
+        recipe.config.budget = f"{max(1.0, budget.amount - overhead):.3f}s"
+    recipe.notes["proxy"] = {"model": name, **kw, "train_seconds": result.train_seconds,
+                             "examples": result.work["examples_backpropagated"]}
+    backward = _draw_double(recipe)
+    recipe.hooks.append(SelectiveBackprop("topk", keep=0.5, prime=0.0, scorer=small,
+                                          backward_batch=backward))
+    return recipe
+
+
+register_suite(Suite(
+    name="selective", tasks=["fashion-mnist", "mnist1d"],
+    methods=["baseline", "sb", "stale-sb", "topk", "proxy"], margin=0.5,
+    budgets={"fashion-mnist": "5m", "mnist1d": "4s"},
+    description="selective backprop variants at the baseline's wall-clock budget"))
