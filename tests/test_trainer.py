@@ -196,3 +196,42 @@ def test_run_log_writes_jsonl_and_tensorboard(tmp_path):
     assert [r["step"] for r in rows if r["kind"] == "eval"] == [10, 20]
     assert rows[-1]["kind"] == "end" and rows[-1]["work"]["steps"] == 20
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_compile_books_the_first_step_apart():
+    data = _problem()
+    plain, compiled = _model(2), _model(2)
+    cfg = dict(budget="6steps", lr=0.01, micro_batch=32, quiet=True, schedule="constant")
+    a = train(plain, data, ce, TrainConfig(**cfg))
+    b = train(compiled, data, ce, TrainConfig(compile=True, **cfg))
+    assert b.ledger["compile"] > 0 and a.ledger["compile"] == 0
+    assert b.steps == 6
+    for p, q in zip(plain.parameters(), compiled.parameters(), strict=True):
+        torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4)
+
+
+def test_adamw_implementations_train_the_same():
+    data = _problem()
+    results = []
+    for opts in ({}, {"foreach": False, "fused": False}, {"fused": True}):
+        model = _model(3)
+        train(model, data, ce, TrainConfig(budget="5steps", micro_batch=32, quiet=True, **opts))
+        results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    torch.testing.assert_close(results[0], results[1], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(results[0], results[2], atol=1e-6, rtol=1e-5)
+
+
+def test_channels_last_trains_like_contiguous():
+    from hasten.models.vision import ConvNet3
+
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(64, 1, 8, 8, generator=g), torch.randint(0, 3, (64,),
+                                                                              generator=g))
+    weights = []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        model = ConvNet3((1, 8, 8), 3, width=8, depth=2)
+        train(model, data, ce, TrainConfig(budget="4steps", micro_batch=16, quiet=True,
+                                           channels_last=channels_last))
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    torch.testing.assert_close(weights[0], weights[1], atol=1e-5, rtol=1e-4)

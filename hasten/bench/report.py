@@ -202,7 +202,16 @@ def _summarize_method(runs: list[dict[str, Any]], baseline: str) -> dict[str, An
         "time_to_target": _median(r.get("time_to_target") for r in runs),
         "relative_time": _median(r.get("relative_time") for r in runs),
         "relative_work": _median_work(r.get("relative_work") for r in runs),
+        "ms_per_step": _median(_ms_per_step(r) for r in runs),
     }
+
+
+def _ms_per_step(run: Mapping[str, Any]) -> float | None:
+    """Milliseconds of training per optimizer step (the ledger's train clock over steps)."""
+    train, steps = (run.get("ledger") or {}).get("train"), run.get("steps")
+    if not _is_number(train) or not _is_number(steps) or steps <= 0:
+        return None
+    return 1000.0 * float(train) / float(steps)
 
 
 def _method_order(methods: Iterable[str], baseline: str) -> list[str]:
@@ -323,6 +332,13 @@ def _task_table(task: str, methods: Mapping[str, Mapping[str, Any]]) -> _TaskTab
         )
     rows.append(["reached target"] + [s["reached"] for s in ss])
     rows.append(["train seconds"] + [_fmt_seconds(s["train_seconds"]) for s in ss])
+    base_ms = next((s["ms_per_step"] for s in ss if s["is_baseline"]), None)
+    if any(s["ms_per_step"] is not None for s in ss):
+        rows.append(["ms per step"] + [_fmt_value(s["ms_per_step"]) for s in ss])
+        rows.append(["relative ms per step"] + [
+            _fmt_ratio(s["ms_per_step"] / base_ms)
+            if _is_number(s["ms_per_step"]) and _is_number(base_ms) and base_ms > 0 else "n/a"
+            for s in ss])
     return _TaskTable(task, [""] + list(methods), rows, _target_note(methods))
 
 

@@ -127,3 +127,30 @@ register_suite(Suite(
 register_suite(Suite(
     name="demo", tasks=["digits", "mnist1d"], methods=["fp32", "bf16"], margin=0.5,
     description="embedded data only; fp32 vs bf16 autocast"))
+
+
+# -----------------------------------------------------------------------------
+# step options: each against fp32 eager, the same recipe otherwise
+
+
+def _fp32_with(**options: Any):
+    def method(recipe: Recipe) -> Recipe:
+        recipe = fp32(recipe)
+        for key, value in options.items():
+            setattr(recipe.config, key, value)
+        return recipe
+    return method
+
+
+register_method("channels-last")(_fp32_with(channels_last=True))
+register_method("compile")(_fp32_with(compile=True))
+register_method("foreach-adamw")(_fp32_with(foreach=True, fused=False))
+register_method("fused-adamw")(_fp32_with(fused=True, foreach=False))
+register_method("for-loop-adamw")(_fp32_with(foreach=False, fused=False))
+
+register_suite(Suite(
+    name="steps", tasks=["fashion-mnist", "mnist1d"],
+    methods=["fp32", "bf16", "channels-last", "compile", "for-loop-adamw", "foreach-adamw",
+             "fused-adamw"],
+    margin=0.5, budgets={"fashion-mnist": "30000ex", "mnist1d": "100000ex"},
+    description="faster steps: each option alone against fp32 eager"))

@@ -306,3 +306,13 @@ def test_rich_tables_render():
         console.print(table)
     text = console.export_text()
     assert NOT_REACHED in text and "0.50" in text and "vision: digits" in text
+
+
+def test_ms_per_step_rows_from_the_train_ledger():
+    fast = _run("t", "fast", 0, 91.0, 3, 80.0)
+    base = _run("t", "baseline", 0, 91.0, 6, 80.0)
+    base.update(ledger={"train": 2.0}, steps=100)  # 20 ms per step
+    fast.update(ledger={"train": 1.5}, steps=100)  # 15 ms per step
+    md = markdown_report(fill_targets(_results([base, fast])))
+    assert "| ms per step | 20.00 | 15.00 |" in md
+    assert "| relative ms per step | 1.00 | 0.75 |" in md
