@@ -82,5 +82,5 @@ def proxy(recipe: Recipe) -> Recipe:
 register_suite(Suite(
     name="selective", tasks=["fashion-mnist", "mnist1d"],
     methods=["baseline", "sb", "stale-sb", "topk", "proxy"], margin=0.5,
-    budgets={"fashion-mnist": "5m", "mnist1d": "4s"},
+    budgets={"fashion-mnist": "150s", "mnist1d": "4s"},
     description="selective backprop variants at the baseline's wall-clock budget"))
