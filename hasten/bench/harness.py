@@ -67,6 +67,7 @@ class Suite:
     margin: float = 0.0  # target = baseline's median final - margin (metric units)
     description: str = ""
     budgets: dict[str, str] = field(default_factory=dict)  # per task, overriding its own
+    overrides: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields for every run
 
 
 TASKS: dict[str, TaskFn] = {}
@@ -195,7 +196,7 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
         if progress:
             progress(f"[{i + 1}/{len(order)}] {task} / {method} / seed {seed}")
         task_budget = budget or (None if quick else suite.budgets.get(task))
-        run, _ = run_one(task, method, seed, quick, task_budget, quiet=quiet)
+        run, _ = run_one(task, method, seed, quick, task_budget, quiet=quiet, **suite.overrides)
         run["baseline"] = baseline_method
         results["runs"].append(run)
         if progress:

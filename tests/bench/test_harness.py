@@ -1,0 +1,74 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from hasten.bench.harness import (
+    METHODS,
+    SUITES,
+    TASKS,
+    Recipe,
+    Suite,
+    plan,
+    register_method,
+    register_suite,
+    register_task,
+    run_suite,
+)
+from hasten.errors import ConfigError
+from hasten.trainer import TrainConfig
+
+
+@pytest.fixture
+def tiny_suite():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 6, generator=g)
+    data = TensorDataset(x, (x[:, 0] > 0).long())
+
+    @register_task("tiny")
+    def tiny(seed: int, quick: bool) -> Recipe:
+        torch.manual_seed(seed)
+        model = nn.Linear(6, 2)
+
+        def evaluate(m):
+            return {"accuracy": 100.0 * (m(x).argmax(1) == data.tensors[1]).float().mean().item()}
+
+        return Recipe(model, data, lambda m, b: F.cross_entropy(m(b[0]), b[1], reduction="none"),
+                      evaluate, TrainConfig(budget="50steps", lr=0.05, micro_batch=32))
+
+    @register_method("half-lr")
+    def half_lr(recipe: Recipe) -> Recipe:
+        recipe.config.lr /= 2
+        recipe.overhead_seconds = 1.0
+        return recipe
+
+    register_suite(Suite("tiny-suite", tasks=["tiny"], methods=["baseline", "half-lr"],
+                         margin=1.0, budgets={"tiny": "20steps"},
+                         overrides={"eval_every": 0.5}))
+    yield
+    TASKS.pop("tiny"), METHODS.pop("half-lr"), SUITES.pop("tiny-suite")
+
+
+def test_plan_interleaves_seeds_tasks_methods(tiny_suite):
+    order = plan(SUITES["tiny-suite"], seeds=2)
+    assert order == [(0, "tiny", "baseline"), (0, "tiny", "half-lr"),
+                     (1, "tiny", "baseline"), (1, "tiny", "half-lr")]
+    with pytest.raises(ConfigError, match="unknown method 'nope'"):
+        plan(SUITES["tiny-suite"], 1, methods=["nope"])
+
+
+def test_run_suite_applies_budgets_overrides_and_overhead(tiny_suite):
+    results = run_suite("tiny-suite", seeds=2, command="test")
+    runs = results["runs"]
+    assert [(r["seed"], r["method"]) for r in runs] == [(0, "baseline"), (0, "half-lr"),
+                                                         (1, "baseline"), (1, "half-lr")]
+    for r in runs:
+        assert r["steps"] == 20 and r["budget"] == "20steps"
+        assert [c[1]["steps"] for c in r["curve"]] == [10, 20]  # eval_every 0.5
+    half = runs[1]
+    assert half["overhead_seconds"] == 1.0
+    assert half["curve"][0][0] >= 1.0  # the overhead is charged on the curve
+    base_finals = sorted(r["final"] for r in runs if r["method"] == "baseline")
+    assert runs[0]["target"] == pytest.approx(sum(base_finals) / 2 - 1.0)
+    assert results["command"] == "test" and results["suite"] == "tiny-suite"
