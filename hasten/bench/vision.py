@@ -7,6 +7,9 @@ Tasks (each a baseline recipe that later methods change):
 
 Quick mode shortens the budgets (and evaluates Fashion-MNIST on a 2,000-image test subset)
 so the suite doubles as a smoke test and as `hasten demo`.
+
+Evidence (hasten bench vision --seeds 3, 2-core CPU, 2026-11-28, docs/benchmarks.md): test
+accuracy, median of 3 seeds: digits 99.44%, MNIST-1D 97.60%, Fashion-MNIST 92.40% (277 s).
 """
 
 from __future__ import annotations
