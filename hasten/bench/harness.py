@@ -18,6 +18,7 @@ drifts in machine speed fall on every method alike. Each run records its curve o
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shlex
 import sys
@@ -117,8 +118,6 @@ def machine_description() -> str:
                 break
     except OSError:
         pass
-    import os
-
     text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {platform.system()}"
     if torch.cuda.is_available():
         text += f", {torch.cuda.get_device_name(0)}"
