@@ -60,7 +60,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from safetensors.torch import save_model
 
     from hasten.bench.harness import run_one
-    from hasten.distributed import init
+    from hasten.distributed import shutdown
 
     _suites()
     overrides: dict[str, Any] = {"out_dir": args.out, "resume": args.resume,
@@ -70,14 +70,18 @@ def cmd_train(args: argparse.Namespace) -> int:
             overrides[key] = getattr(args, key)
     if args.compile:
         overrides["compile"] = True
-    run, model = run_one(args.task, args.method, args.seed, args.quick, args.budget,
-                         quiet=args.quiet, **overrides)
+    try:
+        run, model = run_one(args.task, args.method, args.seed, args.quick, args.budget,
+                             quiet=args.quiet, **overrides)
+    finally:
+        shutdown()
+    is_main = int(os.environ.get("RANK", "0")) == 0
     if run["stopped"] == "sigterm":
-        if init().is_main:
+        if is_main:
             print(f"stopped by SIGTERM after {run['steps']} steps; checkpoint saved in "
                   f"{args.out}/checkpoints (continue with --resume)")
         return 0
-    if init().is_main:
+    if is_main:
         out = Path(args.out)
         tmp = out / ".model.safetensors.tmp"
         save_model(model, str(tmp))

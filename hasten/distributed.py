@@ -49,29 +49,12 @@ def init(device: str | None = None) -> Dist:
     return Dist(rank=rank, world_size=world, local_rank=local, device=dev)
 
 
-def all_reduce_max(value: float, d: Dist) -> float:
-    """The largest `value` over all ranks (e.g. the train clock, so every rank stops at the
-    same step of a wall-clock budget)."""
-    if not d.enabled:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=d.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return float(t.item())
-
-
-def all_reduce_sum(value: float, d: Dist) -> float:
-    if not d.enabled:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=d.device)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return float(t.item())
-
-
 def barrier(d: Dist) -> None:
     if d.enabled:
         dist.barrier()
 
 
-def shutdown(d: Dist) -> None:
-    if d.enabled and dist.is_initialized():
+def shutdown() -> None:
+    """Leave the process group, if this process joined one."""
+    if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
