@@ -64,6 +64,11 @@ class RunLog:
             for key, value in _flat(values):
                 self._tb.add_scalar(f"{kind}/{key}", value, step)
 
+    @property
+    def shows_progress(self) -> bool:
+        """Whether a progress bar is on (callers skip building its text otherwise)."""
+        return self._bar is not None
+
     def progress(self, fraction: float, info: str = "") -> None:
         if self._bar is not None:
             self._bar.update(self._task, completed=round(1000 * fraction), info=info)

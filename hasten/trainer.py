@@ -216,6 +216,19 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
                              foreach=config.foreach)
 
 
+def autocast_for(config: TrainConfig, device: torch.device) -> Any:
+    """The run's precision as a context: bf16 autocast, or nothing for fp32. Training,
+    evaluation and methods' scoring passes all run under it."""
+    if config.precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def probe_batch(data: Dataset, size: int, device: torch.device) -> Any:
+    """The first `size` examples of `data` as a batch on `device` (for FLOP counting)."""
+    return to_device(gather(data, list(range(min(len(data), size)))), device)
+
+
 def measure_flops(model: nn.Module, loss_fn: LossFn, batch: Any) -> tuple[float, float]:
     """(forward, forward + backward) FLOPs of one example, counted by torch's FlopCounterMode
     on one real batch; the gradients are cleared afterwards."""
@@ -291,9 +304,7 @@ def train(
             optimizer = make_optimizer(raw, config)
             sampler = sampler or ShuffledSampler(len(train_data), config.seed, d.rank,
                                                  d.world_size)
-            probe = to_device(gather(train_data, list(range(min(len(train_data),
-                                                                   config.micro_batch)))),
-                              d.device)
+            probe = probe_batch(train_data, config.micro_batch, d.device)
             flops_forward, flops = measure_flops(raw, loss_fn, probe)
             if d.enabled:
                 ddp_kw = {"device_ids": [d.device.index]} if d.device.type == "cuda" else {}
@@ -379,7 +390,7 @@ def _evaluate(state: TrainState, evaluate: EvalFn | None, hooks: Sequence[Hook],
     with state.budget.ledger.phase("eval"):
         was_training = state.raw_model.training
         state.raw_model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), autocast_for(state.config, state.dist.device):
             metrics = {k: float(v) for k, v in evaluate(state.raw_model).items()}
         state.raw_model.train(was_training)
     if state.config.metric not in metrics:
@@ -397,8 +408,7 @@ def _loop(state: TrainState, data: Dataset, sampler: Sampler, schedule: Callable
           evaluate: EvalFn | None, hooks: Sequence[Hook], tokens_fn: Callable[[Any], int] | None,
           log: RunLog, out: Path | None, stop_signal: _SigtermFlag) -> str:
     cfg, budget, d, model = state.config, state.budget, state.dist, state.model
-    autocast = (torch.autocast(d.device.type, dtype=torch.bfloat16)
-                if cfg.precision == "bf16" else nullcontext())
+    autocast = autocast_for(cfg, d.device)
     next_eval = (math.floor(budget.progress() / cfg.eval_every + 1e-9) + 1) * cfg.eval_every
     step_cost = 0.0  # the last step's cost in the budget's unit, to project this one's end
     loss_sum, loss_n = torch.zeros((), device=d.device), 0
@@ -468,10 +478,11 @@ def _loop(state: TrainState, data: Dataset, sampler: Sampler, schedule: Callable
             log.log("train", state.step, {"loss": state.last_loss, "lr": state.lr,
                                           "progress": budget.progress(),
                                           "train_seconds": budget.ledger.current("train")})
-        info = f"step {state.step} loss {state.last_loss:.4f}"
-        if state.metrics:
-            info += f" {cfg.metric} {state.metrics.get(cfg.metric, float('nan')):.2f}"
-        log.progress(budget.progress(), info)
+        if log.shows_progress:
+            info = f"step {state.step} loss {state.last_loss:.4f}"
+            if state.metrics:
+                info += f" {cfg.metric} {state.metrics.get(cfg.metric, float('nan')):.2f}"
+            log.progress(budget.progress(), info)
         if budget.progress() >= next_eval - 1e-12:
             if not last_step and not budget.exhausted():
                 _evaluate(state, evaluate, hooks, log)

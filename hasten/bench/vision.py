@@ -34,19 +34,19 @@ def per_example_cross_entropy(model: nn.Module, batch: Any) -> torch.Tensor:
     return F.cross_entropy(model(x), y, reduction="none")
 
 
-def accuracy_on(test: TensorDataset, precision: str = "fp32", batch: int = 1000):
-    """An evaluate() function: top-1 accuracy in % on `test`."""
+def accuracy_on(test: TensorDataset, batch: int = 1000):
+    """An evaluate() function: top-1 accuracy in % on `test` (the trainer runs it in the
+    run's precision, under no_grad, in eval mode)."""
     x_all, y_all = test.tensors
 
     def evaluate(model: nn.Module) -> dict[str, float]:
         device = next(model.parameters()).device
         correct, losses = 0, 0.0
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            for i in range(0, len(y_all), batch):
-                x, y = x_all[i:i + batch].to(device), y_all[i:i + batch].to(device)
-                logits = model(x).float()
-                correct += int((logits.argmax(1) == y).sum())
-                losses += float(F.cross_entropy(logits, y, reduction="sum"))
+        for i in range(0, len(y_all), batch):
+            x, y = x_all[i:i + batch].to(device), y_all[i:i + batch].to(device)
+            logits = model(x).float()
+            correct += int((logits.argmax(1) == y).sum())
+            losses += float(F.cross_entropy(logits, y, reduction="sum"))
         return {"accuracy": 100.0 * correct / len(y_all), "test_loss": losses / len(y_all)}
 
     return evaluate
@@ -62,7 +62,7 @@ def _recipe(data: VisionData, test: TensorDataset, model: str, config: TrainConf
     torch.manual_seed(seed)
     net = build_model(model, data, **model_kw)
     return Recipe(model=net, train_data=data.train, loss_fn=per_example_cross_entropy,
-                  evaluate=accuracy_on(test, config.precision), config=config,
+                  evaluate=accuracy_on(test), config=config,
                   notes={"dataset": data.name, "model": model,
                          "train_examples": len(data.train), "test_examples": len(test)})
 
@@ -103,9 +103,8 @@ def fashion_mnist(seed: int, quick: bool) -> Recipe:
 
 @register_method("bf16")
 def bf16(recipe: Recipe) -> Recipe:
-    """bf16 autocast for the forward and backward pass (weights and optimizer stay fp32)."""
+    """bf16 autocast for forward, backward and evaluation (weights and optimizer stay fp32)."""
     recipe.config.precision = "bf16"
-    recipe.evaluate = accuracy_on(_test_set(recipe), "bf16")
     return recipe
 
 
@@ -113,15 +112,7 @@ def bf16(recipe: Recipe) -> Recipe:
 def fp32(recipe: Recipe) -> Recipe:
     """Full fp32, no autocast."""
     recipe.config.precision = "fp32"
-    recipe.evaluate = accuracy_on(_test_set(recipe), "fp32")
     return recipe
-
-
-def _test_set(recipe: Recipe) -> TensorDataset:
-    name = recipe.notes["dataset"]
-    test = _data(name).test
-    n = recipe.notes["test_examples"]
-    return test if n == len(test) else TensorDataset(*(t[:n] for t in test.tensors))
 
 
 register_suite(Suite(

@@ -26,14 +26,13 @@ top-k and 0.89 for the proxy scorer, which also ends higher (92.03% vs 91.04%).
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Any
 
 import torch
 from torch import nn
 
 from hasten.data.sampling import batch_size
-from hasten.trainer import Hook, TrainState
+from hasten.trainer import Hook, TrainState, autocast_for, measure_flops, probe_batch
 
 
 class LossHistory:
@@ -84,20 +83,6 @@ def top_k_mask(losses: torch.Tensor, keep: float) -> torch.Tensor:
     mask = torch.zeros(len(losses), dtype=torch.bool)
     mask[torch.topk(losses.detach().float().cpu(), k).indices] = True
     return mask
-
-
-def _forward_flops(model: nn.Module, state: TrainState) -> float:
-    """FLOPs of one example's forward pass through `model` (e.g. a proxy scorer)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from hasten.data.sampling import gather, to_device
-
-    probe = to_device(gather(state.train_data, list(range(min(8, len(state.train_data))))),
-                      state.dist.device)
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        state.loss_fn(model, probe)
-    return counter.get_total_flops() / batch_size(probe)
 
 
 def _index(batch: Any, idx: torch.Tensor) -> Any:
@@ -206,7 +191,9 @@ class SelectiveBackprop(Hook):
             self.queue = BackpropQueue(self.backward_batch or state.config.micro_batch)
         if self.scorer is not None:
             self.scorer.to(state.dist.device)
-            self.scorer_flops = self.scorer_flops or _forward_flops(self.scorer, state)
+            if self.scorer_flops is None:  # its forward FLOPs, for honest work counters
+                probe = probe_batch(state.train_data, 8, state.dist.device)
+                self.scorer_flops = measure_flops(self.scorer, state.loss_fn, probe)[0]
 
     def _grow(self, top: int) -> None:
         if top < len(self.draws):
@@ -244,9 +231,7 @@ class SelectiveBackprop(Hook):
         model = self.scorer if self.scorer is not None else state.raw_model
         was_training = model.training
         model.eval()
-        autocast = (torch.autocast(state.dist.device.type, dtype=torch.bfloat16)
-                    if state.config.precision == "bf16" else nullcontext())
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), autocast_for(state.config, state.dist.device):
             losses = state.loss_fn(model, batch).float().cpu()
         model.train(was_training)
         return losses
