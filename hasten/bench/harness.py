@@ -10,7 +10,11 @@ registered by name, so a new method is one decorated function in its own module:
         return recipe
 
 A *suite* names its tasks and methods and the margin below the baseline that counts as
-reaching its quality. Runs go in interleaved order (seed 0: A B C, seed 1: A B C, ...), so
+reaching its quality. A method name may end in `@F` (e.g. `proxy@0.5`): the method run at fraction F of the
+task's budget, so a suite can show how little budget a method needs to reach the baseline's
+quality (and, next to it, `baseline@0.5`, what the plain recipe does with as little).
+
+Runs go in interleaved order (seed 0: A B C, seed 1: A B C, ...), so
 drifts in machine speed fall on every method alike. Each run records its curve of
 (train seconds, work, metric); `fill_targets` then turns them into time to target.
 """
@@ -108,6 +112,29 @@ def lookup(kind: str, table: dict[str, Any], name: str) -> Any:
     return table[name]
 
 
+def split_method(name: str) -> tuple[str, float]:
+    """`"proxy@0.5"` -> `("proxy", 0.5)`; a plain name runs at its full budget (1.0)."""
+    base, at, frac = name.partition("@")
+    if not at:
+        return name, 1.0
+    try:
+        fraction = float(frac)
+    except ValueError:
+        fraction = float("nan")
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"method {name!r}: the budget fraction after '@' must be in (0, 1]")
+    return base, fraction
+
+
+def scale_budget(spec: str, fraction: float) -> str:
+    """A budget string for `fraction` of `spec` ("150s" at 0.5 -> "75s")."""
+    unit, amount = parse_budget(spec)
+    suffix = {"seconds": "s", "steps": "steps", "examples": "ex", "tokens": "tok",
+              "flops": "flop"}[unit]
+    value = amount * fraction
+    return f"{value:.3f}s" if unit == "seconds" else f"{max(1, round(value))}{suffix}"
+
+
 def machine_description() -> str:
     """CPU model, cores and torch build (and GPU name when CUDA is used)."""
     cpu = platform.processor() or platform.machine()
@@ -132,7 +159,7 @@ def plan(suite: Suite, seeds: int, tasks: Sequence[str] | None = None,
     for name in tasks:
         lookup("task", TASKS, name)
     for name in methods:
-        lookup("method", METHODS, name)
+        lookup("method", METHODS, split_method(name)[0])
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     return [(seed, t, m) for seed in range(seeds) for t in tasks for m in methods]
@@ -149,7 +176,10 @@ def run_one(task: str, method: str, seed: int, quick: bool, budget: str | None =
     recipe.config.seed, recipe.config.quiet = seed, quiet
     if budget is not None:  # before the method, so a method can adapt to the budget
         recipe.config.budget = budget
-    recipe = lookup("method", METHODS, method)(recipe)
+    base, fraction = split_method(method)
+    if fraction != 1.0:
+        recipe.config.budget = scale_budget(recipe.config.budget, fraction)
+    recipe = lookup("method", METHODS, base)(recipe)
     cfg = recipe.config
     for key, value in overrides.items():
         if not hasattr(cfg, key):

@@ -15,6 +15,8 @@ from hasten.bench.harness import (
     register_suite,
     register_task,
     run_suite,
+    scale_budget,
+    split_method,
 )
 from hasten.errors import ConfigError
 from hasten.trainer import TrainConfig
@@ -72,3 +74,21 @@ def test_run_suite_applies_budgets_overrides_and_overhead(tiny_suite):
     base_finals = sorted(r["final"] for r in runs if r["method"] == "baseline")
     assert runs[0]["target"] == pytest.approx(sum(base_finals) / 2 - 1.0)
     assert results["command"] == "test" and results["suite"] == "tiny-suite"
+
+
+def test_method_at_fraction_runs_on_part_of_the_budget(tiny_suite):
+    assert split_method("proxy") == ("proxy", 1.0)
+    assert split_method("proxy@0.5") == ("proxy", 0.5)
+    assert scale_budget("150s", 0.5) == "75.000s"
+    assert scale_budget("1000ex", 0.3) == "300ex"
+    assert scale_budget("20steps", 0.01) == "1steps"  # never zero
+    for bad in ("proxy@0", "proxy@1.5", "proxy@half"):
+        with pytest.raises(ConfigError, match="budget fraction after '@' must be in"):
+            split_method(bad)
+    results = run_suite("tiny-suite", seeds=1, methods=["baseline", "half-lr@0.5"],
+                        command="test")
+    base, half = results["runs"]
+    assert (base["steps"], base["budget"]) == (20, "20steps")
+    assert (half["steps"], half["budget"], half["method"]) == (10, "10steps", "half-lr@0.5")
+    with pytest.raises(ConfigError, match="unknown method 'nope'"):
+        plan(SUITES["tiny-suite"], 1, methods=["nope@0.5"])

@@ -1,0 +1,138 @@
+"""The data-pruning suite: score every example, keep a fraction, train on it, count the cost.
+
+Task `fashion-prune`: Fashion-MNIST (60,000 training images), an MLP (784-256-256-10) trained
+20 epochs with AdamW, one-cycle LR, bf16 autocast. A pruned run trains the same 20 epochs over
+its subset (the DeepCore protocol: a fixed number of epochs on the coreset), so its training
+time shrinks with the keep fraction; the scoring time is charged to it as overhead, so
+"relative time" is the real end-to-end cost of reaching the full-data quality.
+
+Methods `SCORER-KEEP` for KEEP in 0.9, 0.7, 0.5, 0.3, 0.1:
+  random       a uniform subset (the baseline every pruning paper must beat)
+  el2n         keep the highest EL2N, per class; EL2N after 2 epochs, mean of 4 proxies
+               (Paul et al. 2021: epoch 20 of 200, averaged over runs)
+  forgetting   keep the most forgotten, per class; 10 epochs of dynamics (Toneva et al. 2019)
+  aum          keep the lowest area under the margin, per class; 10 epochs (Pleiss et al. 2020)
+  prototypes   keep the farthest from their k-means centroid (k = 10), per class; features of
+               a 2-epoch proxy (Sorscher et al. 2022)
+  ccs          Coverage-centric Coreset Selection on AUM (Zheng et al. 2023): drop the beta
+               lowest-AUM fraction, then sample evenly over 50 equal-width AUM strata; beta
+               0 / 0 / 0.1 / 0.2 / 0.3 at keep 0.9 / 0.7 / 0.5 / 0.3 / 0.1 (the paper uses
+               0.3 at 90% pruning on CIFAR-10; the steps in between are hasten's choice)
+Proxies are the task's own model and recipe. Scores are computed once per (scorer, seed)
+and reused across keep fractions, but every row is charged the full scoring time (a user
+pruning once pays it once).
+
+Evidence: see docs/benchmarks.md ("Data pruning"), `hasten bench prune --seeds 3`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+from hasten.bench.harness import Recipe, Suite, register_method, register_suite, register_task
+from hasten.bench.vision import _data, _recipe
+from hasten.models.vision import build_model
+from hasten.select.scorers import ScoringSpec, score
+from hasten.select.scores import Scores
+from hasten.select.selectors import ccs, class_balanced, keep_random
+from hasten.trainer import TrainConfig
+
+EPOCHS = 20
+KEEPS = (0.9, 0.7, 0.5, 0.3, 0.1)
+CCS_BETA = {0.9: 0.0, 0.7: 0.0, 0.5: 0.1, 0.3: 0.2, 0.1: 0.3}
+MODEL = ("mlp", {"hidden": (256, 256)})
+RECIPE = {"lr": 2e-3, "weight_decay": 0.05, "micro_batch": 256, "precision": "bf16"}
+# scorer -> (ScoringSpec fields, score() options)
+SCORING: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "el2n": ({"epochs": 2, "runs": 4}, {}),
+    "forgetting": ({"epochs": 10}, {}),
+    "aum": ({"epochs": 10}, {}),
+    "prototypes": ({"epochs": 2}, {"k": 10}),
+}
+_cache: dict[tuple[str, int, bool], Scores] = {}
+
+
+@register_task("fashion-prune")
+def fashion_prune(seed: int, quick: bool) -> Recipe:
+    """The full-data baseline of the pruning suite (quick: 2 epochs, 2,000 test images)."""
+    data = _data("fashion-mnist")
+    test = data.test
+    if quick:
+        test = TensorDataset(*(t[:2000] for t in test.tensors))
+    epochs = 2 if quick else EPOCHS
+    cfg = TrainConfig(budget=f"{epochs * len(data.train)}ex", schedule="one-cycle",
+                      schedule_params={"peak_at": 0.2}, eval_every=0.05, **RECIPE)
+    name, kw = MODEL
+    recipe = _recipe(data, test, name, cfg, seed, **kw)
+    recipe.notes.update(epochs=epochs, quick=quick)
+    return recipe
+
+
+def scores_for(scorer: str, seed: int, quick: bool) -> Scores:
+    """The task's scores by `scorer` for `seed`, computed on first use."""
+    key = (scorer, seed, quick)
+    if key not in _cache:
+        data = _data("fashion-mnist")
+        name, kw = MODEL
+        fields, options = SCORING[scorer]
+        if quick:
+            fields = {**fields, "epochs": 1, "runs": 1}
+        spec = ScoringSpec(make_model=lambda: build_model(name, data, **kw), seed=seed,
+                           lr=RECIPE["lr"], weight_decay=RECIPE["weight_decay"],
+                           batch_size=RECIPE["micro_batch"], precision=RECIPE["precision"],
+                           **fields)
+        _cache[key] = score(scorer, data.train, spec, **options)
+    return _cache[key]
+
+
+def _keep_subset(recipe: Recipe, kept: np.ndarray, scores: Scores | None, rule: str) -> Recipe:
+    """Train on rows `kept` for the same epochs; charge the scoring time as overhead."""
+    full = recipe.train_data
+    x, y = full.tensors
+    idx = torch.as_tensor(kept, dtype=torch.long)
+    recipe.train_data = TensorDataset(x[idx], y[idx])  # a copy: no per-item Subset gathering
+    epochs = recipe.notes["epochs"]
+    recipe.config.budget = f"{epochs * len(kept)}ex"
+    recipe.overhead_seconds += scores.seconds if scores is not None else 0.0
+    recipe.notes.update({
+        "kept": len(kept), "keep": len(kept) / len(full), "rule": rule,
+        "scoring_seconds": scores.seconds if scores is not None else 0.0,
+        "scoring_work": scores.work if scores is not None else {},
+        "scorer": scores.name if scores is not None else "random",
+        "scoring_settings": scores.meta if scores is not None else {}})
+    return recipe
+
+
+def _pruning_method(scorer: str, keep: float):
+    def method(recipe: Recipe) -> Recipe:
+        seed, quick = recipe.config.seed, recipe.notes["quick"]
+        labels = recipe.train_data.tensors[1].numpy()
+        if scorer == "random":
+            kept = keep_random(len(labels), keep, seed=seed)
+            return _keep_subset(recipe, kept, None, "uniform")
+        if scorer == "ccs":
+            s = scores_for("aum", seed, quick)
+            beta = CCS_BETA[keep]
+            kept = ccs(s, keep, beta=beta, strata=50, seed=seed)
+            return _keep_subset(recipe, kept, s, f"ccs on aum, beta {beta}, 50 strata")
+        s = scores_for(scorer, seed, quick)
+        kept = class_balanced(s, labels, keep, which="hardest")
+        return _keep_subset(recipe, kept, s, "hardest per class")
+    method.__doc__ = f"train on {keep:g} of the data chosen by {scorer}"
+    return method
+
+
+SCORER_NAMES = ("random", "el2n", "forgetting", "aum", "ccs", "prototypes")
+for _scorer in SCORER_NAMES:
+    for _keep in KEEPS:
+        register_method(f"{_scorer}-{_keep:g}")(_pruning_method(_scorer, _keep))
+
+register_suite(Suite(
+    name="prune", tasks=["fashion-prune"],
+    methods=["baseline"] + [f"{s}-{k:g}" for k in KEEPS for s in SCORER_NAMES],
+    margin=0.5,
+    description="data pruning: keep fractions x scorers, scoring time charged"))

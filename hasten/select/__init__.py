@@ -1,0 +1,1 @@
+"""Data selection: per-example scores, scorers that compute them, selectors that prune."""
