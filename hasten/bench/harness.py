@@ -10,9 +10,10 @@ registered by name, so a new method is one decorated function in its own module:
         return recipe
 
 A *suite* names its tasks and methods and the margin below the baseline that counts as
-reaching its quality. A method name may end in `@F` (e.g. `proxy@0.5`): the method run at fraction F of the
-task's budget, so a suite can show how little budget a method needs to reach the baseline's
-quality (and, next to it, `baseline@0.5`, what the plain recipe does with as little).
+reaching its quality. A method name may end in `@F` (e.g. `proxy@0.5`): the method run at
+fraction F of the task's budget, so a suite can show how little budget a method needs to
+reach the baseline's quality (and, next to it, `baseline@0.5`, what the plain recipe does
+with as little).
 
 Runs go in interleaved order (seed 0: A B C, seed 1: A B C, ...), so
 drifts in machine speed fall on every method alike. Each run records its curve of
