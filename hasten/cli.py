@@ -3,6 +3,7 @@
     hasten demo                          quick vision suite on embedded data, table + report
     hasten bench SUITE [--quick] ...     run a suite; write results.json, report.md, curves.png
     hasten train --task T --out DIR ...  one training run (resumable; works under torchrun)
+    hasten prune --data D --scorer S --keep F --out DIR   score examples, keep a subset
 
 A problem with the user's input prints one line, `hasten: error: ...`, and exits with code 2.
 """
@@ -21,6 +22,7 @@ from hasten.errors import HastenError
 
 def _suites() -> None:
     """Import the modules that register suites, tasks and methods."""
+    import hasten.bench.prune  # noqa: F401
     import hasten.bench.selective  # noqa: F401
     import hasten.bench.vision  # noqa: F401
 
@@ -93,6 +95,46 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from hasten.distributed import shutdown
+    from hasten.select.prune import prune
+
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    console = Console()
+    say = None if args.quiet or not is_main else (
+        lambda line: console.print(line, highlight=False))
+    try:
+        summary = prune(
+            args.data, args.scorer, args.keep, args.select, out=args.out, scores=args.scores,
+            beta=args.beta, offset=args.offset, strata=args.strata, balance=args.balance,
+            epochs=args.epochs, runs=args.runs, lr=args.lr, batch_size=args.batch_size,
+            model=args.model, seed=args.seed, device=args.device, precision=args.precision,
+            text_unit=args.text_unit, text_field=args.text_field, dedup=args.dedup,
+            cutoff=args.cutoff, vocab_size=args.vocab_size, overwrite=args.overwrite,
+            quiet=args.quiet, progress=say)
+    finally:
+        shutdown()
+    if is_main:
+        s = summary
+        reused = f" (reused from {s['scores_reused']})" if s["scores_reused"] else ""
+        pre = s["prefilter"]
+        pre_line = (f"; {pre['documents'] - pre['remaining']} dropped by "
+                    f"{' and '.join(k for k in ('dedup', 'cutoff') if k in pre)} first"
+                    if pre and ("dedup" in pre or "cutoff" in pre) else "")
+        print(f"{s['input']['source']}: {s['before']} -> {s['after']} examples "
+              f"({100 * s['keep_fraction']:.1f}% kept{pre_line})")
+        sel = dict(s["selection"])
+        method = sel.pop("method")
+        how = (f"{sel['which']}, class-balanced" if method == "class_balanced" else
+               ", ".join([method] + [f"{k} {v}" for k, v in sel.items()]))
+        print(f"scorer {s['scorer']} (higher = {s['direction']}), select {how}; "
+              f"scoring {s['scoring_seconds']:.1f}s{reused}")
+        print(f"wrote {s['output']}: {', '.join(s['files'])}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hasten", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -129,6 +171,45 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=cmd_train)
+
+    pr = sub.add_parser("prune", help="score a dataset, keep a fraction, write it and the scores")
+    pr.add_argument("--data", required=True,
+                    help="a .npz/.npy/.jsonl/.txt file, a folder, or a dataset name "
+                         "(digits, fashion-mnist, mnist1d)")
+    pr.add_argument("--scorer", help="random, loss, el2n, grand, entropy, margin, prototypes, "
+                                     "forgetting, aum; text: tokens-per-char, length, rarity")
+    pr.add_argument("--keep", type=float, required=True, help="fraction kept, in (0, 1]")
+    pr.add_argument("--select", help="hardest, easiest, random, ccs, offset, balanced "
+                                     "(default: hardest; easiest for tokens-per-char)")
+    pr.add_argument("--beta", type=float, help="ccs: fraction of the hardest dropped first")
+    pr.add_argument("--strata", type=int, help="ccs: score strata (default 50)")
+    pr.add_argument("--offset", type=float, help="offset: fraction of the hardest skipped")
+    pr.add_argument("--balance", action="store_true",
+                    help="class-balanced hardest/easiest (classes keep their proportions)")
+    pr.add_argument("--scores", help="reuse saved scores (scores.npy + scores.json) instead "
+                                     "of scoring")
+    pr.add_argument("--epochs", type=float, default=1.0, help="proxy training epochs")
+    pr.add_argument("--runs", type=int, default=1, help="proxies averaged")
+    pr.add_argument("--lr", type=float, default=1e-3, help="proxy learning rate")
+    pr.add_argument("--batch-size", type=int, default=128, help="proxy global batch")
+    pr.add_argument("--model", default="auto",
+                    help="proxy: auto (convnet3 for images, cnn1d for signals, mlp for "
+                         "features), mlp, cnn1d, convnet3")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    pr.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    pr.add_argument("--text-unit", choices=["line", "paragraph"], default="line",
+                    help="text files: one document per line or per paragraph")
+    pr.add_argument("--text-field", default="text", help="JSONL / HF field holding the text")
+    pr.add_argument("--dedup", action="store_true",
+                    help="text: drop exact and near duplicates before scoring")
+    pr.add_argument("--cutoff", type=float,
+                    help="text: Cramming filter, keep iff tokens < CUTOFF * chars (e.g. 0.3)")
+    pr.add_argument("--vocab-size", type=int, default=8192, help="text: tokenizer vocabulary")
+    pr.add_argument("--out", required=True, help="output folder")
+    pr.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    pr.add_argument("--quiet", action="store_true", help="no progress output")
+    pr.set_defaults(func=cmd_prune)
     return parser
 
 
