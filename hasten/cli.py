@@ -22,6 +22,7 @@ from hasten.errors import HastenError
 
 def _suites() -> None:
     """Import the modules that register suites, tasks and methods."""
+    import hasten.bench.mt  # noqa: F401
     import hasten.bench.prune  # noqa: F401
     import hasten.bench.selective  # noqa: F401
     import hasten.bench.vision  # noqa: F401
@@ -35,11 +36,15 @@ def cmd_bench(args: argparse.Namespace, suite: str | None = None) -> int:
 
     _suites()
     suite = suite or args.suite
+    tasks = args.tasks.split(",") if args.tasks else None
+    if getattr(args, "pair", None):  # the mt suite's language pair, e.g. fr-en
+        from hasten.bench.mt import pair_task
+
+        tasks = [pair_task(args.pair)]
     console = Console()
     out = Path(args.out or f"runs/bench-{suite}")
     results = run_suite(
-        suite, quick=args.quick, seeds=args.seeds, budget=args.budget,
-        tasks=args.tasks.split(",") if args.tasks else None,
+        suite, quick=args.quick, seeds=args.seeds, budget=args.budget, tasks=tasks,
         methods=args.methods.split(",") if args.methods else None,
         progress=None if args.quiet else lambda line: console.print(line, highlight=False),
         quiet=args.quiet)
@@ -150,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seeds", type=int, default=1, help="seeds per task and method")
     bench.add_argument("--budget", help="override every task's budget, e.g. 90s or 2000steps")
     bench.add_argument("--tasks", help="comma-separated subset of the suite's tasks")
+    bench.add_argument("--pair", help="mt: the Multi30k language pair, e.g. en-de or fr-en "
+                                      "(runs task mt-PAIR)")
     bench.add_argument("--methods", help="comma-separated methods (the first is the baseline)")
     bench.add_argument("--out", help="output folder (default runs/bench-SUITE)")
     bench.add_argument("--quiet", action="store_true", help="no progress output")

@@ -203,7 +203,17 @@ def _summarize_method(runs: list[dict[str, Any]], baseline: str) -> dict[str, An
         "relative_time": _median(r.get("relative_time") for r in runs),
         "relative_work": _median_work(r.get("relative_work") for r in runs),
         "ms_per_step": _median(_ms_per_step(r) for r in runs),
+        "extra": _extra_rows(runs),
     }
+
+
+def _extra_rows(runs: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Median over seeds of each number a run asks to show: `notes["report_rows"]`, a
+    {row label: value} dict (e.g. a test score measured once after training)."""
+    rows = [(r.get("notes") or {}).get("report_rows") or {} for r in runs]
+    labels = dict.fromkeys(label for row in rows if isinstance(row, Mapping) for label in row)
+    return {label: _median(row.get(label) for row in rows if isinstance(row, Mapping))
+            for label in labels}
 
 
 def _ms_per_step(run: Mapping[str, Any]) -> float | None:
@@ -224,7 +234,8 @@ def summarize(results: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]
     """Per task and method (baseline first): medians over seeds of the filled-in run fields.
 
     Each entry has final (with final_min/final_max), train_seconds, time_to_target,
-    relative_time, relative_work (per counter), seeds, n_reached and reached ("2/3"), plus the
+    relative_time, relative_work (per counter), seeds, n_reached and reached ("2/3"), extra
+    (medians of the runs' `notes["report_rows"]`, shown as rows under the metric), plus the
     task's target, margin and baseline. Medians of times and ratios are over the seeds that
     reached the target. Call `fill_targets` first; without it no run has a target.
     """
@@ -323,6 +334,8 @@ def _task_table(task: str, methods: Mapping[str, Mapping[str, Any]]) -> _TaskTab
     ss = list(methods.values())
     rows = [
         [_metric_label(ss[0]["metric"])] + [_fmt_final(s) for s in ss],
+        *([label] + [_fmt_value(s["extra"].get(label)) for s in ss]
+          for label in dict.fromkeys(k for s in ss for k in s["extra"])),
         ["time to target (s)"] + [_fmt_reached(s, s["time_to_target"], _fmt_seconds) for s in ss],
         ["relative time"] + [_fmt_reached(s, s["relative_time"], _fmt_ratio) for s in ss],
     ]

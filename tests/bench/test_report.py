@@ -316,3 +316,16 @@ def test_ms_per_step_rows_from_the_train_ledger():
     md = markdown_report(fill_targets(_results([base, fast])))
     assert "| ms per step | 20.00 | 15.00 |" in md
     assert "| relative ms per step | 1.00 | 0.75 |" in md
+
+
+def test_report_rows_from_run_notes():
+    runs = [_run("t", "baseline", s, 91.0, 3, 80.0) for s in range(3)]
+    for run, score in zip(runs, [30.0, 32.0, 31.0], strict=True):
+        run["notes"] = {"report_rows": {"test BLEU": score}}
+    runs.append(_run("t", "other", 0, 90.0, None, 80.0))  # no notes: "n/a"
+    results = fill_targets(_results(runs))
+    assert summarize(results)["t"]["baseline"]["extra"] == {"test BLEU": 31.0}
+    md = markdown_report(results)
+    lines = md.splitlines()
+    i = lines.index("| test BLEU | 31.00 | n/a |")
+    assert lines[i - 1].startswith("| accuracy (%) |")
