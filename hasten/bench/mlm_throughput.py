@@ -1,0 +1,205 @@
+"""Training throughput of masked-language models: tokens per second of forward, backward,
+gradient clipping and an AdamW step (the Cramming recipe's step, Geiping & Goldstein 2023).
+
+Compares the crammed encoder (`hasten.models.encoder`, with and without sparse token
+prediction) against HF `BertForMaskedLM` (Devlin et al. 2019; post-norm, biases, dropout 0.1,
+head on every position) and HF `ModernBertForMaskedLM` (Warner et al. 2024) of the same
+hidden size, depth, heads and vocabulary, in fp32 and under bf16 autocast.
+
+Width convention: BERT's `intermediate` is its FFN width (H -> I -> H). The crammed encoder's
+`intermediate` is the width of its fused value+gate projection (H -> I, then I/2 -> H), the
+Cramming convention of not widening the GLU; the HF ModernBERT gets `intermediate_size = I/2`,
+so it is exactly our architecture run by HF code.
+
+Candidates are measured interleaved (A B C ... A B C ...) after a warm-up of each, so drifts
+of the machine (thermal, other jobs) hit every candidate alike; each repeat times `steps`
+steps on a fixed batch, and every per-repeat number is kept.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from hasten.errors import ConfigError
+from hasten.text.masking import mask_tokens
+
+
+@dataclass
+class Candidate:
+    """One model to time: `build()` returns it, `loss(model, batch)` a scalar, `mask_rate`
+    sets the share of predicted tokens in its batch."""
+
+    name: str
+    build: Callable[[], nn.Module]
+    loss: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]
+    mask_rate: float = 0.25
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Shape:
+    """The shared model shape of the comparison."""
+
+    vocab: int = 32768
+    hidden: int = 256
+    layers: int = 4
+    heads: int = 4
+    intermediate: int = 1024
+    max_len: int = 512
+
+
+SPECIALS = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
+
+
+def standard_candidates(shape: Shape) -> list[Candidate]:
+    """Our encoder (static sparse head; dense head), HF BERT, HF ModernBERT (dense; sparse)."""
+    from hasten.models.encoder import (
+        CrammedEncoder,
+        EncoderConfig,
+        hf_config,
+        mlm_loss,
+        original_bert,
+    )
+
+    cfg = EncoderConfig(vocab_size=shape.vocab, hidden=shape.hidden, layers=shape.layers,
+                        heads=shape.heads, intermediate=shape.intermediate,
+                        max_len=shape.max_len, pad_id=SPECIALS["pad"],
+                        cls_id=SPECIALS["cls"], sep_id=SPECIALS["sep"],
+                        mask_id=SPECIALS["mask"])
+
+    def hf_modernbert(sparse: bool) -> nn.Module:
+        from transformers import ModernBertForMaskedLM
+
+        hc = hf_config(cfg)
+        hc.sparse_prediction = sparse
+        hc._attn_implementation = "sdpa"
+        return ModernBertForMaskedLM(hc)
+
+    def hf_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model(input_ids=batch["input_ids"], labels=batch["labels"]).loss
+
+    return [
+        Candidate("ours-sparse-static", lambda: CrammedEncoder(cfg),
+                  lambda m, b: mlm_loss(m, b, sparse="static").mean(), 0.25,
+                  {"head": "masked rows only (static count)", "mask_rate": 0.25}),
+        Candidate("ours-dense", lambda: CrammedEncoder(cfg),
+                  lambda m, b: mlm_loss(m, b, sparse=None).mean(), 0.25,
+                  {"head": "every position", "mask_rate": 0.25}),
+        Candidate("hf-bert", lambda: original_bert(shape.vocab, shape.hidden, shape.layers,
+                                                   shape.heads, shape.intermediate,
+                                                   shape.max_len),
+                  hf_loss, 0.15,
+                  {"head": "every position", "mask_rate": 0.15, "dropout": 0.1,
+                   "intermediate": shape.intermediate}),
+        Candidate("hf-modernbert", lambda: hf_modernbert(False), hf_loss, 0.25,
+                  {"head": "every position", "intermediate_size": shape.intermediate // 2}),
+        Candidate("hf-modernbert-sparse", lambda: hf_modernbert(True), hf_loss, 0.25,
+                  {"head": "masked rows only (boolean selection)",
+                   "intermediate_size": shape.intermediate // 2}),
+    ]
+
+
+def _batch(vocab: int, batch: int, seq_len: int, rate: float, seed: int) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(len(SPECIALS), vocab, (batch, seq_len), generator=g)
+    ids[:, 0] = SPECIALS["cls"]
+    inputs, labels = mask_tokens(ids, rate, list(SPECIALS.values()), SPECIALS["mask"], vocab,
+                                 generator=g, exact=True)
+    return {"input_ids": inputs, "labels": labels}
+
+
+def throughput(candidates: Sequence[Candidate], seq_len: int = 128, batch: int = 32,
+               steps: int = 3, repeats: int = 3, warmup: int = 1,
+               precisions: Sequence[str] = ("fp32", "bf16"), vocab: int = 32768,
+               seed: int = 0, clip: float = 0.5,
+               log: Callable[[str], None] | None = None) -> list[dict]:
+    """Tokens/s of train steps (forward, backward, clip, AdamW) per candidate and precision.
+
+    Wall-clock tokens/s (`tokens_per_s`) and tokens per second of process CPU time
+    (`tokens_per_cpu_s`, robust to a shared core when the run uses one thread) are both kept.
+
+    Every (candidate, precision) gets its own model and optimizer (same seed), `warmup` steps,
+    then `repeats` rounds in which each times `steps` steps in turn. Returns one row per
+    (candidate, precision): the per-repeat seconds and tokens/s, their median, parameters.
+    """
+    for p in precisions:
+        if p not in ("fp32", "bf16"):
+            raise ConfigError(f"precision must be fp32 or bf16, got {p!r}")
+    if steps < 1 or repeats < 1 or warmup < 0:
+        raise ConfigError("steps and repeats must be >= 1, warmup >= 0")
+    runs = []
+    for c in candidates:
+        data = _batch(vocab, batch, seq_len, c.mask_rate, seed)
+        for p in precisions:
+            torch.manual_seed(seed)
+            model = c.build().train()
+            opt = torch.optim.AdamW(_groups(model), lr=1e-4, betas=(0.9, 0.98), eps=1e-12)
+            runs.append({"c": c, "precision": p, "model": model, "opt": opt, "data": data,
+                         "seconds": [], "cpu_seconds": [], "loss": None})
+
+    def step(r: dict) -> None:
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if r["precision"] == "bf16" \
+            else nullcontext()
+        with ctx:
+            loss = r["c"].loss(r["model"], r["data"])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(r["model"].parameters(), clip)
+        r["opt"].step()
+        r["opt"].zero_grad(set_to_none=True)
+        r["loss"] = float(loss.detach())
+
+    for r in runs:
+        for _ in range(warmup):
+            step(r)
+    for rep in range(repeats):
+        for r in runs:
+            t0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(steps):
+                step(r)
+            r["seconds"].append(time.perf_counter() - t0)
+            r["cpu_seconds"].append(time.process_time() - c0)
+            if log:
+                log(f"repeat {rep + 1}/{repeats} {r['c'].name:22s} {r['precision']}: "
+                    f"{steps * batch * seq_len / r['seconds'][-1]:9.0f} tokens/s")
+    rows = []
+    tokens = steps * batch * seq_len
+    for r in runs:
+        tps = [tokens / s for s in r["seconds"]]
+        cpu_tps = [tokens / s for s in r["cpu_seconds"]]
+        params = {id(p): p.numel() for p in r["model"].parameters()}
+        rows.append({"model": r["c"].name, "precision": r["precision"],
+                     "tokens_per_s": statistics.median(tps), "tokens_per_s_repeats": tps,
+                     "tokens_per_cpu_s": statistics.median(cpu_tps),
+                     "tokens_per_cpu_s_repeats": cpu_tps, "seconds_repeats": r["seconds"],
+                     "cpu_seconds_repeats": r["cpu_seconds"], "steps_per_repeat": steps,
+                     "tokens_per_step": batch * seq_len, "parameters": sum(params.values()),
+                     "last_loss": r["loss"], **r["c"].info})
+    return rows
+
+
+def _groups(model: nn.Module) -> list[dict]:
+    from hasten.models.encoder import parameter_groups
+
+    return parameter_groups(model, 0.01)
+
+
+def ratios(rows: Sequence[dict], baseline: str = "hf-bert",
+           key: str = "tokens_per_s") -> dict[str, float]:
+    """Median `key` of each (model, precision) over the baseline's in the same precision,
+    plus over the baseline's fp32 (key suffix `/vs-fp32`)."""
+    base = {r["precision"]: r[key] for r in rows if r["model"] == baseline}
+    out: dict[str, float] = {}
+    for r in rows:
+        if r["precision"] in base:
+            out[f"{r['model']}/{r['precision']}"] = r[key] / base[r["precision"]]
+        if "fp32" in base:
+            out[f"{r['model']}/{r['precision']}/vs-fp32"] = r[key] / base["fp32"]
+    return out
