@@ -27,6 +27,7 @@ Evidence: see docs/benchmarks.md ("Data pruning"), `hasten bench prune --seeds 3
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,49 +42,71 @@ from hasten.select.scores import Scores
 from hasten.select.selectors import ccs, class_balanced, keep_random
 from hasten.trainer import TrainConfig
 
-EPOCHS = 20
 KEEPS = (0.9, 0.7, 0.5, 0.3, 0.1)
 CCS_BETA = {0.9: 0.0, 0.7: 0.0, 0.5: 0.1, 0.3: 0.2, 0.1: 0.3}
-MODEL = ("mlp", {"hidden": (256, 256)})
-RECIPE = {"lr": 2e-3, "weight_decay": 0.05, "micro_batch": 256, "precision": "bf16"}
-# scorer -> (ScoringSpec fields, score() options)
-SCORING: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "el2n": ({"epochs": 2, "runs": 4}, {}),
-    "forgetting": ({"epochs": 10}, {}),
-    "aum": ({"epochs": 10}, {}),
-    "prototypes": ({"epochs": 2}, {"k": 10}),
+
+
+@dataclass(frozen=True)
+class PruneTask:
+    """A pruning workload: the model, its recipe, and how each scorer trains its proxies."""
+
+    model: tuple[str, dict[str, Any]]
+    epochs: int
+    recipe: dict[str, Any]
+    scoring: dict[str, tuple[dict[str, Any], dict[str, Any]]]  # scorer -> (spec, options)
+
+
+PRUNE_TASKS = {
+    "fashion-prune": PruneTask(
+        model=("mlp", {"hidden": (256, 256)}), epochs=20,
+        recipe={"lr": 2e-3, "weight_decay": 0.05, "micro_batch": 256, "precision": "bf16"},
+        scoring={"el2n": ({"epochs": 2, "runs": 4}, {}), "forgetting": ({"epochs": 10}, {}),
+                 "aum": ({"epochs": 10}, {}), "prototypes": ({"epochs": 2}, {"k": 10})}),
+    # the same protocol with a small ConvNet: 8 epochs, scorers at the same fractions
+    "fashion-prune-cnn": PruneTask(
+        model=("convnet3", {"width": 32, "depth": 2}), epochs=8,
+        recipe={"lr": 2e-3, "weight_decay": 0.05, "micro_batch": 256, "precision": "bf16"},
+        scoring={"el2n": ({"epochs": 1, "runs": 2}, {}), "forgetting": ({"epochs": 4}, {}),
+                 "aum": ({"epochs": 4}, {}), "prototypes": ({"epochs": 1}, {"k": 10})}),
 }
-_cache: dict[tuple[str, int, bool], Scores] = {}
+_cache: dict[tuple[str, str, int, bool], Scores] = {}
 
 
-@register_task("fashion-prune")
-def fashion_prune(seed: int, quick: bool) -> Recipe:
-    """The full-data baseline of the pruning suite (quick: 2 epochs, 2,000 test images)."""
-    data = _data("fashion-mnist")
-    test = data.test
-    if quick:
-        test = TensorDataset(*(t[:2000] for t in test.tensors))
-    epochs = 2 if quick else EPOCHS
-    cfg = TrainConfig(budget=f"{epochs * len(data.train)}ex", schedule="one-cycle",
-                      schedule_params={"peak_at": 0.2}, eval_every=0.05, **RECIPE)
-    name, kw = MODEL
-    recipe = _recipe(data, test, name, cfg, seed, **kw)
-    recipe.notes.update(epochs=epochs, quick=quick)
-    return recipe
-
-
-def scores_for(scorer: str, seed: int, quick: bool) -> Scores:
-    """The task's scores by `scorer` for `seed`, computed on first use."""
-    key = (scorer, seed, quick)
-    if key not in _cache:
+def _prune_task(name: str):
+    def task(seed: int, quick: bool) -> Recipe:
+        t = PRUNE_TASKS[name]
         data = _data("fashion-mnist")
-        name, kw = MODEL
-        fields, options = SCORING[scorer]
+        test = data.test
+        if quick:
+            test = TensorDataset(*(v[:2000] for v in test.tensors))
+        epochs = 2 if quick else t.epochs
+        cfg = TrainConfig(budget=f"{epochs * len(data.train)}ex", schedule="one-cycle",
+                          schedule_params={"peak_at": 0.2}, eval_every=0.05, **t.recipe)
+        model, kw = t.model
+        recipe = _recipe(data, test, model, cfg, seed, **kw)
+        recipe.notes.update(epochs=epochs, quick=quick, prune_task=name)
+        return recipe
+    task.__doc__ = f"the full-data baseline of {name} (quick: 2 epochs, 2,000 test images)"
+    return task
+
+
+for _name in PRUNE_TASKS:
+    register_task(_name)(_prune_task(_name))
+
+
+def scores_for(scorer: str, seed: int, quick: bool, task: str = "fashion-prune") -> Scores:
+    """`task`'s scores by `scorer` for `seed`, computed on first use."""
+    key = (task, scorer, seed, quick)
+    if key not in _cache:
+        t = PRUNE_TASKS[task]
+        data = _data("fashion-mnist")
+        name, kw = t.model
+        fields, options = t.scoring[scorer]
         if quick:
             fields = {**fields, "epochs": 1, "runs": 1}
         spec = ScoringSpec(make_model=lambda: build_model(name, data, **kw), seed=seed,
-                           lr=RECIPE["lr"], weight_decay=RECIPE["weight_decay"],
-                           batch_size=RECIPE["micro_batch"], precision=RECIPE["precision"],
+                           lr=t.recipe["lr"], weight_decay=t.recipe["weight_decay"],
+                           batch_size=t.recipe["micro_batch"], precision=t.recipe["precision"],
                            **fields)
         _cache[key] = score(scorer, data.train, spec, **options)
     return _cache[key]
@@ -110,16 +133,17 @@ def _keep_subset(recipe: Recipe, kept: np.ndarray, scores: Scores | None, rule: 
 def _pruning_method(scorer: str, keep: float):
     def method(recipe: Recipe) -> Recipe:
         seed, quick = recipe.config.seed, recipe.notes["quick"]
+        task = recipe.notes["prune_task"]
         labels = recipe.train_data.tensors[1].numpy()
         if scorer == "random":
             kept = keep_random(len(labels), keep, seed=seed)
             return _keep_subset(recipe, kept, None, "uniform")
         if scorer == "ccs":
-            s = scores_for("aum", seed, quick)
+            s = scores_for("aum", seed, quick, task)
             beta = CCS_BETA[keep]
             kept = ccs(s, keep, beta=beta, strata=50, seed=seed)
             return _keep_subset(recipe, kept, s, f"ccs on aum, beta {beta}, 50 strata")
-        s = scores_for(scorer, seed, quick)
+        s = scores_for(scorer, seed, quick, task)
         kept = class_balanced(s, labels, keep, which="hardest")
         return _keep_subset(recipe, kept, s, "hardest per class")
     method.__doc__ = f"train on {keep:g} of the data chosen by {scorer}"

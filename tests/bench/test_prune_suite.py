@@ -30,6 +30,6 @@ def test_pruned_run_trains_its_subset_for_the_same_epochs(method, keep):
 
 
 def test_ccs_reuses_the_aum_scores_of_the_same_seed():
-    a = prune.scores_for("aum", 0, True)
+    a = prune.scores_for("aum", 0, True, "fashion-prune")
     assert prune.scores_for("aum", 0, True) is a
     assert a.higher_is == "easier" and len(a) == 60000
