@@ -4,6 +4,10 @@
     hasten bench SUITE [--quick] ...     run a suite; write results.json, report.md, curves.png
     hasten train --task T --out DIR ...  one training run (resumable; works under torchrun)
     hasten prune --data D --scorer S --keep F --out DIR   score examples, keep a subset
+    hasten distill --data D --method dm --ipc 10 --budget 20m --out syn.safetensors
+    hasten distill eval syn.safetensors   evaluate a distilled set (fresh ConvNet-3s)
+    hasten cram --corpus PATH... --budget 30m --out DIR   budgeted BERT pretraining + export
+    hasten glue MODEL_DIR                 GLUE-small fine-tuning (CoLA, SST-2, MRPC, STS-B, RTE)
 
 A problem with the user's input prints one line, `hasten: error: ...`, and exits with code 2.
 """
@@ -140,6 +144,58 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recipe_value(text: str) -> tuple[str, Any]:
+    """KEY=VALUE of `--set`; VALUE parsed as JSON (numbers, null, lists), else a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except ValueError:
+        return key.strip(), value
+
+
+def _cutoff(text: str) -> float | None:
+    if text.lower() in ("none", "off", "no"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+
+
+def cmd_cram(args: argparse.Namespace) -> int:
+    from hasten.cram import cram
+
+    overrides = dict(args.set or [])
+    s = cram(args.corpus, args.budget, args.out, recipe=args.recipe, arch=args.arch,
+             vocab_size=args.vocab_size, seq_len=args.seq_len,
+             filter_cutoff=getattr(args, "cutoff", "recipe"),
+             dedup=True if args.dedup else None, objective=args.objective, seed=args.seed,
+             device=args.device, quiet=args.quiet, overwrite=args.overwrite, **overrides)
+    loss = s["heldout_loss"]
+    print(f"{s['recipe']['name']} / {s['arch']} / {s['objective']}: {s['steps']} steps, "
+          f"{s['work']['tokens']:,} tokens, held-out loss "
+          f"{'n/a' if loss is None else f'{loss:.3f}'}; wrote {args.out}")
+    return 0
+
+
+def cmd_glue(args: argparse.Namespace) -> int:
+    from hasten.glue import evaluate_glue
+
+    settings = {k: getattr(args, k) for k in ("lr", "batch", "precision", "pooling", "device",
+                                              "max_eval_examples")
+                if getattr(args, k) is not None}
+    s = evaluate_glue(args.model_dir, tasks=args.tasks, seeds=args.seeds, epochs=args.epochs,
+                      max_train_examples=args.max_train_examples, jobs=args.jobs, out=args.out,
+                      quiet=args.quiet, **settings)
+    for task, r in s["tasks"].items():
+        print(f"{task:5s} {r['metric']:8s} {r['score']:6.2f}")
+    print(f"average        {s['average']:6.2f}  (median of {args.seeds} seed(s) per task)"
+          + (f"; wrote {args.out}" if args.out else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hasten", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -217,6 +273,51 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     pr.add_argument("--quiet", action="store_true", help="no progress output")
     pr.set_defaults(func=cmd_prune)
+
+    from hasten.distill.cli import add_parser as add_distill_parser
+    add_distill_parser(sub)
+
+    cr = sub.add_parser("cram", help="pretrain a BERT-style encoder from text under a budget "
+                                     "(Cramming recipe)")
+    cr.add_argument("--corpus", nargs="+", required=True,
+                    help="UTF-8 text files or folders of .txt files")
+    cr.add_argument("--budget", required=True, help="e.g. 30m, 24h, 3e9tok, 2000steps")
+    cr.add_argument("--out", required=True, help="output folder (model/, loss.png, "
+                                                 "summary.json, train/)")
+    cr.add_argument("--recipe", choices=["crammed", "original"], default="crammed")
+    cr.add_argument("--arch", choices=["crammed", "bert"],
+                    help="model (default: the recipe's; original -> bert)")
+    cr.add_argument("--objective", default="mlm", help="pretraining objective (mlm)")
+    cr.add_argument("--vocab-size", type=int, help="WordPiece vocabulary (default 32768)")
+    cr.add_argument("--seq-len", type=int, help="tokens per row (default 128)")
+    cr.add_argument("--cutoff", type=_cutoff, default=argparse.SUPPRESS,
+                    help="Cramming filter: keep iff tokens < CUTOFF * chars; 'none' to skip")
+    cr.add_argument("--dedup", action="store_true", help="exact + MinHash near dedup first")
+    cr.add_argument("--set", type=_recipe_value, action="append", metavar="KEY=VALUE",
+                    help="override a recipe value, e.g. --set hidden=256 --set lr=5e-4")
+    cr.add_argument("--seed", type=int, default=0)
+    cr.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    cr.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    cr.add_argument("--quiet", action="store_true", help="no progress output")
+    cr.set_defaults(func=cmd_cram)
+
+    gl = sub.add_parser("glue", help="fine-tune and score a model folder on GLUE-small "
+                                     "(CoLA, SST-2, MRPC, STS-B, RTE)")
+    gl.add_argument("model_dir", help="a transformers model folder (e.g. hasten cram's model/)")
+    gl.add_argument("--tasks", help="comma-separated subset of cola,sst2,mrpc,stsb,rte")
+    gl.add_argument("--seeds", type=int, default=5, help="fine-tuning seeds (median reported)")
+    gl.add_argument("--epochs", type=float, default=5.0)
+    gl.add_argument("--max-train-examples", type=int, help="subsample each training set")
+    gl.add_argument("--max-eval-examples", type=int, help="subsample each dev set")
+    gl.add_argument("--jobs", type=int, default=1, help="tasks fine-tuned in parallel")
+    gl.add_argument("--lr", type=float, help="default 4e-5 (Cramming GLUE_sane)")
+    gl.add_argument("--batch", type=int, help="default 16")
+    gl.add_argument("--precision", choices=["fp32", "bf16"])
+    gl.add_argument("--pooling", choices=["cls", "mean"], help="ModernBERT pooling (cls)")
+    gl.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    gl.add_argument("--out", help="write the results JSON here")
+    gl.add_argument("--quiet", action="store_true", help="no progress output")
+    gl.set_defaults(func=cmd_glue)
     return parser
 
 

@@ -1,0 +1,182 @@
+"""`hasten distill`: distil a dataset into a few images per class, or evaluate a distilled set.
+
+    hasten distill --data fashion-mnist --method dm --ipc 10 --budget 20m --out syn.safetensors
+    hasten distill eval syn.safetensors [--models 3] [--epochs 300] [--dsa]
+
+Distillation writes OUT (images, labels and metadata in one safetensors file) and a PNG grid
+beside it (OUT with .png). With --checkpoint-dir it checkpoints, and --resume continues.
+Methods: DC, DSA, DM, MTT (see `hasten.distill`); also the coreset baselines random, herding
+and k-center, which take no budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from hasten.errors import ConfigError
+
+BASELINES = ("random", "herding", "k-center")
+
+
+def _device(name: str | None) -> str:
+    import torch
+
+    if name:
+        return name
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _options(pairs: list[str] | None) -> dict[str, Any]:
+    """--option KEY=VALUE pairs; values are parsed as JSON when they can be (numbers...)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--option needs KEY=VALUE, got {pair!r}")
+        try:
+            out[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.replace("-", "_")] = value
+    return out
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add `distill` (and its `eval` action) to the hasten command's subparsers."""
+    p = subparsers.add_parser(
+        "distill", help="dataset distillation (DC, DSA, DM, MTT) or `distill eval FILE`",
+        description="Distil a dataset into a few synthetic images per class "
+                    "(`hasten distill --data D --method M --ipc N --budget B --out F`), "
+                    "or evaluate one (`hasten distill eval F`).")
+    p.add_argument("action", nargs="?", choices=["eval"], help="eval: evaluate FILE")
+    p.add_argument("file", nargs="?", help="eval: the synthetic set (.safetensors)")
+    p.add_argument("--data", help="digits, fashion-mnist, mnist1d (eval: default from FILE)")
+    p.add_argument("--method", default="dm",
+                   help="dm, dc, dsa, mtt; baselines: random, herding, k-center")
+    p.add_argument("--ipc", type=int, default=10, help="images per class")
+    p.add_argument("--budget", default="500steps", help="iterations (500steps) or wall clock "
+                                                        "(20m) of distillation")
+    p.add_argument("--out", help="output file, e.g. syn.safetensors (a .png grid goes beside)")
+    p.add_argument("--init", choices=["real", "noise"], default="real")
+    p.add_argument("--dsa", action=argparse.BooleanOptionalAction, default=None,
+                   help="DSA augmentation (distill: default on for images; eval: default off)")
+    p.add_argument("--width", type=int, default=128, help="ConvNet-3 channels")
+    p.add_argument("--batch-real", type=int, default=256, help="real images per class and match")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="method hyperparameter, e.g. lr_img=1, syn_steps=20 (repeatable)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-dir", help="folder for checkpoints (and MTT experts)")
+    p.add_argument("--checkpoint-every", type=int, default=100, help="iterations")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
+    p.add_argument("--eval", dest="eval_after", action="store_true",
+                   help="evaluate the result after distilling")
+    p.add_argument("--models", type=int, default=3, help="eval: fresh networks")
+    p.add_argument("--epochs", type=int, default=300, help="eval: training epochs")
+    p.add_argument("--lr", type=float, default=0.01, help="eval: learning rate")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_distill)
+    return p
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    """Run `hasten distill ...` or `hasten distill eval FILE`; errors are HastenErrors."""
+    if args.action == "eval":
+        if not args.file:
+            raise ConfigError("distill eval needs a FILE (a .safetensors synthetic set)")
+        return _cmd_eval(args)
+    if args.file:
+        raise ConfigError(f"unexpected argument {args.file!r}; did you mean "
+                          f"`hasten distill eval {args.file}`?")
+    if not args.data:
+        raise ConfigError("distill needs --data (digits, fashion-mnist, mnist1d)")
+    if not args.out:
+        raise ConfigError("distill needs --out FILE (e.g. syn.safetensors)")
+    from rich.console import Console
+
+    from hasten.data.vision import load_vision
+    from hasten.distill import coreset
+    from hasten.distill.methods import METHODS, distill
+
+    console = Console()
+    say = (lambda line: None) if args.quiet else (
+        lambda line: console.print(line, highlight=False))
+    method = args.method.lower()
+    if method not in METHODS and method not in BASELINES:
+        raise ConfigError(f"unknown distillation method {args.method!r}; known: "
+                          f"{', '.join([*METHODS, *BASELINES])}")
+    data = load_vision(args.data)
+    if method == "random":
+        syn = coreset.random_subset(data, args.ipc, seed=args.seed)
+    elif method in ("herding", "k-center"):
+        fn = coreset.herding if method == "herding" else coreset.k_center
+        syn = fn(data, args.ipc)
+    else:
+        dsa = args.dsa if args.dsa is not None else len(data.input_shape) == 3
+        say(f"distilling {data.name} with {method}, ipc {args.ipc}, budget {args.budget}")
+        syn = distill(method, data, args.ipc, args.budget, init=args.init, dsa=dsa,
+                      seed=args.seed, width=args.width, batch_real=args.batch_real,
+                      device=_device(args.device), checkpoint_dir=args.checkpoint_dir,
+                      checkpoint_every=args.checkpoint_every, resume=args.resume,
+                      progress=False if args.quiet else (True if sys.stdout.isatty() else say),
+                      **_options(args.option))
+        m = syn.meta
+        say(f"{m['iterations']} iterations in {m['train_seconds']:.1f}s; loss "
+            f"{m['loss_first']:.4g} -> {m['loss_last']:.4g}")
+    out = syn.save(args.out)
+    files = [str(out)]
+    if len(syn.input_shape) == 3:
+        files.append(str(syn.save_grid_png(out.with_suffix(".png"))))
+    print(f"wrote {len(syn)} images ({syn.ipc} per class): {', '.join(files)}")
+    if args.eval_after:
+        _report(syn, data, args, say)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from hasten.data.vision import load_vision
+    from hasten.distill.synthetic import SyntheticSet
+
+    syn = SyntheticSet.load(args.file)
+    name = args.data or syn.meta.get("dataset")
+    if not name:
+        raise ConfigError(f"{args.file} does not name its dataset; pass --data")
+    console = Console()
+    say = (lambda line: None) if args.quiet else (
+        lambda line: console.print(line, highlight=False))
+    _report(syn, load_vision(name), args, say)
+    return 0
+
+
+def _report(syn: Any, data: Any, args: argparse.Namespace, say: Any) -> None:
+    from hasten.distill.evaluate import evaluate
+
+    result = evaluate(syn, data, models=args.models, epochs=args.epochs, dsa=bool(args.dsa),
+                      lr=args.lr, width=args.width, seed=args.seed,
+                      device=_device(args.device), progress=say)
+    print(f"{syn.meta.get('method', '?')} ipc {syn.ipc} on {data.name}: {result}")
+    print(json.dumps({"file": str(getattr(args, "file", None) or args.out),
+                      **result.as_dict()}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (`python -m hasten.distill.cli ...`) until hasten/cli.py wires it."""
+    from hasten.errors import HastenError
+
+    parser = argparse.ArgumentParser(prog="hasten")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except HastenError as err:
+        print(f"hasten: error: {err}", file=sys.stderr)
+        return err.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+

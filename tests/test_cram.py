@@ -1,0 +1,255 @@
+"""`hasten cram`: the recipes as data, the schedule and batch ramp by budget fraction, a tiny
+end-to-end run that exports a folder transformers loads, and bad input."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, run_hasten
+
+from hasten.cli import main
+from hasten.errors import ConfigError
+from hasten.objectives import Vocab, available, get_objective
+from hasten.objectives.mlm import (
+    CRAMMED,
+    ORIGINAL_BERT,
+    adam_eps_hook,
+    batch_plan,
+    resolve_recipe,
+    train_config,
+)
+from hasten.schedules import batch_multiple, make_schedule
+from hasten.trainer import Hook, train
+
+GUTENBERG = ROOT.parent / "shared" / "data" / "gutenberg" / "11-0.txt"
+TINY = ["--set", "hidden=32", "--set", "layers=2", "--set", "heads=2", "--set",
+        "intermediate=64", "--set", "batch=16", "--set", "micro_batch=8", "--set",
+        "log_every=1", "--set", 'precision="fp32"']
+
+
+def _excerpt(path: Path, chars: int = 60_000) -> Path:
+    """The first chars of Alice in Wonderland, or generated sentences without the data."""
+    if GUTENBERG.is_file():
+        text = GUTENBERG.read_text(encoding="utf-8-sig")[:chars]
+    else:
+        words = "the cat sat on a mat while rabbit ran to tea with alice and queen".split()
+        g = torch.Generator().manual_seed(0)
+        paras = []
+        for _ in range(300):
+            idx = torch.randint(len(words), (40,), generator=g).tolist()
+            paras.append(" ".join(words[i] for i in idx) + ".")
+        text = "\n\n".join(paras)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# -----------------------------------------------------------------------------
+# recipes
+
+
+def test_crammed_recipe_values():
+    r = CRAMMED
+    assert (r["lr"], r["betas"], r["eps"], r["weight_decay"], r["clip"]) == \
+        (1e-3, (0.9, 0.98), 1e-12, 0.01, 0.5)
+    assert r["schedule"] == "triangle"
+    assert r["schedule_params"] == {"start": 0.25, "peak_at": 0.75, "final": 0.0}
+    assert (r["batch"], r["batch_ramp"], r["mask_rate"], r["seq_len"]) == (8192, 0.6, 0.25, 128)
+    assert (r["precision"], r["sparse"], r["arch"], r["dropout"]) == ("bf16", "static",
+                                                                       "crammed", 0.0)
+    assert (r["hidden"], r["layers"], r["heads"], r["vocab_size"]) == (768, 16, 12, 32768)
+
+
+def test_original_bert_recipe_values():
+    r = ORIGINAL_BERT
+    assert (r["arch"], r["dropout"], r["mask_rate"], r["lr"], r["sparse"]) == \
+        ("bert", 0.1, 0.15, 1e-4, None)
+    assert r["schedule"] == "linear" and r["schedule_params"]["warmup"] > 0
+    assert (r["layers"], r["hidden"], r["batch"], r["batch_ramp"]) == (12, 768, 256, 0.0)
+
+
+def test_overrides_and_bad_recipes():
+    r = resolve_recipe("crammed", lr=5e-4, betas=[0.9, 0.95], layers=4)
+    assert (r["lr"], r["betas"], r["layers"]) == (5e-4, (0.9, 0.95), 4)
+    assert CRAMMED["lr"] == 1e-3  # the recipe itself is untouched
+    assert resolve_recipe("crammed", defaults={"extra": 1})["extra"] == 1
+    with pytest.raises(ConfigError, match="unknown recipe key"):
+        resolve_recipe("crammed", learning_rate=1.0)
+    with pytest.raises(ConfigError, match="unknown recipe"):
+        resolve_recipe("tiny")
+    with pytest.raises(ConfigError, match="sparse prediction needs"):
+        resolve_recipe("original", sparse="static")
+    with pytest.raises(ConfigError, match="no dropout"):
+        resolve_recipe("crammed", dropout=0.1)
+    assert resolve_recipe("original", arch="bert")["arch"] == "bert"
+
+
+def test_objective_registry():
+    assert "mlm" in available()
+    obj = get_objective("mlm")
+    assert obj.name == "mlm"
+    with pytest.raises(ConfigError, match="unknown objective"):
+        get_objective("gpt")
+
+
+# -----------------------------------------------------------------------------
+# schedule and batch ramp as functions of the budget
+
+
+def test_triangle_and_ramp_by_budget_fraction():
+    cfg = train_config(CRAMMED, "24h")
+    assert (cfg.micro_batch, cfg.batch_start, cfg.batch_end) == (128, 1, 64)
+    sched = make_schedule(cfg.schedule, **cfg.schedule_params)
+    grid = [i / 1000 for i in range(1001)]
+    values = [sched(p) for p in grid]
+    assert values[0] == pytest.approx(0.25)
+    assert grid[max(range(len(grid)), key=values.__getitem__)] == pytest.approx(0.75)
+    assert values[-1] == pytest.approx(0.0)
+    mult = [batch_multiple(p, cfg.batch_start, cfg.batch_end, cfg.batch_ramp) for p in grid]
+    assert mult[0] == 1 and all(a <= b for a, b in zip(mult, mult[1:], strict=False))
+    first_full = grid[mult.index(64)]
+    assert first_full == pytest.approx(0.6, abs=2e-3)
+    assert batch_plan(ORIGINAL_BERT) == {"micro_batch": 128, "batch_start": 2, "batch_end": 2}
+
+
+class _Record(Hook):
+    def __init__(self):
+        self.lrs, self.micro, self.eps, self.betas = [], [], None, None
+        self._n = 0
+
+    def on_batch(self, state, batch):
+        self._n += 1
+        return batch
+
+    def on_step_end(self, state):
+        self.lrs.append(state.lr)
+        self.micro.append(self._n)
+        self._n = 0
+        g = state.optimizer.param_groups[0]
+        self.eps, self.betas = g["eps"], g["betas"]
+
+
+def test_trainer_follows_the_recipe_by_budget_fraction():
+    """In a real 40-step run: LR peaks at 75% of the budget, the batch (micro-batches per
+    step) reaches the target at 60%, AdamW gets eps 1e-12 and betas (0.9, 0.98)."""
+    r = resolve_recipe("crammed", batch=8, micro_batch=1, precision="fp32")
+    cfg = train_config(r, "40steps", quiet=True)
+    data = torch.utils.data.TensorDataset(torch.randn(64, 4), torch.randn(64, 1))
+    model = torch.nn.Linear(4, 1)
+    loss = lambda m, b: ((m(b[0]) - b[1]) ** 2).mean(dim=1)  # noqa: E731
+    rec = _Record()
+    res = train(model, data, loss, cfg, hooks=[adam_eps_hook(r["eps"]), rec])
+    assert res.steps == 40
+    peak = max(range(40), key=rec.lrs.__getitem__) + 1  # step k runs at progress k / 40
+    assert peak == 30
+    assert rec.lrs[0] == pytest.approx(1e-3 * (0.25 + 0.75 * (1 / 40) / 0.75))
+    assert rec.lrs[-1] == pytest.approx(0.0, abs=1e-12)
+    assert rec.micro[0] == 1
+    full = rec.micro.index(8)  # the step's batch is set from progress at its start
+    assert full / 40 == pytest.approx(0.6, abs=0.03)
+    assert rec.eps == 1e-12 and tuple(rec.betas) == (0.9, 0.98)
+
+
+# -----------------------------------------------------------------------------
+# end to end
+
+
+@pytest.fixture(scope="module")
+def crammed_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cram")
+    corpus = _excerpt(tmp / "alice.txt")
+    out = tmp / "run"
+    proc = run_hasten("cram", "--corpus", corpus, "--budget", "3s", "--out", out,
+                      "--vocab-size", "800", "--seq-len", "64", "--cutoff", "none", *TINY,
+                      "--quiet", timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+def test_cram_end_to_end(crammed_run):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    out, proc = crammed_run
+    assert "held-out loss" in proc.stdout
+    s = json.loads((out / "summary.json").read_text())
+    assert s["stopped"] == "budget" and s["steps"] > 0
+    assert s["ledger"]["train"] == pytest.approx(3.0, abs=1.0)
+    assert s["recipe"]["hidden"] == 32 and s["recipe"]["eps"] == 1e-12
+    assert s["corpus"]["heldout_rows"] >= 1 and s["corpus"]["train_rows"] > 10
+    assert math.isfinite(s["heldout_loss"]) and math.isfinite(s["heldout_loss_start"])
+    assert s["heldout_loss"] < s["heldout_loss_start"]  # it learnt something
+    assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "train" / "metrics.jsonl").is_file()
+    model = AutoModelForMaskedLM.from_pretrained(out / "model").eval()
+    tok = AutoTokenizer.from_pretrained(out / "model")
+    enc = tok(["alice was beginning to get very tired"], return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**enc).logits
+    assert logits.shape[-1] == s["vocab_size"] and torch.isfinite(logits).all()
+
+
+def test_cram_original_recipe_in_process(tmp_path):
+    from transformers import AutoModelForMaskedLM, BertForMaskedLM
+
+    from hasten.cram import cram
+
+    corpus = _excerpt(tmp_path / "alice.txt", 20_000)
+    s = cram([corpus], "3steps", tmp_path / "orig", recipe="original", vocab_size=300,
+             seq_len=32, hidden=32, layers=1, heads=2, intermediate=64, batch=8,
+             micro_batch=8, dedup=True, quiet=True)
+    assert s["corpus"]["dedup"]["kept"] <= s["corpus"]["documents"]
+    assert s["arch"] == "bert" and s["steps"] == 3 and s["recipe"]["mask_rate"] == 0.15
+    model = AutoModelForMaskedLM.from_pretrained(tmp_path / "orig" / "model")
+    assert isinstance(model, BertForMaskedLM)
+    assert model.config.hidden_dropout_prob == 0.1
+
+
+def test_vocab_of_tokenizer():
+    from hasten.text.corpus import train_wordpiece
+
+    tok = train_wordpiece(["a b c d e f g"] * 5, vocab_size=40)
+    v = Vocab.from_tokenizer(tok)
+    assert (v.pad, v.unk, v.cls, v.sep, v.mask) == (0, 1, 2, 3, 4)
+    assert v.size == tok.get_vocab_size()
+
+
+# -----------------------------------------------------------------------------
+# bad input: one line, exit 2, nothing written
+
+
+def _one_line(capsys, code, *fragments):
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hasten: error: "), err
+    for f in fragments:
+        assert f in lines[0], err
+
+
+def test_cram_bad_inputs(tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n\n \n")
+    out = tmp_path / "out"
+    _one_line(capsys, main(["cram", "--corpus", str(empty), "--budget", "2s", "--out",
+                            str(out), "--quiet"]), "empty")
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\u00e9 au lait\n".encode("latin-1"))
+    _one_line(capsys, main(["cram", "--corpus", str(bad), "--budget", "2s", "--out", str(out),
+                            "--quiet"]), "latin1.txt", "UTF-8")
+    good = _excerpt(tmp_path / "ok.txt", 2000)
+    _one_line(capsys, main(["cram", "--corpus", str(good), "--budget", "2s", "--out", str(out),
+                            "--vocab-size", "4", "--quiet"]), "vocab_size", "special")
+    _one_line(capsys, main(["cram", "--corpus", str(tmp_path / "nope.txt"), "--budget", "2s",
+                            "--out", str(out), "--quiet"]), "nope.txt")
+    _one_line(capsys, main(["cram", "--corpus", str(good), "--budget", "soon", "--out",
+                            str(out), "--quiet"]), "budget")
+    _one_line(capsys, main(["cram", "--corpus", str(good), "--budget", "2s", "--out", str(out),
+                            "--set", "lern_rate=1", "--quiet"]), "lern_rate")
+    _one_line(capsys, main(["cram", "--corpus", str(good), "--budget", "2s", "--out", str(out),
+                            "--objective", "gpt", "--quiet"]), "unknown objective")
+    assert not out.exists()
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    _one_line(capsys, main(["cram", "--corpus", str(good), "--budget", "2s", "--out", str(out),
+                            "--quiet"]), "not empty")
