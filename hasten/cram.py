@@ -140,7 +140,7 @@ def cram(corpus_paths: str | Path | Sequence[str | Path], budget: str, out_dir: 
     layers=4, lr=5e-4, batch=1024). `objective` names a `hasten.objectives` plug-in.
     """
     from hasten.objectives import Vocab, get_objective
-    from hasten.objectives.mlm import adam_eps_hook, resolve_recipe, train_config
+    from hasten.objectives.mlm import resolve_recipe, train_config
     from hasten.text.corpus import pack, read_corpus, train_wordpiece
     from hasten.trainer import train
 
@@ -239,7 +239,7 @@ def cram(corpus_paths: str | Path | Sequence[str | Path], budget: str, out_dir: 
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     result = train(model, torch.utils.data.TensorDataset(rows), loss_fn, cfg, evaluate=evaluate,
-                   hooks=[adam_eps_hook(r["eps"]), start, *extra_hooks],
+                   hooks=[start, *extra_hooks],
                    tokens_fn=lambda b: int(b[0].numel()))
     seconds["train_wall"] = time.perf_counter() - t0
     final = result.metrics.get("heldout_loss", float("nan"))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import signal
+from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -64,6 +65,7 @@ class TrainConfig:
     batch_ramp: float = 0.0  # fraction of the budget over which the batch ramps
     optimizer: str = "adamw"  # adamw | sgd
     betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8  # AdamW's epsilon (Cramming uses 1e-12)
     momentum: float = 0.9  # sgd only
     weight_decay: float = 0.0  # never applied to norms and biases (1-d parameters)
     clip: float | None = None
@@ -212,8 +214,8 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     groups = param_groups(model, config.weight_decay)
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
-    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, fused=config.fused,
-                             foreach=config.foreach)
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps,
+                             fused=config.fused, foreach=config.foreach)
 
 
 def autocast_for(config: TrainConfig, device: torch.device) -> Any:
@@ -411,6 +413,9 @@ def _loop(state: TrainState, data: Dataset, sampler: Sampler, schedule: Callable
     autocast = autocast_for(cfg, d.device)
     next_eval = (math.floor(budget.progress() / cfg.eval_every + 1e-9) + 1) * cfg.eval_every
     step_cost = 0.0  # the last step's cost in the budget's unit, to project this one's end
+    # the largest of the recent step costs: a step that runs slower than the one before must
+    # not exhaust a wall-clock budget before the schedule reached its end (final LR)
+    recent: deque[float] = deque(maxlen=16)
     loss_sum, loss_n = torch.zeros((), device=d.device), 0
     first_step = state.step
     model.train()
@@ -432,7 +437,10 @@ def _loop(state: TrainState, data: Dataset, sampler: Sampler, schedule: Callable
         accum = batch_multiple(budget.progress(), cfg.batch_start, cfg.batch_end, cfg.batch_ramp)
         planned = {"steps": 1.0, "examples": float(cfg.micro_batch * accum * d.world_size)}
         # monotone: a slow step followed by a fast one must not move the schedule backwards
-        p = max(state.progress, budget.projected_progress(planned.get(budget.unit, step_cost)))
+        if step_cost > 0:
+            recent.append(step_cost)
+        cost = planned.get(budget.unit, max(recent, default=step_cost))
+        p = max(state.progress, budget.projected_progress(cost))
         last_step = p >= 1.0
         state.progress, state.lr = p, cfg.lr * schedule(p)
         for group in state.optimizer.param_groups:

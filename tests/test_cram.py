@@ -15,7 +15,6 @@ from hasten.objectives import Vocab, available, get_objective
 from hasten.objectives.mlm import (
     CRAMMED,
     ORIGINAL_BERT,
-    adam_eps_hook,
     batch_plan,
     resolve_recipe,
     train_config,
@@ -139,7 +138,7 @@ def test_trainer_follows_the_recipe_by_budget_fraction():
     model = torch.nn.Linear(4, 1)
     loss = lambda m, b: ((m(b[0]) - b[1]) ** 2).mean(dim=1)  # noqa: E731
     rec = _Record()
-    res = train(model, data, loss, cfg, hooks=[adam_eps_hook(r["eps"]), rec])
+    res = train(model, data, loss, cfg, hooks=[rec])
     assert res.steps == 40
     peak = max(range(40), key=rec.lrs.__getitem__) + 1  # step k runs at progress k / 40
     assert peak == 30

@@ -166,7 +166,7 @@ class BestValidation(Hook):
         hyps = translate(model, val, tok, beam=1, limit=self.decoding.val_limit)
         score = bleu(hyps, val.text.tgt[: len(hyps)])
         self.evals += 1
-        self.history.append(round(score, 2))
+        self.history.append(score)
         if score > self.best:
             self.best = score
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -174,7 +174,7 @@ def batch_plan(recipe: Mapping[str, Any]) -> dict[str, int]:
 
 def train_config(recipe: Mapping[str, Any], budget: str, **extra: Any) -> Any:
     """The `TrainConfig` of a recipe: LR, schedule, batch ramp, clipping, precision, weight
-    decay. AdamW's eps is not a trainer option; `AdamEps` sets it."""
+    decay, AdamW betas and eps."""
     from hasten.trainer import TrainConfig
 
     plan = batch_plan(recipe)
@@ -183,24 +183,10 @@ def train_config(recipe: Mapping[str, Any], budget: str, **extra: Any) -> Any:
         schedule_params=dict(recipe["schedule_params"]), micro_batch=plan["micro_batch"],
         batch_start=plan["batch_start"], batch_end=plan["batch_end"],
         batch_ramp=recipe["batch_ramp"], optimizer="adamw", betas=tuple(recipe["betas"]),
-        weight_decay=recipe["weight_decay"], clip=recipe["clip"],
+        eps=recipe["eps"], weight_decay=recipe["weight_decay"], clip=recipe["clip"],
         precision=recipe["precision"], eval_every=recipe["eval_every"],
         log_every=recipe["log_every"], metric="heldout_loss", higher_is_better=False,
         tensorboard=False, **extra)
-
-
-def adam_eps_hook(eps: float) -> Any:
-    """A trainer hook that sets AdamW's eps in every parameter group before the first step
-    (TrainConfig has no eps option)."""
-    from hasten.trainer import Hook
-
-    class AdamEps(Hook):
-        def on_start(self, state: Any) -> None:
-            for group in state.optimizer.param_groups:
-                if "eps" in group:
-                    group["eps"] = eps
-
-    return AdamEps()
 
 
 def rows_of(batch: Any) -> torch.Tensor:

@@ -55,8 +55,8 @@ def test_cli_unknown_pair_is_one_line_and_exit_2(capsys):
     assert "\n" not in err
 
 
-@pytest.mark.skipif(not HAS_MULTI30K, reason="Multi30k is not stored under $HASTEN_DATA")
 def test_quick_runs_record_val_bleu_curves_and_test_bleu():
+    assert HAS_MULTI30K, f"Multi30k is missing under {data_root()} (set HASTEN_DATA)"
     runs = []
     for method in ("plain*", "sr-sqrt"):
         run, model = run_one("mt-en-de", method, 0, quick=True, budget="6s")
