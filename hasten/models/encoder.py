@@ -26,9 +26,6 @@ BERT" baseline, with `bert_mlm_loss` as its loss.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hasten.atomic import atomic_dir
 from hasten.errors import CheckpointError, ConfigError, DataError
 from hasten.text.masking import IGNORE, sparse_positions
 
@@ -377,20 +375,12 @@ def export_hf(model: CrammedEncoder, tokenizer: Tokenizer | None, out_dir: str |
     state = {k: v.detach().to("cpu", torch.float32).contiguous()
              for k, v in model.state_dict().items() if k != "decoder.weight"}
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         hf.save_pretrained(tmp)
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "hasten_encoder.json").write_text(json.dumps(asdict(cfg), indent=1))
         if tokenizer is not None:
             hf_tokenizer(tokenizer, cfg.max_len).save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -17,9 +17,6 @@ Both are flat dicts; `resolve_recipe(name, **overrides)` copies one and applies 
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hasten.atomic import atomic_dir
 from hasten.errors import ConfigError
 from hasten.objectives import LossFn, Vocab
 
@@ -258,20 +256,13 @@ def save_pretrained_atomic(model: nn.Module, hf_tok: Any, out_dir: str | Path) -
     from transformers.utils import logging as hf_logging
 
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     bar = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        model.save_pretrained(tmp)
-        if hf_tok is not None:
-            hf_tok.save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with atomic_dir(out) as tmp:
+            model.save_pretrained(tmp)
+            if hf_tok is not None:
+                hf_tok.save_pretrained(tmp)
     finally:
         if bar:
             hf_logging.enable_progress_bar()

@@ -251,22 +251,26 @@ def _short(doc: str, width: int = 120) -> str:
     return flat if len(flat) <= width else flat[:width - 3] + "..."
 
 
-def _expand(paths: str | Path | Sequence[str | Path]) -> list[Path]:
+def expand_paths(paths: str | Path | Sequence[str | Path],
+                 suffixes: Iterable[str] = (".txt",)) -> list[Path]:
+    """Files named by `paths`: files as given, folders searched recursively for `suffixes`.
+    A DataError for a missing path, a folder without matching files, or no paths at all."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
+    suffixes = sorted(set(suffixes))
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(p.rglob("*.txt"))
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in suffixes)
             if not found:
-                raise DataError(f"no .txt files in folder {p}")
+                raise DataError(f"no text files ({', '.join(suffixes)}) in {p}")
             files.extend(found)
         elif p.is_file():
             files.append(p)
         else:
             raise DataError(f"file not found: {p}")
     if not files:
-        raise DataError("filter_corpus: no input files")
+        raise DataError("no input files given")
     return files
 
 
@@ -294,7 +298,7 @@ def filter_corpus(paths: str | Path | Sequence[str | Path], cutoff: float = 0.3,
 
     t_all = time.perf_counter()
     seconds: dict[str, float] = {}
-    files = _expand(paths)
+    files = expand_paths(paths)
     t0 = time.perf_counter()
     docs: list[str] = []
     file_of: list[int] = []

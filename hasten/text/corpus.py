@@ -26,10 +26,7 @@ Training a Language Model on a Single GPU in One Day").
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 import time
 import unicodedata
 from collections.abc import Sequence
@@ -38,7 +35,9 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from hasten.atomic import atomic_dir
 from hasten.errors import ConfigError, DataError
+from hasten.select.text import expand_paths
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -61,22 +60,7 @@ def normalize(text: str) -> str:
 
 
 def _files(paths: str | Path | Sequence[str | Path]) -> list[Path]:
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in TEXT_SUFFIXES)
-            if not found:
-                raise DataError(f"no text files ({', '.join(sorted(TEXT_SUFFIXES))}) in {p}")
-            files.extend(found)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise DataError(f"file not found: {p}")
-    if not files:
-        raise DataError("no input files given")
-    return files
+    return expand_paths(paths, TEXT_SUFFIXES)
 
 
 def read_corpus(paths: str | Path | Sequence[str | Path],
@@ -233,9 +217,7 @@ def save_shards(rows: np.ndarray, out_dir: str | Path, shard_rows: int = 1 << 18
     if shard_rows < 1:
         raise ConfigError(f"shard_rows must be >= 1, got {shard_rows}")
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         files = []
         for k, start in enumerate(range(0, len(rows), shard_rows)):
             name = f"shard-{k:05d}.npy"
@@ -245,12 +227,6 @@ def save_shards(rows: np.ndarray, out_dir: str | Path, shard_rows: int = 1 << 18
         index = {"rows": int(rows.shape[0]), "seq_len": int(rows.shape[1]),
                  "dtype": str(rows.dtype), "files": files, "meta": meta or {}}
         (tmp / "index.json").write_text(json.dumps(index, indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
