@@ -26,6 +26,7 @@ from hasten.errors import HastenError
 
 def _suites() -> None:
     """Import the modules that register suites, tasks and methods."""
+    import hasten.bench.distill  # noqa: F401
     import hasten.bench.mt  # noqa: F401
     import hasten.bench.prune  # noqa: F401
     import hasten.bench.selective  # noqa: F401
@@ -40,6 +41,10 @@ def cmd_bench(args: argparse.Namespace, suite: str | None = None) -> int:
 
     _suites()
     suite = suite or args.suite
+    if getattr(args, "distill_budget", None):
+        from hasten.bench.distill import set_distill_budget
+
+        set_distill_budget(args.distill_budget)
     tasks = args.tasks.split(",") if args.tasks else None
     if getattr(args, "pair", None):  # the mt suite's language pair, e.g. fr-en
         from hasten.bench.mt import pair_task
@@ -214,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--pair", help="mt: the Multi30k language pair, e.g. en-de or fr-en "
                                       "(runs task mt-PAIR)")
     bench.add_argument("--methods", help="comma-separated methods (the first is the baseline)")
+    bench.add_argument("--distill-budget", help="distill: distillation budget per method, e.g. "
+                                                "20m, 500steps or dm=5m,mtt=20m")
     bench.add_argument("--out", help="output folder (default runs/bench-SUITE)")
     bench.add_argument("--quiet", action="store_true", help="no progress output")
     bench.set_defaults(func=cmd_bench)

@@ -76,12 +76,19 @@ def triangle(p: float, start: float = 0.25, peak_at: float = 0.75, final: float 
     return 1.0 - (1.0 - final) * ((p - peak_at) / span if span > 0 else 1.0)
 
 
+def step(p: float, at: float = 0.5, factor: float = 0.1) -> float:
+    """A single step decay: 1 until `at` of the budget, then `factor` (the dataset-distillation
+    papers' evaluation schedule: lr x 0.1 at half)."""
+    return 1.0 if _clip(p) < at else factor
+
+
 SCHEDULES: dict[str, Callable[..., float]] = {
     "constant": constant,
     "linear": linear,
     "cosine": cosine,
     "one-cycle": one_cycle,
     "triangle": triangle,
+    "step": step,
 }
 
 

@@ -64,3 +64,12 @@ def test_batch_ramp():
     assert batch_multiple(0.3, start=4, end=4) == 4
     with pytest.raises(ConfigError):
         batch_multiple(0.1, start=0, end=4, until=0.5)
+
+
+def test_step_schedule_drops_once_at_its_point():
+    from hasten.schedules import make_schedule
+
+    s = make_schedule("step")
+    assert [s(p) for p in (0.0, 0.49, 0.5, 1.0)] == [1.0, 1.0, 0.1, 0.1]
+    s = make_schedule("step", at=0.25, factor=0.5)
+    assert (s(0.2), s(0.25)) == (1.0, 0.5)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,13 +72,7 @@ def train_on(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, *,
         if ep == epochs // 2 and epochs > 1:
             for group in opt.param_groups:
                 group["lr"] = lr * 0.1
-        order = torch.randperm(len(x), generator=generator).to(device)
-        for i in range(0, len(x), batch_size):
-            idx = order[i:i + batch_size]
-            xb = x[idx] if dsa is None else dsa(x[idx], generator=generator)
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(xb), y[idx]).backward()
-            opt.step()
+        train_epoch(model, opt, x, y, batch_size, generator, dsa)
 
 
 def evaluate(syn: SyntheticSet | tuple[torch.Tensor, torch.Tensor], data: VisionData, *,
@@ -117,3 +112,16 @@ def evaluate(syn: SyntheticSet | tuple[torch.Tensor, torch.Tensor], data: Vision
     return EvalResult(float(np.mean(accs)), float(np.std(accs)), accs, secs, epochs, dsa,
                       meta={"lr": lr, "batch_size": batch_size, "train_examples": len(x),
                             "width": width if model_fn is None else None, "seed": seed})
+
+
+def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                batch_size: int, generator: torch.Generator, dsa: Any = None) -> None:
+    """One epoch of plain cross-entropy training over (x, y) in a seeded random order, with a
+    DSA draw per batch when `dsa` is given (shared by the evaluator and MTT's experts)."""
+    order = torch.randperm(len(x), generator=generator).to(x.device)
+    for i in range(0, len(x), batch_size):
+        idx = order[i:i + batch_size]
+        xb = x[idx] if dsa is None else dsa(x[idx], generator=generator)
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(xb), y[idx]).backward()
+        opt.step()

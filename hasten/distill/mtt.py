@@ -27,6 +27,7 @@ from torch.func import functional_call
 
 from hasten.distill.augment import DSA
 from hasten.distill.base import Method, ModelFn, fresh_model, new_seed
+from hasten.distill.evaluate import train_epoch
 from hasten.distill.matching import parameter_distance
 from hasten.errors import ConfigError, DataError
 
@@ -80,13 +81,7 @@ def train_expert(model_fn: ModelFn, x: torch.Tensor, y: torch.Tensor, epochs: in
     traj = [flatten_params(model).cpu()]
     x, y = x.to(device), y.to(device)
     for _ in range(epochs):
-        order = torch.randperm(len(x), generator=generator).to(device)
-        for i in range(0, len(x), batch_size):
-            idx = order[i:i + batch_size]
-            xb = x[idx] if dsa is None else dsa(x[idx], generator=generator)
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(xb), y[idx]).backward()
-            opt.step()
+        train_epoch(model, opt, x, y, batch_size, generator, dsa)
         traj.append(flatten_params(model).cpu())
     return torch.stack(traj)
 
