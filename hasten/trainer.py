@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import signal
-from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -413,9 +412,6 @@ def _loop(state: TrainState, data: Dataset, sampler: Sampler, schedule: Callable
     autocast = autocast_for(cfg, d.device)
     next_eval = (math.floor(budget.progress() / cfg.eval_every + 1e-9) + 1) * cfg.eval_every
     step_cost = 0.0  # the last step's cost in the budget's unit, to project this one's end
-    # the largest of the recent step costs: a step that runs slower than the one before must
-    # not exhaust a wall-clock budget before the schedule reached its end (final LR)
-    recent: deque[float] = deque(maxlen=16)
     loss_sum, loss_n = torch.zeros((), device=d.device), 0
     first_step = state.step
     model.train()
@@ -432,15 +428,18 @@ def _loop(state: TrainState, data: Dataset, sampler: Sampler, schedule: Callable
             if out is not None:
                 _checkpoint(state, sampler, hooks, out)
             return "sigterm"
-        if budget.exhausted():
+        # A wall-clock step slower than the one before can use up the budget before a step
+        # was projected to end it; then one more step runs at the schedule's end (final LR),
+        # so every run ends its schedule, at the price of overrunning by one step.
+        overrun = budget.exhausted() and budget.is_wall_clock and state.progress < 1.0
+        if budget.exhausted() and not (overrun and state.step > first_step):
             break
         accum = batch_multiple(budget.progress(), cfg.batch_start, cfg.batch_end, cfg.batch_ramp)
         planned = {"steps": 1.0, "examples": float(cfg.micro_batch * accum * d.world_size)}
         # monotone: a slow step followed by a fast one must not move the schedule backwards
-        if step_cost > 0:
-            recent.append(step_cost)
-        cost = planned.get(budget.unit, max(recent, default=step_cost))
-        p = max(state.progress, budget.projected_progress(cost))
+        p = max(state.progress, budget.projected_progress(planned.get(budget.unit, step_cost)))
+        if overrun:
+            p = 1.0
         last_step = p >= 1.0
         state.progress, state.lr = p, cfg.lr * schedule(p)
         for group in state.optimizer.param_groups:
