@@ -497,7 +497,9 @@ def _loop(state: TrainState, data: Dataset, sampler: Sampler, schedule: Callable
                 next_eval += cfg.eval_every
         if out is not None and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
             _checkpoint(state, sampler, hooks, out)
-        if last_step:
+        # a wall-clock run keeps stepping at the schedule's end until its time is used up
+        # (a step projected to be the last can finish early when the one before was slow)
+        if last_step and (not budget.is_wall_clock or budget.exhausted()):
             break
     _evaluate(state, evaluate, hooks, log)
     log.progress(1.0, f"step {state.step} done")
