@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from hasten.atomic import atomic_write
 from hasten.errors import CheckpointError, ConfigError, DataError
 
 # -----------------------------------------------------------------------------
@@ -387,9 +388,7 @@ def _worker(spec_file: str, out_file: str) -> int:
     except HastenError as err:
         print(f"hasten: error: {err}", file=sys.stderr)
         return err.exit_code
-    tmp = Path(out_file + ".tmp")
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, out_file)
+    atomic_write(out_file, lambda fh: fh.write(json.dumps(result).encode()))
     return 0
 
 
@@ -505,11 +504,7 @@ def evaluate_glue(model_dir: str | Path, tasks: str | Sequence[str] | None = Non
     }
     say(f"average {average:.2f} over {len(names)} task(s)")
     if out is not None:
-        o = Path(out)
-        o.parent.mkdir(parents=True, exist_ok=True)
-        tmp = o.with_name(f".{o.name}.tmp")
-        tmp.write_text(json.dumps(summary, indent=1))
-        os.replace(tmp, o)
+        atomic_write(out, lambda fh: fh.write(json.dumps(summary, indent=1).encode()))
     return summary
 
 

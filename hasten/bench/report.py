@@ -16,22 +16,21 @@ Typical use: `write_report(fill_targets(results, margins={"digits": 0.5}), out_d
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import numbers
 import os
 import statistics
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from rich.table import Table
 
+from hasten.atomic import atomic_write
 from hasten.target import time_to_target
 
 DEFAULT_BASELINE = "baseline"
@@ -415,24 +414,6 @@ def rich_tables(results: Mapping[str, Any]) -> list[Table]:
 # --- files ---------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write a file via a temp file in the same folder and os.replace, so readers never see
-    a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _plot_task(ax: Any, task: str, runs: list[dict[str, Any]], colours: Mapping[str, str]) -> None:
     """One subplot: a thin line per seed, coloured by method, and the target dashed."""
     labelled: set[str] = set()
@@ -478,7 +459,7 @@ def plot_curves(results: Mapping[str, Any], path: str | os.PathLike[str]) -> Non
     if not tasks:
         axes[0].text(0.5, 0.5, "no runs", ha="center", va="center")
     fig.suptitle(f"{results.get('suite', '?')}: metric vs train seconds")
-    _atomic_write(Path(path), lambda fh: fig.savefig(fh, format="png", dpi=110))
+    atomic_write(Path(path), lambda fh: fig.savefig(fh, format="png", dpi=110))
 
 
 def _json_safe(obj: Any) -> Any:
@@ -513,8 +494,8 @@ def write_report(results: Mapping[str, Any], out_dir: str | os.PathLike[str]) ->
         "curves": out / "curves.png",
     }
     text = json.dumps(_json_safe(results), indent=1, allow_nan=False) + "\n"
-    _atomic_write(paths["results"], lambda fh: fh.write(text.encode("utf-8")))
+    atomic_write(paths["results"], lambda fh: fh.write(text.encode("utf-8")))
     markdown = markdown_report(results)
-    _atomic_write(paths["report"], lambda fh: fh.write(markdown.encode("utf-8")))
+    atomic_write(paths["report"], lambda fh: fh.write(markdown.encode("utf-8")))
     plot_curves(results, paths["curves"])
     return paths

@@ -9,17 +9,16 @@ a file on disk is always complete. `save_grid_png` draws one row per class.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch.utils.data import TensorDataset
 
+from hasten.atomic import atomic_write
 from hasten.errors import ConfigError, DataError
 
 META_KEY = "hasten.distill"
@@ -68,17 +67,9 @@ class SyntheticSet:
     def save(self, path: str | Path) -> Path:
         """Write `path` (safetensors, metadata JSON in its header) atomically."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = json.dumps(self.meta, default=str)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        os.close(fd)
-        try:
-            save_file({"images": self.images, "labels": self.labels}, tmp,
-                      metadata={META_KEY: meta})
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        tensors = {"images": self.images.contiguous(), "labels": self.labels.contiguous()}
+        metadata = {META_KEY: json.dumps(self.meta, default=str)}
+        atomic_write(path, lambda fh: fh.write(save(tensors, metadata=metadata)))
         return path
 
     @classmethod
@@ -143,13 +134,8 @@ class SyntheticSet:
             fig.suptitle(f"{title}  ipc={self.ipc}", fontsize=9)
         fig.tight_layout()
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-        os.close(fd)
         try:
-            fig.savefig(tmp, dpi=80)
-            os.replace(tmp, path)
+            atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=80))
         finally:
             plt.close(fig)
-            Path(tmp).unlink(missing_ok=True)
         return path

@@ -10,14 +10,13 @@ record what scoring cost, so a benchmark can add it to the training time it save
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from hasten.atomic import atomic_write
 from hasten.errors import ConfigError, DataError
 
 Direction = Literal["harder", "easier"]
@@ -63,8 +62,8 @@ class Scores:
         base.parent.mkdir(parents=True, exist_ok=True)
         info = {"name": self.name, "higher_is": self.higher_is, "seconds": self.seconds,
                 "work": self.work, "meta": self.meta, "count": len(self)}
-        _atomic_write(base.with_suffix(".npy"), lambda f: np.save(f, self.values))
-        _atomic_write(base.with_suffix(".json"),
+        atomic_write(base.with_suffix(".npy"), lambda f: np.save(f, self.values))
+        atomic_write(base.with_suffix(".json"),
                       lambda f: f.write(json.dumps(info, indent=2, default=str).encode()))
         return base.with_suffix(".npy")
 
@@ -86,14 +85,3 @@ class Scores:
         return cls(values=values, name=info["name"], higher_is=info["higher_is"],
                    seconds=float(info.get("seconds", 0.0)), work=info.get("work", {}),
                    meta=info.get("meta", {}))
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
