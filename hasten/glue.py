@@ -43,6 +43,7 @@ import numpy as np
 
 from hasten.atomic import atomic_write
 from hasten.errors import CheckpointError, ConfigError, DataError
+from hasten.trainer import param_groups, precision_context
 
 # -----------------------------------------------------------------------------
 # metrics (scores in [0, 1] or [-1, 1]; reported x100)
@@ -311,15 +312,11 @@ def finetune(model_dir: str | Path, task: str, seed: int, settings: GlueSettings
                   int(getattr(model.config, "max_position_embeddings", 10**9)))
     train_items, dev_items = _encode(tok, a, b, max_len), _encode(tok, da, db, max_len)
     labels = torch.from_numpy(y)
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
-                             {"params": rest, "weight_decay": 0.0}], lr=settings.lr,
+    opt = torch.optim.AdamW(param_groups(model, settings.weight_decay), lr=settings.lr,
                             betas=tuple(settings.betas), eps=settings.eps)
     per_epoch = math.ceil(len(train_items) / settings.batch)
     total = max(1, math.ceil(settings.epochs * per_epoch))
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
-                if settings.precision == "bf16" else torch.autocast(device.type, enabled=False))
+    autocast = precision_context(settings.precision, device)
     gen = torch.Generator().manual_seed(seed)
     step, losses = 0, []
     model.train()

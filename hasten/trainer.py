@@ -217,12 +217,17 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
                              fused=config.fused, foreach=config.foreach)
 
 
-def autocast_for(config: TrainConfig, device: torch.device) -> Any:
-    """The run's precision as a context: bf16 autocast, or nothing for fp32. Training,
-    evaluation and methods' scoring passes all run under it."""
-    if config.precision == "bf16":
+def precision_context(precision: str, device: torch.device) -> Any:
+    """`precision` as a context: bf16 autocast, or nothing for fp32."""
+    if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
+
+
+def autocast_for(config: TrainConfig, device: torch.device) -> Any:
+    """The run's precision as a context. Training, evaluation and methods' scoring passes
+    all run under it."""
+    return precision_context(config.precision, device)
 
 
 def probe_batch(data: Dataset, size: int, device: torch.device) -> Any:

@@ -23,22 +23,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hasten.bench.harness import cpu_model  # noqa: E402
 from hasten.bench.mlm_throughput import (  # noqa: E402
     Shape,
     ratios,
     standard_candidates,
     throughput,
 )
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _git(*args: str) -> str:
@@ -86,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         "suite": "mlm-throughput",
         "created": now.isoformat(timespec="seconds"),
         "date": now.strftime("%Y-%m-%d"),
-        "machine": {"cpu": _cpu_model(), "logical_cpus": os.cpu_count(),
+        "machine": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(),
                     "affinity": affinity, "torch_threads": torch.get_num_threads(),
                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
                     "python": platform.python_version(), "os": platform.system()},

@@ -136,17 +136,20 @@ def scale_budget(spec: str, fraction: float) -> str:
     return f"{value:.3f}s" if unit == "seconds" else f"{max(1, round(value))}{suffix}"
 
 
-def machine_description() -> str:
-    """CPU model, cores and torch build (and GPU name when CUDA is used)."""
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {platform.system()}"
+    return platform.processor() or platform.machine()
+
+
+def machine_description() -> str:
+    """CPU model, cores and torch build (and GPU name when CUDA is used)."""
+    text = f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, {platform.system()}"
     if torch.cuda.is_available():
         text += f", {torch.cuda.get_device_name(0)}"
     return text

@@ -21,7 +21,6 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +29,7 @@ from torch import nn
 
 from hasten.errors import ConfigError
 from hasten.text.masking import mask_tokens
+from hasten.trainer import param_groups, precision_context
 
 
 @dataclass
@@ -141,14 +141,13 @@ def throughput(candidates: Sequence[Candidate], seq_len: int = 128, batch: int =
         for p in precisions:
             torch.manual_seed(seed)
             model = c.build().train()
-            opt = torch.optim.AdamW(_groups(model), lr=1e-4, betas=(0.9, 0.98), eps=1e-12)
+            opt = torch.optim.AdamW(param_groups(model, 0.01), lr=1e-4, betas=(0.9, 0.98),
+                                    eps=1e-12)
             runs.append({"c": c, "precision": p, "model": model, "opt": opt, "data": data,
                          "seconds": [], "cpu_seconds": [], "loss": None})
 
     def step(r: dict) -> None:
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if r["precision"] == "bf16" \
-            else nullcontext()
-        with ctx:
+        with precision_context(r["precision"], torch.device("cpu")):
             loss = r["c"].loss(r["model"], r["data"])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(r["model"].parameters(), clip)
@@ -185,10 +184,6 @@ def throughput(candidates: Sequence[Candidate], seq_len: int = 128, batch: int =
     return rows
 
 
-def _groups(model: nn.Module) -> list[dict]:
-    from hasten.models.encoder import parameter_groups
-
-    return parameter_groups(model, 0.01)
 
 
 def ratios(rows: Sequence[dict], baseline: str = "hf-bert",

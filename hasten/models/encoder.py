@@ -324,18 +324,12 @@ def make_mlm_loss(special_ids: Sequence[int], mask_id: int, vocab_size: int,
     return loss_fn
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: decay on matrices, none on norms and biases (1-d parameters)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": rest, "weight_decay": 0.0}]
-
-
 def cramming_adamw(model: nn.Module, lr: float = 1e-3, weight_decay: float = 0.01,
                    **kwargs: Any) -> torch.optim.AdamW:
     """Cramming's optimizer: AdamW, betas (0.9, 0.98), eps 1e-12, wd 0.01 off norms/biases."""
-    return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98),
+    from hasten.trainer import param_groups
+
+    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98),
                              eps=1e-12, **kwargs)
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +47,7 @@ from hasten.data.sampling import gather
 from hasten.errors import ConfigError, DataError
 from hasten.select.scores import Direction, Scores
 from hasten.select.shard import gather_rows, shard_of
-from hasten.trainer import Hook, TrainConfig, TrainState, train
+from hasten.trainer import Hook, TrainConfig, TrainState, precision_context, train
 
 Work = dict[str, float]
 
@@ -114,12 +113,6 @@ def batches(data: Dataset, batch_size: int, device: torch.device) -> Iterator[tu
         yield x.to(device), y.to(device)
 
 
-def _autocast(precision: str, device: torch.device) -> Any:
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
-
-
 def last_linear(model: nn.Module) -> nn.Linear:
     """The model's classifier head: its last `nn.Linear` in module order."""
     heads = [m for m in model.modules() if isinstance(m, nn.Linear)]
@@ -154,7 +147,7 @@ def forward_all(model: nn.Module, data: Dataset, batch_size: int = 512,
             lambda _m, inp: feats.append(inp[0].detach().flatten(1).float().cpu()))
     try:
         for x, y in batches(data, batch_size, device):
-            with _autocast(precision, device):
+            with precision_context(precision, device):
                 logits.append(model(x).float().cpu())
             labels.append(y.cpu())
     finally:
