@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,18 +16,32 @@ from typing import IO, Any
 @contextmanager
 def atomic_dir(out_dir: str | Path) -> Iterator[Path]:
     """Yield an empty temporary folder next to `out_dir`; on success it replaces `out_dir`
-    (any old folder there is removed), on error it is deleted and `out_dir` is untouched."""
+    (an old folder there is moved aside first and deleted once the new one is in place), on
+    error it is deleted and `out_dir` is untouched."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         yield tmp
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        _swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Rename `tmp` to `out`, moving an existing `out` aside first and deleting it after."""
+    if not out.exists():
+        os.rename(tmp, out)
+        return
+    old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+    os.rename(out, old)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:

@@ -28,11 +28,7 @@ so `out_dir` is either absent, the old one, or complete. Nothing is ever unpickl
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
-import uuid
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -43,6 +39,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from hasten.atomic import atomic_dir
 from hasten.errors import ConfigError, DataError
 from hasten.select.scores import Scores
 
@@ -432,9 +429,7 @@ def write_pruned(inp: PruneInput, keep_indices: Any, out_dir: str | Path,
         scores.check_length(inp.n)
     out = Path(out_dir).expanduser()
     _check_out_dir(out, inp, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
+    with atomic_dir(out) as tmp:
         files = _write_data(inp, keep, tmp)
         if scores is not None:
             scores.save(tmp / "scores")
@@ -458,23 +453,4 @@ def write_pruned(inp: PruneInput, keep_indices: Any, out_dir: str | Path,
             summary[k] = v
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n",
                                           encoding="utf-8")
-        _swap_in(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary
-
-
-def _swap_in(tmp: Path, out: Path) -> None:
-    """Rename `tmp` to `out`, moving an existing `out` aside first and deleting it after."""
-    if not out.exists():
-        os.rename(tmp, out)
-        return
-    old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-    os.rename(out, old)
-    try:
-        os.rename(tmp, out)
-    except BaseException:
-        os.rename(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
