@@ -7,6 +7,10 @@ and exits with code 2, without a traceback. Bugs in hasten itself stay ordinary 
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any
+
 
 class HastenError(Exception):
     """An error caused by the user's input; the message is one line that names the problem."""
@@ -24,3 +28,14 @@ class DataError(HastenError):
 
 class CheckpointError(HastenError):
     """A checkpoint that is missing, corrupt or belongs to another model."""
+
+
+def check_options(kind: str, name: str, fn: Callable[..., Any], options: Iterable[str],
+                  fixed: int) -> None:
+    """A ConfigError naming every keyword in `options` that `fn` does not take after its first
+    `fixed` (positional) parameters, and the ones it does."""
+    known = list(inspect.signature(fn).parameters)[fixed:]
+    bad = sorted(set(options) - set(known))
+    if bad:
+        raise ConfigError(f"{kind} {name!r} has no option(s) {', '.join(bad)}; "
+                          f"known: {', '.join(known) or 'none'}")

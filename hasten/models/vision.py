@@ -7,14 +7,13 @@ results do not change with batch size or with how a batch is split across worker
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from hasten.errors import ConfigError
+from hasten.errors import ConfigError, check_options
 
 
 class MLP(nn.Module):
@@ -113,9 +112,5 @@ def build_model(name: str, data: _HasShape, **kw: Any) -> nn.Module:
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
     cls = MODELS[name]
-    options = set(inspect.signature(cls).parameters) - {"input_shape", "num_classes"}
-    bad = sorted(set(kw) - options)
-    if bad:
-        raise ConfigError(f"model {name!r} has no option(s) {', '.join(bad)}; "
-                          f"known: {', '.join(sorted(options))}")
+    check_options("model", name, cls, kw, fixed=2)  # after input_shape, num_classes
     return cls(input_shape=tuple(data.input_shape), num_classes=data.num_classes, **kw)

@@ -30,7 +30,6 @@ scoring passes are sharded across ranks; every rank gets the full Scores (see `s
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 
 from hasten import distributed
 from hasten.data.sampling import gather
-from hasten.errors import ConfigError, DataError
+from hasten.errors import ConfigError, DataError, check_options
 from hasten.select.scores import Direction, Scores
 from hasten.select.shard import gather_rows, shard_of
 from hasten.trainer import Hook, TrainConfig, TrainState, precision_context, train
@@ -516,9 +515,5 @@ def score(name: str, data: Dataset, spec: ScoringSpec, **kw: Any) -> Scores:
     if len(data) == 0:
         raise DataError("cannot score an empty dataset")
     fn = SCORERS[name]
-    known = list(inspect.signature(fn).parameters)[2:]
-    bad = sorted(set(kw) - set(known))
-    if bad:
-        raise ConfigError(f"scorer {name!r} has no option(s) {', '.join(bad)}; "
-                          f"known: {', '.join(known) or 'none'}")
+    check_options("scorer", name, fn, kw, fixed=2)
     return fn(data, spec, **kw)

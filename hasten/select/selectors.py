@@ -16,13 +16,12 @@ Ties are broken by dataset index (lower index first), so results are determinist
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from hasten.errors import ConfigError, DataError
+from hasten.errors import ConfigError, DataError, check_options
 from hasten.select.scores import Scores
 
 
@@ -179,9 +178,5 @@ def select(method: str, scores: Scores, keep: float, n: int | None = None,
     if n is not None:
         scores.check_length(n)
     fn = SELECTORS[method]
-    known = list(inspect.signature(fn).parameters)[2:]
-    bad = sorted(set(kw) - set(known))
-    if bad:
-        raise ConfigError(f"selector {method!r} has no option(s) {', '.join(bad)}; "
-                          f"known: {', '.join(known) or 'none'}")
+    check_options("selector", method, fn, kw, fixed=2)
     return fn(scores, keep, **kw)
