@@ -130,7 +130,14 @@ class Method:
         return {}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        raise NotImplementedError
+        """The checkpointed optimizers; by default the SGD on the images made by
+        `image_sgd`."""
+        return {"images": self.optimizer}
+
+    def image_sgd(self, lr: float) -> None:
+        """SGD with the `momentum` option on the synthetic images (DC's and DM's update)."""
+        self.optimizer = torch.optim.SGD([self.ctx.syn], lr=lr,
+                                         momentum=float(self.opt["momentum"]))
 
     def step(self) -> tuple[float, int]:
         """One iteration; returns (loss, examples forwarded)."""

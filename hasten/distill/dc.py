@@ -37,11 +37,7 @@ class DC(Method):
         self.outer = int(self.opt["outer_loop"] or outer)
         self.inner = int(self.opt["inner_loop"] if self.opt["inner_loop"] is not None
                          else inner)
-        self.optimizer = torch.optim.SGD([ctx.syn], lr=float(self.opt["lr_img"]),
-                                         momentum=float(self.opt["momentum"]))
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"images": self.optimizer}
+        self.image_sgd(float(self.opt["lr_img"]))
 
     def step(self) -> tuple[float, int]:
         ctx = self.ctx

@@ -25,11 +25,7 @@ class DM(Method):
         if lr is None:
             lr = 10.0 if ctx.ipc >= 100 else 1.0
         self.lr_img = float(lr)
-        self.optimizer = torch.optim.SGD([ctx.syn], lr=self.lr_img,
-                                         momentum=float(self.opt["momentum"]))
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"images": self.optimizer}
+        self.image_sgd(self.lr_img)
 
     def step(self) -> tuple[float, int]:
         ctx = self.ctx
