@@ -33,14 +33,54 @@ def _suites() -> None:
     import hasten.bench.vision  # noqa: F401
 
 
+# Suites that are tables of pretraining runs scored on GLUE, not tasks x methods x seeds:
+# module with run(args, say) -> (results, out_dir, title, notes).
+PRETRAIN_SUITES = {"mlm": "hasten.bench.mlm", "electra": "hasten.bench.electra"}
+
+
+def cmd_bench_pretrain(args: argparse.Namespace, suite: str) -> int:
+    import importlib
+
+    from rich.console import Console
+
+    from hasten.bench.pretrain import rich_table, write_results
+    from hasten.errors import ConfigError
+
+    if args.tasks or getattr(args, "pair", None) or getattr(args, "distill_budget", None):
+        raise ConfigError(f"bench {suite}: --tasks, --pair and --distill-budget do not apply "
+                          "(rows are chosen with --methods)")
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    console = Console(stderr=True)
+    say = (lambda line: None) if args.quiet else \
+        (lambda line: console.print(f"[bold cyan]bench {suite}[/] {line}", highlight=False))
+    module = importlib.import_module(PRETRAIN_SUITES[suite])
+    results, out, title, notes = module.run(args, say)
+    paths = write_results(results, out, title, notes)
+    if not args.quiet:
+        Console().print(rich_table(results, title))
+    print(f"report: {paths['report']}  results: {paths['results']}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace, suite: str | None = None) -> int:
     from rich.console import Console
 
     from hasten.bench.harness import run_suite
     from hasten.bench.report import rich_tables, write_report
 
-    _suites()
     suite = suite or args.suite
+    if suite in PRETRAIN_SUITES:
+        return cmd_bench_pretrain(args, suite)
+    _suites()
+    from hasten.bench.harness import SUITES
+    from hasten.errors import ConfigError
+
+    if suite not in SUITES:
+        raise ConfigError(f"unknown suite {suite!r}; known: "
+                          f"{', '.join(sorted(set(SUITES) | set(PRETRAIN_SUITES)))}")
+    if getattr(args, "corpus", None):
+        raise ConfigError(f"bench {suite}: --corpus applies to the mlm and electra suites")
     if getattr(args, "distill_budget", None):
         from hasten.bench.distill import set_distill_budget
 
@@ -213,14 +253,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run a benchmark suite")
     bench.add_argument("suite", help="suite name, e.g. vision")
     bench.add_argument("--quick", action="store_true", help="short budgets (smoke test)")
-    bench.add_argument("--seeds", type=int, default=1, help="seeds per task and method")
+    bench.add_argument("--seeds", type=int, default=1,
+                       help="seeds per task and method (mlm, electra: GLUE fine-tuning seeds)")
     bench.add_argument("--budget", help="override every task's budget, e.g. 90s or 2000steps")
     bench.add_argument("--tasks", help="comma-separated subset of the suite's tasks")
     bench.add_argument("--pair", help="mt: the Multi30k language pair, e.g. en-de or fr-en "
                                       "(runs task mt-PAIR)")
-    bench.add_argument("--methods", help="comma-separated methods (the first is the baseline)")
+    bench.add_argument("--methods", help="comma-separated methods (the first is the baseline; "
+                                         "mlm, electra: rows, e.g. crammed,electra@0.5)")
     bench.add_argument("--distill-budget", help="distill: distillation budget per method, e.g. "
                                                 "20m, 500steps or dm=5m,mtt=20m")
+    bench.add_argument("--corpus", nargs="+", help="mlm, electra: text files or folders "
+                                                   "(default $HASTEN_DATA/gutenberg)")
     bench.add_argument("--out", help="output folder (default runs/bench-SUITE)")
     bench.add_argument("--quiet", action="store_true", help="no progress output")
     bench.set_defaults(func=cmd_bench)

@@ -153,7 +153,8 @@ def cram(corpus_paths: str | Path | Sequence[str | Path], budget: str, out_dir: 
             overrides[key] = value
     if filter_cutoff != "recipe":
         overrides["cutoff"] = filter_cutoff
-    r = resolve_recipe(recipe, getattr(obj, "defaults", None), **overrides)
+    r = resolve_recipe(recipe, getattr(obj, "defaults", None), getattr(obj, "recipe_values", None),
+                       **overrides)
     if r["vocab_size"] <= 5:
         raise ConfigError(f"vocab_size must exceed the 5 special tokens ([PAD] [UNK] [CLS] "
                           f"[SEP] [MASK]), got {r['vocab_size']}")

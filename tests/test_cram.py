@@ -73,6 +73,11 @@ def test_overrides_and_bad_recipes():
     assert (r["lr"], r["betas"], r["layers"]) == (5e-4, (0.9, 0.95), 4)
     assert CRAMMED["lr"] == 1e-3  # the recipe itself is untouched
     assert resolve_recipe("crammed", defaults={"extra": 1})["extra"] == 1
+    # an objective's own values replace the recipe's; the user's overrides still win
+    assert resolve_recipe("crammed", values={"mask_rate": 0.15})["mask_rate"] == 0.15
+    assert resolve_recipe("crammed", None, {"mask_rate": 0.15}, mask_rate=0.2)["mask_rate"] == 0.2
+    with pytest.raises(ConfigError, match="objective sets unknown"):
+        resolve_recipe("crammed", values={"masking": 0.15})
     with pytest.raises(ConfigError, match="unknown recipe key"):
         resolve_recipe("crammed", learning_rate=1.0)
     with pytest.raises(ConfigError, match="unknown recipe"):
@@ -202,6 +207,26 @@ def test_cram_original_recipe_in_process(tmp_path):
     model = AutoModelForMaskedLM.from_pretrained(tmp_path / "orig" / "model")
     assert isinstance(model, BertForMaskedLM)
     assert model.config.hidden_dropout_prob == 0.1
+
+
+def test_cram_electra_objective_in_process(tmp_path):
+    from transformers import AutoModelForMaskedLM, ModernBertForMaskedLM
+
+    from hasten.cram import cram
+
+    corpus = _excerpt(tmp_path / "alice.txt", 20_000)
+    s = cram([corpus], "3steps", tmp_path / "el", objective="electra", vocab_size=300,
+             filter_cutoff=None, seq_len=32, hidden=32, layers=1, heads=2, intermediate=64, batch=8,
+             micro_batch=8, precision="fp32", quiet=True)
+    # ELECTRA masks 15% (the paper's Small/Base), not the crammed recipe's 25%
+    assert s["objective"] == "electra" and s["recipe"]["mask_rate"] == 0.15
+    assert s["steps"] == 3 and math.isfinite(s["heldout_loss"])
+    model = AutoModelForMaskedLM.from_pretrained(tmp_path / "el" / "model")
+    assert isinstance(model, ModernBertForMaskedLM)  # the discriminator, for hasten glue
+    s2 = cram([corpus], "1steps", tmp_path / "el2", objective="electra", vocab_size=300,
+              filter_cutoff=None, seq_len=32, hidden=32, layers=1, heads=2, intermediate=64,
+              batch=8, micro_batch=8, precision="fp32", mask_rate=0.25, quiet=True)
+    assert s2["recipe"]["mask_rate"] == 0.25  # the user's value wins
 
 
 def test_vocab_of_tokenizer():

@@ -8,12 +8,15 @@ budget bookkeeping of 24h BERT, Izsak et al. 2021). An objective supplies three 
     class MyObjective:
         name = "electra"
         defaults = {"generator_fraction": 0.25}           # optional: extra recipe keys
+        recipe_values = {"mask_rate": 0.15}               # optional: its own recipe values
         def build_model(self, recipe, vocab) -> nn.Module: ...
         def make_loss(self, recipe, vocab, seed) -> LossFn: ...
         def export(self, model, tokenizer, out_dir, recipe) -> Path: ...
 
 - `recipe` is the resolved recipe: a flat dict (see `hasten.objectives.mlm.CRAMMED`) with the
-  objective's `defaults` merged under the user's overrides. Read what you need, ignore the rest.
+  objective's `defaults` added, its `recipe_values` replacing the recipe's (ELECTRA masks 15%,
+  not the crammed 25%), and the user's overrides applied last. Read what you need, ignore the
+  rest.
 - `vocab` is a `Vocab` (size and the ids of [PAD] [UNK] [CLS] [SEP] [MASK]).
 - `make_loss(...)(model, batch) -> [B]` is the trainer's per-example loss (`hasten.trainer`).
   `batch` is a 1-tuple `(rows,)` of packed token ids, int64 [B, seq_len], [CLS] first. The

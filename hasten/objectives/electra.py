@@ -591,8 +591,9 @@ class Electra:
     """The ELECTRA objective for `hasten cram` (`hasten.objectives.Objective`).
 
     Recipe keys read: the discriminator's shape (`hidden`, `layers`, `heads`, `intermediate`,
-    `max_len`, `norm_eps`, `init_std`), `mask_rate` (the paper: 0.15 for Small and Base, 0.25
-    for Large; the crammed recipe's own value is 0.25), `exact_masking`, `sparse`, and the
+    `max_len`, `norm_eps`, `init_std`), `mask_rate` (set to the paper's 0.15 for Small and
+    Base over the crammed recipe's 0.25; `--set mask_rate=0.25` is Large's), `exact_masking`,
+    `sparse`, and the
     extra keys in `defaults`: `gen_width_ratio` (1/4), `disc_weight` (50), `keep_unchanged`
     (0.15). `arch` must be "crammed". The held-out loss cram reports is the ELECTRA loss
     (MLM + 50 x discriminator). Optional extras for cram: `make_eval` (the monitor's metrics
@@ -601,6 +602,7 @@ class Electra:
     name = "electra"
     defaults: dict[str, Any] = {"gen_width_ratio": 0.25, "disc_weight": 50.0,
                                 "keep_unchanged": 0.15}
+    recipe_values: dict[str, Any] = {"mask_rate": 0.15}
 
     def build_model(self, recipe: Mapping[str, Any], vocab: Vocab) -> nn.Module:
         if recipe.get("arch", "crammed") != "crammed":

@@ -112,9 +112,10 @@ RECIPE_SOURCES: dict[str, str] = {
 
 
 def resolve_recipe(recipe: str | Mapping[str, Any], defaults: Mapping[str, Any] | None = None,
-                   **overrides: Any) -> dict[str, Any]:
+                   values: Mapping[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
     """A copy of recipe `recipe` ("crammed", "original" or a dict), with an objective's extra
-    `defaults` added and `overrides` applied. Unknown override keys raise ConfigError."""
+    `defaults` added, its `values` replacing the recipe's, and the user's `overrides` applied
+    last. Unknown keys in `values` or `overrides` raise ConfigError."""
     if isinstance(recipe, str):
         if recipe not in RECIPES:
             raise ConfigError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
@@ -123,6 +124,10 @@ def resolve_recipe(recipe: str | Mapping[str, Any], defaults: Mapping[str, Any] 
         base = dict(recipe)
     for key, value in (defaults or {}).items():
         base.setdefault(key, value)
+    unknown = sorted(set(values or {}) - set(base))
+    if unknown:
+        raise ConfigError(f"the objective sets unknown recipe key(s) {', '.join(unknown)}")
+    base.update(values or {})
     unknown = sorted(set(overrides) - set(base))
     if unknown:
         raise ConfigError(f"unknown recipe key(s) {', '.join(unknown)}; known: "
