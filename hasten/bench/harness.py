@@ -47,7 +47,8 @@ from hasten.trainer import EvalFn, Hook, LossFn, TrainConfig, train
 class Recipe:
     """Everything one training run needs. `overhead_seconds` is time a method spent before
     training (scoring, a proxy model, distillation): it is added to the run's curve so time
-    to target counts it."""
+    to target counts it; `overhead_flops`, that work's FLOPs, is added to the FLOPs counter
+    (the example counters stay the trained model's own)."""
 
     model: nn.Module
     train_data: Dataset
@@ -58,6 +59,7 @@ class Recipe:
     sampler: Sampler | None = None
     tokens_fn: Callable[[Any], int] | None = None
     overhead_seconds: float = 0.0
+    overhead_flops: float = 0.0
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -193,12 +195,17 @@ def run_one(task: str, method: str, seed: int, quick: bool, budget: str | None =
                    evaluate=recipe.evaluate, hooks=recipe.hooks, sampler=recipe.sampler,
                    tokens_fn=recipe.tokens_fn)
     shift = recipe.overhead_seconds
-    curve = [[s + shift, w, v] for s, w, v in result.curve]
+
+    def charged(work: dict[str, Any]) -> dict[str, Any]:
+        return {**work, "flops": work.get("flops", 0.0) + recipe.overhead_flops}
+
+    curve = [[s + shift, charged(w), v] for s, w, v in result.curve]
     run = {
         "task": task, "method": method, "seed": seed, "metric": result.metric,
         "higher_is_better": cfg.higher_is_better, "final": result.final,
         "train_seconds": result.train_seconds + shift, "target": None,
-        "time_to_target": None, "relative_time": None, "work": result.work, "curve": curve,
+        "time_to_target": None, "relative_time": None, "work": charged(result.work),
+        "curve": curve, "overhead_flops": recipe.overhead_flops,
         "ledger": result.ledger, "overhead_seconds": shift, "steps": result.steps,
         "stopped": result.stopped,
         "budget": cfg.budget, "config": _jsonable(asdict(cfg)), "notes": recipe.notes,

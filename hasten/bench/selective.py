@@ -73,11 +73,13 @@ def proxy(recipe: Recipe) -> Recipe:
     result = train(small, data.train, per_example_cross_entropy, cfg)
     overhead = time.perf_counter() - start
     recipe.overhead_seconds += overhead
+    recipe.overhead_flops += result.work["flops"]
     budget = Budget(recipe.config.budget)
     if budget.is_wall_clock:  # the proxy's time comes out of the same wall-clock budget
         recipe.config.budget = f"{max(1.0, budget.amount - overhead):.3f}s"
     recipe.notes["proxy"] = {"model": name, **kw, "train_seconds": result.train_seconds,
-                             "examples": result.work["examples_backpropagated"]}
+                             "examples": result.work["examples_backpropagated"],
+                             "flops": result.work["flops"]}
     backward = _draw_double(recipe)
     recipe.hooks.append(SelectiveBackprop("topk", keep=0.5, prime=0.0, scorer=small,
                                           backward_batch=backward))
