@@ -450,8 +450,9 @@ def evaluate_glue(model_dir: str | Path, tasks: str | Sequence[str] | None = Non
                   seeds: int = 5, epochs: float = 5.0, max_train_examples: int | None = None,
                   jobs: int = 1, out: str | Path | None = None,
                   data_dir: str | Path | None = None, quiet: bool = True,
-                  **settings: Any) -> dict[str, Any]:
-    """Fine-tune and score `model_dir` on GLUE-small; median over `seeds` per task.
+                  first_seed: int = 0, **settings: Any) -> dict[str, Any]:
+    """Fine-tune and score `model_dir` on GLUE-small; median over `seeds` per task (seeds
+    `first_seed`, `first_seed + 1`, ...).
 
     Returns {"tasks": {task: {metric, score, scores, ...}}, "average": mean of the task
     scores, "settings": ...} and writes it to `out` (JSON) if given. `settings` are other
@@ -480,7 +481,9 @@ def evaluate_glue(model_dir: str | Path, tasks: str | Sequence[str] | None = Non
 
         console = Console(stderr=True)
         say = lambda line: console.print(f"[bold magenta]glue[/] {line}", highlight=False)
-    seed_list = list(range(seeds))
+    if first_seed < 0:
+        raise ConfigError(f"first_seed must be >= 0, got {first_seed}")
+    seed_list = list(range(first_seed, first_seed + seeds))
     t0 = time.perf_counter()
     jobs = min(jobs, len(names))
     if jobs == 1:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import statistics
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -135,14 +136,14 @@ def _reusable(summary_file: Path, expected: Mapping[str, Any]) -> bool:
 
 
 def _glue_settings(s: PretrainSettings) -> dict[str, Any]:
-    return {**s.glue, "seeds": s.glue_seeds, "tasks": s.glue_tasks}
+    return {**s.glue, "seeds": s.glue_seeds, "tasks": s.glue_tasks,
+            "aggregate": "median over fine-tuning seeds per task, mean over tasks"}
 
 
 def run_row(row: Row, s: PretrainSettings, out_dir: Path,
             say: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Pretrain and GLUE-score one row into `out_dir / row.name` (reusing what is there)."""
     from hasten.cram import cram
-    from hasten.glue import evaluate_glue
 
     budget = scale_budget(s.budget, row.fraction) if row.fraction != 1.0 else s.budget
     folder = out_dir / row.name
@@ -154,29 +155,50 @@ def run_row(row: Row, s: PretrainSettings, out_dir: Path,
         say(f"{row.name}: pretraining for {budget} ...")
         kw = _cram_kwargs(row, s)
         summary = cram(s.corpus, budget, folder, seed=s.seed, quiet=True, overwrite=True, **kw)
-    glue_file = folder / "glue.json"
-    want = _glue_settings(s)
-    glue = None
-    if glue_file.is_file():
-        try:
-            glue = json.loads(glue_file.read_text())
-        except ValueError:
-            glue = None
-        if glue is not None and glue.get("bench_settings") != want:
-            glue = None
-        elif glue is not None:
-            say(f"{row.name}: reusing its GLUE scores")
-    if glue is None:
-        say(f"{row.name}: GLUE-small ...")
-        settings = {k: v for k, v in s.glue.items() if k not in ("epochs", "max_train_examples")}
-        glue = evaluate_glue(folder / "model", tasks=s.glue_tasks, seeds=s.glue_seeds,
-                             epochs=s.glue["epochs"],
-                             max_train_examples=s.glue.get("max_train_examples"), **settings)
-        glue["bench_settings"] = want
-        atomic_write(glue_file, lambda fh: fh.write(json.dumps(glue, indent=1).encode()))
+    glue = glue_scores(folder, s, say=lambda line: say(f"{row.name}: {line}"))
     line = row_line(row, budget, summary, glue)
     say(f"{row.name}: GLUE-small average {line['glue_average']:.2f}")
     return line
+
+
+def _per_seed_settings(s: PretrainSettings) -> dict[str, Any]:
+    return {**s.glue, "tasks": s.glue_tasks}
+
+
+def glue_scores(folder: Path, s: PretrainSettings,
+                say: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+    """GLUE-small of `folder/model` over seeds 0 .. glue_seeds - 1: each seed's scores are
+    kept in `folder/glue-seedN.json` and reused while the settings match, so raising `--seeds`
+    only fine-tunes the new seeds. Median over seeds per task, mean over tasks."""
+    from hasten.glue import evaluate_glue
+
+    want = _per_seed_settings(s)
+    per_seed = []
+    for seed in range(s.glue_seeds):
+        path = folder / f"glue-seed{seed}.json"
+        try:
+            res = json.loads(path.read_text())
+            ok = res.get("bench_settings") == want
+        except (OSError, ValueError):
+            ok = False
+        if ok:
+            say(f"reusing its GLUE scores (seed {seed})")
+        else:
+            say(f"GLUE-small, fine-tuning seed {seed} ...")
+            settings = {k: v for k, v in s.glue.items()
+                        if k not in ("epochs", "max_train_examples")}
+            res = evaluate_glue(folder / "model", tasks=s.glue_tasks, seeds=1, first_seed=seed,
+                                epochs=s.glue["epochs"],
+                                max_train_examples=s.glue.get("max_train_examples"),
+                                **settings)
+            res["bench_settings"] = want
+            atomic_write(path, lambda fh, r=res: fh.write(json.dumps(r, indent=1).encode()))
+        per_seed.append(res)
+    tasks = list(per_seed[0]["scores"])
+    runs = {t: [r["scores"][t] for r in per_seed] for t in tasks}
+    scores = {t: statistics.median(v) for t, v in runs.items()}
+    return {"scores": scores, "average": sum(scores.values()) / len(scores), "runs": runs,
+            "seconds": sum(r.get("seconds", 0.0) for r in per_seed)}
 
 
 def row_line(row: Row, budget: str, summary: Mapping[str, Any],
@@ -192,9 +214,8 @@ def row_line(row: Row, budget: str, summary: Mapping[str, Any],
         "heldout_loss": summary.get("heldout_loss"),
         "heldout_metrics": summary.get("heldout_metrics"),
         "corpus": summary.get("corpus"),
-        "glue": dict(glue.get("scores", {})), "glue_average": glue.get("average"),
-        "glue_runs": {t: r.get("scores") for t, r in glue.get("tasks", {}).items()},
-        "glue_seconds": glue.get("seconds"),
+        "glue": dict(glue["scores"]), "glue_average": glue["average"],
+        "glue_seeds": dict(glue["runs"]), "glue_seconds": glue["seconds"],
     }
 
 

@@ -43,6 +43,7 @@ def tiny_suite():
     def half_lr(recipe: Recipe) -> Recipe:
         recipe.config.lr /= 2
         recipe.overhead_seconds = 1.0
+        recipe.overhead_flops = 1e6
         return recipe
 
     register_suite(Suite("tiny-suite", tasks=["tiny"], methods=["baseline", "half-lr"],
@@ -68,9 +69,13 @@ def test_run_suite_applies_budgets_overrides_and_overhead(tiny_suite):
     for r in runs:
         assert r["steps"] == 20 and r["budget"] == "20steps"
         assert [c[1]["steps"] for c in r["curve"]] == [10, 20]  # eval_every 0.5
-    half = runs[1]
+    half, base = runs[1], runs[0]
     assert half["overhead_seconds"] == 1.0
     assert half["curve"][0][0] >= 1.0  # the overhead is charged on the curve
+    # ... and its FLOPs on the FLOPs counter (same model and steps as the baseline's)
+    assert half["work"]["flops"] == base["work"]["flops"] + 1e6
+    assert half["curve"][0][1]["flops"] == base["curve"][0][1]["flops"] + 1e6
+    assert half["work"]["examples_backpropagated"] == base["work"]["examples_backpropagated"]
     base_finals = sorted(r["final"] for r in runs if r["method"] == "baseline")
     assert runs[0]["target"] == pytest.approx(sum(base_finals) / 2 - 1.0)
     assert results["command"] == "test" and results["suite"] == "tiny-suite"

@@ -80,6 +80,15 @@ def test_bench_mlm_quick_runs_reuses_and_reports(corpus, tmp_path):
     assert proc.stderr.count("reusing its GLUE scores") == 2
     assert (out / "crammed" / "summary.json").stat().st_mtime_ns == before
     assert json.loads((out / "results.json").read_text())["rows"] == res["rows"]
+    # more fine-tuning seeds: seed 0 is reused, only seed 1 is fine-tuned; median per task
+    proc = run_hasten(*args[:-2], "--methods", "crammed", "--seeds", "2", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "reusing its GLUE scores (seed 0)" in proc.stderr
+    assert "fine-tuning seed 1" in proc.stderr and "fine-tuning seed 0" not in proc.stderr
+    (row,) = json.loads((out / "results.json").read_text())["rows"]
+    assert all(len(v) == 2 for v in row["glue_seeds"].values())
+    assert row["glue"]["sst2"] == pytest.approx(sum(row["glue_seeds"]["sst2"]) / 2)
+    assert row["glue_seeds"]["sst2"][0] == res["rows"][0]["glue"]["sst2"]
 
 
 def test_bench_electra_quick_fraction_row(corpus, tmp_path):
