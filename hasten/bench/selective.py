@@ -9,6 +9,7 @@ wall-clock budget as the baseline:
   topk       draw 2x the batch, backprop the top half by loss (airbench-style)
   proxy      topk, but a small model trained first (one epoch, >= 200 steps) scores; its
              training time is charged to the method (and taken out of a wall-clock budget)
+  proxy3     proxy drawing 3x the batch and keeping the top third
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ def stale_sb(recipe: Recipe) -> Recipe:
     return recipe
 
 
-def _draw_double(recipe: Recipe) -> int:
+def _draw_double(recipe: Recipe, pool: int = 2) -> int:
+    """Draw `pool` x the backward batch per step; returns the backward batch."""
     backward = recipe.config.micro_batch
-    recipe.config.micro_batch = 2 * backward
+    recipe.config.micro_batch = pool * backward
     return backward
 
 
@@ -57,10 +59,10 @@ PROXIES = {"convnet3": ("convnet3", {"width": 16, "depth": 2}),
 
 
 @register_method("proxy")
-def proxy(recipe: Recipe) -> Recipe:
+def proxy(recipe: Recipe, pool: int = 2) -> Recipe:
     """Train a small proxy for one epoch or PROXY_STEPS steps, whichever is more (timed,
-    charged as overhead), then let its losses pick the top half of each double-size batch
-    for the real model."""
+    charged as overhead), then let its losses pick the top 1/`pool` of each `pool`-size
+    draw for the real model."""
     data = _data(recipe.notes["dataset"])
     name, kw = PROXIES[recipe.notes["model"]]
     small = build_model(name, data, **kw)
@@ -80,10 +82,17 @@ def proxy(recipe: Recipe) -> Recipe:
     recipe.notes["proxy"] = {"model": name, **kw, "train_seconds": result.train_seconds,
                              "examples": result.work["examples_backpropagated"],
                              "flops": result.work["flops"]}
-    backward = _draw_double(recipe)
-    recipe.hooks.append(SelectiveBackprop("topk", keep=0.5, prime=0.0, scorer=small,
+    backward = _draw_double(recipe, pool)
+    recipe.hooks.append(SelectiveBackprop("topk", keep=1.0 / pool, prime=0.0, scorer=small,
                                           backward_batch=backward))
+    recipe.notes["proxy"]["pool"] = pool
     return recipe
+
+
+@register_method("proxy3")
+def proxy3(recipe: Recipe) -> Recipe:
+    """`proxy` with a 3x draw: the proxy's top third of each draw is backpropagated."""
+    return proxy(recipe, pool=3)
 
 
 register_suite(Suite(
