@@ -16,8 +16,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from hasten.bench.mlm import settings
-from hasten.bench.pretrain import Row, resolve_rows, run_pretrain_suite
+from hasten.bench.pretrain import Row, resolve_rows, run_pretrain_suite, settings_from_args
 
 ROWS: dict[str, Row] = {r.name: r for r in (
     Row("crammed", {}, description="MLM, crammed recipe"),
@@ -31,5 +30,5 @@ def run(args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], Path, str, 
     """The suite as `hasten bench electra` runs it: (results, out dir, title, notes)."""
     rows = resolve_rows(ROWS, args.methods.split(",") if args.methods else DEFAULT)
     out = Path(args.out or "runs/bench-electra")
-    results = run_pretrain_suite("electra", rows, settings(args), out, say)
+    results = run_pretrain_suite("electra", rows, settings_from_args(args), out, say)
     return results, out, TITLE, []

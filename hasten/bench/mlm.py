@@ -25,18 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from hasten.bench.pretrain import (
-    QUICK_FORCE,
-    QUICK_GLUE,
-    QUICK_SHAPE,
-    PretrainSettings,
     Row,
-    default_corpus,
     resolve_rows,
     rich_table,
     run_pretrain_suite,
+    settings_from_args,
     write_results,
 )
-from hasten.errors import DataError
 from hasten.objectives.mlm import CRAMMED
 
 ROWS: dict[str, Row] = {r.name: r for r in (
@@ -70,7 +65,7 @@ def run(args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], Path, str, 
     """The suite as `hasten bench mlm` runs it: (results, out dir, title, notes)."""
     names = args.methods.split(",") if args.methods else list(PARTS)
     rows = resolve_rows(ROWS, [n for n in names if n != "throughput"])
-    s = settings(args)
+    s = settings_from_args(args)
     out = Path(args.out or "runs/bench-mlm")
     extra: dict[str, Any] = {}
     if "throughput" in names:
@@ -78,20 +73,6 @@ def run(args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], Path, str, 
         extra["throughput"] = measure_throughput(s.quick, say)
     results = run_pretrain_suite("mlm", rows, s, out, say, extra)
     return results, out, TITLE, throughput_notes(results)
-
-
-def settings(args: argparse.Namespace) -> PretrainSettings:
-    """Bench settings from the CLI (`--quick`: tiny model, 3 steps, a few GLUE examples)."""
-    corpus = getattr(args, "corpus", None) or default_corpus()
-    for path in corpus:  # before any throughput or pretraining work
-        if not Path(path).exists():
-            raise DataError(f"corpus not found: {path}")
-    if args.quick:
-        return PretrainSettings(corpus=corpus, budget=args.budget or "3steps",
-                                shape=dict(QUICK_SHAPE), vocab_size=300, seq_len=32,
-                                glue=dict(QUICK_GLUE), glue_seeds=args.seeds, quick=True,
-                                force=dict(QUICK_FORCE))
-    return PretrainSettings(corpus=corpus, budget=args.budget or "25m", glue_seeds=args.seeds)
 
 
 def throughput_notes(results: dict[str, Any]) -> list[str]:

@@ -19,6 +19,7 @@ minutes: a 4-layer, 256-wide encoder, 8192-token WordPiece vocabulary, 128-token
 
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 import statistics
@@ -31,7 +32,7 @@ from typing import Any
 
 from hasten.atomic import atomic_write
 from hasten.bench.harness import machine_description, scale_budget, split_method
-from hasten.errors import ConfigError
+from hasten.errors import ConfigError, DataError
 
 # The encoder every row trains (any recipe key; the row may override).
 SHAPE: dict[str, Any] = {"hidden": 256, "layers": 4, "heads": 4, "intermediate": 1024,
@@ -105,6 +106,20 @@ def resolve_rows(rows: Mapping[str, Row], names: Sequence[str] | None) -> list[R
     return out
 
 
+def settings_from_args(args: argparse.Namespace) -> PretrainSettings:
+    """Bench settings from the CLI (`--quick`: tiny model, 3 steps, a few GLUE examples)."""
+    corpus = getattr(args, "corpus", None) or default_corpus()
+    for path in corpus:  # before any throughput or pretraining work
+        if not Path(path).exists():
+            raise DataError(f"corpus not found: {path}")
+    if args.quick:
+        return PretrainSettings(corpus=corpus, budget=args.budget or "3steps",
+                                shape=dict(QUICK_SHAPE), vocab_size=300, seq_len=32,
+                                glue=dict(QUICK_GLUE), glue_seeds=args.seeds, quick=True,
+                                force=dict(QUICK_FORCE))
+    return PretrainSettings(corpus=corpus, budget=args.budget or "25m", glue_seeds=args.seeds)
+
+
 def _cram_kwargs(row: Row, s: PretrainSettings) -> dict[str, Any]:
     kw: dict[str, Any] = {"vocab_size": s.vocab_size, "seq_len": s.seq_len, **s.shape}
     kw.update(row.cram)
@@ -136,7 +151,7 @@ def _reusable(summary_file: Path, expected: Mapping[str, Any]) -> bool:
 
 
 def _glue_settings(s: PretrainSettings) -> dict[str, Any]:
-    return {**s.glue, "seeds": s.glue_seeds, "tasks": s.glue_tasks,
+    return {**_per_seed_settings(s), "seeds": s.glue_seeds,
             "aggregate": "median over fine-tuning seeds per task, mean over tasks"}
 
 
@@ -185,12 +200,8 @@ def glue_scores(folder: Path, s: PretrainSettings,
             say(f"reusing its GLUE scores (seed {seed})")
         else:
             say(f"GLUE-small, fine-tuning seed {seed} ...")
-            settings = {k: v for k, v in s.glue.items()
-                        if k not in ("epochs", "max_train_examples")}
             res = evaluate_glue(folder / "model", tasks=s.glue_tasks, seeds=1, first_seed=seed,
-                                epochs=s.glue["epochs"],
-                                max_train_examples=s.glue.get("max_train_examples"),
-                                **settings)
+                                **s.glue)
             res["bench_settings"] = want
             atomic_write(path, lambda fh, r=res: fh.write(json.dumps(r, indent=1).encode()))
         per_seed.append(res)

@@ -81,11 +81,10 @@ def proxy(recipe: Recipe, pool: int = 2) -> Recipe:
         recipe.config.budget = f"{max(1.0, budget.amount - overhead):.3f}s"
     recipe.notes["proxy"] = {"model": name, **kw, "train_seconds": result.train_seconds,
                              "examples": result.work["examples_backpropagated"],
-                             "flops": result.work["flops"]}
+                             "flops": result.work["flops"], "pool": pool}
     backward = _draw_double(recipe, pool)
     recipe.hooks.append(SelectiveBackprop("topk", keep=1.0 / pool, prime=0.0, scorer=small,
                                           backward_batch=backward))
-    recipe.notes["proxy"]["pool"] = pool
     return recipe
 
 
