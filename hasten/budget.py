@@ -39,6 +39,12 @@ _SUFFIX = {
 _PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]+)\s*$")
 
 
+def seconds_spec(seconds: float) -> str:
+    """A wall-clock budget string to the millisecond, without trailing zeros (750.0 -> "750s",
+    1/3 -> "0.333s")."""
+    return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
+
+
 def parse_budget(text: str) -> tuple[str, float]:
     """Parse "90s", "20m", "24h", "1.5h", "2000steps", "1e6ex", "3e9tok", "1e15flop".
 

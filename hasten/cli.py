@@ -46,9 +46,10 @@ def cmd_bench_pretrain(args: argparse.Namespace, suite: str) -> int:
     from hasten.bench.pretrain import rich_table, write_results
     from hasten.errors import ConfigError
 
-    if args.tasks or getattr(args, "pair", None) or getattr(args, "distill_budget", None):
-        raise ConfigError(f"bench {suite}: --tasks, --pair and --distill-budget do not apply "
-                          "(rows are chosen with --methods)")
+    if args.tasks or getattr(args, "pair", None) or getattr(args, "distill_budget", None) \
+            or getattr(args, "first_seed", 0):
+        raise ConfigError(f"bench {suite}: --tasks, --pair, --distill-budget and --first-seed "
+                          "do not apply (rows are chosen with --methods)")
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     console = Console(stderr=True)
@@ -96,13 +97,22 @@ def cmd_bench(args: argparse.Namespace, suite: str | None = None) -> int:
         suite, quick=args.quick, seeds=args.seeds, budget=args.budget, tasks=tasks,
         methods=args.methods.split(",") if args.methods else None,
         progress=None if args.quiet else lambda line: console.print(line, highlight=False),
-        quiet=args.quiet)
+        quiet=args.quiet, first_seed=getattr(args, "first_seed", 0))
     paths = write_report(results, out)
     if not args.quiet:
         for table in rich_tables(results):
             console.print(table)
     console.print(f"report: {paths['report']}  curves: {paths['curves']}  "
                   f"results: {paths['results']}", highlight=False)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from hasten.bench.report import load_results, merge_results, write_report
+
+    results = merge_results([load_results(p) for p in args.results])
+    paths = write_report(results, args.out)
+    print(f"report: {paths['report']}  results: {paths['results']}")
     return 0
 
 
@@ -255,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="short budgets (smoke test)")
     bench.add_argument("--seeds", type=int, default=1,
                        help="seeds per task and method (mlm, electra: GLUE fine-tuning seeds)")
+    bench.add_argument("--first-seed", type=int, default=0,
+                       help="first seed (run seeds FIRST..FIRST+SEEDS-1; join the pieces with "
+                            "`hasten report`)")
     bench.add_argument("--budget", help="override every task's budget, e.g. 90s or 2000steps")
     bench.add_argument("--tasks", help="comma-separated subset of the suite's tasks")
     bench.add_argument("--pair", help="mt: the Multi30k language pair, e.g. en-de or fr-en "
@@ -268,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", help="output folder (default runs/bench-SUITE)")
     bench.add_argument("--quiet", action="store_true", help="no progress output")
     bench.set_defaults(func=cmd_bench)
+
+    rp = sub.add_parser("report", help="join bench result files run in pieces (seeds split "
+                                       "across cores or machines) and rewrite the report")
+    rp.add_argument("results", nargs="+", help="results.json files of the same suite")
+    rp.add_argument("--out", required=True, help="folder for the joined results and report")
+    rp.set_defaults(func=cmd_report)
 
     tr = sub.add_parser("train", help="one training run of a registered task")
     tr.add_argument("--task", required=True, help="e.g. digits, mnist1d, fashion-mnist")

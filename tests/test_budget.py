@@ -69,3 +69,11 @@ def test_budget_state_round_trip():
     b = Budget("1e5ex")
     b.load_state_dict(a.state_dict())
     assert b.work == a.work and b.progress() == a.progress()
+
+
+def test_seconds_spec_drops_trailing_zeros_and_parses_back():
+    from hasten.budget import parse_budget, seconds_spec
+
+    assert [seconds_spec(v) for v in (750.0, 1 / 3, 0.5, 12.25)] == ["750s", "0.333s", "0.5s",
+                                                                     "12.25s"]
+    assert parse_budget(seconds_spec(216.0)) == ("seconds", 216.0)

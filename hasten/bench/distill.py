@@ -56,7 +56,7 @@ from torch.utils.data import TensorDataset
 
 from hasten.bench.harness import Recipe, Suite, register_method, register_suite, register_task
 from hasten.bench.vision import _data, accuracy_on, per_example_cross_entropy
-from hasten.budget import parse_budget
+from hasten.budget import parse_budget, seconds_spec
 from hasten.data.vision import VisionData
 from hasten.distill.augment import DSA, dsa_strategy
 from hasten.distill.base import default_model_fn
@@ -212,7 +212,7 @@ def _scaled(spec: str, fraction: float) -> str:
     unit, amount = parse_budget(spec)
     if unit == "steps":
         return f"{max(1, round(amount * fraction))}steps"
-    return f"{amount * fraction:.3f}s"
+    return seconds_spec(amount * fraction)
 
 
 def _distil_chain(method: str, data: VisionData, ipc: int, specs: list[str], seed: int,

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from hasten.budget import parse_budget
+from hasten.budget import parse_budget, seconds_spec
 from hasten.data.sampling import Sampler
 from hasten.errors import ConfigError
 from hasten.trainer import EvalFn, Hook, LossFn, TrainConfig, train
@@ -135,7 +135,7 @@ def scale_budget(spec: str, fraction: float) -> str:
     suffix = {"seconds": "s", "steps": "steps", "examples": "ex", "tokens": "tok",
               "flops": "flop"}[unit]
     value = amount * fraction
-    return f"{value:.3f}s" if unit == "seconds" else f"{max(1, round(value))}{suffix}"
+    return seconds_spec(value) if unit == "seconds" else f"{max(1, round(value))}{suffix}"
 
 
 def cpu_model() -> str:
@@ -158,8 +158,10 @@ def machine_description() -> str:
 
 
 def plan(suite: Suite, seeds: int, tasks: Sequence[str] | None = None,
-         methods: Sequence[str] | None = None) -> list[tuple[int, str, str]]:
-    """The interleaved run order: for each seed, for each task, every method in turn."""
+         methods: Sequence[str] | None = None, first_seed: int = 0
+         ) -> list[tuple[int, str, str]]:
+    """The interleaved run order: for each seed (first_seed, first_seed + 1, ...), for each
+    task, every method in turn."""
     tasks = list(tasks or suite.tasks)
     methods = list(methods or suite.methods)
     for name in tasks:
@@ -168,7 +170,10 @@ def plan(suite: Suite, seeds: int, tasks: Sequence[str] | None = None,
         lookup("method", METHODS, split_method(name)[0])
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
-    return [(seed, t, m) for seed in range(seeds) for t in tasks for m in methods]
+    if first_seed < 0:
+        raise ConfigError(f"--first-seed must be >= 0, got {first_seed}")
+    return [(seed, t, m) for seed in range(first_seed, first_seed + seeds) for t in tasks
+            for m in methods]
 
 
 def run_one(task: str, method: str, seed: int, quick: bool, budget: str | None = None,
@@ -216,21 +221,24 @@ def run_one(task: str, method: str, seed: int, quick: bool, budget: str | None =
 def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None = None,
               tasks: Sequence[str] | None = None, methods: Sequence[str] | None = None,
               command: str | None = None, progress: Callable[[str], None] | None = None,
-              quiet: bool = True) -> dict[str, Any]:
-    """Run a registered suite and return its results (targets and relative times filled)."""
+              quiet: bool = True, first_seed: int = 0) -> dict[str, Any]:
+    """Run a registered suite and return its results (targets and relative times filled).
+    Seeds run from `first_seed`, so one suite can be split across machines or cores and its
+    result files joined with `merge_results`."""
     from hasten.bench.report import fill_targets
 
     suite = lookup("suite", SUITES, name)
     if budget is not None:
         parse_budget(budget)
-    order = plan(suite, seeds, tasks, methods)
+    order = plan(suite, seeds, tasks, methods, first_seed)
     baseline_method = (list(methods) if methods else suite.methods)[0]
     results: dict[str, Any] = {
         "suite": name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_description(),
         "command": command or "hasten " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        "quick": quick, "seeds": seeds, "margin": suite.margin, "runs": [],
+        "quick": quick, "seeds": seeds, "first_seed": first_seed, "margin": suite.margin,
+        "runs": [],
     }
     for i, (seed, task, method) in enumerate(order):
         if progress:

@@ -21,7 +21,7 @@ import math
 import numbers
 import os
 import statistics
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 from rich.table import Table
 
 from hasten.atomic import atomic_write
+from hasten.errors import ConfigError, DataError
 from hasten.target import time_to_target
 
 DEFAULT_BASELINE = "baseline"
@@ -175,6 +176,59 @@ def fill_targets(
             run["relative_time"] = _ratio(run["time_to_target"], base_time)
             run["relative_work"] = _relative_work(run["work_to_target"], base_work)
     return results
+
+
+def merge_results(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Join result files of one suite run in pieces (say `--seeds 2` on one core and
+    `--first-seed 2` on another): same suite, quick flag, margin and baseline, no (task,
+    method, seed) twice. Targets and relative times are recomputed over all the runs."""
+    if len(parts) < 2:
+        raise ConfigError("merge needs at least two result files")
+    first = parts[0]
+    for key in ("suite", "quick", "margin"):
+        values = {json.dumps(p.get(key)) for p in parts}
+        if len(values) > 1:
+            raise ConfigError(f"cannot merge results with different {key}: "
+                              f"{', '.join(sorted(values))}")
+    runs: list[dict[str, Any]] = []
+    seen: set[tuple[Any, Any, Any]] = set()
+    for part in parts:
+        for run in _runs(part):
+            key = (run.get("task"), run.get("method"), run.get("seed"))
+            if key in seen:
+                raise ConfigError(f"run {key[0]} / {key[1]} / seed {key[2]} appears in more "
+                                  "than one file")
+            seen.add(key)
+            runs.append(dict(run))
+    baselines = {json.dumps(sorted({(r.get("task"), r.get("baseline")) for r in _runs(p)}))
+                 for p in parts}
+    if len(baselines) > 1:
+        raise ConfigError("cannot merge results whose tasks have different baselines")
+    merged = {**first, "created": min(str(p.get("created")) for p in parts),
+              "command": " ; ".join(str(p.get("command")) for p in parts),
+              "machine": first.get("machine"),
+              "seeds": len({r.get("seed") for r in runs}), "runs": runs,
+              "merged_from": [{k: p.get(k) for k in ("created", "command", "machine")}
+                              for p in parts]}
+    merged.pop("first_seed", None)
+    margins = {r["task"]: float(r.get("target_margin") or merged.get("margin") or 0.0)
+               for r in runs}
+    return fill_targets(merged, margins=margins)
+
+
+def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A results.json written by `write_report`; DataError names the file when it is missing,
+    not JSON, or has no runs."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{p}: file not found") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{p}: not a results JSON file ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
+        raise DataError(f"{p}: not a hasten bench results file (no 'runs' list)")
+    return data
 
 
 # --- summary -------------------------------------------------------------------------------

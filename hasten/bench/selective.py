@@ -18,7 +18,7 @@ import time
 
 from hasten.bench.harness import Recipe, Suite, register_method, register_suite
 from hasten.bench.vision import _data, per_example_cross_entropy
-from hasten.budget import Budget
+from hasten.budget import Budget, seconds_spec
 from hasten.models.vision import build_model
 from hasten.steps.selective_backprop import SelectiveBackprop
 from hasten.trainer import TrainConfig, train
@@ -39,9 +39,10 @@ def stale_sb(recipe: Recipe) -> Recipe:
     return recipe
 
 
-def _draw_double(recipe: Recipe, pool: int = 2) -> int:
-    """Draw `pool` x the backward batch per step; returns the backward batch."""
-    backward = recipe.config.micro_batch
+def _draw_double(recipe: Recipe, pool: int = 2, backward: int | None = None) -> int:
+    """Draw `pool` x the backward batch per step; returns the backward batch (default: the
+    recipe's micro-batch)."""
+    backward = backward or recipe.config.micro_batch
     recipe.config.micro_batch = pool * backward
     return backward
 
@@ -59,16 +60,19 @@ PROXIES = {"convnet3": ("convnet3", {"width": 16, "depth": 2}),
 
 
 @register_method("proxy")
-def proxy(recipe: Recipe, pool: int = 2) -> Recipe:
-    """Train a small proxy for one epoch or PROXY_STEPS steps, whichever is more (timed,
-    charged as overhead), then let its losses pick the top 1/`pool` of each `pool`-size
-    draw for the real model."""
+def proxy(recipe: Recipe, pool: int = 2, backward: int | None = None,
+          epochs: float = 1.0, width: int | None = None) -> Recipe:
+    """Train a small proxy for `epochs` epochs or PROXY_STEPS steps, whichever is more (timed,
+    charged as overhead), then let its losses pick the top 1/`pool` of each draw of `pool` x
+    `backward` examples (default: the recipe's micro-batch) for the real model."""
     data = _data(recipe.notes["dataset"])
     name, kw = PROXIES[recipe.notes["model"]]
+    if width is not None:
+        kw = {**kw, "width": width}
     small = build_model(name, data, **kw)
     # one epoch, but at least PROXY_STEPS steps: a barely trained proxy picks a class-biased,
     # frozen half of the data (MNIST-1D's one epoch is 16 steps: 72% instead of 97%)
-    examples = max(len(data.train), PROXY_STEPS * 256)
+    examples = max(int(epochs * len(data.train)), PROXY_STEPS * 256)
     cfg = TrainConfig(budget=f"{examples}ex", lr=3e-3, micro_batch=256, quiet=True,
                       seed=recipe.config.seed, precision=recipe.config.precision)
     start = time.perf_counter()
@@ -78,11 +82,12 @@ def proxy(recipe: Recipe, pool: int = 2) -> Recipe:
     recipe.overhead_flops += result.work["flops"]
     budget = Budget(recipe.config.budget)
     if budget.is_wall_clock:  # the proxy's time comes out of the same wall-clock budget
-        recipe.config.budget = f"{max(1.0, budget.amount - overhead):.3f}s"
+        recipe.config.budget = seconds_spec(max(1.0, budget.amount - overhead))
     recipe.notes["proxy"] = {"model": name, **kw, "train_seconds": result.train_seconds,
                              "examples": result.work["examples_backpropagated"],
-                             "flops": result.work["flops"], "pool": pool}
-    backward = _draw_double(recipe, pool)
+                             "flops": result.work["flops"], "pool": pool,
+                             "epochs": examples / len(data.train)}
+    backward = _draw_double(recipe, pool, backward)
     recipe.hooks.append(SelectiveBackprop("topk", keep=1.0 / pool, prime=0.0, scorer=small,
                                           backward_batch=backward))
     return recipe
@@ -92,6 +97,19 @@ def proxy(recipe: Recipe, pool: int = 2) -> Recipe:
 def proxy3(recipe: Recipe) -> Recipe:
     """`proxy` with a 3x draw: the proxy's top third of each draw is backpropagated."""
     return proxy(recipe, pool=3)
+
+
+@register_method("proxy-b128")
+def proxy_b128(recipe: Recipe) -> Recipe:
+    """`proxy` keeping the top 128 of each 256 drawn: twice the steps per example
+    backpropagated (the baseline's backward batch is 256)."""
+    return proxy(recipe, backward=128)
+
+
+@register_method("proxy-long")
+def proxy_long(recipe: Recipe) -> Recipe:
+    """`proxy` with a better-trained proxy: 3 epochs (not 1)."""
+    return proxy(recipe, epochs=3.0)
 
 
 register_suite(Suite(

@@ -258,6 +258,20 @@ def load_fashion_mnist(root: str | Path | None = None, download: bool = False) -
     return _make("fashion-mnist", *splits, num_classes=10)
 
 
+def holdout_split(data: VisionData, size: int, seed: int = 0) -> VisionData:
+    """`data` with `size` training examples (a seeded random draw) moved into a validation
+    set that replaces the test split, so methods can be chosen without seeing the test set.
+    The result is named "<name>-val"."""
+    x, y = data.train.tensors
+    if not 0 < size < len(y):
+        raise ConfigError(f"holdout size must be in [1, {len(y) - 1}] for {data.name}, "
+                          f"got {size}")
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    keep, held = order[size:], order[:size]
+    return VisionData(f"{data.name}-val", TensorDataset(x[keep], y[keep]),
+                      TensorDataset(x[held], y[held]), data.num_classes, data.input_shape)
+
+
 # -----------------------------------------------------------------------------
 # registry
 

@@ -59,6 +59,11 @@ def test_plan_interleaves_seeds_tasks_methods(tiny_suite):
                      (1, "tiny", "baseline"), (1, "tiny", "half-lr")]
     with pytest.raises(ConfigError, match="unknown method 'nope'"):
         plan(SUITES["tiny-suite"], 1, methods=["nope"])
+    assert plan(SUITES["tiny-suite"], seeds=2, first_seed=3) == [
+        (3, "tiny", "baseline"), (3, "tiny", "half-lr"),
+        (4, "tiny", "baseline"), (4, "tiny", "half-lr")]
+    with pytest.raises(ConfigError, match="--first-seed must be >= 0"):
+        plan(SUITES["tiny-suite"], 1, first_seed=-1)
 
 
 def test_run_suite_applies_budgets_overrides_and_overhead(tiny_suite):
@@ -84,7 +89,9 @@ def test_run_suite_applies_budgets_overrides_and_overhead(tiny_suite):
 def test_method_at_fraction_runs_on_part_of_the_budget(tiny_suite):
     assert split_method("proxy") == ("proxy", 1.0)
     assert split_method("proxy@0.5") == ("proxy", 0.5)
-    assert scale_budget("150s", 0.5) == "75.000s"
+    assert scale_budget("150s", 0.5) == "75s"
+    assert scale_budget("100s", 1 / 3) == "33.333s"
+    assert scale_budget("25m", 0.5) == "750s"
     assert scale_budget("1000ex", 0.3) == "300ex"
     assert scale_budget("20steps", 0.01) == "1steps"  # never zero
     for bad in ("proxy@0", "proxy@1.5", "proxy@half"):

@@ -104,7 +104,8 @@ def test_bench_electra_quick_fraction_row(corpus, tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (("--tasks", "x"), "--tasks, --pair and --distill-budget do not apply"),
+    (("--tasks", "x"), "--tasks, --pair, --distill-budget and --first-seed do not apply"),
+    (("--first-seed", "1"), "--first-seed do not apply"),
     (("--methods", "bert"), "unknown row 'bert'"),
     (("--corpus", "/nonexistent/corpus.txt"), "/nonexistent/corpus.txt"),
 ])

@@ -13,12 +13,15 @@ from rich.console import Console
 from hasten.bench.report import (
     NOT_REACHED,
     fill_targets,
+    load_results,
     markdown_report,
+    merge_results,
     plot_curves,
     rich_tables,
     summarize,
     write_report,
 )
+from hasten.errors import ConfigError, DataError
 
 
 def _work(seconds: float, examples_per_second: int) -> dict[str, float]:
@@ -329,3 +332,67 @@ def test_report_rows_from_run_notes():
     lines = md.splitlines()
     i = lines.index("| test BLEU | 31.00 | n/a |")
     assert lines[i - 1].startswith("| accuracy (%) |")
+
+
+def _split_by_seed(results: dict, seeds: set[int], **extra) -> dict:
+    part = copy.deepcopy(results)
+    part["runs"] = [r for r in part["runs"] if r["seed"] in seeds]
+    part.update(quick=False, margin=0.5, **extra)
+    return fill_targets(part, margins={"digits": 0.5, "lm": 0.5})
+
+
+def test_merge_equals_the_run_in_one_piece():
+    whole = _vision()
+    whole.update(quick=False, margin=0.5)
+    want = fill_targets(copy.deepcopy(whole), margins={"digits": 0.5, "lm": 0.5})
+    a = _split_by_seed(whole, {0, 1}, command="hasten bench vision --seeds 2")
+    b = _split_by_seed(whole, {2}, command="hasten bench vision --first-seed 2")
+    got = merge_results([a, b])
+    assert got["seeds"] == 3 and "--first-seed 2" in got["command"]
+    assert len(got["merged_from"]) == 2
+    key = lambda r: (r["task"], r["method"], r["seed"])  # noqa: E731
+    for mine, theirs in zip(sorted(got["runs"], key=key), sorted(want["runs"], key=key),
+                            strict=True):
+        for field in ("target", "time_to_target", "relative_time", "relative_work"):
+            assert mine[field] == theirs[field], (key(mine), field)
+    assert summarize(got) == summarize(want)
+
+
+def test_merge_rejects_mismatched_or_overlapping_pieces(tmp_path):
+    whole = _vision()
+    a = _split_by_seed(whole, {0, 1})
+    with pytest.raises(ConfigError, match="at least two"):
+        merge_results([a])
+    with pytest.raises(ConfigError, match="digits / fast / seed 0 appears in more than one"):
+        merge_results([a, _split_by_seed(whole, {0, 2})])
+    with pytest.raises(ConfigError, match="different suite"):
+        merge_results([a, {**_split_by_seed(whole, {2}), "suite": "steps"}])
+    with pytest.raises(ConfigError, match="different margin"):
+        merge_results([a, {**_split_by_seed(whole, {2}), "margin": 1.0}])
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(DataError, match="bad.json: not a results JSON file"):
+        load_results(bad)
+    with pytest.raises(DataError, match="missing.json: file not found"):
+        load_results(tmp_path / "missing.json")
+    (tmp_path / "rows.json").write_text('{"rows": []}')
+    with pytest.raises(DataError, match="no 'runs' list"):
+        load_results(tmp_path / "rows.json")
+
+
+def test_report_command_joins_files(tmp_path):
+    from conftest import run_hasten
+
+    whole = _vision()
+    for name, seeds in (("a", {0, 1}), ("b", {2})):
+        write_report(_split_by_seed(whole, seeds), tmp_path / name)
+    proc = run_hasten("report", tmp_path / "a" / "results.json", tmp_path / "b" / "results.json",
+                      "--out", tmp_path / "joined")
+    assert proc.returncode == 0, proc.stderr
+    joined = json.loads((tmp_path / "joined" / "results.json").read_text())
+    assert joined["seeds"] == 3 and len(joined["runs"]) == len(whole["runs"])
+    assert (tmp_path / "joined" / "report.md").exists()
+    proc = run_hasten("report", tmp_path / "a" / "results.json", tmp_path / "nope.json",
+                      "--out", tmp_path / "x")
+    assert proc.returncode == 2 and "nope.json: file not found" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()

@@ -27,6 +27,7 @@ from hasten.data.vision import (
     IDX_LABELS,
     VisionData,
     data_root,
+    holdout_split,
     load_digits,
     load_fashion_mnist,
     load_mnist1d,
@@ -357,3 +358,25 @@ def test_load_vision_registry():
         load_vision("cifar")
     with pytest.raises(ConfigError, match="no option.*colour"):
         load_vision("digits", colour=True)
+
+
+def test_holdout_split_partitions_train_and_is_seeded():
+    data = load_digits()
+    x, y = data.train.tensors
+    val = holdout_split(data, 100, seed=3)
+    assert val.name == "digits-val"
+    assert len(val.train) == len(y) - 100 and len(val.test) == 100
+    # every training example lands in exactly one of the two splits, the test split is unused
+    rows = {tuple(r.tolist()) for r in x.flatten(1)}
+    both = torch.cat([val.train.tensors[0], val.test.tensors[0]])
+    got = [tuple(r.tolist()) for r in both.flatten(1)]
+    assert len(got) == len(y) and set(got) == rows
+    again = holdout_split(data, 100, seed=3)
+    assert torch.equal(again.test.tensors[0], val.test.tensors[0])
+    assert not torch.equal(holdout_split(data, 100, seed=4).test.tensors[0], val.test.tensors[0])
+
+
+@pytest.mark.parametrize("size", [0, -1, 10_000])
+def test_holdout_split_bad_size(size: int):
+    with pytest.raises(ConfigError, match="holdout size must be in"):
+        holdout_split(load_digits(), size)

@@ -159,3 +159,35 @@ def test_make_mlm_loss_on_raw_rows():
     bert = loss_fn(original_bert(100, width=32, depth=1, heads=4, max_len=64).eval(), rows)
     assert ours.shape == bert.shape == (6,)
     assert torch.isfinite(ours).all() and torch.isfinite(bert).all()
+
+
+def test_mlm_loss_through_ddp_and_compile_wrappers(tmp_path):
+    """Under torchrun the trainer hands the loss a DDP-wrapped encoder (no `.logits`); the
+    loss and gradients must equal the bare model's."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from hasten.models.encoder import unwrap
+
+    torch.manual_seed(0)
+    bare = CrammedEncoder(_cfg(100))
+    twin = CrammedEncoder(_cfg(100))
+    twin.load_state_dict(bare.state_dict())
+    batch = _batch(100)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        wrapped = DistributedDataParallel(twin)
+        assert unwrap(wrapped) is twin
+        want, got = mlm_loss(bare, batch), mlm_loss(wrapped, batch)
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+        want.mean().backward()
+        got.mean().backward()
+        for (name, p), q in zip(bare.named_parameters(), twin.parameters(), strict=True):
+            torch.testing.assert_close(q.grad, p.grad, atol=1e-6, rtol=0, msg=name)
+        loss_fn = make_mlm_loss([0, 1, 2, 3, 4], 4, 100)
+        assert loss_fn(wrapped, batch["input_ids"]).shape == (4,)  # the encoder path, not HF's
+    finally:
+        dist.destroy_process_group()
+    compiled = torch.compile(bare)
+    assert unwrap(compiled) is bare
