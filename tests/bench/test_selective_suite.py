@@ -45,3 +45,8 @@ def test_proxy_run_backprops_full_batches_of_the_backward_size():
     work = run["work"]
     assert work["examples_backpropagated"] == 128 * work["steps"]
     assert work["examples_forwarded"] >= 2 * work["examples_backpropagated"]
+
+
+def test_baseline_b128_is_plain_training_at_batch_128():
+    recipe = _apply("baseline-b128")
+    assert recipe.config.micro_batch == 128 and recipe.hooks == []
