@@ -11,6 +11,7 @@ wall-clock budget as the baseline:
              training time is charged to the method (and taken out of a wall-clock budget)
   proxy3     proxy drawing 3x the batch and keeping the top third
   proxy-b128 proxy keeping the top 128 of each 256 drawn (twice the steps per example)
+  proxy-b64  proxy keeping the top 64 of each 128 drawn
   proxy-long proxy trained for 3 epochs instead of 1
   baseline-b128  plain training at batch 128 (the control for proxy-b128)
 
@@ -110,6 +111,13 @@ def proxy_b128(recipe: Recipe) -> Recipe:
     """`proxy` keeping the top 128 of each 256 drawn: twice the steps per example
     backpropagated (the baseline's backward batch is 256)."""
     return proxy(recipe, backward=128)
+
+
+@register_method("proxy-b64")
+def proxy_b64(recipe: Recipe) -> Recipe:
+    """`proxy` keeping the top 64 of each 128 drawn: four times the steps per example
+    backpropagated."""
+    return proxy(recipe, backward=64)
 
 
 @register_method("baseline-b128")
