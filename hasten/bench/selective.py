@@ -14,6 +14,7 @@ wall-clock budget as the baseline:
   proxy-b64  proxy keeping the top 64 of each 128 drawn
   proxy-long proxy trained for 3 epochs instead of 1
   baseline-b128  plain training at batch 128 (the control for proxy-b128)
+  baseline-b64   plain training at batch 64 (the control for proxy-b64)
 
 Settings are chosen on `fashion-mnist-val` (55,000 training images, 5,000 held out), then
 reported on `fashion-mnist` (the 10,000 test images).
@@ -125,6 +126,13 @@ def baseline_b128(recipe: Recipe) -> Recipe:
     """Plain training with batch 128: the control for `proxy-b128` (how much of its gain is
     the smaller batch rather than the selection)."""
     recipe.config.micro_batch = 128
+    return recipe
+
+
+@register_method("baseline-b64")
+def baseline_b64(recipe: Recipe) -> Recipe:
+    """Plain training with batch 64: the control for `proxy-b64`."""
+    recipe.config.micro_batch = 64
     return recipe
 
 

@@ -50,3 +50,10 @@ def test_proxy_run_backprops_full_batches_of_the_backward_size():
 def test_baseline_b128_is_plain_training_at_batch_128():
     recipe = _apply("baseline-b128")
     assert recipe.config.micro_batch == 128 and recipe.hooks == []
+
+
+def test_proxy_b64_and_its_control():
+    recipe = _apply("proxy-b64")
+    assert recipe.config.micro_batch == 128 and _hook(recipe).backward_batch == 64
+    control = _apply("baseline-b64")
+    assert control.config.micro_batch == 64 and control.hooks == []
