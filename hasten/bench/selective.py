@@ -69,14 +69,12 @@ PROXIES = {"convnet3": ("convnet3", {"width": 16, "depth": 2}),
 
 @register_method("proxy")
 def proxy(recipe: Recipe, pool: int = 2, backward: int | None = None,
-          epochs: float = 1.0, width: int | None = None) -> Recipe:
+          epochs: float = 1.0) -> Recipe:
     """Train a small proxy for `epochs` epochs or PROXY_STEPS steps, whichever is more (timed,
     charged as overhead), then let its losses pick the top 1/`pool` of each draw of `pool` x
     `backward` examples (default: the recipe's micro-batch) for the real model."""
     data = _data(recipe.notes["dataset"])
     name, kw = PROXIES[recipe.notes["model"]]
-    if width is not None:
-        kw = {**kw, "width": width}
     small = build_model(name, data, **kw)
     # one epoch, but at least PROXY_STEPS steps: a barely trained proxy picks a class-biased,
     # frozen half of the data (MNIST-1D's one epoch is 16 steps: 72% instead of 97%)
@@ -144,6 +142,6 @@ def proxy_long(recipe: Recipe) -> Recipe:
 
 register_suite(Suite(
     name="selective", tasks=["fashion-mnist", "mnist1d"],
-    methods=["baseline", "sb", "stale-sb", "topk", "proxy"], margin=0.5,
+    methods=["baseline", "sb", "stale-sb", "topk", "proxy", "proxy-b64"], margin=0.5,
     budgets={"fashion-mnist": "150s", "mnist1d": "4s"},
     description="selective backprop variants at the baseline's wall-clock budget"))
