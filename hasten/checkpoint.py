@@ -24,6 +24,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 
+from hasten.distributed import unwrap_model
 from hasten.errors import CheckpointError
 
 LATEST = "latest"
@@ -104,11 +105,6 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
     optimizer.load_state_dict(sd)
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    model = getattr(model, "_orig_mod", model)  # torch.compile
-    return getattr(model, "module", model)  # DDP
-
-
 def save_checkpoint(
     folder: str | Path, step: int, model: torch.nn.Module, state: dict[str, Any], keep: int = 2
 ) -> Path:
@@ -119,7 +115,7 @@ def save_checkpoint(
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model = _unwrap(model)
+    model = unwrap_model(model)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=folder))
     try:
         save_model(model, str(tmp / "model.safetensors"))
@@ -174,7 +170,7 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module) -> dict[str, Any]:
                               "is missing") from None
     except (json.JSONDecodeError, SafetensorError, OSError) as err:
         raise CheckpointError(f"checkpoint {path} is corrupt: {err}") from None
-    model = _unwrap(model)
+    model = unwrap_model(model)
     if body.get("fingerprint") != model_fingerprint(model):
         raise CheckpointError(f"checkpoint {path} was saved from another model "
                               "(parameter names or shapes differ)")

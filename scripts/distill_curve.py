@@ -37,14 +37,15 @@ def main() -> None:
     args = ap.parse_args()
     if args.checkpoints != sorted(set(args.checkpoints)) or args.checkpoints[0] < 1:
         ap.error("checkpoints must be increasing positive iteration counts")
+    s = bench.settings_for(quick=False)
     if args.dsa_protocol:
-        bench.SETTINGS = replace(bench.SETTINGS, epochs=1000, eval_dsa=True)
+        s = replace(s, epochs=1000, eval_dsa=True)
     start = time.time()
-    rows = bench.iteration_curve(args.method, args.ipc, args.checkpoints, models=args.models)
+    rows = bench.iteration_curve(args.method, args.ipc, args.checkpoints, models=args.models,
+                                 settings=s)
     for row in rows:
         print(json.dumps(row), flush=True)
     if args.out:
-        s = bench.SETTINGS
         args.out.write_text(json.dumps({
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": machine_description(),

@@ -255,15 +255,15 @@ def _distil_chain(method: str, data: VisionData, ipc: int, specs: list[str], see
 
 
 def iteration_curve(method: str, ipc: int, checkpoints: list[int | str], *,
-                    quick: bool = False, seed: int = 0, models: int | None = None
-                    ) -> list[dict[str, Any]]:
+                    quick: bool = False, seed: int = 0, models: int | None = None,
+                    settings: DistillBenchSettings | None = None) -> list[dict[str, Any]]:
     """Accuracy vs iterations of one distillation run: distil to each checkpoint (an
     iteration count, or a budget such as "2m") in turn, resuming, and evaluate each set
-    with the suite's protocol. Rows: budget, iterations, distill_seconds, accuracy_mean,
-    accuracy_std, models, epochs."""
+    with the suite's protocol (or `settings`, e.g. 1000 epochs with DSA on). Rows: budget,
+    iterations, distill_seconds, accuracy_mean, accuracy_std, models, epochs."""
     if method not in DISTILLERS:
         raise ConfigError(f"iteration_curve: {method!r} is not one of {', '.join(DISTILLERS)}")
-    s = settings_for(quick)
+    s = settings or settings_for(quick)
     specs = [f"{c}steps" if isinstance(c, int) else str(c) for c in checkpoints]
     _, _, rows = _distil_chain(method, _data(s.dataset), ipc, specs, seed, s,
                                eval_models=models or s.curve_models)

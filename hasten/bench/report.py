@@ -206,14 +206,12 @@ def merge_results(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         raise ConfigError("cannot merge results whose tasks have different baselines")
     merged = {**first, "created": min(str(p.get("created")) for p in parts),
               "command": " ; ".join(str(p.get("command")) for p in parts),
-              "machine": first.get("machine"),
               "seeds": len({r.get("seed") for r in runs}), "runs": runs,
               "merged_from": [{k: p.get(k) for k in ("created", "command", "machine")}
                               for p in parts]}
     merged.pop("first_seed", None)
-    margins = {r["task"]: float(r.get("target_margin") or merged.get("margin") or 0.0)
-               for r in runs}
-    return fill_targets(merged, margins=margins)
+    margin = float(first.get("margin") or 0.0)  # equal in every part (checked above)
+    return fill_targets(merged, margins={r["task"]: margin for r in runs})
 
 
 def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def stale_sb(recipe: Recipe) -> Recipe:
     return recipe
 
 
-def _draw_double(recipe: Recipe, pool: int = 2, backward: int | None = None) -> int:
+def _draw_pool(recipe: Recipe, pool: int = 2, backward: int | None = None) -> int:
     """Draw `pool` x the backward batch per step; returns the backward batch (default: the
     recipe's micro-batch)."""
     backward = backward or recipe.config.micro_batch
@@ -57,7 +57,7 @@ def _draw_double(recipe: Recipe, pool: int = 2, backward: int | None = None) -> 
 
 @register_method("topk")
 def topk(recipe: Recipe) -> Recipe:
-    backward = _draw_double(recipe)
+    backward = _draw_pool(recipe)
     recipe.hooks.append(SelectiveBackprop("topk", keep=0.5, prime=PRIME, backward_batch=backward))
     return recipe
 
@@ -93,7 +93,7 @@ def proxy(recipe: Recipe, pool: int = 2, backward: int | None = None,
                              "examples": result.work["examples_backpropagated"],
                              "flops": result.work["flops"], "pool": pool,
                              "epochs": examples / len(data.train)}
-    backward = _draw_double(recipe, pool, backward)
+    backward = _draw_pool(recipe, pool, backward)
     recipe.hooks.append(SelectiveBackprop("topk", keep=1.0 / pool, prime=0.0, scorer=small,
                                           backward_batch=backward))
     return recipe

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hasten.atomic import atomic_dir
+from hasten.distributed import unwrap_model
 from hasten.errors import CheckpointError, ConfigError, DataError
 from hasten.text.masking import IGNORE, sparse_positions
 
@@ -262,15 +263,6 @@ def _bucket(n: int, step: int, total: int) -> int:
     return max(1, min(total, -(-n // step) * step))
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside DDP (`.module`) and `torch.compile` (`._orig_mod`) wrappers."""
-    while True:
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
-        if not isinstance(inner, nn.Module):
-            return model
-        model = inner
-
-
 def mlm_loss(model: CrammedEncoder, batch: dict[str, torch.Tensor],
              sparse: Literal["static", "variable"] | None = "static",
              static_count: int | None = None, bucket: int = 128) -> torch.Tensor:
@@ -301,7 +293,7 @@ def mlm_loss(model: CrammedEncoder, batch: dict[str, torch.Tensor],
         rows = flat_h.index_select(0, pos)
     else:
         raise ConfigError(f"sparse must be 'static', 'variable' or None, got {sparse!r}")
-    logits = unwrap(model).logits(rows)
+    logits = unwrap_model(model).logits(rows)
     token_loss = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE, reduction="none")
     per_example = torch.zeros(b, dtype=token_loss.dtype, device=token_loss.device)
     per_example.index_add_(0, torch.div(pos, s, rounding_mode="floor"), token_loss)
@@ -327,7 +319,7 @@ def make_mlm_loss(special_ids: Sequence[int], mask_id: int, vocab_size: int,
         inputs, labels = mask_tokens(ids, rate, special_ids, mask_id, vocab_size,
                                      generator=gen, exact=exact)
         masked = {"input_ids": inputs, "labels": labels}
-        if isinstance(unwrap(model), CrammedEncoder):
+        if isinstance(unwrap_model(model), CrammedEncoder):
             return mlm_loss(model, masked, sparse=sparse)
         return bert_mlm_loss(model, masked)
 

@@ -54,6 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hasten.distributed import unwrap_model
 from hasten.errors import ConfigError, DataError
 from hasten.models.encoder import (
     Backbone,
@@ -570,7 +571,7 @@ def export_discriminator(model: nn.Module, tokenizer: Tokenizer | None,
     `model` is an `ElectraModel`, or a DDP / compiled wrapper of one."""
     from safetensors.torch import save_file
 
-    raw = getattr(getattr(model, "_orig_mod", model), "module", model)
+    raw = unwrap_model(model)
     if not isinstance(raw, ElectraModel):
         raise ConfigError(f"export_discriminator needs an ElectraModel, got {type(raw).__name__}")
     out = export_hf(raw.discriminator, tokenizer, out_dir)

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from hasten.atomic import atomic_dir
+from hasten.distributed import unwrap_model
 from hasten.errors import ConfigError
 from hasten.objectives import LossFn, Vocab
 
@@ -238,9 +239,7 @@ class MaskedLM:
             inputs, labels = mask_tokens(rows_of(batch), rate, vocab.specials, vocab.mask,
                                          vocab.size, rule=rule, generator=gen, exact=exact)
             masked = {"input_ids": inputs, "labels": labels}
-            raw = getattr(model, "module", model)  # DDP
-            raw = getattr(raw, "_orig_mod", raw)  # torch.compile
-            if isinstance(raw, CrammedEncoder):
+            if isinstance(unwrap_model(model), CrammedEncoder):
                 return mlm_loss(model, masked, sparse=sparse)
             return bert_mlm_loss(model, masked)
 

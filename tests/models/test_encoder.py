@@ -167,7 +167,7 @@ def test_mlm_loss_through_ddp_and_compile_wrappers(tmp_path):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    from hasten.models.encoder import unwrap
+    from hasten.distributed import unwrap_model as unwrap
 
     torch.manual_seed(0)
     bare = CrammedEncoder(_cfg(100))
