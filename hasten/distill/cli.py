@@ -70,6 +70,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--checkpoint-dir", help="folder for checkpoints (and MTT experts)")
     p.add_argument("--checkpoint-every", type=int, default=100, help="iterations")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
+    p.add_argument("--snapshot-every", type=int, default=0, metavar="N",
+                   help="also save the set every N iterations into a folder beside OUT "
+                        "(syn-snapshots/ for syn.safetensors), for accuracy-vs-iterations curves")
     p.add_argument("--eval", dest="eval_after", action="store_true",
                    help="evaluate the result after distilling")
     p.add_argument("--models", type=int, default=3, help="eval: fresh networks")
@@ -120,6 +123,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
                       seed=args.seed, width=args.width, batch_real=args.batch_real,
                       device=_device(args.device), checkpoint_dir=args.checkpoint_dir,
                       checkpoint_every=args.checkpoint_every, resume=args.resume,
+                      snapshot_every=args.snapshot_every, snapshot_dir=_snapshot_dir(args.out),
                       progress=False if args.quiet else (True if sys.stdout.isatty() else say),
                       **_options(args.option))
         m = syn.meta
@@ -133,6 +137,14 @@ def cmd_distill(args: argparse.Namespace) -> int:
     if args.eval_after:
         _report(syn, data, args, say)
     return 0
+
+
+def _snapshot_dir(out: str) -> str:
+    """syn.safetensors -> syn-snapshots (beside it)."""
+    from pathlib import Path
+
+    path = Path(out)
+    return str(path.with_name(f"{path.stem}-snapshots"))
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:

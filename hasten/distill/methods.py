@@ -104,6 +104,7 @@ def distill(method: str, data: VisionData, ipc: int, budget: Budget | str | int,
             model_fn: ModelFn | None = None, width: int = 128, batch_real: int = 256,
             device: str | torch.device = "cpu", checkpoint_dir: str | Path | None = None,
             checkpoint_every: int = 100, resume: bool = False,
+            snapshot_every: int = 0, snapshot_dir: str | Path | None = None,
             progress: bool | Callable[[str], None] = True, **options: Any) -> SyntheticSet:
     """Distil `data` into ipc images per class with `method` ("dm", "dc", "dsa", "mtt").
 
@@ -113,6 +114,8 @@ def distill(method: str, data: VisionData, ipc: int, budget: Budget | str | int,
     (random) networks; the default is ConvNet-3 of `width` with instance norm. `options` are
     the method's hyperparameters (e.g. lr_img; DC: outer_loop, inner_loop, lr_net; MTT:
     syn_steps, expert_epochs, max_start_epoch, lr_lr, lr_teacher, num_experts, expert_dir).
+    `snapshot_every` > 0 also writes the set every that many iterations to `snapshot_dir`
+    (`it000500.safetensors`, ...), for accuracy-vs-iterations curves from one run.
     `progress`: True shows a rich bar on a terminal; a callable gets a line every 10%.
     """
     key = str(method).lower()
@@ -140,6 +143,8 @@ def distill(method: str, data: VisionData, ipc: int, budget: Budget | str | int,
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if resume and ckpt is None:
         raise ConfigError("resume needs a checkpoint_dir")
+    if snapshot_every < 0 or (snapshot_every > 0 and snapshot_dir is None):
+        raise ConfigError("snapshot_every needs to be >= 0, and a snapshot_dir when > 0")
 
     with budget.ledger.phase("setup"):
         g = torch.Generator().manual_seed(int(seed))
@@ -187,6 +192,12 @@ def distill(method: str, data: VisionData, ipc: int, budget: Budget | str | int,
                 next_line = budget.progress() + 0.1
                 say(f"{100 * budget.progress():5.1f}%  iteration {iteration}  loss {loss:.4g}  "
                     f"{budget.ledger.current('train'):.0f}s")
+            if snapshot_every > 0 and iteration % snapshot_every == 0:
+                with budget.ledger.phase("checkpoint"):
+                    meta = _meta(config, iteration, budget, started, losses, counts, ctx,
+                                 setup_info, algo)
+                    SyntheticSet(ctx.syn.detach(), ctx.labels, meta).save(
+                        Path(snapshot_dir) / f"it{iteration:06d}.safetensors")
             if ckpt is not None and checkpoint_every > 0 and iteration % checkpoint_every == 0:
                 with budget.ledger.phase("checkpoint"):
                     _save(ckpt, iteration, algo, ctx, budget, config, losses)
@@ -196,7 +207,14 @@ def distill(method: str, data: VisionData, ipc: int, budget: Budget | str | int,
     finally:
         log.close()
 
-    meta = {**config, "iterations": iteration, "budget": budget.spec,
+    meta = _meta(config, iteration, budget, started, losses, counts, ctx, setup_info, algo)
+    return SyntheticSet(ctx.syn.detach(), ctx.labels, meta)
+
+
+def _meta(config: dict, iteration: int, budget: Budget, started: float, losses: list[float],
+          counts: list[int], ctx: Context, setup_info: dict, algo: Method) -> dict:
+    """The provenance a SyntheticSet carries: settings, iterations, times, losses."""
+    return {**config, "iterations": iteration, "budget": budget.spec,
             "train_seconds": budget.ledger.current("train"),
             "setup_seconds": budget.ledger.current("setup"),
             "wall_seconds": time.perf_counter() - started,
@@ -205,7 +223,6 @@ def distill(method: str, data: VisionData, ipc: int, budget: Budget | str | int,
             "class_counts": counts, "dsa_strategy": ctx.dsa.strategy if ctx.dsa else None,
             "options": {k: v for k, v in ctx.options.items() if k != "trajectories"},
             **setup_info, **algo.info()}
-    return SyntheticSet(ctx.syn.detach(), ctx.labels, meta)
 
 
 def _tensors(algo: Method, ctx: Context) -> dict[str, torch.Tensor]:

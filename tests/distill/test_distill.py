@@ -132,3 +132,19 @@ def test_progress_callback_gets_lines():
     lines = []
     distill("dm", digits(), 1, "5steps", width=8, batch_real=16, progress=lines.append)
     assert lines and lines[-1].lstrip().startswith("100.0%") and "iteration 5" in lines[-1]
+
+
+def test_snapshots_are_the_set_at_each_iteration_multiple(tmp_path):
+    from hasten.distill.synthetic import SyntheticSet
+
+    whole = distill("dm", digits(), 2, "4steps", snapshot_every=2,
+                    snapshot_dir=tmp_path / "snaps", **SMALL)
+    assert sorted(p.name for p in (tmp_path / "snaps").iterdir()) == [
+        "it000002.safetensors", "it000004.safetensors"]
+    half = distill("dm", digits(), 2, "2steps", **SMALL)
+    at2 = SyntheticSet.load(tmp_path / "snaps" / "it000002.safetensors")
+    at4 = SyntheticSet.load(tmp_path / "snaps" / "it000004.safetensors")
+    assert torch.equal(at2.images, half.images) and at2.meta["iterations"] == 2
+    assert torch.equal(at4.images, whole.images) and at4.meta["iterations"] == 4
+    with pytest.raises(ConfigError, match="snapshot_dir"):
+        distill("dm", digits(), 2, "2steps", snapshot_every=1, **SMALL)

@@ -9,8 +9,11 @@ def test_distill_then_eval(tmp_path, capsys):
     out = tmp_path / "syn.safetensors"
     rc = main(["distill", "--data", "digits", "--method", "dm", "--ipc", "2", "--budget",
                "2steps", "--width", "8", "--batch-real", "16", "--out", str(out), "--quiet",
-               "--checkpoint-dir", str(tmp_path / "ck"), "--option", "lr_img=0.5"])
+               "--checkpoint-dir", str(tmp_path / "ck"), "--option", "lr_img=0.5",
+               "--snapshot-every", "1"])
     assert rc == 0 and out.is_file() and out.with_suffix(".png").is_file()
+    assert sorted(p.name for p in (tmp_path / "syn-snapshots").iterdir()) == [
+        "it000001.safetensors", "it000002.safetensors"]
     assert "wrote 20 images (2 per class)" in capsys.readouterr().out
     rc = main(["distill", "eval", str(out), "--models", "2", "--epochs", "3", "--width", "8",
                "--quiet"])
