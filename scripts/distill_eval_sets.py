@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from hasten.bench.harness import machine_description
-from hasten.data.vision import load_vision
+from hasten.data.vision import holdout_split, load_vision
 from hasten.distill.evaluate import evaluate
 from hasten.distill.synthetic import SyntheticSet
 from hasten.errors import ConfigError, HastenError
@@ -36,6 +36,9 @@ def main() -> int:
     ap.add_argument("--models", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--lr", default="0.01", help="a number, or `learned` (MTT's syn_lr)")
+    ap.add_argument("--validation", type=int, default=0, metavar="N",
+                    help="score on N training images held out by `holdout_split` (seed 0) "
+                         "instead of the test set: for choosing settings without the test set")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     try:
@@ -45,6 +48,8 @@ def main() -> int:
             raise ConfigError(f"the sets must name one dataset; they name "
                               f"{sorted(map(str, names))}")
         data = load_vision(names.pop())
+        if args.validation:
+            data = holdout_split(data, args.validation)
         rows, start = [], time.time()
         for path, syn in zip(args.files, sets, strict=True):
             lr = syn.meta.get("syn_lr") if args.lr == "learned" else float(args.lr)
@@ -70,6 +75,7 @@ def main() -> int:
             "command": " ".join(shlex.quote(a) for a in sys.argv),
             "protocol": {"epochs": args.epochs, "dsa": args.dsa, "width": args.width,
                          "models": args.models, "seed": args.seed, "lr": args.lr,
+                         "scored_on": data.name,
                          "optimizer": "SGD momentum 0.9, wd 5e-4, lr x0.1 at half"},
             "seconds": time.time() - start, "rows": rows}, indent=1) + "\n")
     return 0
