@@ -8,6 +8,10 @@ with a learnable step size alpha (initialised to `lr_teacher`), and minimise
 ||theta_hat_{t+N} - theta*_{t+M}||^2 / ||theta*_t - theta*_{t+M}||^2 (M = `expert_epochs`),
 updating the pixels (lr_img, momentum 0.5) and alpha (lr_lr, momentum 0.5) through the unroll.
 
+Measured here (docs/benchmarks.md, 2026-11-28): Fashion-MNIST ipc 10, width 64, 4 experts x 12
+epochs, ~960 iterations in 75 CPU-minutes: 83.90 +- 0.64% (1000-epoch DSA protocol; 84.33 with
+the learned step size) vs 76.99 for the random subset it starts from and 82.14 for DM.
+
 Trajectories are stored as safetensors (`expert-000.safetensors`, key "trajectory", shape
 (epochs + 1, parameters)); the distillation reuses those already in `expert_dir`.
 """
