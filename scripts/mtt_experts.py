@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from hasten.distill.augment import DSA, dsa_strategy
 from hasten.distill.base import default_model_fn
 from hasten.distill.methods import class_tensors
 from hasten.distill.mtt import save_trajectory, train_expert
-from hasten.errors import ConfigError
+from hasten.errors import ConfigError, HastenError
 
 
 def main() -> None:
@@ -59,4 +60,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except HastenError as err:  # one clear line, exit code 2
+        print(f"hasten: error: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
