@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from hasten.errors import ConfigError
@@ -141,8 +142,6 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 def _snapshot_dir(out: str) -> str:
     """syn.safetensors -> syn-snapshots (beside it)."""
-    from pathlib import Path
-
     path = Path(out)
     return str(path.with_name(f"{path.stem}-snapshots"))
 
