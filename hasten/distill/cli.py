@@ -1,10 +1,14 @@
 """`hasten distill`: distil a dataset into a few images per class, or evaluate a distilled set.
 
     hasten distill --data fashion-mnist --method dm --ipc 10 --budget 20m --out syn.safetensors
-    hasten distill eval syn.safetensors [--models 3] [--epochs 300] [--dsa]
+    hasten distill eval syn.safetensors [MORE.safetensors ...] [--models 3] [--epochs 300]
+        [--dsa] [--lr 0.01|learned] [--validation N] [--json results.json]
 
 Distillation writes OUT (images, labels and metadata in one safetensors file) and a PNG grid
 beside it (OUT with .png). With --checkpoint-dir it checkpoints, and --resume continues.
+`eval` trains fresh networks on each set with one protocol (e.g. a run's snapshots, for an
+accuracy-vs-iterations curve) and can gather the results, with the command and the machine,
+into one JSON file.
 Methods: DC, DSA, DM, MTT (see `hasten.distill`); also the coreset baselines random, herding
 and k-center, which take no budget.
 """
@@ -13,7 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +58,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Distil a dataset into a few synthetic images per class "
                     "(`hasten distill --data D --method M --ipc N --budget B --out F`), "
                     "or evaluate one (`hasten distill eval F`).")
-    p.add_argument("action", nargs="?", choices=["eval"], help="eval: evaluate FILE")
-    p.add_argument("file", nargs="?", help="eval: the synthetic set (.safetensors)")
+    p.add_argument("action", nargs="?", choices=["eval"], help="eval: evaluate FILE...")
+    p.add_argument("files", nargs="*", metavar="FILE",
+                   help="eval: synthetic sets (.safetensors), all of one dataset")
     p.add_argument("--data", help="digits, fashion-mnist, mnist1d (eval: default from FILE)")
     p.add_argument("--method", default="dm",
                    help="dm, dc, dsa, mtt; baselines: random, herding, k-center")
@@ -78,7 +86,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="evaluate the result after distilling")
     p.add_argument("--models", type=int, default=3, help="eval: fresh networks")
     p.add_argument("--epochs", type=int, default=300, help="eval: training epochs")
-    p.add_argument("--lr", type=float, default=0.01, help="eval: learning rate")
+    p.add_argument("--lr", default="0.01",
+                   help="eval: learning rate, or `learned` for the step size MTT learned "
+                        "with the set (MTT's own evaluation)")
+    p.add_argument("--validation", type=int, default=0, metavar="N",
+                   help="eval: score on N training images held out by a seeded draw instead "
+                        "of the test set, to choose settings without seeing the test set")
+    p.add_argument("--json", metavar="PATH",
+                   help="eval: also write every set's result, the protocol, the command and "
+                        "the machine to PATH")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_distill)
@@ -88,12 +104,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def cmd_distill(args: argparse.Namespace) -> int:
     """Run `hasten distill ...` or `hasten distill eval FILE`; errors are HastenErrors."""
     if args.action == "eval":
-        if not args.file:
+        if not args.files:
             raise ConfigError("distill eval needs a FILE (a .safetensors synthetic set)")
         return _cmd_eval(args)
-    if args.file:
-        raise ConfigError(f"unexpected argument {args.file!r}; did you mean "
-                          f"`hasten distill eval {args.file}`?")
+    if args.files:
+        raise ConfigError(f"unexpected argument {args.files[0]!r}; did you mean "
+                          f"`hasten distill eval {args.files[0]}`?")
+    if args.validation or args.json:
+        raise ConfigError("--validation and --json belong to `hasten distill eval`")
     if not args.data:
         raise ConfigError("distill needs --data (digits, fashion-mnist, mnist1d)")
     if not args.out:
@@ -111,6 +129,11 @@ def cmd_distill(args: argparse.Namespace) -> int:
     if method not in METHODS and method not in BASELINES:
         raise ConfigError(f"unknown distillation method {args.method!r}; known: "
                           f"{', '.join([*METHODS, *BASELINES])}")
+    if args.eval_after:  # a bad --lr should fail now, not after the distillation
+        if args.lr == "learned" and method != "mtt":
+            raise ConfigError("--lr learned needs --method mtt (only MTT learns a step size)")
+        if args.lr != "learned":
+            _eval_lr(args.lr, None, "")
     data = load_vision(args.data)
     if method == "random":
         syn = coreset.random_subset(data, args.ipc, seed=args.seed)
@@ -149,29 +172,83 @@ def _snapshot_dir(out: str) -> str:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from hasten.data.vision import load_vision
+    from hasten.data.vision import holdout_split, load_vision
     from hasten.distill.synthetic import SyntheticSet
 
-    syn = SyntheticSet.load(args.file)
-    name = args.data or syn.meta.get("dataset")
-    if not name:
-        raise ConfigError(f"{args.file} does not name its dataset; pass --data")
+    # read every set (and check the options) before hours of training start
+    sets = [SyntheticSet.load(f) for f in args.files]
+    for path, syn in zip(args.files, sets, strict=True):
+        _eval_lr(args.lr, syn, path)
+    names = {args.data} if args.data else {s.meta.get("dataset") for s in sets}
+    if None in names:
+        raise ConfigError(f"{args.files[0]} does not name its dataset; pass --data")
+    if len(names) != 1:
+        raise ConfigError(f"the sets name different datasets ({', '.join(sorted(names))}); "
+                          "evaluate them separately")
+    data = load_vision(names.pop())
+    if args.validation:
+        data = holdout_split(data, args.validation)
     console = Console()
     say = (lambda line: None) if args.quiet else (
         lambda line: console.print(line, highlight=False))
-    _report(syn, load_vision(name), args, say)
+    start, rows = time.time(), []
+    for path, syn in zip(args.files, sets, strict=True):
+        rows.append(_report(syn, data, args, say, path))
+    if args.json:
+        _write_json(args, data.name, rows, time.time() - start)
     return 0
 
 
-def _report(syn: Any, data: Any, args: argparse.Namespace, say: Any) -> None:
+def _eval_lr(lr: str, syn: Any, path: str) -> float:
+    """--lr as a number, or the step size an MTT set learned (`learned`)."""
+    if lr == "learned":
+        if syn.meta.get("syn_lr") is None:
+            raise ConfigError(f"{path}: --lr learned needs an MTT set (it has no learned "
+                              "step size)")
+        return float(syn.meta["syn_lr"])
+    try:
+        value = float(lr)
+    except ValueError:
+        raise ConfigError(f"--lr must be a number or 'learned', got {lr!r}") from None
+    if not value > 0:
+        raise ConfigError(f"--lr must be > 0, got {lr}")
+    return value
+
+
+def _report(syn: Any, data: Any, args: argparse.Namespace, say: Any,
+            path: str | None = None) -> dict:
+    """Evaluate one set by the protocol in `args`; print a summary line and a JSON line."""
     from hasten.distill.evaluate import evaluate
 
+    lr = _eval_lr(args.lr, syn, path or args.out)
     result = evaluate(syn, data, models=args.models, epochs=args.epochs, dsa=bool(args.dsa),
-                      lr=args.lr, width=args.width, seed=args.seed,
+                      lr=lr, width=args.width, seed=args.seed,
                       device=_device(args.device), progress=say)
     print(f"{syn.meta.get('method', '?')} ipc {syn.ipc} on {data.name}: {result}")
-    print(json.dumps({"file": str(getattr(args, "file", None) or args.out),
-                      **result.as_dict()}))
+    row = {"file": str(path or args.out), "method": syn.meta.get("method"), "ipc": syn.ipc,
+           "iterations": syn.meta.get("iterations"),
+           "distill_seconds": syn.meta.get("train_seconds"),
+           "syn_lr": syn.meta.get("syn_lr"), **result.as_dict()}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def _write_json(args: argparse.Namespace, scored_on: str, rows: list[dict],
+                seconds: float) -> None:
+    from hasten.atomic import atomic_write
+    from hasten.bench.harness import machine_description
+
+    record = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "machine": machine_description(),
+              "command": " ".join(shlex.quote(a) for a in ["hasten", *sys.argv[1:]]),
+              "protocol": {"epochs": args.epochs, "dsa": bool(args.dsa), "width": args.width,
+                           "models": args.models, "seed": args.seed, "lr": args.lr,
+                           "scored_on": scored_on,
+                           "optimizer": "SGD momentum 0.9, wd 5e-4, lr x0.1 at half"},
+              "seconds": seconds, "rows": rows}
+    text = json.dumps(record, indent=1) + "\n"
+    atomic_write(args.json, lambda fh: fh.write(text.encode()))
+    print(f"wrote {args.json}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,3 +52,70 @@ def test_hasten_command_runs_distill_and_rejects_bad_ipc(tmp_path, hasten_cli):
     assert proc.returncode == 2 and proc.stderr.startswith("hasten: error:")
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "big.safetensors").exists()
+
+
+def test_eval_many_sets_into_one_json(tmp_path, capsys):
+    """Several sets, one protocol, one JSON; --validation scores on held-out training images;
+    bad input fails before any training and writes nothing."""
+    files = []
+    for seed in (0, 1):
+        files.append(tmp_path / f"r{seed}.safetensors")
+        assert main(["distill", "--data", "digits", "--method", "random", "--ipc", "1",
+                     "--seed", str(seed), "--out", str(files[-1]), "--quiet"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "res" / "eval.json"
+    common = ["--models", "1", "--epochs", "2", "--width", "8", "--quiet", "--seed", "3"]
+    assert main(["distill", "eval", *map(str, files), *common, "--json", str(out)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if line.startswith("{")]
+    record = json.loads(out.read_text())
+    assert [r["file"] for r in record["rows"]] == [str(f) for f in files]
+    assert record["rows"] == lines
+    assert record["protocol"]["scored_on"] == "digits" and record["protocol"]["epochs"] == 2
+    assert all(r["method"] == "random" and r["ipc"] == 1 for r in record["rows"])
+    # the same protocol and seed on one file gives the same accuracy again
+    assert main(["distill", "eval", str(files[1]), *common]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["accuracies"] == record["rows"][1]["accuracies"]
+
+    val = tmp_path / "val.json"
+    assert main(["distill", "eval", str(files[0]), *common, "--validation", "100",
+                 "--json", str(val)]) == 0
+    assert json.loads(val.read_text())["protocol"]["scored_on"] == "digits-val"
+    capsys.readouterr()
+
+    bad = tmp_path / "bad.json"
+    for extra, message in (
+            (["--lr", "learned"], "--lr learned needs an MTT set"),
+            (["--lr", "fast"], "--lr must be a number or 'learned', got 'fast'"),
+            (["--lr", "0"], "--lr must be > 0"),
+            ([str(tmp_path / "missing.safetensors")], "missing.safetensors: file not found")):
+        assert main(["distill", "eval", str(files[0]), *extra, *common,
+                     "--json", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not bad.exists()
+    assert main(["distill", "--data", "digits", "--method", "random", "--out",
+                 str(tmp_path / "x.safetensors"), "--json", str(bad)]) == 2
+    assert "--validation and --json belong to `hasten distill eval`" in capsys.readouterr().err
+    assert main(["distill", "--data", "digits", "--method", "dm", "--eval", "--lr", "learned",
+                 "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert "--lr learned needs --method mtt" in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_eval_with_the_learned_step_size(tmp_path, capsys):
+    from hasten.distill.synthetic import SyntheticSet
+
+    plain = tmp_path / "r.safetensors"
+    assert main(["distill", "--data", "digits", "--method", "random", "--ipc", "1",
+                 "--out", str(plain), "--quiet"]) == 0
+    syn = SyntheticSet.load(plain)
+    mtt = tmp_path / "m.safetensors"
+    SyntheticSet(syn.images, syn.labels, {**syn.meta, "method": "mtt", "syn_lr": 0.0234}
+                 ).save(mtt)
+    capsys.readouterr()
+    assert main(["distill", "eval", str(mtt), "--lr", "learned", "--models", "1",
+                 "--epochs", "1", "--width", "8", "--quiet"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["meta"]["lr"] == 0.0234 and row["syn_lr"] == 0.0234
