@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -146,7 +147,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if is_main:
             print(f"stopped by SIGTERM after {run['steps']} steps; checkpoint saved in "
                   f"{args.out}/checkpoints (continue with --resume)")
-        return 0
+        return 128 + signal.SIGTERM  # 143, as a killed process: the run did not finish
     if is_main:
         out = Path(args.out)
         tmp = out / ".model.safetensors.tmp"

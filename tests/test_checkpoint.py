@@ -105,7 +105,9 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     assert result["work"] == json.loads((whole / "result.json").read_text())["work"]
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
+    """A stopped run is not a finished one: no model or result is written, and the exit
+    status is 128 + SIGTERM, so `hasten train ... && next-step` does not go on."""
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
@@ -118,7 +120,8 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 0, stderr
+    assert proc.returncode == 143, stderr
+    assert not (out / "model.safetensors").exists() and not (out / "result.json").exists()
     assert "stopped by SIGTERM" in stdout and "Traceback" not in stderr
     ckpt = latest_checkpoint(out / "checkpoints")
     from hasten.bench.vision import digits
