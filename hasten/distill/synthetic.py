@@ -110,7 +110,7 @@ class SyntheticSet:
         classes = list(range(self.num_classes))
         cols = max(1, min(max_per_class, self.ipc))
         fig, axes = plt.subplots(len(classes), cols, squeeze=False,
-                                 figsize=(cols * 0.9 + 0.6, len(classes) * 0.9))
+                                 figsize=(max(cols * 0.9 + 0.6, 2.8), len(classes) * 0.9))
         names = self.meta.get("class_names")
         for r, c in enumerate(classes):
             idx = (self.labels == c).nonzero().flatten()[:cols].tolist()
