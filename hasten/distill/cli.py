@@ -224,8 +224,8 @@ def _report(syn: Any, data: Any, args: argparse.Namespace, say: Any,
     result = evaluate(syn, data, models=args.models, epochs=args.epochs, dsa=bool(args.dsa),
                       lr=lr, width=args.width, seed=args.seed,
                       device=_device(args.device), progress=say)
-    print(f"{syn.meta.get('method', '?')} ipc {syn.ipc} on {data.name}: {result}")
-    row = {"file": str(path or args.out), "method": syn.meta.get("method"), "ipc": syn.ipc,
+    print(f"{syn.method} ipc {syn.ipc} on {data.name}: {result}")
+    row = {"file": str(path or args.out), "method": syn.method, "ipc": syn.ipc,
            "iterations": syn.meta.get("iterations"),
            "distill_seconds": syn.meta.get("train_seconds"),
            "syn_lr": syn.meta.get("syn_lr"), **result.as_dict()}

@@ -55,6 +55,12 @@ class SyntheticSet:
         return int(self.meta.get("num_classes", int(self.labels.max()) + 1))
 
     @property
+    def method(self) -> str:
+        """The method that made the set, as a user names it: DC with DSA on is "dsa"."""
+        name = str(self.meta.get("method", "?"))
+        return "dsa" if name == "dc" and self.meta.get("dsa") else name
+
+    @property
     def ipc(self) -> int:
         """Images per class (the largest count, should the set be unbalanced)."""
         return int(torch.bincount(self.labels, minlength=self.num_classes).max())
@@ -129,7 +135,7 @@ class SyntheticSet:
                     ax.axis("off")
             axes[r][0].set_ylabel(str(names[c]) if names else str(c), rotation=0,
                                   labelpad=12, va="center", fontsize=8)
-        title = " ".join(str(self.meta[k]) for k in ("dataset", "method") if k in self.meta)
+        title = " ".join([str(self.meta.get("dataset", "")), self.method]).strip(" ?")
         if title:
             fig.suptitle(f"{title}  ipc={self.ipc}", fontsize=9)
         fig.tight_layout()

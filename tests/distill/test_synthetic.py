@@ -90,3 +90,11 @@ def test_evaluator_protocol_and_checks():
         evaluate((torch.zeros(2, 1, 4, 4), torch.tensor([0, 1])), data)
     with pytest.raises(ConfigError, match="models >= 1"):
         evaluate(random_subset(data, 1), data, models=0)
+
+
+def test_method_name_says_dsa_for_dc_with_dsa():
+    x, y = torch.zeros(2, 1, 4, 4), torch.tensor([0, 1])
+    assert SyntheticSet(x, y, {"method": "dc", "dsa": True}).method == "dsa"
+    assert SyntheticSet(x, y, {"method": "dc", "dsa": False}).method == "dc"
+    assert SyntheticSet(x, y, {"method": "mtt", "dsa": True}).method == "mtt"
+    assert SyntheticSet(x, y, {}).method == "?"
