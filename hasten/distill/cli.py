@@ -179,9 +179,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     sets = [SyntheticSet.load(f) for f in args.files]
     for path, syn in zip(args.files, sets, strict=True):
         _eval_lr(args.lr, syn, path)
-    names = {args.data} if args.data else {s.meta.get("dataset") for s in sets}
-    if None in names:
-        raise ConfigError(f"{args.files[0]} does not name its dataset; pass --data")
+    for path, syn in zip(args.files, sets, strict=True):
+        if not args.data and not syn.meta.get("dataset"):
+            raise ConfigError(f"{path} does not name its dataset; pass --data")
+    names = {args.data} if args.data else {s.meta["dataset"] for s in sets}
     if len(names) != 1:
         raise ConfigError(f"the sets name different datasets ({', '.join(sorted(names))}); "
                           "evaluate them separately")

@@ -119,3 +119,20 @@ def test_eval_with_the_learned_step_size(tmp_path, capsys):
                  "--epochs", "1", "--width", "8", "--quiet"]) == 0
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert row["meta"]["lr"] == 0.0234 and row["syn_lr"] == 0.0234
+
+
+def test_eval_names_the_set_without_a_dataset_and_mixed_datasets(tmp_path, capsys):
+    from hasten.distill.synthetic import SyntheticSet
+
+    good = tmp_path / "r.safetensors"
+    assert main(["distill", "--data", "digits", "--method", "random", "--ipc", "1",
+                 "--out", str(good), "--quiet"]) == 0
+    syn = SyntheticSet.load(good)
+    bare, other = tmp_path / "bare.safetensors", tmp_path / "other.safetensors"
+    SyntheticSet(syn.images, syn.labels, {"method": "random"}).save(bare)
+    SyntheticSet(syn.images, syn.labels, {**syn.meta, "dataset": "mnist1d"}).save(other)
+    capsys.readouterr()
+    assert main(["distill", "eval", str(good), str(bare), "--quiet"]) == 2
+    assert f"{bare} does not name its dataset; pass --data" in capsys.readouterr().err
+    assert main(["distill", "eval", str(good), str(other), "--quiet"]) == 2
+    assert "the sets name different datasets (digits, mnist1d)" in capsys.readouterr().err
