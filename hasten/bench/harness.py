@@ -157,6 +157,13 @@ def machine_description() -> str:
     return text
 
 
+def provenance(command: str | None = None, created: datetime | None = None) -> dict[str, str]:
+    """When, where and how a result was made: the header of every results JSON."""
+    return {"created": (created or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
+            "machine": machine_description(),
+            "command": command or "hasten " + " ".join(shlex.quote(a) for a in sys.argv[1:])}
+
+
 def plan(suite: Suite, seeds: int, tasks: Sequence[str] | None = None,
          methods: Sequence[str] | None = None, first_seed: int = 0
          ) -> list[tuple[int, str, str]]:
@@ -233,10 +240,7 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
     order = plan(suite, seeds, tasks, methods, first_seed)
     baseline_method = (list(methods) if methods else suite.methods)[0]
     results: dict[str, Any] = {
-        "suite": name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_description(),
-        "command": command or "hasten " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "suite": name, **provenance(command),
         "quick": quick, "seeds": seeds, "first_seed": first_seed, "margin": suite.margin,
         "runs": [],
     }

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import statistics
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from hasten.atomic import atomic_write
-from hasten.bench.harness import machine_description, scale_budget, split_method
+from hasten.bench.harness import provenance, scale_budget, split_method
 from hasten.errors import ConfigError, DataError
 
 # The encoder every row trains (any recipe key; the row may override).
@@ -238,9 +236,7 @@ def run_pretrain_suite(suite: str, rows: Sequence[Row], s: PretrainSettings, out
     started = datetime.now(timezone.utc)
     lines = [run_row(row, s, out_dir, say) for row in rows]
     return {
-        "suite": suite, "created": started.isoformat(timespec="seconds"),
-        "machine": machine_description(),
-        "command": " ".join(["hasten", *map(shlex.quote, sys.argv[1:])]),
+        "suite": suite, **provenance(created=started),
         "quick": s.quick, "budget": s.budget, "corpus": s.corpus, "shape": s.shape,
         "vocab_size": s.vocab_size, "seq_len": s.seq_len, "seed": s.seed,
         "glue_settings": _glue_settings(s), "rows": lines, **(extra or {}),

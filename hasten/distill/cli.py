@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +157,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         files.append(str(syn.save_grid_png(out.with_suffix(".png"))))
     print(f"wrote {len(syn)} images ({syn.ipc} per class): {', '.join(files)}")
     if args.eval_after:
-        _report(syn, data, args, say)
+        _report(syn, data, args, say, args.out, _eval_lr(args.lr, syn, args.out))
     return 0
 
 
@@ -177,8 +175,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     # read every set (and check the options) before hours of training start
     sets = [SyntheticSet.load(f) for f in args.files]
-    for path, syn in zip(args.files, sets, strict=True):
-        _eval_lr(args.lr, syn, path)
+    lrs = [_eval_lr(args.lr, syn, path) for path, syn in zip(args.files, sets, strict=True)]
     for path, syn in zip(args.files, sets, strict=True):
         if not args.data and not syn.meta.get("dataset"):
             raise ConfigError(f"{path} does not name its dataset; pass --data")
@@ -193,8 +190,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     say = (lambda line: None) if args.quiet else (
         lambda line: console.print(line, highlight=False))
     start, rows = time.time(), []
-    for path, syn in zip(args.files, sets, strict=True):
-        rows.append(_report(syn, data, args, say, path))
+    for path, syn, lr in zip(args.files, sets, lrs, strict=True):
+        rows.append(_report(syn, data, args, say, path, lr))
     if args.json:
         _write_json(args, data.name, rows, time.time() - start)
     return 0
@@ -216,17 +213,16 @@ def _eval_lr(lr: str, syn: Any, path: str) -> float:
     return value
 
 
-def _report(syn: Any, data: Any, args: argparse.Namespace, say: Any,
-            path: str | None = None) -> dict:
-    """Evaluate one set by the protocol in `args`; print a summary line and a JSON line."""
+def _report(syn: Any, data: Any, args: argparse.Namespace, say: Any, path: str,
+            lr: float) -> dict:
+    """Evaluate one set by the protocol in `args` (at `lr`); print a summary and a JSON line."""
     from hasten.distill.evaluate import evaluate
 
-    lr = _eval_lr(args.lr, syn, path or args.out)
     result = evaluate(syn, data, models=args.models, epochs=args.epochs, dsa=bool(args.dsa),
                       lr=lr, width=args.width, seed=args.seed,
                       device=_device(args.device), progress=say)
     print(f"{syn.method} ipc {syn.ipc} on {data.name}: {result}")
-    row = {"file": str(path or args.out), "method": syn.method, "ipc": syn.ipc,
+    row = {"file": str(path), "method": syn.method, "ipc": syn.ipc,
            "iterations": syn.meta.get("iterations"),
            "distill_seconds": syn.meta.get("train_seconds"),
            "syn_lr": syn.meta.get("syn_lr"), **result.as_dict()}
@@ -237,11 +233,9 @@ def _report(syn: Any, data: Any, args: argparse.Namespace, say: Any,
 def _write_json(args: argparse.Namespace, scored_on: str, rows: list[dict],
                 seconds: float) -> None:
     from hasten.atomic import atomic_write
-    from hasten.bench.harness import machine_description
+    from hasten.bench.harness import provenance
 
-    record = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": machine_description(),
-              "command": " ".join(shlex.quote(a) for a in ["hasten", *sys.argv[1:]]),
+    record = {**provenance(),
               "protocol": {"epochs": args.epochs, "dsa": bool(args.dsa), "width": args.width,
                            "models": args.models, "seed": args.seed, "lr": args.lr,
                            "scored_on": scored_on,

@@ -135,7 +135,8 @@ class SyntheticSet:
                     ax.axis("off")
             axes[r][0].set_ylabel(str(names[c]) if names else str(c), rotation=0,
                                   labelpad=12, va="center", fontsize=8)
-        title = " ".join([str(self.meta.get("dataset", "")), self.method]).strip(" ?")
+        title = " ".join(str(part) for part in (self.meta.get("dataset"),
+                                                 "method" in self.meta and self.method) if part)
         if title:
             fig.suptitle(f"{title}  ipc={self.ipc}", fontsize=9)
         fig.tight_layout()
