@@ -52,7 +52,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import TensorDataset
 
 from hasten.bench.harness import Recipe, Suite, register_method, register_suite, register_task
 from hasten.bench.vision import _data, accuracy_on, per_example_cross_entropy
@@ -418,14 +417,16 @@ def _set_method(name: str):
         seed = recipe.config.seed if s.per_seed else s.distill_seed
         built = build_set(name, notes["ipc"], seed, quick)
         syn = built.syn
-        recipe.train_data = TensorDataset(syn.images, syn.labels)
-        protocol = _protocol(len(syn), s.epochs, s.eval_every)  # seed, quiet, ... stay
+        recipe.train_data = syn.dataset()  # decoded, should the set use multi-formation
+        # the protocol sets the budget, batch and eval cadence; seed, quiet, ... stay
+        protocol = _protocol(len(recipe.train_data), s.epochs, s.eval_every)
         cfg = recipe.config
         cfg.budget, cfg.micro_batch = protocol.budget, protocol.micro_batch
         cfg.eval_every = protocol.eval_every
         recipe.overhead_seconds += built.seconds
         notes.update({
-            "method": name, "set_size": len(syn), "set_shape": list(syn.images.shape),
+            "method": name, "set_size": len(recipe.train_data),
+            "set_shape": list(syn.images.shape),
             "distill_seed": seed, "distill_seconds": built.seconds, "cached": built.cached,
             "cache_key": built.key, "epochs": s.epochs,
             "iterations": syn.meta.get("iterations"),

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from hasten.distill.augment import DSA
+from hasten.distill.formation import decode, decode_labels
 from hasten.errors import ConfigError
 from hasten.models.vision import CNN1D, MLP, ConvNet3
 
@@ -88,6 +89,7 @@ class Context:
     dsa: DSA | None
     batch_real: int
     options: dict[str, Any] = field(default_factory=dict)
+    factor: int = 1  # multi-formation: each stored image holds factor^2 training images
 
     def real_batch(self, c: int, n: int | None = None) -> torch.Tensor:
         """Up to n (default batch_real) distinct real images of class c, drawn at random."""
@@ -97,7 +99,12 @@ class Context:
         return xc[idx.to(xc.device)]
 
     def syn_class(self, c: int) -> torch.Tensor:
-        return self.syn[c * self.ipc:(c + 1) * self.ipc]
+        """The training images of class c (decoded, so ipc * factor^2 of them)."""
+        return decode(self.syn[c * self.ipc:(c + 1) * self.ipc], self.factor)
+
+    def training_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All training images (decoded, differentiable) and their labels."""
+        return decode(self.syn, self.factor), decode_labels(self.labels, self.factor)
 
     def siamese(self, real: torch.Tensor, syn: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -70,6 +70,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--dsa", action=argparse.BooleanOptionalAction, default=None,
                    help="DSA augmentation (distill: default on for images; eval: default off)")
     p.add_argument("--width", type=int, default=128, help="ConvNet-3 channels")
+    p.add_argument("--factor", type=int, default=1,
+                   help="multi-formation (IDC): store each image as factor x factor smaller "
+                        "ones, so ipc stored images train as ipc*factor^2 (default 1: off)")
     p.add_argument("--batch-real", type=int, default=256, help="real images per class and match")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="method hyperparameter, e.g. lr_img=1, syn_steps=20 (repeatable)")
@@ -118,6 +121,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
     from hasten.data.vision import load_vision
     from hasten.distill import coreset
+    from hasten.distill.formation import check_factor
     from hasten.distill.methods import METHODS, distill
 
     console = Console()
@@ -133,11 +137,14 @@ def cmd_distill(args: argparse.Namespace) -> int:
         if args.lr != "learned":
             _eval_lr(args.lr, None, "")
     data = load_vision(args.data)
-    if method == "random":
-        syn = coreset.random_subset(data, args.ipc, seed=args.seed)
-    elif method in ("herding", "k-center"):
-        fn = coreset.herding if method == "herding" else coreset.k_center
-        syn = fn(data, args.ipc)
+    factor = check_factor(args.factor, tuple(data.input_shape))
+    if method in BASELINES:  # ipc * factor^2 real images, packed into ipc per class
+        n = args.ipc * factor * factor
+        if method == "random":
+            syn = coreset.random_subset(data, n, seed=args.seed)
+        else:
+            syn = (coreset.herding if method == "herding" else coreset.k_center)(data, n)
+        syn = coreset.formed(syn, factor)
     else:
         dsa = args.dsa if args.dsa is not None else len(data.input_shape) == 3
         say(f"distilling {data.name} with {method}, ipc {args.ipc}, budget {args.budget}")
@@ -146,6 +153,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
                       device=_device(args.device), checkpoint_dir=args.checkpoint_dir,
                       checkpoint_every=args.checkpoint_every, resume=args.resume,
                       snapshot_every=args.snapshot_every, snapshot_dir=_snapshot_dir(args.out),
+                      factor=factor,
                       progress=False if args.quiet else (True if sys.stdout.isatty() else say),
                       **_options(args.option))
         m = syn.meta
@@ -155,7 +163,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
     files = [str(out)]
     if len(syn.input_shape) == 3:
         files.append(str(syn.save_grid_png(out.with_suffix(".png"))))
-    print(f"wrote {len(syn)} images ({syn.ipc} per class): {', '.join(files)}")
+    formed = f", each holding {factor * factor}" if factor > 1 else ""
+    print(f"wrote {len(syn)} images ({syn.ipc} per class{formed}): {', '.join(files)}")
     if args.eval_after:
         _report(syn, data, args, say, args.out, _eval_lr(args.lr, syn, args.out))
     return 0
@@ -221,8 +230,9 @@ def _report(syn: Any, data: Any, args: argparse.Namespace, say: Any, path: str,
     result = evaluate(syn, data, models=args.models, epochs=args.epochs, dsa=bool(args.dsa),
                       lr=lr, width=args.width, seed=args.seed,
                       device=_device(args.device), progress=say)
-    print(f"{syn.method} ipc {syn.ipc} on {data.name}: {result}")
-    row = {"file": str(path), "method": syn.method, "ipc": syn.ipc,
+    formed = f" (factor {syn.factor})" if syn.factor > 1 else ""
+    print(f"{syn.method} ipc {syn.ipc}{formed} on {data.name}: {result}")
+    row = {"file": str(path), "method": syn.method, "ipc": syn.ipc, "factor": syn.factor,
            "iterations": syn.meta.get("iterations"),
            "distill_seconds": syn.meta.get("train_seconds"),
            "syn_lr": syn.meta.get("syn_lr"), **result.as_dict()}

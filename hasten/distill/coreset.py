@@ -15,8 +15,10 @@ from collections.abc import Callable
 import torch
 
 from hasten.data.vision import VisionData
+from hasten.distill.formation import check_factor, encode
 from hasten.distill.methods import check_ipc, class_tensors
 from hasten.distill.synthetic import SyntheticSet
+from hasten.errors import ConfigError
 
 Embed = Callable[[torch.Tensor], torch.Tensor]
 
@@ -83,3 +85,21 @@ def k_center(data: VisionData, ipc: int, embed: Embed | None = None) -> Syntheti
             dist = torch.minimum(dist, ((f - f[i]) ** 2).sum(1))
         picks.append(torch.tensor(chosen))
     return _result(data, picks, ipc, "k-center")
+
+
+def formed(syn: SyntheticSet, factor: int) -> SyntheticSet:
+    """Pack a class-major set of ipc * factor^2 images per class into ipc stored images per
+    class, each tiling factor^2 of them downsampled (multi-formation without optimisation:
+    IDC's initialisation, "IDC-I"). factor 1 returns `syn`."""
+    factor = check_factor(factor, syn.input_shape)
+    if factor == 1:
+        return syn
+    group = factor * factor
+    counts = torch.bincount(syn.labels, minlength=syn.num_classes)
+    if bool((counts % group).any()):
+        raise ConfigError(f"factor {factor} packs {group} images per stored image; the set "
+                          f"has {counts.tolist()} images per class")
+    order = torch.argsort(syn.labels, stable=True)
+    labels = syn.labels[order][::group]
+    meta = {**syn.meta, "factor": factor, "ipc": int(counts.max()) // group}
+    return SyntheticSet(encode(syn.images[order], factor), labels, meta)

@@ -82,7 +82,7 @@ def evaluate(syn: SyntheticSet | tuple[torch.Tensor, torch.Tensor], data: Vision
              device: str | torch.device = "cpu",
              progress: Callable[[str], None] | None = None) -> EvalResult:
     """Train `models` fresh networks on the synthetic set; test each on `data.test`."""
-    x, y = (syn.images, syn.labels) if isinstance(syn, SyntheticSet) else syn
+    x, y = syn.training_set() if isinstance(syn, SyntheticSet) else syn
     if models < 1 or epochs < 1:
         raise ConfigError(f"evaluate needs models >= 1 and epochs >= 1, got {models}, {epochs}")
     if tuple(x.shape[1:]) != tuple(data.input_shape):

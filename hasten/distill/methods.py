@@ -34,6 +34,7 @@ from hasten.distill.augment import DSA, dsa_strategy
 from hasten.distill.base import Context, Method, ModelFn, default_model_fn
 from hasten.distill.dc import DC
 from hasten.distill.dm import DM
+from hasten.distill.formation import check_factor, encode
 from hasten.distill.mtt import MTT
 from hasten.distill.synthetic import SyntheticSet
 from hasten.errors import CheckpointError, ConfigError, DataError
@@ -42,7 +43,8 @@ from hasten.runlog import RunLog
 METHODS: dict[str, type[Method]] = {"dm": DM, "dc": DC, "dsa": DC, "mtt": MTT}
 INITS = ("real", "noise")
 CONFIG_KEYS = ("method", "dataset", "ipc", "init", "dsa", "seed", "num_classes",
-               "input_shape", "width", "batch_real")
+               "input_shape", "width", "batch_real", "factor")
+CONFIG_DEFAULTS = {"factor": 1}  # what checkpoints from before a key existed meant
 
 
 class _Holder(nn.Module):
@@ -75,10 +77,15 @@ def check_ipc(data: VisionData, ipc: int) -> list[int]:
 
 
 def init_images(class_x: list[torch.Tensor], ipc: int, init: str,
-                generator: torch.Generator) -> torch.Tensor:
-    """ipc images per class, class-major: random distinct real ones, or N(0, 1) noise."""
+                generator: torch.Generator, factor: int = 1) -> torch.Tensor:
+    """ipc images per class, class-major: random distinct real ones, or N(0, 1) noise.
+
+    With multi-formation (`factor` > 1) each stored image tiles factor^2 distinct real images
+    of its class, downsampled.
+    """
     if init == "real":
-        return torch.cat([xc[torch.randperm(len(xc), generator=generator)[:ipc]]
+        n = ipc * factor * factor
+        return torch.cat([encode(xc[torch.randperm(len(xc), generator=generator)[:n]], factor)
                           for xc in class_x]).clone()
     if init == "noise":
         shape = (len(class_x) * ipc, *class_x[0].shape[1:])
@@ -105,7 +112,8 @@ def distill(method: str, data: VisionData, ipc: int, budget: Budget | str | int,
             device: str | torch.device = "cpu", checkpoint_dir: str | Path | None = None,
             checkpoint_every: int = 100, resume: bool = False,
             snapshot_every: int = 0, snapshot_dir: str | Path | None = None,
-            progress: bool | Callable[[str], None] = True, **options: Any) -> SyntheticSet:
+            factor: int = 1, progress: bool | Callable[[str], None] = True,
+            **options: Any) -> SyntheticSet:
     """Distil `data` into ipc images per class with `method` ("dm", "dc", "dsa", "mtt").
 
     `budget` counts iterations ("500steps" or an int), seconds of the loop ("20m") or
@@ -116,7 +124,10 @@ def distill(method: str, data: VisionData, ipc: int, budget: Budget | str | int,
     syn_steps, expert_epochs, max_start_epoch, lr_lr, lr_teacher, num_experts, expert_dir).
     `snapshot_every` > 0 also writes the set every that many iterations to `snapshot_dir`
     (`it000500.safetensors`, ...), for accuracy-vs-iterations curves from one run.
-    `progress`: True shows a rich bar on a terminal; a callable gets a line every 10%.
+    `factor` > 1 stores each image as factor^2 smaller ones (IDC's multi-formation, see
+    `hasten.distill.formation`): storage stays ipc images per class, training sees
+    ipc * factor^2. `progress`: True shows a rich bar on a terminal; a callable gets a line
+    every 10%.
     """
     key = str(method).lower()
     if key not in METHODS:
@@ -132,6 +143,12 @@ def distill(method: str, data: VisionData, ipc: int, budget: Budget | str | int,
     if init not in INITS:
         raise ConfigError(f"unknown init {init!r}; known: {', '.join(INITS)}")
     counts = check_ipc(data, ipc)
+    factor = check_factor(factor, tuple(data.input_shape))
+    if factor > 1 and init == "real":
+        need = ipc * factor * factor
+        if need > min(counts):
+            raise ConfigError(f"ipc {ipc} at factor {factor} starts from {need} real images "
+                              f"per class; {data.name}'s smallest class has {min(counts)}")
     if batch_real < 1:
         raise ConfigError(f"batch_real must be >= 1, got {batch_real}")
     shape = tuple(data.input_shape)
@@ -149,7 +166,7 @@ def distill(method: str, data: VisionData, ipc: int, budget: Budget | str | int,
     with budget.ledger.phase("setup"):
         g = torch.Generator().manual_seed(int(seed))
         class_x = class_tensors(data)
-        images = init_images(class_x, ipc, init, g).to(device).requires_grad_(True)
+        images = init_images(class_x, ipc, init, g, factor).to(device).requires_grad_(True)
         labels = torch.arange(data.num_classes).repeat_interleave(ipc).to(device)
         ctx = Context(
             class_x=[xc.to(device) for xc in class_x], syn=images, labels=labels, ipc=ipc,
@@ -157,14 +174,15 @@ def distill(method: str, data: VisionData, ipc: int, budget: Budget | str | int,
             model_fn=model_fn or default_model_fn(shape, data.num_classes, width),
             generator=g, device=device,
             dsa=DSA(dsa_strategy(data.name)) if dsa else None,
-            batch_real=batch_real, options={**cls.defaults, **options})
+            batch_real=batch_real, options={**cls.defaults, **options}, factor=factor)
         if key == "mtt" and ctx.options["expert_dir"] is None and ckpt is not None:
             ctx.options["expert_dir"] = str(ckpt / "experts")
         algo = cls(ctx)
         config = {"method": "dc" if key == "dsa" else key, "dataset": data.name, "ipc": ipc,
                   "init": init, "dsa": bool(dsa), "seed": int(seed),
                   "num_classes": data.num_classes, "input_shape": list(shape),
-                  "width": width if model_fn is None else None, "batch_real": batch_real}
+                  "width": width if model_fn is None else None, "batch_real": batch_real,
+                  "factor": factor}
         setup_info = algo.setup()
         iteration, losses = 0, []
         if resume and ckpt is not None and latest_checkpoint(ckpt) is not None:
@@ -246,6 +264,8 @@ def _restore(folder: Path, algo: Method, ctx: Context, budget: Budget,
         saved = json.loads((path / "state.json").read_text())["state"].get("config", {})
     except (OSError, json.JSONDecodeError, KeyError, AttributeError):
         saved = None  # load_checkpoint reports what is wrong with the file
+    if saved is not None:
+        saved = {**CONFIG_DEFAULTS, **saved}
     diff = [k for k in CONFIG_KEYS if saved is not None and saved.get(k) != config.get(k)]
     if diff:
         k = diff[0]

@@ -19,6 +19,7 @@ from safetensors.torch import save
 from torch.utils.data import TensorDataset
 
 from hasten.atomic import atomic_write
+from hasten.distill.formation import check_factor, decode, decode_labels
 from hasten.errors import ConfigError, DataError
 
 META_KEY = "hasten.distill"
@@ -42,6 +43,11 @@ class SyntheticSet:
             raise DataError("synthetic set is empty")
         if not torch.isfinite(self.images).all():
             raise DataError("synthetic set has non-finite pixels (distillation diverged?)")
+        if self.factor > 1:
+            try:
+                check_factor(self.factor, self.input_shape)
+            except ConfigError as err:
+                raise DataError(f"synthetic set: {err}") from None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -62,11 +68,22 @@ class SyntheticSet:
 
     @property
     def ipc(self) -> int:
-        """Images per class (the largest count, should the set be unbalanced)."""
+        """Stored images per class (the largest count, should the set be unbalanced)."""
         return int(torch.bincount(self.labels, minlength=self.num_classes).max())
 
+    @property
+    def factor(self) -> int:
+        """Multi-formation factor: each stored image decodes to factor^2 training images."""
+        return int(self.meta.get("factor") or 1)
+
+    def training_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images and labels to train on: the stored ones, decoded if factor > 1."""
+        with torch.no_grad():
+            return decode(self.images, self.factor), decode_labels(self.labels, self.factor)
+
     def dataset(self) -> TensorDataset:
-        return TensorDataset(self.images, self.labels)
+        """The training set (decoded) as a TensorDataset, for a plain training loop."""
+        return TensorDataset(*self.training_set())
 
     # -- files ---------------------------------------------------------------------------
 
@@ -137,8 +154,9 @@ class SyntheticSet:
                                   labelpad=12, va="center", fontsize=8)
         title = " ".join(str(part) for part in (self.meta.get("dataset"),
                                                  "method" in self.meta and self.method) if part)
+        formed = f" x{self.factor * self.factor}" if self.factor > 1 else ""
         if title:
-            fig.suptitle(f"{title}  ipc={self.ipc}", fontsize=9)
+            fig.suptitle(f"{title}  ipc={self.ipc}{formed}", fontsize=9)
         fig.tight_layout()
         path = Path(path)
         try:
