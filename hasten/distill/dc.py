@@ -75,8 +75,8 @@ class DC(Method):
     def _train_net(self, net: torch.nn.Module, net_opt: torch.optim.Optimizer) -> int:
         """Train `net` on the (detached) synthetic set for inner_loop epochs."""
         ctx = self.ctx
-        with torch.no_grad():
-            x_all, y_all = ctx.training_set()
+        x_all, y_all = ctx.training_set()
+        x_all = x_all.detach()  # the network trains here, not the images
         batch, seen = int(self.opt["batch_train"]), 0
         for _ in range(self.inner):
             order = torch.randperm(len(x_all), generator=ctx.generator).to(x_all.device)

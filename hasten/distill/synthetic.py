@@ -43,11 +43,11 @@ class SyntheticSet:
             raise DataError("synthetic set is empty")
         if not torch.isfinite(self.images).all():
             raise DataError("synthetic set has non-finite pixels (distillation diverged?)")
-        if self.factor > 1:
-            try:
-                check_factor(self.factor, self.input_shape)
-            except ConfigError as err:
-                raise DataError(f"synthetic set: {err}") from None
+        factor = self.meta.get("factor", 1)
+        try:
+            check_factor(factor, self.input_shape)
+        except ConfigError as err:
+            raise DataError(f"synthetic set: {err}") from None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -74,7 +74,7 @@ class SyntheticSet:
     @property
     def factor(self) -> int:
         """Multi-formation factor: each stored image decodes to factor^2 training images."""
-        return int(self.meta.get("factor") or 1)
+        return int(self.meta.get("factor", 1))
 
     def training_set(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The images and labels to train on: the stored ones, decoded if factor > 1."""

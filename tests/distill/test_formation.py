@@ -76,6 +76,8 @@ def test_check_factor_errors():
         check_factor(2, (64,))
     with pytest.raises(DataError, match="factor 3 does not divide"):
         SyntheticSet(torch.zeros(2, 1, 8, 8), torch.tensor([0, 1]), {"factor": 3})
+    with pytest.raises(DataError, match="factor must be an integer >= 1, got 'x'"):
+        SyntheticSet(torch.zeros(2, 1, 8, 8), torch.tensor([0, 1]), {"factor": "x"})
 
 
 def test_real_init_packs_distinct_real_images_of_the_class():
@@ -100,6 +102,26 @@ def test_distill_with_factor_keeps_storage_and_trains_on_decoded_images(method):
     assert torch.equal(x, decode(syn.images, 2))
     result = evaluate(syn, digits(), models=1, epochs=2, width=8)
     assert result.meta["train_examples"] == 80
+
+
+def test_dc_inner_training_leaves_the_images_alone(monkeypatch):
+    """DC trains its network on the decoded set with the images detached: no gradient may
+    reach them outside the matching loss."""
+    from hasten.distill.dc import DC
+
+    seen = []
+    original = DC._train_net
+
+    def spy(self, net, net_opt):
+        before = self.ctx.syn.grad.clone()
+        out = original(self, net, net_opt)
+        seen.append(torch.equal(self.ctx.syn.grad, before))
+        return out
+
+    monkeypatch.setattr(DC, "_train_net", spy)
+    distill("dc", digits(), 1, "1steps", factor=2, outer_loop=2, inner_loop=1, **SMALL)
+    distill("dc", digits(), 1, "1steps", outer_loop=2, inner_loop=1, **SMALL)
+    assert seen == [True, True]
 
 
 def test_mtt_with_factor_draws_minibatches_of_decoded_images(tmp_path):
