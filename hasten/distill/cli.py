@@ -61,7 +61,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="eval: synthetic sets (.safetensors), all of one dataset")
     p.add_argument("--data", help="digits, fashion-mnist, mnist1d (eval: default from FILE)")
     p.add_argument("--method", default="dm",
-                   help="dm, dc, dsa, mtt; baselines: random, herding, k-center")
+                   help="dm, idm, dc, dsa, mtt; baselines: random, herding, k-center")
     p.add_argument("--ipc", type=int, default=10, help="images per class")
     p.add_argument("--budget", default="500steps", help="iterations (500steps) or wall clock "
                                                         "(20m) of distillation")

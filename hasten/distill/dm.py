@@ -10,6 +10,7 @@ classes share one forward pass of each kind, which gives the same result as a lo
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from hasten.distill.base import Method, embed, fresh_model
 from hasten.distill.matching import mean_embedding_distance
@@ -27,11 +28,11 @@ class DM(Method):
         self.lr_img = float(lr)
         self.image_sgd(self.lr_img)
 
-    def step(self) -> tuple[float, int]:
+    def matching(self, net: nn.Module
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """DM's loss under the frozen `net`; also the augmented synthetic images (class-major),
+        their embeddings, their per-class counts and the number of examples forwarded."""
         ctx = self.ctx
-        net = fresh_model(ctx.model_fn, ctx.generator, ctx.device)
-        for p in net.parameters():
-            p.requires_grad_(False)
         reals, syns = [], []
         for c in range(ctx.num_classes):
             real, syn = ctx.siamese(ctx.real_batch(c), ctx.syn_class(c))
@@ -39,14 +40,27 @@ class DM(Method):
             syns.append(syn)
         with torch.no_grad():
             f_real = embed(net, torch.cat(reals))
-        f_syn = embed(net, torch.cat(syns))
+        x_syn = torch.cat(syns)
+        f_syn = embed(net, x_syn)
         loss = f_syn.new_zeros(())
         r0 = s0 = 0
         for real, syn in zip(reals, syns, strict=True):
             loss = loss + mean_embedding_distance(f_real[r0:r0 + len(real)],
                                                   f_syn[s0:s0 + len(syn)])
             r0, s0 = r0 + len(real), s0 + len(syn)
+        counts = torch.tensor([len(s) for s in syns], device=f_syn.device)
+        return loss, x_syn, f_syn, counts, r0 + s0
+
+    def update(self, loss: torch.Tensor) -> None:
+        """One SGD step on the images."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return loss.item(), r0 + s0
+
+    def step(self) -> tuple[float, int]:
+        net = fresh_model(self.ctx.model_fn, self.ctx.generator, self.ctx.device)
+        for p in net.parameters():
+            p.requires_grad_(False)
+        loss, _, _, _, seen = self.matching(net)
+        self.update(loss)
+        return loss.item(), seen

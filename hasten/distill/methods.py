@@ -35,12 +35,13 @@ from hasten.distill.base import Context, Method, ModelFn, default_model_fn
 from hasten.distill.dc import DC
 from hasten.distill.dm import DM
 from hasten.distill.formation import check_factor, encode
+from hasten.distill.idm import IDM
 from hasten.distill.mtt import MTT
 from hasten.distill.synthetic import SyntheticSet
 from hasten.errors import CheckpointError, ConfigError, DataError
 from hasten.runlog import RunLog
 
-METHODS: dict[str, type[Method]] = {"dm": DM, "dc": DC, "dsa": DC, "mtt": MTT}
+METHODS: dict[str, type[Method]] = {"dm": DM, "idm": IDM, "dc": DC, "dsa": DC, "mtt": MTT}
 INITS = ("real", "noise")
 CONFIG_KEYS = ("method", "dataset", "ipc", "init", "dsa", "seed", "num_classes",
                "input_shape", "width", "batch_real", "factor")
@@ -114,7 +115,7 @@ def distill(method: str, data: VisionData, ipc: int, budget: Budget | str | int,
             snapshot_every: int = 0, snapshot_dir: str | Path | None = None,
             factor: int = 1, progress: bool | Callable[[str], None] = True,
             **options: Any) -> SyntheticSet:
-    """Distil `data` into ipc images per class with `method` ("dm", "dc", "dsa", "mtt").
+    """Distil `data` into ipc images per class with `method` ("dm", "idm", "dc", "dsa", "mtt").
 
     `budget` counts iterations ("500steps" or an int), seconds of the loop ("20m") or
     examples forwarded. "dsa" is DC with DSA on. `dsa=True` augments every match with one
