@@ -3,9 +3,10 @@
 
 Methods of the papers it follows: DC, gradient matching (Zhao, Mopuri & Bilen, ICLR 2021);
 DSA, DC with differentiable Siamese augmentation (Zhao & Bilen, ICML 2021); DM, distribution
-matching (Zhao & Bilen, WACV 2023); MTT, matching training trajectories (Cazenavette et al.,
-CVPR 2022); and the coreset baselines those papers compare with (random real images,
-herding, k-center).
+matching (Zhao & Bilen, WACV 2023); IDM, DM with a queue of training networks and a
+cross-entropy term (Zhao, Li, Qin & Yu, CVPR 2023); MTT, matching training trajectories
+(Cazenavette et al., CVPR 2022); and the coreset baselines those papers compare with
+(random real images, herding, k-center).
 
 Tasks `distill-ipc1`, `distill-ipc10`, `distill-ipc50` (Fashion-MNIST). Each run trains one
 fresh ConvNet-3 (instance norm, width 64 by default: the papers use 128) with the papers'
@@ -21,7 +22,8 @@ protocol, so weight decay skips norms and biases, and batches run across epoch e
 Methods: `random` (the baseline: the papers' reference and DM's and MTT's starting point),
 `full-data` (the task's own recipe: all 60,000 images, `full_epochs` epochs, evaluated often,
 so the report can say how long full data takes to reach each set's accuracy), `herding`,
-`k-center` (on raw pixels), `dm`, `dc` (no augmentation), `dsa` and `mtt` (experts trained
+`k-center` (on raw pixels), `dm`, `idm` (its network training scaled down, `IDM_CPU`),
+`dc` (no augmentation), `dsa` and `mtt` (experts trained
 once per process or cache folder and charged to every MTT row).
 
 Rows added under the accuracy (`notes["report_rows"]`): mean and std of the final accuracy
@@ -68,9 +70,13 @@ from hasten.target import time_to_target
 from hasten.trainer import Hook, TrainConfig, TrainState
 
 IPCS = (1, 10, 50)
-DISTILLERS = ("dm", "dc", "dsa", "mtt")
+DISTILLERS = ("dm", "idm", "dc", "dsa", "mtt")
 CORESETS = ("random", "herding", "k-center")
-METHOD_NAMES = ("random", "full-data", "herding", "k-center", "dm", "dc", "dsa", "mtt")
+# IDM's network training scaled to a CPU (the paper: a queue of 100, a new network every 30
+# iterations, 2 networks x 10 steps per iteration; each step costs about a DM iteration here)
+IDM_CPU = {"pool": 20, "new_every": 50, "train_nets": 1, "train_steps": 2}
+METHOD_NAMES = ("random", "full-data", "herding", "k-center", "dm", "idm", "dc", "dsa",
+                "mtt")
 
 
 @dataclass
@@ -86,6 +92,7 @@ class DistillBenchSettings:
     full_eval_every: float = 0.05
     budgets: dict[str, str] = field(default_factory=lambda: {m: "10m" for m in DISTILLERS})
     options: dict[str, dict[str, Any]] = field(default_factory=lambda: {
+        "idm": dict(IDM_CPU),
         "mtt": {"num_experts": 2, "train_epochs": 4, "max_start_epoch": 2,
                 "expert_epochs": 2}})
     init: str = "real"
@@ -103,6 +110,8 @@ QUICK = DistillBenchSettings(
     dataset="digits", width=16, epochs=50, full_epochs=30, full_eval_every=0.05,
     budgets={m: "2steps" for m in DISTILLERS},
     options={"dc": {"outer_loop": 2, "inner_loop": 1}, "dsa": {"outer_loop": 2, "inner_loop": 1},
+             "idm": {"pool": 3, "new_every": 1, "train_nets": 1, "train_steps": 1,
+                     "train_batch": 64},
              "mtt": {"num_experts": 1, "train_epochs": 2, "max_start_epoch": 1,
                      "expert_epochs": 1, "syn_steps": 3}},
     batch_real=32, curve_models=1, cache_dir=None)

@@ -25,8 +25,8 @@ def test_suite_lists_tasks_and_methods():
     suite = SUITES["distill"]
     assert suite.tasks == ["distill-ipc1", "distill-ipc10", "distill-ipc50"]
     assert suite.methods[0] == "random"
-    assert set(suite.methods) == {"random", "full-data", "herding", "k-center", "dm", "dc",
-                                  "dsa", "mtt"}
+    assert set(suite.methods) == {"random", "full-data", "herding", "k-center", "dm", "idm",
+                                  "dc", "dsa", "mtt"}
 
 
 def test_quick_ipc1_runs_reuse_the_set_and_charge_its_time(fresh):
@@ -82,6 +82,13 @@ def test_disk_cache_is_keyed_and_reused(fresh, monkeypatch, tmp_path):
     a, b = bd.build_set("mtt", 1, 0, quick=True), bd.build_set("mtt", 10, 0, quick=True)
     assert a.syn.meta["experts_trained"] == 1 and b.syn.meta["experts_trained"] == 0
     assert b.seconds > b.syn.meta["train_seconds"]
+
+
+def test_idm_builds_with_its_scaled_queue(fresh):
+    built = bd.build_set("idm", 1, 0, quick=True)
+    assert built.syn.images.shape == (10, 1, 8, 8) and built.syn.meta["method"] == "idm"
+    assert built.syn.meta["options"]["pool"] == bd.QUICK.options["idm"]["pool"]
+    assert bd.SETTINGS.options["idm"] == bd.IDM_CPU
 
 
 def test_iteration_curve_evaluates_one_run_at_each_checkpoint(fresh):
