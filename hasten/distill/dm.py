@@ -5,6 +5,12 @@ adds the squared L2 distance between the mean embeddings of a real batch (256) a
 class's synthetic images, each pair augmented with one shared DSA draw. The images take one
 SGD step (lr 1, or 10 for ipc >= 100; momentum 0.5). The network has no batch norm, so the
 classes share one forward pass of each kind, which gives the same result as a loop.
+
+Measured here (docs/benchmarks.md, 2026-11-28/29): Fashion-MNIST ipc 10, width 64, DSA
+protocol (3 networks, 1000 epochs): 82.14% at 1,000 iterations; with `factor=2` 83.81% at
+1,000, 84.42% at 3,000 and 84.67% at 6,000 (plateau; random subset 76.99%). ipc 1: 71.56%
+(random 55.55%). Command: `hasten distill --data fashion-mnist --method dm --ipc 10 --factor 2
+--width 64 --batch-real 128 --budget 6000steps`.
 """
 
 from __future__ import annotations
