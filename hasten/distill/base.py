@@ -119,11 +119,13 @@ class Method:
     """One distillation method: `step()` runs one outer iteration and returns its loss.
 
     `learnables` are the tensors saved in checkpoints besides the images (MTT's step size);
-    `optimizers` are checkpointed too. `defaults` lists the method's options.
+    `optimizers` are checkpointed too. `defaults` lists the method's options;
+    `layout_options` those a resume must keep, because they shape the checkpoint.
     """
 
     name = "base"
     defaults: dict[str, Any] = {}
+    layout_options: tuple[str, ...] = ()  # options that shape the checkpoint; fixed on resume
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx

@@ -57,6 +57,7 @@ class IDM(DM):
     defaults = {"lr_img": 0.2, "momentum": 0.5, "pool": 100, "new_every": 30,
                 "train_nets": 2, "train_steps": 10, "train_batch": 256, "ce_weight": 0.5,
                 "lr_net": 0.01, "momentum_net": 0.9, "weight_decay_net": 5e-4}
+    layout_options = ("pool",)
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)

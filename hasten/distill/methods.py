@@ -44,8 +44,9 @@ from hasten.runlog import RunLog
 METHODS: dict[str, type[Method]] = {"dm": DM, "idm": IDM, "dc": DC, "dsa": DC, "mtt": MTT}
 INITS = ("real", "noise")
 CONFIG_KEYS = ("method", "dataset", "ipc", "init", "dsa", "seed", "num_classes",
-               "input_shape", "width", "batch_real", "factor")
-CONFIG_DEFAULTS = {"factor": 1}  # what checkpoints from before a key existed meant
+               "input_shape", "width", "batch_real", "factor", "layout")
+# what checkpoints from before a key existed meant
+CONFIG_DEFAULTS: dict[str, Any] = {"factor": 1, "layout": {}}
 
 
 class _Holder(nn.Module):
@@ -183,7 +184,8 @@ def distill(method: str, data: VisionData, ipc: int, budget: Budget | str | int,
                   "init": init, "dsa": bool(dsa), "seed": int(seed),
                   "num_classes": data.num_classes, "input_shape": list(shape),
                   "width": width if model_fn is None else None, "batch_real": batch_real,
-                  "factor": factor}
+                  "factor": factor,
+                  "layout": {k: ctx.options[k] for k in cls.layout_options}}
         setup_info = algo.setup()
         iteration, losses = 0, []
         if resume and ckpt is not None and latest_checkpoint(ckpt) is not None:

@@ -14,7 +14,7 @@ from hasten.distill.base import Context, default_model_fn, embed
 from hasten.distill.idm import IDM, INITIAL_NETS
 from hasten.distill.matching import mean_embedding_distance
 from hasten.distill.methods import class_tensors
-from hasten.errors import ConfigError
+from hasten.errors import CheckpointError, ConfigError
 
 SMALL = {"width": 8, "batch_real": 32, "progress": False}
 QUEUE = {"pool": 4, "new_every": 3, "train_nets": 1, "train_steps": 2, "train_batch": 64}
@@ -115,6 +115,9 @@ def test_resume_continues_exactly_with_the_queue(tmp_path):
     assert rest.meta["iterations"] == 7
     assert rest.meta["networks_created"] == whole.meta["networks_created"]
     assert torch.equal(rest.images, whole.images)
+    with pytest.raises(CheckpointError, match=r"layout was \{'pool': 4\}, now \{'pool': 5\}"):
+        distill("idm", digits(), 2, "9steps", checkpoint_dir=tmp_path, resume=True,
+                **{**QUEUE, "pool": 5}, **SMALL)
 
 
 @pytest.mark.parametrize("opts,match", [
