@@ -23,9 +23,9 @@ import torch
 
 from hasten.data.vision import load_vision
 from hasten.distill.augment import DSA, dsa_strategy
-from hasten.distill.base import default_model_fn
+from hasten.distill.base import default_model_fn, real_set
 from hasten.distill.methods import class_tensors
-from hasten.distill.mtt import expert_data, save_trajectory, train_expert
+from hasten.distill.mtt import save_trajectory, train_expert
 from hasten.errors import ConfigError, HastenError
 
 
@@ -44,7 +44,7 @@ def main() -> None:
     if args.count < 1 or args.epochs < 1 or args.first < 0:
         raise ConfigError("--count and --epochs must be >= 1, --first >= 0")
     data = load_vision(args.data)
-    x, y = expert_data(class_tensors(data))
+    x, y = real_set(class_tensors(data))
     model_fn = default_model_fn(tuple(data.input_shape), data.num_classes, args.width)
     dsa = None if args.no_dsa else DSA(dsa_strategy(data.name))
     for k in range(args.first, args.first + args.count):

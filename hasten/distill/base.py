@@ -10,7 +10,7 @@ continues exactly where the interrupted one stopped.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,14 @@ def embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if isinstance(model, MLP):
         return model.net[:-1](x)
     return model(x).flatten(1)
+
+
+def real_set(class_x: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-class real image tensors stacked class-major, with their labels (the training
+    data of MTT's experts and of IDM's network queue)."""
+    x = torch.cat(list(class_x))
+    y = torch.cat([torch.full((len(xc),), c, dtype=torch.long) for c, xc in enumerate(class_x)])
+    return x, y.to(x.device)
 
 
 def new_seed(g: torch.Generator) -> int:

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from hasten.distill.base import fresh_model
+from hasten.distill.base import fresh_model, real_set
 from hasten.distill.dm import DM
 from hasten.errors import ConfigError
 
@@ -84,9 +84,7 @@ class IDM(DM):
         self.t = 0
         for _ in range(INITIAL_NETS):
             self._add_net()
-        self.real_x = torch.cat(ctx.class_x)
-        self.real_y = torch.cat([torch.full((len(x),), c, dtype=torch.long, device=x.device)
-                                 for c, x in enumerate(ctx.class_x)])
+        self.real_x, self.real_y = real_set(ctx.class_x)
 
     # the queue -------------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from torch import nn
 from torch.func import functional_call
 
 from hasten.distill.augment import DSA
-from hasten.distill.base import Method, ModelFn, fresh_model, new_seed
+from hasten.distill.base import Method, ModelFn, fresh_model, new_seed, real_set
 from hasten.distill.evaluate import train_epoch
 from hasten.distill.matching import parameter_distance
 from hasten.errors import ConfigError, DataError
@@ -76,13 +76,6 @@ def unroll_student(model: nn.Module, start: torch.Tensor,
 
 # -----------------------------------------------------------------------------
 # stage 1: experts
-
-
-def expert_data(class_x: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The experts' training set: the per-class image tensors stacked class-major, with labels."""
-    x = torch.cat(list(class_x))
-    y = torch.cat([torch.full((len(xc),), c, dtype=torch.long) for c, xc in enumerate(class_x)])
-    return x, y.to(x.device)
 
 
 def train_expert(model_fn: ModelFn, x: torch.Tensor, y: torch.Tensor, epochs: int, *,
@@ -168,7 +161,7 @@ class MTT(Method):
             # experts get their own generator: the distillation's draws do not depend on
             # whether the experts were trained now or loaded
             g = torch.Generator().manual_seed(new_seed(ctx.generator))
-            x, y = expert_data(ctx.class_x)
+            x, y = real_set(ctx.class_x)
             for k in range(len(trajs), int(o["num_experts"])):
                 traj = train_expert(ctx.model_fn, x, y, epochs, lr=float(o["expert_lr"]),
                                     batch_size=int(o["expert_batch"]), dsa=ctx.dsa,
