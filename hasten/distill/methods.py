@@ -242,7 +242,7 @@ def _meta(config: dict, iteration: int, budget: Budget, started: float, losses: 
             "loss_first": losses[0] if losses else None,
             "loss_last": losses[-1] if losses else None,
             "class_counts": counts, "dsa_strategy": ctx.dsa.strategy if ctx.dsa else None,
-            "options": {k: v for k, v in ctx.options.items() if k != "trajectories"},
+            "options": _options(ctx),
             **setup_info, **algo.info()}
 
 
@@ -256,12 +256,21 @@ def _save(folder: Path, iteration: int, algo: Method, ctx: Context, budget: Budg
     state = {"config": config, "iteration": iteration, "losses": losses,
              "generator": ctx.generator.get_state(), "budget": budget.state_dict(),
              "optimizers": {k: optimizer_state(o) for k, o in algo.optimizers().items()},
-             "extra": algo.checkpoint_extra()}
+             "options": _options(ctx), "extra": algo.checkpoint_extra()}
     save_checkpoint(folder, iteration, holder, state)
+
+
+def _options(ctx: Context) -> dict:
+    """The method's options as run (JSON-able: MTT's loaded trajectories left out)."""
+    return {k: v for k, v in ctx.options.items() if k != "trajectories"}
 
 
 def _restore(folder: Path, algo: Method, ctx: Context, budget: Budget,
              config: dict) -> tuple[int, list[float]]:
+    """Continue the run saved in `folder`. Its tensors, optimizer moments, RNG and clock come
+    back; its settings must match `config` (`CONFIG_KEYS`). The method's options (lr_img,
+    ...) are the caller's: a changed option takes effect from here (a step schedule by
+    resume), and `config["history"]` records at which iteration it changed."""
     path = latest_checkpoint(folder)
     try:  # check the run's settings first: a clearer message than a layout mismatch
         saved = json.loads((path / "state.json").read_text())["state"].get("config", {})
@@ -281,8 +290,20 @@ def _restore(folder: Path, algo: Method, ctx: Context, budget: Budget,
         for name, t in _tensors(algo, ctx).items():
             t.copy_(getattr(holder, name))
     for name, opt in algo.optimizers().items():
+        settings = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
         load_optimizer_state(opt, state["optimizers"][name])
+        for group, own in zip(opt.param_groups, settings, strict=True):
+            group.update(own)  # the moments resume; lr and momentum are this call's
     ctx.generator.set_state(state["generator"])
     budget.load_state_dict(state["budget"])
     algo.load_checkpoint_extra(state["extra"])
-    return int(state["iteration"]), [float(v) for v in state["losses"]]
+    iteration = int(state["iteration"])
+    history = list(state["config"].get("history", []))
+    before, now = state.get("options"), _options(ctx)
+    if before is not None and before != now:
+        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        history.append({"iteration": iteration, "was": {k: before.get(k) for k in changed},
+                        "now": {k: now.get(k) for k in changed}})
+    if history:
+        config["history"] = history
+    return iteration, [float(v) for v in state["losses"]]

@@ -117,6 +117,26 @@ def test_resume_continues_exactly(tmp_path, method, opts):
                 **opts, **SMALL)
 
 
+def test_resume_takes_the_new_options_and_records_the_change(tmp_path):
+    # a step schedule by resume: the moments come back, lr_img is the resuming call's
+    first = distill("dm", digits(), 2, "2steps", checkpoint_dir=tmp_path, **SMALL)
+    assert "history" not in first.meta
+    frozen = distill("dm", digits(), 2, "4steps", checkpoint_dir=tmp_path, resume=True,
+                     lr_img=0.0, **SMALL)
+    assert frozen.meta["iterations"] == 4 and frozen.meta["options"]["lr_img"] == 0.0
+    assert torch.equal(frozen.images, first.images)  # lr 0 moves nothing, momentum or not
+    assert frozen.meta["history"] == [
+        {"iteration": 2, "was": {"lr_img": None}, "now": {"lr_img": 0.0}}]
+    again = distill("dm", digits(), 2, "5steps", checkpoint_dir=tmp_path, resume=True,
+                    lr_img=0.0, **SMALL)
+    assert again.meta["history"] == frozen.meta["history"]  # unchanged options add nothing
+    moved = distill("dm", digits(), 2, "6steps", checkpoint_dir=tmp_path, resume=True,
+                    **SMALL)
+    assert not torch.equal(moved.images, first.images)
+    assert [h["iteration"] for h in moved.meta["history"]] == [2, 5]
+    assert moved.meta["history"][1]["now"] == {"lr_img": None}
+
+
 def test_dm_learns_a_set_that_beats_its_noise_initialisation():
     data = digits()
     kw = {"width": 16, "batch_real": 64, "progress": False, "init": "noise", "dsa": False}
