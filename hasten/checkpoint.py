@@ -99,10 +99,18 @@ def optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
             "param_groups": sd["param_groups"]}
 
 
-def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any], *,
+                         keep_settings: bool = False) -> None:
+    """Load `optimizer_state` output. torch restores the saved groups' settings (lr,
+    momentum, ...) with the moments; `keep_settings=True` keeps the optimizer's own instead,
+    so a resume can change them."""
+    own = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
     sd = {"state": {int(k): v for k, v in state["state"].items()},
           "param_groups": state["param_groups"]}
     optimizer.load_state_dict(sd)
+    if keep_settings:
+        for group, settings in zip(optimizer.param_groups, own, strict=True):
+            group.update(settings)
 
 
 def save_checkpoint(

@@ -290,10 +290,8 @@ def _restore(folder: Path, algo: Method, ctx: Context, budget: Budget,
         for name, t in _tensors(algo, ctx).items():
             t.copy_(getattr(holder, name))
     for name, opt in algo.optimizers().items():
-        settings = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
-        load_optimizer_state(opt, state["optimizers"][name])
-        for group, own in zip(opt.param_groups, settings, strict=True):
-            group.update(own)  # the moments resume; lr and momentum are this call's
+        # the moments resume; lr and momentum are this call's
+        load_optimizer_state(opt, state["optimizers"][name], keep_settings=True)
     ctx.generator.set_state(state["generator"])
     budget.load_state_dict(state["budget"])
     algo.load_checkpoint_extra(state["extra"])
