@@ -43,6 +43,7 @@ from hasten.checkpoint import (
 )
 from hasten.data.sampling import Sampler, ShuffledSampler, batch_size, gather, to_device
 from hasten.errors import CheckpointError, ConfigError, DataError
+from hasten.flops import flop_counter
 from hasten.runlog import RunLog
 from hasten.schedules import batch_multiple, make_schedule
 
@@ -237,10 +238,9 @@ def probe_batch(data: Dataset, size: int, device: torch.device) -> Any:
 
 def measure_flops(model: nn.Module, loss_fn: LossFn, batch: Any) -> tuple[float, float]:
     """(forward, forward + backward) FLOPs of one example, counted by torch's FlopCounterMode
-    on one real batch; the gradients are cleared afterwards."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
+    (with CPU attention, `hasten.flops`) on one real batch; the gradients are cleared
+    afterwards."""
+    counter = flop_counter()
     was_training = model.training
     model.eval()  # same FLOPs, but batch-norm running statistics stay untouched
     with counter:

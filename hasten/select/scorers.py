@@ -44,6 +44,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 from hasten import distributed
 from hasten.data.sampling import gather
 from hasten.errors import ConfigError, DataError, check_options
+from hasten.flops import flop_counter
 from hasten.select.scores import Direction, Scores
 from hasten.select.shard import gather_rows, shard_of
 from hasten.trainer import Hook, TrainConfig, TrainState, precision_context, train
@@ -123,9 +124,7 @@ def last_linear(model: nn.Module) -> nn.Linear:
 
 def forward_flops(model: nn.Module, x: torch.Tensor) -> float:
     """FLOPs of one example's forward pass, counted on the batch `x`."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
     with torch.no_grad(), counter:
         model(x)
     return counter.get_total_flops() / max(1, x.shape[0])
