@@ -62,10 +62,26 @@ def embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model(x).flatten(1)
 
 
+def _joined(parts: Sequence[torch.Tensor]) -> torch.Tensor | None:
+    """One view over `parts` when they lie back to back in one storage (as `class_tensors`
+    makes them), else None."""
+    first, offset = parts[0], parts[0].storage_offset()
+    for p in parts:
+        if (not p.is_contiguous() or p.dtype != first.dtype or p.shape[1:] != first.shape[1:]
+                or p.untyped_storage().data_ptr() != first.untyped_storage().data_ptr()
+                or p.storage_offset() != offset):
+            return None
+        offset += p.numel()
+    return first.as_strided((sum(len(p) for p in parts), *first.shape[1:]), first.stride())
+
+
 def real_set(class_x: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """The per-class real image tensors stacked class-major, with their labels (the training
-    data of MTT's experts and of IDM's network queue)."""
-    x = torch.cat(list(class_x))
+    data of MTT's experts and of IDM's network queue). A view, not a copy, when the classes
+    are consecutive slices of one tensor."""
+    x = _joined(class_x)
+    if x is None:
+        x = torch.cat(list(class_x))
     y = torch.cat([torch.full((len(xc),), c, dtype=torch.long) for c, xc in enumerate(class_x)])
     return x, y.to(x.device)
 

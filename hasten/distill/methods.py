@@ -58,10 +58,14 @@ class _Holder(nn.Module):
             self.register_parameter(k, nn.Parameter(v, requires_grad=v.requires_grad))
 
 
-def class_tensors(data: VisionData) -> list[torch.Tensor]:
-    """The train images of each class, as one tensor per class."""
+def class_tensors(data: VisionData, device: str | torch.device = "cpu") -> list[torch.Tensor]:
+    """The train images of each class (in dataset order), as one tensor per class on `device`.
+    The tensors are consecutive slices of one class-major copy, so `real_set` joins them
+    without another copy."""
     x, y = data.train.tensors
-    return [x[y == c] for c in range(data.num_classes)]
+    order = torch.argsort(y, stable=True)
+    counts = torch.bincount(y, minlength=data.num_classes).tolist()
+    return list(x[order].to(device).split(counts))
 
 
 def check_ipc(data: VisionData, ipc: int) -> list[int]:
@@ -167,11 +171,11 @@ def distill(method: str, data: VisionData, ipc: int, budget: Budget | str | int,
 
     with budget.ledger.phase("setup"):
         g = torch.Generator().manual_seed(int(seed))
-        class_x = class_tensors(data)
+        class_x = class_tensors(data, device)
         images = init_images(class_x, ipc, init, g, factor).to(device).requires_grad_(True)
         labels = torch.arange(data.num_classes).repeat_interleave(ipc).to(device)
         ctx = Context(
-            class_x=[xc.to(device) for xc in class_x], syn=images, labels=labels, ipc=ipc,
+            class_x=class_x, syn=images, labels=labels, ipc=ipc,
             num_classes=data.num_classes,
             model_fn=model_fn or default_model_fn(shape, data.num_classes, width),
             generator=g, device=device,

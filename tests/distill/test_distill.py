@@ -168,3 +168,23 @@ def test_snapshots_are_the_set_at_each_iteration_multiple(tmp_path):
     assert torch.equal(at4.images, whole.images) and at4.meta["iterations"] == 4
     with pytest.raises(ConfigError, match="snapshot_dir"):
         distill("dm", digits(), 2, "2steps", snapshot_every=1, **SMALL)
+
+
+def test_class_tensors_are_slices_that_real_set_joins_without_a_copy():
+    from hasten.distill.base import real_set
+    from hasten.distill.methods import class_tensors
+
+    data = digits()
+    x, y = data.train.tensors
+    class_x = class_tensors(data)
+    for c, xc in enumerate(class_x):  # each class in dataset order, as boolean indexing gives
+        assert torch.equal(xc, x[y == c])
+    rx, ry = real_set(class_x)
+    assert rx.data_ptr() == class_x[0].data_ptr()  # a view, not a third copy of the images
+    assert torch.equal(rx, torch.cat(class_x))
+    assert torch.equal(ry, torch.cat([torch.full((len(xc),), c) for c, xc in enumerate(class_x)]))
+    apart = [xc.clone() for xc in class_x]  # not one storage: joined by copying
+    rx2, _ = real_set(apart)
+    assert rx2.data_ptr() != apart[0].data_ptr() and torch.equal(rx2, rx)
+    reordered = [class_x[1], class_x[0]]  # one storage, but not back to back
+    assert torch.equal(real_set(reordered)[0], torch.cat(reordered))
