@@ -78,7 +78,7 @@ def _joined(parts: Sequence[torch.Tensor]) -> torch.Tensor | None:
 def real_set(class_x: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """The per-class real image tensors stacked class-major, with their labels (the training
     data of MTT's experts and of IDM's network queue). A view, not a copy, when the classes
-    are consecutive slices of one tensor."""
+    are consecutive slices of one tensor, so callers read it and never write to it."""
     x = _joined(class_x)
     if x is None:
         x = torch.cat(list(class_x))
