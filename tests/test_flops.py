@@ -22,17 +22,15 @@ def test_cpu_attention_counts_as_torch_counts_the_flash_kernel():
 
 def _encoder(attention):
     torch.manual_seed(0)
-    cfg = EncoderConfig(vocab_size=64, hidden=64, layers=2, heads=4, intermediate=128,
-                        max_len=64, attention=attention)
-    return cfg, CrammedEncoder(cfg)
-
+    return CrammedEncoder(EncoderConfig(vocab_size=64, hidden=64, layers=2, heads=4,
+                                        intermediate=128, max_len=64, attention=attention))
 
 
 def test_encoder_forward_flops_are_the_same_with_sdpa_and_matmul_attention():
     rows = torch.randint(5, 64, (4, 40))
     counted = {}
     for attention in ("sdpa", "matmul"):
-        _, model = _encoder(attention)
+        model = _encoder(attention)
         loss_fn = make_mlm_loss([0, 1, 2, 3, 4], 4, 64, sparse="variable")  # same masks
         counted[attention] = measure_flops(model, loss_fn, {"input_ids": rows})[0]
     assert counted["sdpa"] == counted["matmul"]
