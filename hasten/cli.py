@@ -48,9 +48,9 @@ def cmd_bench_pretrain(args: argparse.Namespace, suite: str) -> int:
     from hasten.errors import ConfigError
 
     if args.tasks or getattr(args, "pair", None) or getattr(args, "distill_budget", None) \
-            or getattr(args, "first_seed", 0):
-        raise ConfigError(f"bench {suite}: --tasks, --pair, --distill-budget and --first-seed "
-                          "do not apply (rows are chosen with --methods)")
+            or getattr(args, "first_seed", 0) or getattr(args, "baseline", None):
+        raise ConfigError(f"bench {suite}: --tasks, --pair, --distill-budget, --first-seed "
+                          "and --baseline do not apply (rows are chosen with --methods)")
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     console = Console(stderr=True)
@@ -98,7 +98,8 @@ def cmd_bench(args: argparse.Namespace, suite: str | None = None) -> int:
         suite, quick=args.quick, seeds=args.seeds, budget=args.budget, tasks=tasks,
         methods=args.methods.split(",") if args.methods else None,
         progress=None if args.quiet else lambda line: console.print(line, highlight=False),
-        quiet=args.quiet, first_seed=getattr(args, "first_seed", 0))
+        quiet=args.quiet, first_seed=getattr(args, "first_seed", 0),
+        baseline=getattr(args, "baseline", None))
     paths = write_report(results, out)
     if not args.quiet:
         for table in rich_tables(results):
@@ -275,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "(runs task mt-PAIR)")
     bench.add_argument("--methods", help="comma-separated methods (the first is the baseline; "
                                          "mlm, electra: rows, e.g. crammed,electra@0.5)")
+    bench.add_argument("--baseline", help="the baseline method when it is not the first of "
+                                          "--methods (a part run on another core holds it; "
+                                          "join the parts with `hasten report`)")
     bench.add_argument("--distill-budget", help="distill: distillation budget per method, e.g. "
                                                 "20m, 500steps or dm=5m,mtt=20m")
     bench.add_argument("--corpus", nargs="+", help="mlm, electra: text files or folders "

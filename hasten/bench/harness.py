@@ -228,17 +228,21 @@ def run_one(task: str, method: str, seed: int, quick: bool, budget: str | None =
 def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None = None,
               tasks: Sequence[str] | None = None, methods: Sequence[str] | None = None,
               command: str | None = None, progress: Callable[[str], None] | None = None,
-              quiet: bool = True, first_seed: int = 0) -> dict[str, Any]:
+              quiet: bool = True, first_seed: int = 0, baseline: str | None = None
+              ) -> dict[str, Any]:
     """Run a registered suite and return its results (targets and relative times filled).
     Seeds run from `first_seed`, so one suite can be split across machines or cores and its
-    result files joined with `merge_results`."""
+    result files joined with `merge_results`. The baseline is `baseline`, else the first
+    method; naming it lets a part without the baseline's runs (methods split across cores)
+    merge with the part that has them."""
     from hasten.bench.report import fill_targets
 
     suite = lookup("suite", SUITES, name)
     if budget is not None:
         parse_budget(budget)
     order = plan(suite, seeds, tasks, methods, first_seed)
-    baseline_method = (list(methods) if methods else suite.methods)[0]
+    baseline_method = baseline or (list(methods) if methods else suite.methods)[0]
+    lookup("method", METHODS, split_method(baseline_method)[0])
     results: dict[str, Any] = {
         "suite": name, **provenance(command),
         "quick": quick, "seeds": seeds, "first_seed": first_seed, "margin": suite.margin,

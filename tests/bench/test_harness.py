@@ -18,6 +18,7 @@ from hasten.bench.harness import (
     scale_budget,
     split_method,
 )
+from hasten.bench.report import merge_results
 from hasten.errors import ConfigError
 from hasten.trainer import TrainConfig
 
@@ -104,3 +105,23 @@ def test_method_at_fraction_runs_on_part_of_the_budget(tiny_suite):
     assert (half["steps"], half["budget"], half["method"]) == (10, "10steps", "half-lr@0.5")
     with pytest.raises(ConfigError, match="unknown method 'nope'"):
         plan(SUITES["tiny-suite"], 1, methods=["nope@0.5"])
+
+
+def test_methods_split_across_parts_merge_against_the_named_baseline(tiny_suite):
+    """`baseline=` lets a part without the baseline's runs join the part that has them."""
+    whole = run_suite("tiny-suite", seeds=1, command="whole")
+    base_part = run_suite("tiny-suite", seeds=1, methods=["baseline"], command="a")
+    other = run_suite("tiny-suite", seeds=1, methods=["half-lr"], baseline="baseline",
+                      command="b")
+    (run,) = other["runs"]
+    assert run["baseline"] == "baseline" and run["target"] is None  # no baseline runs here
+    merged = merge_results([base_part, other])
+    got = {r["method"]: r for r in merged["runs"]}
+    want = {r["method"]: r for r in whole["runs"]}
+    for method in ("baseline", "half-lr"):  # wall times differ between runs; work does not
+        for key in ("target", "final", "work_to_target", "relative_work"):
+            assert got[method][key] == want[method][key], (method, key)
+    assert got["baseline"]["relative_time"] == 1.0
+    assert got["baseline"]["target"] == pytest.approx(got["baseline"]["final"] - 1.0)
+    with pytest.raises(ConfigError, match="unknown method 'nope'"):
+        run_suite("tiny-suite", seeds=1, methods=["half-lr"], baseline="nope")

@@ -104,8 +104,10 @@ def test_bench_electra_quick_fraction_row(corpus, tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (("--tasks", "x"), "--tasks, --pair, --distill-budget and --first-seed do not apply"),
-    (("--first-seed", "1"), "--first-seed do not apply"),
+    (("--tasks", "x"), "--tasks, --pair, --distill-budget, --first-seed and --baseline do not "
+                       "apply"),
+    (("--first-seed", "1"), "--first-seed and --baseline do not apply"),
+    (("--baseline", "crammed"), "--first-seed and --baseline do not apply"),
     (("--methods", "bert"), "unknown row 'bert'"),
     (("--corpus", "/nonexistent/corpus.txt"), "/nonexistent/corpus.txt"),
 ])
