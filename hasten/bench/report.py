@@ -44,10 +44,14 @@ PERCENT_METRICS = frozenset(
 )
 
 # Work counters that get a "relative ..." row in the tables: (counter name, row label).
+# Tokens get a row only where runs count them (a `tokens_fn`): with variable-length examples
+# (translation) tokens track compute where examples and per-example FLOPs do not.
 WORK_ROWS = (
     ("examples_backpropagated", "relative examples backpropagated"),
+    ("tokens", "relative tokens"),
     ("flops", "relative FLOPs"),
 )
+OPTIONAL_WORK_ROWS = frozenset({"tokens"})
 
 
 # --- small helpers -------------------------------------------------------------------------
@@ -391,6 +395,9 @@ def _task_table(task: str, methods: Mapping[str, Mapping[str, Any]]) -> _TaskTab
         ["relative time"] + [_fmt_reached(s, s["relative_time"], _fmt_ratio) for s in ss],
     ]
     for counter, label in WORK_ROWS:
+        if counter in OPTIONAL_WORK_ROWS and not any(
+                _is_number(s["relative_work"].get(counter)) for s in ss):
+            continue
         rows.append(
             [label] + [_fmt_reached(s, s["relative_work"].get(counter), _fmt_ratio) for s in ss]
         )

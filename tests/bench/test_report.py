@@ -202,6 +202,17 @@ def test_markdown_one_table_per_task_with_baseline_first():
     assert "nan" not in md.lower()
 
 
+def test_tokens_row_only_where_runs_count_tokens():
+    assert "relative tokens" not in markdown_report(fill_targets(_vision()))  # tokens are 0
+    runs = [_run("mt", "plain", 0, 30.0, 8, 10.0), _run("mt", "curriculum", 0, 31.0, 4, 10.0)]
+    for run, tokens_per_second in zip(runs, (1000, 800), strict=True):
+        for point in run["curve"]:
+            point[1]["tokens"] = tokens_per_second * point[0]
+    md = markdown_report(fill_targets(_results(runs), baselines={"mt": "plain"}))
+    row = next(line for line in md.splitlines() if line.startswith("| relative tokens |"))
+    assert row == "| relative tokens | 1.00 | 0.40 |"  # 800 * 4 / (1000 * 8)
+
+
 def test_markdown_marks_partial_reach():
     # margin 0: target 91, so the baseline seed that ends at 90 never reaches it
     md = markdown_report(fill_targets(_vision()))
