@@ -79,3 +79,14 @@ def test_quick_runs_record_val_bleu_curves_and_test_bleu():
     md = markdown_report(fill_targets({"suite": "mt", "runs": runs}))
     assert "| test BLEU (test_2016_flickr, greedy) |" in md
     assert "Target: best_val_bleu ≥" in md
+
+
+def test_another_pair_runs_without_code_changes():
+    """Czech has train, val and test_2016_flickr: en-cs runs end to end like en-de."""
+    assert HAS_MULTI30K, f"Multi30k is missing under {data_root()} (set HASTEN_DATA)"
+    run, _ = run_one("mt-en-cs", "sr-sqrt", 0, quick=True, budget="3s")
+    notes = run["notes"]
+    assert (run["task"], notes["pair"], notes["dataset"]) == ("mt-en-cs", "en-cs",
+                                                            "multi30k en-cs")
+    assert notes["curriculum"] == "sentence_rarity" and 0.0 <= notes["test_bleu"] <= 100.0
+    assert notes["test_sentences"] == 200 and run["steps"] >= 1
