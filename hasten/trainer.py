@@ -128,32 +128,42 @@ class TrainState:
     metrics: dict[str, float] = field(default_factory=dict)
     curve: list[list[Any]] = field(default_factory=list)
     batch_indices: list[int] = field(default_factory=list)  # dataset indices of the batch
-    flops_forward: float = 0.0  # FLOPs of one example's forward pass, measured once
-    flops_per_example: float = 0.0  # ... and of its forward + backward
+    # FLOPs of one unit's forward pass, and of its forward + backward, measured once on the
+    # first batch. The unit is a token when the run counts tokens (a `tokens_fn`), so
+    # variable-length batches cost what their tokens cost; else it is an example.
+    flops_forward: float = 0.0
+    flops_train: float = 0.0
+    flops_unit: str = "example"
     # This rank's work in the current step, added to the counters (summed over ranks) when
     # the step ends: [examples forwarded only, examples forwarded and backpropagated, tokens,
-    # FLOPs of the forward-only passes].
+    # FLOPs of every pass].
     pending: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+
+    def units(self, examples: int, tokens: int) -> int:
+        """How many FLOP units a pass over `examples` holding `tokens` tokens is."""
+        return tokens if self.flops_unit == "token" else examples
 
     def count_forward(self, examples: int, tokens: int = 0, flops: float | None = None) -> None:
         """Record a forward-only pass on this rank (e.g. a selection method's scoring pass).
-        `flops` per example defaults to the model's own forward (pass a proxy's instead)."""
+        Its FLOPs default to the model's own forward (pass `tokens` when the run counts
+        them); `flops` gives a proxy's FLOPs per example instead."""
         self.pending[0] += examples
         self.pending[2] += tokens
-        self.pending[3] += examples * (self.flops_forward if flops is None else flops)
+        self.pending[3] += (examples * flops if flops is not None
+                            else self.units(examples, tokens) * self.flops_forward)
 
     def _commit_work(self) -> None:
         """Add this step's work of every rank to the counters, so all ranks agree on them."""
-        fwd_only, backprop, tokens, fwd_flops = self.pending
+        fwd_only, backprop, tokens, flops = self.pending
         if self.dist.enabled:
             t = torch.tensor(self.pending, dtype=torch.float64, device=self.dist.device)
             torch.distributed.all_reduce(t)
-            fwd_only, backprop, tokens, fwd_flops = t.tolist()
+            fwd_only, backprop, tokens, flops = t.tolist()
         work = self.budget.work
         work.examples_forwarded += int(fwd_only + backprop)
         work.examples_backpropagated += int(backprop)
         work.tokens += int(tokens)
-        work.flops += fwd_flops + self.flops_per_example * backprop
+        work.flops += flops
         work.steps += 1
         self.pending = [0.0, 0.0, 0.0, 0.0]
 
@@ -290,7 +300,9 @@ def train(
 
     `loss_fn(model, batch)` returns one loss per example (shape [B]); the trainer averages
     it, so methods that weigh or select examples need nothing else. `evaluate(model)` returns
-    metrics including `config.metric`. Run it under `torchrun` for DDP.
+    metrics including `config.metric`. `tokens_fn(batch)` counts a batch's real tokens: the
+    run then counts tokens, and its FLOPs per token (for variable-length data). Run it under
+    `torchrun` for DDP.
     """
     config.validate()
     d = distributed.init(config.device)
@@ -311,7 +323,13 @@ def train(
             sampler = sampler or ShuffledSampler(len(train_data), config.seed, d.rank,
                                                  d.world_size)
             probe = probe_batch(train_data, config.micro_batch, d.device)
-            flops_forward, flops = measure_flops(raw, loss_fn, probe)
+            flops_forward, flops_train = measure_flops(raw, loss_fn, probe)
+            flops_unit = "example"
+            probe_tokens = tokens_fn(probe) if tokens_fn else 0
+            if probe_tokens > 0:  # per token: batches of short sentences cost less
+                per = batch_size(probe) / probe_tokens
+                flops_forward, flops_train = flops_forward * per, flops_train * per
+                flops_unit = "token"
             if d.enabled:
                 ddp_kw = {"device_ids": [d.device.index]} if d.device.type == "cuda" else {}
                 model = nn.parallel.DistributedDataParallel(raw, **ddp_kw)
@@ -319,8 +337,8 @@ def train(
                 model = torch.compile(model)
             state = TrainState(model=model, raw_model=raw, optimizer=optimizer, budget=budget,
                                config=config, dist=d, loss_fn=loss_fn, train_data=train_data,
-                               flops_forward=flops_forward,
-                               flops_per_example=flops)
+                               flops_forward=flops_forward, flops_train=flops_train,
+                               flops_unit=flops_unit)
             if config.resume and out is not None:
                 _resume(state, sampler, hooks, out / "checkpoints")
             # files are created only once set-up (and any resume) succeeded
@@ -355,7 +373,9 @@ def _resume(state: TrainState, sampler: Sampler, hooks: Sequence[Hook], folder: 
     state.budget.load_state_dict(saved["budget"])
     sampler.load_state_dict(saved["sampler"])
     state.step, state.curve, state.metrics = body["step"], saved["curve"], saved["metrics"]
-    state.flops_forward, state.flops_per_example = saved["flops"]
+    flops = saved["flops"]  # [forward, train] before the unit was saved: per example
+    state.flops_forward, state.flops_train = flops[0], flops[1]
+    state.flops_unit = flops[2] if len(flops) > 2 else "example"
     hook_states = saved.get("hooks", [])
     if len(hook_states) != len(hooks):
         raise CheckpointError(f"checkpoint {path} was saved with {len(hook_states)} hooks, "
@@ -380,7 +400,7 @@ def _checkpoint(state: TrainState, sampler: Sampler, hooks: Sequence[Hook], out:
                 "sampler": sampler.state_dict(),
                 "curve": state.curve,
                 "metrics": state.metrics,
-                "flops": [state.flops_forward, state.flops_per_example],
+                "flops": [state.flops_forward, state.flops_train, state.flops_unit],
                 "hooks": [h.state_dict() for h in hooks],
                 "rng": rngs,
                 "config": asdict(state.config),
@@ -472,8 +492,10 @@ def _loop(state: TrainState, data: Dataset, sampler: Sampler, schedule: Callable
                 (loss / accum).backward()
                 loss_sum += loss.detach()
                 loss_n += 1
+                tokens = tokens_fn(batch) if tokens_fn else 0
                 state.pending[1] += n
-                state.pending[2] += tokens_fn(batch) if tokens_fn else 0
+                state.pending[2] += tokens
+                state.pending[3] += state.units(n, tokens) * state.flops_train
             if cfg.clip is not None:
                 torch.nn.utils.clip_grad_norm_(state.raw_model.parameters(), cfg.clip)
             state.optimizer.step()

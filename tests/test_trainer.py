@@ -192,6 +192,35 @@ def test_token_budget_counts_tokens_fn():
     assert res.steps == 13
 
 
+def test_flops_follow_tokens_when_lengths_vary():
+    # Sequences of 1 to 8 real 16-d tokens, zero-padded to 8. The loss runs a bias-free
+    # 16 -> 4 linear layer on the real tokens only, so each token costs 2 * 16 * 4 FLOPs
+    # forward and as many for the weight gradient. FLOPs are measured once, on the first
+    # batch; counted per example they would be off, as that batch's mean length is not the
+    # run's. Counted per token (the run has a tokens_fn) they are exact.
+    g = torch.Generator().manual_seed(0)
+    n, width = 256, 8
+    lengths = torch.randint(1, width + 1, (n,), generator=g)
+    mask = torch.arange(width)[None, :] < lengths[:, None]
+    data = TensorDataset(torch.randn(n, width, 16, generator=g) * mask[..., None],
+                         torch.randint(0, 4, (n, width), generator=g), mask)
+
+    def per_sequence_loss(model, batch):
+        x, y, m = batch
+        token_loss = F.cross_entropy(model(x[m]), y[m], reduction="none")
+        summed = torch.zeros(len(x)).index_add(0, m.nonzero()[:, 0], token_loss)
+        return summed / m.sum(1)
+
+    res = train(nn.Linear(16, 4, bias=False), data, per_sequence_loss,
+                TrainConfig(budget="10steps", micro_batch=16, quiet=True),
+                tokens_fn=lambda batch: int(batch[2].sum()))
+    per_token = 2 * (2 * 16 * 4)
+    assert 10 * 16 <= res.work["tokens"] <= 10 * 16 * width
+    assert res.work["flops"] == res.work["tokens"] * per_token
+    probe_tokens = int(lengths[:16].sum())
+    assert res.work["flops"] != 10 * 16 * probe_tokens / 16 * per_token  # per example
+
+
 def test_run_log_writes_jsonl_and_tensorboard(tmp_path):
     data = _problem()
     train(_model(), data, ce, TrainConfig(budget="20steps", micro_batch=8, log_every=5,
