@@ -246,6 +246,7 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
     results: dict[str, Any] = {
         "suite": name, **provenance(command),
         "quick": quick, "seeds": seeds, "first_seed": first_seed, "margin": suite.margin,
+        "suite_methods": list(suite.methods),  # the column order when parts are merged
         "runs": [],
     }
     for i, (seed, task, method) in enumerate(order):

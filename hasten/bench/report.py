@@ -204,6 +204,9 @@ def merge_results(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                                   "than one file")
             seen.add(key)
             runs.append(dict(run))
+    # columns in the suite's order, whatever order the parts came in (listed methods first)
+    position = {m: i for i, m in enumerate(first.get("suite_methods") or [])}
+    runs.sort(key=lambda r: position.get(str(r.get("method")), len(position)))
     baselines = {json.dumps(sorted({(r.get("task"), r.get("baseline")) for r in _runs(p)}))
                  for p in parts}
     if len(baselines) > 1:

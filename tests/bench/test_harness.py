@@ -116,6 +116,9 @@ def test_methods_split_across_parts_merge_against_the_named_baseline(tiny_suite)
     (run,) = other["runs"]
     assert run["baseline"] == "baseline" and run["target"] is None  # no baseline runs here
     merged = merge_results([base_part, other])
+    # parts given in any order: the columns follow the suite's method order
+    assert [r["method"] for r in merge_results([other, base_part])["runs"]] == [
+        "baseline", "half-lr"]
     got = {r["method"]: r for r in merged["runs"]}
     want = {r["method"]: r for r in whole["runs"]}
     for method in ("baseline", "half-lr"):  # wall times differ between runs; work does not
