@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -157,10 +158,29 @@ def machine_description() -> str:
     return text
 
 
+def code_version(root: str | os.PathLike[str] | None = None) -> str:
+    """The git commit the code runs from, with "+ uncommitted changes" when tracked files
+    differ from it; "hasten VERSION" outside a git checkout (e.g. a pip install)."""
+    from hasten import __version__
+
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[2]
+    git = ["git", "-C", str(root)]
+    try:
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=30, check=True).stdout.strip()
+        dirty = subprocess.run([*git, "diff", "--quiet", "HEAD", "--"], capture_output=True,
+                               timeout=30).returncode != 0
+    except (OSError, subprocess.SubprocessError):
+        return f"hasten {__version__}"
+    return head + (" + uncommitted changes" if dirty else "")
+
+
 def provenance(command: str | None = None, created: datetime | None = None) -> dict[str, str]:
-    """When, where and how a result was made: the header of every results JSON."""
+    """When, where, from which code and how a result was made: the header of every results
+    JSON."""
     return {"created": (created or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
             "machine": machine_description(),
+            "code": code_version(),
             "command": command or "hasten " + " ".join(shlex.quote(a) for a in sys.argv[1:])}
 
 

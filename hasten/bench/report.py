@@ -214,7 +214,7 @@ def merge_results(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     merged = {**first, "created": min(str(p.get("created")) for p in parts),
               "command": " ; ".join(str(p.get("command")) for p in parts),
               "seeds": len({r.get("seed") for r in runs}), "runs": runs,
-              "merged_from": [{k: p.get(k) for k in ("created", "command", "machine")}
+              "merged_from": [{k: p.get(k) for k in ("created", "command", "machine", "code")}
                               for p in parts]}
     merged.pop("first_seed", None)
     margin = float(first.get("margin") or 0.0)  # equal in every part (checked above)
@@ -442,6 +442,7 @@ def markdown_report(results: Mapping[str, Any]) -> str:
         "",
         f"- created: {results.get('created', '?')}",
         f"- machine: {results.get('machine', '?')}",
+        f"- code: {results.get('code', '?')}",
         f"- command: `{results.get('command', '?')}`",
         "",
         "Medians over seeds (min–max in brackets). Relative rows are a method's time or work to "

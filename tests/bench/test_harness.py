@@ -1,15 +1,19 @@
+import subprocess
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from hasten import __version__
 from hasten.bench.harness import (
     METHODS,
     SUITES,
     TASKS,
     Recipe,
     Suite,
+    code_version,
     plan,
     register_method,
     register_suite,
@@ -128,3 +132,20 @@ def test_methods_split_across_parts_merge_against_the_named_baseline(tiny_suite)
     assert got["baseline"]["target"] == pytest.approx(got["baseline"]["final"] - 1.0)
     with pytest.raises(ConfigError, match="unknown method 'nope'"):
         run_suite("tiny-suite", seeds=1, methods=["half-lr"], baseline="nope")
+
+
+def test_results_name_the_code_they_came_from(tmp_path, tiny_suite):
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                              cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+
+    assert code_version(tmp_path) == f"hasten {__version__}"  # not a git checkout
+    git("init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    git("add", "a.py")
+    git("commit", "-qm", "one")
+    head = git("rev-parse", "--short", "HEAD").strip()
+    assert code_version(tmp_path) == head
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert code_version(tmp_path) == f"{head} + uncommitted changes"
+    assert run_suite("tiny-suite", seeds=1, methods=["baseline"])["code"] == code_version()
