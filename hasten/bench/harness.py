@@ -164,6 +164,8 @@ def code_version(root: str | os.PathLike[str] | None = None) -> str:
     from hasten import __version__
 
     root = Path(root) if root is not None else Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():  # e.g. site-packages inside someone else's repository
+        return f"hasten {__version__}"
     git = ["git", "-C", str(root)]
     try:
         head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
