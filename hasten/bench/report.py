@@ -1,7 +1,7 @@
 """Benchmark reports: targets, relative time and work, tables and curves from a results dict.
 
 The harness runs tasks x methods x seeds and hands back one results dict per suite:
-`{"suite", "created", "machine", "command", "runs": [run, ...]}`, where each run has `task`,
+`{"suite", "created", "machine", "code", "command", "runs": [run, ...]}`, where each run has `task`,
 `method`, `seed`, `metric`, `higher_is_better`, `final`, `train_seconds`, `work` (counters) and
 `curve` (a list of `[seconds, work, value]`).
 
