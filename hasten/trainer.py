@@ -246,10 +246,11 @@ def probe_batch(data: Dataset, size: int, device: torch.device) -> Any:
     return to_device(gather(data, list(range(min(len(data), size)))), device)
 
 
-def measure_flops(model: nn.Module, loss_fn: LossFn, batch: Any) -> tuple[float, float]:
-    """(forward, forward + backward) FLOPs of one example, counted by torch's FlopCounterMode
-    (with CPU attention, `hasten.flops`) on one real batch; the gradients are cleared
-    afterwards."""
+def measure_flops(model: nn.Module, loss_fn: LossFn, batch: Any, units: int = 0
+                  ) -> tuple[float, float]:
+    """(forward, forward + backward) FLOPs of one example, or of one of `units` (e.g. the
+    batch's tokens) when given, counted by torch's FlopCounterMode (with CPU attention,
+    `hasten.flops`) on one real batch; the gradients are cleared afterwards."""
     counter = flop_counter()
     was_training = model.training
     model.eval()  # same FLOPs, but batch-norm running statistics stay untouched
@@ -260,7 +261,7 @@ def measure_flops(model: nn.Module, loss_fn: LossFn, batch: Any) -> tuple[float,
         total = counter.get_total_flops()
     model.zero_grad(set_to_none=True)
     model.train(was_training)
-    n = max(1, batch_size(batch))
+    n = units or max(1, batch_size(batch))
     return forward / n, total / n
 
 
@@ -323,13 +324,10 @@ def train(
             sampler = sampler or ShuffledSampler(len(train_data), config.seed, d.rank,
                                                  d.world_size)
             probe = probe_batch(train_data, config.micro_batch, d.device)
-            flops_forward, flops_train = measure_flops(raw, loss_fn, probe)
-            flops_unit = "example"
+            # per token when the run counts tokens: batches of short sentences cost less
             probe_tokens = tokens_fn(probe) if tokens_fn else 0
-            if probe_tokens > 0:  # per token: batches of short sentences cost less
-                per = batch_size(probe) / probe_tokens
-                flops_forward, flops_train = flops_forward * per, flops_train * per
-                flops_unit = "token"
+            flops_unit = "token" if probe_tokens > 0 else "example"
+            flops_forward, flops_train = measure_flops(raw, loss_fn, probe, probe_tokens)
             if d.enabled:
                 ddp_kw = {"device_ids": [d.device.index]} if d.device.type == "cuda" else {}
                 model = nn.parallel.DistributedDataParallel(raw, **ddp_kw)
