@@ -77,6 +77,31 @@ def competence(t: float, T: float, p: float = 2.0, c0: float = 0.01) -> float:
     return min(1.0, (t * (1.0 - c0p) / T + c0p) ** (1.0 / p))
 
 
+def curriculum_length_from_curve(curve: Sequence[tuple[float, float]],
+                                 fraction: float = 0.9) -> float:
+    """The paper's rule of thumb for T: where a baseline's validation curve first reaches
+    `fraction` of its best value.
+
+    curve   (x, metric) points of a run without a curriculum, higher metric is better; x is
+            whatever T should be measured in: steps, seconds, or progress in [0, 1] (then
+            the result is a `T_fraction`).
+    Uses the best value rather than the last, so a noisy final evaluation does not move T.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ConfigError(f"fraction must be in (0, 1], got {fraction}")
+    points = sorted((float(x), float(m)) for x, m in curve)
+    if not points:
+        raise ConfigError("the baseline curve is empty: run the baseline with evaluations first")
+    best = max(m for _, m in points)
+    if not best > 0.0:
+        raise ConfigError(f"the baseline curve never rises above 0 (best {best}): "
+                          "it gives no curriculum length")
+    x = next(x for x, m in points if m >= fraction * best)
+    if x <= 0.0:
+        raise ConfigError("the baseline reached the fraction at x = 0: it gives no curriculum length")
+    return x
+
+
 def cdf_ranks(difficulty: Scores | Sequence[float] | np.ndarray) -> np.ndarray:
     """The empirical CDF of each example's difficulty, F(d_i) = #{j : d_j <= d_i} / N.
 

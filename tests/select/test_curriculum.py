@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,12 @@ import pytest
 import torch
 
 from hasten.errors import ConfigError, DataError
-from hasten.select.curriculum import CompetenceSampler, cdf_ranks, competence
+from hasten.select.curriculum import (
+    CompetenceSampler,
+    cdf_ranks,
+    competence,
+    curriculum_length_from_curve,
+)
 from hasten.select.scores import Scores
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,6 +113,30 @@ def test_t_fraction_uses_budget_progress_and_never_goes_back():
         CompetenceSampler(np.arange(10.0), T=10, T_fraction=0.5)
     with pytest.raises(ConfigError):
         CompetenceSampler(np.arange(10.0))
+
+
+def test_curriculum_length_is_where_the_baseline_first_reaches_90_percent_of_its_best():
+    curve = [(100, 2.0), (200, 17.0), (300, 26.0), (400, 27.0), (500, 30.0), (600, 29.5)]
+    assert curriculum_length_from_curve(curve) == 400.0          # 27 >= 0.9 * 30, 26 is not
+    assert curriculum_length_from_curve(curve, fraction=1.0) == 500.0
+    assert curriculum_length_from_curve(curve, fraction=0.5) == 200.0
+    assert curriculum_length_from_curve(list(reversed(curve))) == 400.0   # order does not matter
+    # in progress units it is a T_fraction the sampler takes as is
+    frac = curriculum_length_from_curve([(x / 600, m) for x, m in curve])
+    assert frac == pytest.approx(400 / 600)
+    s = CompetenceSampler(np.arange(10.0), p=1, c0=0.1, T_fraction=frac, min_pool=1)
+    assert s.competence_at(0, progress=frac) == 1.0
+
+
+@pytest.mark.parametrize("curve, fraction, message", [
+    ([], 0.9, "the baseline curve is empty"),
+    ([(1, 0.0), (2, 0.0)], 0.9, "never rises above 0"),
+    ([(0, 5.0), (1, 4.0)], 0.9, "reached the fraction at x = 0"),
+    ([(1, 5.0)], 1.5, "fraction must be in (0, 1], got 1.5"),
+])
+def test_curriculum_length_rejects_curves_that_give_no_length(curve, fraction, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        curriculum_length_from_curve(curve, fraction)
 
 
 def test_resume_restores_the_exact_sampling_sequence():
