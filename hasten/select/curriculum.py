@@ -98,7 +98,8 @@ def curriculum_length_from_curve(curve: Sequence[tuple[float, float]],
                           "it gives no curriculum length")
     x = next(x for x, m in points if m >= fraction * best)
     if x <= 0.0:
-        raise ConfigError("the baseline reached the fraction at x = 0: it gives no curriculum length")
+        raise ConfigError("the baseline reached the fraction at x = 0: "
+                          "it gives no curriculum length")
     return x
 
 
