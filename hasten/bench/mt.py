@@ -8,7 +8,9 @@ Measured (2026-11-29, 2-core EPYC, one core per run, 30 min each, seed 0; docs/b
 (27.26) in 0.47 of its time and 0.71 of its tokens, and ends at 32.10 test BLEU against
 plain*'s 29.08; every curriculum column beats plain* at equal time. With both cores per
 run (plain*, sr-linear, sr-sqrt only), plain* reaches 32.29 / 34.19 test and SR c_sqrt, the
-column chosen on validation, gets to 32.29 in 0.76 of plain*'s time (34.62 test).
+column chosen on validation, gets to 32.29 in 0.76 of plain*'s time (34.62 test). At 60
+minutes per run (one core each) SR c_sqrt needs 0.83 of plain*'s time and ends at 35.23 vs
+35.88 test BLEU: the saving shrinks as plain* trains longer.
 
 Tasks `mt-SRC-TGT` for every ordered pair of Multi30k's languages (en, de, fr, cs: all four
 have train, val and test_2016_flickr): a joint byte-level BPE (8,000 pieces, learned on the
