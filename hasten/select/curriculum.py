@@ -8,7 +8,8 @@ warm-up baseline's best validation BLEU in 0.47 of its time (0.71 of its tokens)
 both cores, the baseline trains 1.6x the steps and the gain shrinks: rarity with c_sqrt needs
 0.76 of the baseline's time to its best and ends at 34.62 vs 34.19 test BLEU. At 60 minutes
 per run (one core each, 1,521 baseline steps) it needs 0.83 of the time and 1.04 of the
-tokens, and ends at 35.23 vs 35.88: the longer the baseline trains, the less it saves.
+tokens, and ends at 35.23 vs 35.88 (seed 1: never reaches it, 35.58 vs 35.63): the longer
+the baseline trains, the less it saves.
 
 Each example has a difficulty d (sentence length, rarity, a model's loss, any array). It is
 mapped through the empirical CDF of the training set, d_bar in (0, 1], so any score is on
