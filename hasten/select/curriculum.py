@@ -62,6 +62,7 @@ import torch
 
 from hasten.errors import ConfigError, DataError
 from hasten.select.scores import Scores
+from hasten.target import time_to_target
 
 
 def competence(t: float, T: float, p: float = 2.0, c0: float = 0.01) -> float:
@@ -99,7 +100,7 @@ def curriculum_length_from_curve(curve: Sequence[tuple[float, float]],
     if not best > 0.0:
         raise ConfigError(f"the baseline curve never rises above 0 (best {best}): "
                           "it gives no curriculum length")
-    x = next(x for x, m in points if m >= fraction * best)
+    x = time_to_target([(x, {}, m) for x, m in points], fraction * best).seconds  # best reaches it
     if x <= 0.0:
         raise ConfigError("the baseline reached the fraction at x = 0: "
                           "it gives no curriculum length")
