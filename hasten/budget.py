@@ -111,6 +111,18 @@ class Ledger:
             self.seconds[self._phase] += time.perf_counter() - self._since
             self._phase = None
 
+    def start(self, name: str = "train") -> None:
+        """Start timing phase `name` (no-op if it is already the running phase). Ends any
+        other running phase. For loops that are not `with`-shaped (framework callbacks)."""
+        if self._phase == name:
+            return
+        self._stop()
+        self._start(name)
+
+    def stop(self) -> None:
+        """Stop the running phase, if any (no-op otherwise)."""
+        self._stop()
+
     def current(self, name: str) -> float:
         """Seconds in phase `name` so far, including a block still running."""
         running = time.perf_counter() - self._since if self._phase == name else 0.0
@@ -162,6 +174,23 @@ class Budget:
 
     def exhausted(self) -> bool:
         return self.used() >= self.amount
+
+    def start(self) -> None:
+        """Start (or resume) the training clock. Idempotent: a second `start()` while it runs
+        changes nothing. Use it, with `stop()`, around the training steps of a loop hasten
+        does not drive (a framework's callbacks); evaluation between them stays off the
+        clock."""
+        self.ledger.start("train")
+
+    def stop(self) -> None:
+        """Pause the training clock (idempotent)."""
+        if self.ledger._phase == "train":
+            self.ledger.stop()
+
+    @property
+    def running(self) -> bool:
+        """Whether the training clock is counting now."""
+        return self.ledger._phase == "train"
 
     def projected_progress(self, next_cost: float) -> float:
         """Progress once a step costing `next_cost` more units (seconds, one step, its

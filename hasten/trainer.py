@@ -41,7 +41,14 @@ from hasten.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from hasten.data.sampling import Sampler, ShuffledSampler, batch_size, gather, to_device
+from hasten.data.sampling import (
+    CollateFn,
+    Sampler,
+    ShuffledSampler,
+    batch_size,
+    gather,
+    to_device,
+)
 from hasten.errors import CheckpointError, ConfigError, DataError
 from hasten.flops import flop_counter
 from hasten.runlog import RunLog
@@ -138,6 +145,9 @@ class TrainState:
     # the step ends: [examples forwarded only, examples forwarded and backpropagated, tokens,
     # FLOPs of every pass].
     pending: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+    # how dataset items become a batch (None: tensors indexed directly, else torch's
+    # default_collate); hooks that rebuild batches from items use it too
+    collate_fn: CollateFn | None = None
 
     def units(self, examples: int, tokens: int) -> int:
         """How many FLOP units a pass over `examples` holding `tokens` tokens is."""
@@ -174,7 +184,12 @@ class Hook:
     on_start(state)            once, after set-up and any resume, before the first step.
     on_batch(state, batch)     before a micro-batch's forward: return the batch to train on
                                (possibly a subset or a new batch), or None to skip it and
-                               draw another (e.g. while a selection queue fills up).
+                               draw another (e.g. while a selection queue fills up). A hook
+                               that changes which examples the batch holds sets
+                               `state.batch_indices` to the dataset indices of its rows.
+    on_loss(state, batch, losses)  after the forward: return the per-example losses
+                               (shape [B]) to average, e.g. reweighted; read them to keep
+                               per-example statistics keyed by `state.batch_indices`.
     on_step_end(state)         after each optimizer step.
     on_eval(state, metrics)    after each evaluation.
     state_dict / load_state_dict   saved in and restored from checkpoints.
@@ -183,6 +198,8 @@ class Hook:
     def on_start(self, state: TrainState) -> None: ...
     def on_batch(self, state: TrainState, batch: Any) -> Any:
         return batch
+    def on_loss(self, state: TrainState, batch: Any, losses: torch.Tensor) -> torch.Tensor:
+        return losses
     def on_step_end(self, state: TrainState) -> None: ...
     def on_eval(self, state: TrainState, metrics: dict[str, float]) -> None: ...
     def state_dict(self) -> dict[str, Any]:
@@ -241,9 +258,10 @@ def autocast_for(config: TrainConfig, device: torch.device) -> Any:
     return precision_context(config.precision, device)
 
 
-def probe_batch(data: Dataset, size: int, device: torch.device) -> Any:
+def probe_batch(data: Dataset, size: int, device: torch.device,
+                collate_fn: CollateFn | None = None) -> Any:
     """The first `size` examples of `data` as a batch on `device` (for FLOP counting)."""
-    return to_device(gather(data, list(range(min(len(data), size)))), device)
+    return to_device(gather(data, list(range(min(len(data), size))), collate_fn), device)
 
 
 def measure_flops(model: nn.Module, loss_fn: LossFn, batch: Any, units: int = 0
@@ -296,14 +314,17 @@ def train(
     hooks: Sequence[Hook] = (),
     sampler: Sampler | None = None,
     tokens_fn: Callable[[Any], int] | None = None,
+    collate_fn: CollateFn | None = None,
 ) -> RunResult:
     """Train `model` on `train_data` until `config.budget` is spent.
 
     `loss_fn(model, batch)` returns one loss per example (shape [B]); the trainer averages
     it, so methods that weigh or select examples need nothing else. `evaluate(model)` returns
     metrics including `config.metric`. `tokens_fn(batch)` counts a batch's real tokens: the
-    run then counts tokens, and its FLOPs per token (for variable-length data). Run it under
-    `torchrun` for DDP.
+    run then counts tokens, and its FLOPs per token (for variable-length data).
+    `collate_fn(items)` turns a list of dataset items into a batch (e.g. padding tokenized
+    rows of different lengths); batches are fetched with one indexing call where the dataset
+    supports it (see `hasten.data.sampling.gather`). Run it under `torchrun` for DDP.
     """
     config.validate()
     d = distributed.init(config.device)
@@ -323,7 +344,7 @@ def train(
             optimizer = make_optimizer(raw, config)
             sampler = sampler or ShuffledSampler(len(train_data), config.seed, d.rank,
                                                  d.world_size)
-            probe = probe_batch(train_data, config.micro_batch, d.device)
+            probe = probe_batch(train_data, config.micro_batch, d.device, collate_fn)
             # per token when the run counts tokens: batches of short sentences cost less
             probe_tokens = tokens_fn(probe) if tokens_fn else 0
             flops_unit = "token" if probe_tokens > 0 else "example"
@@ -336,7 +357,7 @@ def train(
             state = TrainState(model=model, raw_model=raw, optimizer=optimizer, budget=budget,
                                config=config, dist=d, loss_fn=loss_fn, train_data=train_data,
                                flops_forward=flops_forward, flops_train=flops_train,
-                               flops_unit=flops_unit)
+                               flops_unit=flops_unit, collate_fn=collate_fn)
             if config.resume and out is not None:
                 _resume(state, sampler, hooks, out / "checkpoints")
             # files are created only once set-up (and any resume) succeeded
@@ -475,8 +496,8 @@ def _loop(state: TrainState, data: Dataset, sampler: Sampler, schedule: Callable
                 batch = None
                 while batch is None:
                     state.batch_indices = sampler.sample(cfg.micro_batch, budget.progress())
-                    batch = to_device(gather(data, state.batch_indices), d.device,
-                                      cfg.channels_last)
+                    batch = to_device(gather(data, state.batch_indices, state.collate_fn),
+                                      d.device, cfg.channels_last)
                     for h in hooks:
                         batch = h.on_batch(state, batch) if batch is not None else None
                 n = batch_size(batch)
@@ -486,6 +507,8 @@ def _loop(state: TrainState, data: Dataset, sampler: Sampler, schedule: Callable
                 if losses.dim() != 1 or losses.shape[0] != n:
                     raise ConfigError(f"loss_fn must return one loss per example (shape [{n}]), "
                                       f"got shape {list(losses.shape)}")
+                for h in hooks:
+                    losses = h.on_loss(state, batch, losses)
                 loss = losses.float().mean()
                 (loss / accum).backward()
                 loss_sum += loss.detach()

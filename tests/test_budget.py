@@ -77,3 +77,24 @@ def test_seconds_spec_drops_trailing_zeros_and_parses_back():
     assert [seconds_spec(v) for v in (750.0, 1 / 3, 0.5, 12.25)] == ["750s", "0.333s", "0.5s",
                                                                      "12.25s"]
     assert parse_budget(seconds_spec(216.0)) == ("seconds", 216.0)
+
+
+def test_public_clock_start_stop(monkeypatch):
+    import hasten.budget as bm
+
+    now = [100.0]
+    monkeypatch.setattr(bm.time, "perf_counter", lambda: now[0])
+    b = bm.Budget("10s")
+    assert not b.running and b.used() == 0.0
+    b.start()
+    now[0] += 4.0
+    b.start()  # idempotent: the clock keeps its start
+    now[0] += 1.0
+    assert b.running and b.used() == 5.0 and b.progress() == 0.5
+    b.stop()
+    now[0] += 100.0  # evaluation, say: off the clock
+    b.stop()
+    assert not b.running and b.used() == 5.0
+    b.start()
+    now[0] += 5.0
+    assert b.exhausted()

@@ -272,3 +272,57 @@ def test_channels_last_trains_like_contiguous():
                                            channels_last=channels_last))
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     torch.testing.assert_close(weights[0], weights[1], atol=1e-5, rtol=1e-4)
+
+
+def test_on_loss_reweights_and_sees_batch_indices():
+    seen = []
+
+    class ZeroSecondHalf(Hook):
+        def on_loss(self, state, batch, losses):
+            seen.append(list(state.batch_indices))
+            weights = torch.ones_like(losses)
+            weights[len(losses) // 2:] = 0.0
+            return losses * weights
+
+    data = _problem(64)
+    cfg = dict(budget="1steps", micro_batch=8, quiet=True, lr=0.1, optimizer="sgd",
+               momentum=0.0, schedule="constant")
+    res = train(_model(), data, ce, TrainConfig(**cfg), hooks=[ZeroSecondHalf()])
+    assert res.steps == 1 and len(seen) == 1 and len(seen[0]) == 8
+    # the same step by hand on the first half of the batch, at half weight
+    model = _model()
+    x, y = data.tensors
+    idx = torch.tensor(seen[0][:4])
+    loss = F.cross_entropy(model(x[idx]), y[idx], reduction="sum") / 8
+    loss.backward()
+    with torch.no_grad():
+        expected = [p - 0.1 * p.grad for p in model.parameters()]
+    trained = _model()
+    train(trained, data, ce, TrainConfig(**cfg), hooks=[ZeroSecondHalf()])
+    for got, want in zip(trained.parameters(), expected, strict=True):
+        assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_collate_fn_pads_variable_length_items():
+    class Ragged(torch.utils.data.Dataset):
+        def __len__(self):
+            return 40
+
+        def __getitem__(self, i):
+            return {"ids": torch.arange(1 + i % 5), "label": i % 2}
+
+    def pad(items):
+        width = max(len(it["ids"]) for it in items)
+        ids = torch.zeros(len(items), width, dtype=torch.long)
+        for row, it in enumerate(items):
+            ids[row, :len(it["ids"])] = it["ids"]
+        return {"ids": ids, "label": torch.tensor([it["label"] for it in items])}
+
+    emb = nn.EmbeddingBag(8, 2, mode="sum")
+
+    def loss(model, batch):
+        return F.cross_entropy(model(batch["ids"]), batch["label"], reduction="none")
+
+    res = train(emb, Ragged(), loss, TrainConfig(budget="3steps", micro_batch=8, quiet=True),
+                collate_fn=pad)
+    assert res.steps == 3 and res.work["examples_backpropagated"] == 24

@@ -22,6 +22,7 @@ drifts in machine speed fall on every method alike. Each run records its curve o
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import platform
@@ -39,7 +40,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from hasten.budget import parse_budget, seconds_spec
-from hasten.data.sampling import Sampler
+from hasten.data.sampling import CollateFn, Sampler
 from hasten.errors import ConfigError
 from hasten.trainer import EvalFn, Hook, LossFn, TrainConfig, train
 
@@ -59,6 +60,8 @@ class Recipe:
     hooks: list[Hook] = field(default_factory=list)
     sampler: Sampler | None = None
     tokens_fn: Callable[[Any], int] | None = None
+    collate_fn: CollateFn | None = None  # list of dataset items -> batch (e.g. padding)
+    options: Any = None  # the suite's resolved options (a dataclass), for methods to read
     overhead_seconds: float = 0.0
     overhead_flops: float = 0.0
     notes: dict[str, Any] = field(default_factory=dict)
@@ -77,6 +80,11 @@ class Suite:
     description: str = ""
     budgets: dict[str, str] = field(default_factory=dict)  # per task, overriding its own
     overrides: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields for every run
+    # the suite's own settings: a dataclass in `hasten.config` style (each field an `option`
+    # with its reason). `hasten bench SUITE --help` lists them; `--set` and `--config` fill
+    # them. A task receives them when it takes an `options` keyword; methods read
+    # `recipe.options`.
+    options: type | None = None
 
 
 TASKS: dict[str, TaskFn] = {}
@@ -206,13 +214,23 @@ def plan(suite: Suite, seeds: int, tasks: Sequence[str] | None = None,
 
 
 def run_one(task: str, method: str, seed: int, quick: bool, budget: str | None = None,
-            quiet: bool = True, **overrides: Any) -> tuple[dict[str, Any], nn.Module]:
+            quiet: bool = True, options: Any = None, **overrides: Any
+            ) -> tuple[dict[str, Any], nn.Module]:
     """Build the task's recipe for `seed`, apply the method, train; return the run record
     and the trained model.
 
-    `overrides` set `TrainConfig` fields (out_dir, resume, micro_batch, ...) after the method.
+    `options` are the suite's resolved options (passed to a task that takes an `options`
+    keyword, and set as `recipe.options`). `overrides` set `TrainConfig` fields (out_dir,
+    resume, micro_batch, ...) after the method.
     """
-    recipe = lookup("task", TASKS, task)(seed, quick)
+    task_fn = lookup("task", TASKS, task)
+    if options is not None and "options" in inspect.signature(task_fn).parameters:
+        recipe = task_fn(seed, quick, options=options)
+    else:
+        recipe = task_fn(seed, quick)
+    if not isinstance(recipe, Recipe):
+        raise ConfigError(f"task {task!r} returned {type(recipe).__name__}, not a Recipe")
+    recipe.options = options
     recipe.config.seed, recipe.config.quiet = seed, quiet
     if budget is not None:  # before the method, so a method can adapt to the budget
         recipe.config.budget = budget
@@ -227,7 +245,7 @@ def run_one(task: str, method: str, seed: int, quick: bool, budget: str | None =
         setattr(cfg, key, value)
     result = train(recipe.model, recipe.train_data, recipe.loss_fn, cfg,
                    evaluate=recipe.evaluate, hooks=recipe.hooks, sampler=recipe.sampler,
-                   tokens_fn=recipe.tokens_fn)
+                   tokens_fn=recipe.tokens_fn, collate_fn=recipe.collate_fn)
     shift = recipe.overhead_seconds
 
     def charged(work: dict[str, Any]) -> dict[str, Any]:
@@ -237,6 +255,7 @@ def run_one(task: str, method: str, seed: int, quick: bool, budget: str | None =
     run = {
         "task": task, "method": method, "seed": seed, "metric": result.metric,
         "higher_is_better": cfg.higher_is_better, "final": result.final,
+        "metrics": dict(result.metrics),
         "train_seconds": result.train_seconds + shift, "target": None,
         "time_to_target": None, "relative_time": None, "work": charged(result.work),
         "curve": curve, "overhead_flops": recipe.overhead_flops,
@@ -250,16 +269,20 @@ def run_one(task: str, method: str, seed: int, quick: bool, budget: str | None =
 def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None = None,
               tasks: Sequence[str] | None = None, methods: Sequence[str] | None = None,
               command: str | None = None, progress: Callable[[str], None] | None = None,
-              quiet: bool = True, first_seed: int = 0, baseline: str | None = None
-              ) -> dict[str, Any]:
+              quiet: bool = True, first_seed: int = 0, baseline: str | None = None,
+              options: Any = None) -> dict[str, Any]:
     """Run a registered suite and return its results (targets and relative times filled).
     Seeds run from `first_seed`, so one suite can be split across machines or cores and its
     result files joined with `merge_results`. The baseline is `baseline`, else the first
     method; naming it lets a part without the baseline's runs (methods split across cores)
-    merge with the part that has them."""
+    merge with the part that has them. `options` is the suite's options: an instance of
+    `suite.options`, a mapping of its fields, or None for its defaults."""
     from hasten.bench.report import fill_targets
+    from hasten.config import resolve, to_dict
 
     suite = lookup("suite", SUITES, name)
+    if suite.options is not None and not isinstance(options, suite.options):
+        options = resolve(suite.options, flags=dict(options or {}))
     if budget is not None:
         parse_budget(budget)
     order = plan(suite, seeds, tasks, methods, first_seed)
@@ -269,13 +292,15 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
         "suite": name, **provenance(command),
         "quick": quick, "seeds": seeds, "first_seed": first_seed, "margin": suite.margin,
         "suite_methods": list(suite.methods),  # the column order when parts are merged
+        "options": to_dict(options) if options is not None else {},
         "runs": [],
     }
     for i, (seed, task, method) in enumerate(order):
         if progress:
             progress(f"[{i + 1}/{len(order)}] {task} / {method} / seed {seed}")
         task_budget = budget or (None if quick else suite.budgets.get(task))
-        run, _ = run_one(task, method, seed, quick, task_budget, quiet=quiet, **suite.overrides)
+        run, _ = run_one(task, method, seed, quick, task_budget, quiet=quiet, options=options,
+                         **suite.overrides)
         run["baseline"] = baseline_method
         results["runs"].append(run)
         if progress:

@@ -10,10 +10,13 @@ For in-memory tensors, batches are gathered by indexing (no workers, no disk I/O
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
 from torch.utils.data import Dataset, TensorDataset, default_collate
+
+from hasten.errors import DataError
 
 
 class Sampler(Protocol):
@@ -67,13 +70,32 @@ class ShuffledSampler:
         self._perm = None
 
 
-def gather(dataset: Dataset, indices: list[int]) -> Any:
-    """The batch of `dataset` at `indices`: direct indexing for a TensorDataset, else the
-    items collated with torch's default collate."""
-    if isinstance(dataset, TensorDataset):
+CollateFn = Callable[[list[Any]], Any]
+
+
+def fetch(dataset: Dataset, indices: list[int]) -> list[Any]:
+    """The items of `dataset` at `indices`, in order, with one indexing call where the
+    dataset supports it (torch's `__getitems__` protocol, which HF `datasets.Dataset`
+    implements), else item by item."""
+    many = getattr(dataset, "__getitems__", None)
+    if many is not None:
+        items = many(list(indices))
+        if len(items) != len(indices):
+            raise DataError(f"{type(dataset).__name__}.__getitems__ returned {len(items)} "
+                            f"items for {len(indices)} indices")
+        return list(items)
+    return [dataset[i] for i in indices]
+
+
+def gather(dataset: Dataset, indices: list[int], collate_fn: CollateFn | None = None) -> Any:
+    """The batch of `dataset` at `indices`. Without `collate_fn`, a TensorDataset is indexed
+    directly (one gather per tensor); anything else is fetched (`fetch`) and collated with
+    `collate_fn`, default torch's `default_collate` (which needs equal-length items: pass a
+    padding `collate_fn` for variable-length tokenized text)."""
+    if collate_fn is None and isinstance(dataset, TensorDataset):
         idx = torch.as_tensor(indices, dtype=torch.long)
         return tuple(t[idx] for t in dataset.tensors)
-    return default_collate([dataset[i] for i in indices])
+    return (collate_fn or default_collate)(fetch(dataset, indices))
 
 
 def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:

@@ -35,3 +35,43 @@ def test_gather_tensor_and_generic_datasets():
     items = [{"a": torch.tensor(i)} for i in range(5)]
     batch = gather(items, [4, 0])
     assert batch["a"].tolist() == [4, 0] and batch_size(batch) == 2
+
+
+def test_fetch_uses_getitems_once():
+    from hasten.data.sampling import fetch, gather
+
+    class Rows(torch.utils.data.Dataset):
+        calls = 0
+
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            raise AssertionError("item by item")
+
+        def __getitems__(self, ids):
+            Rows.calls += 1
+            return [{"x": torch.full((i + 1,), i)} for i in ids]
+
+    ds = Rows()
+    items = fetch(ds, [3, 0])
+    assert Rows.calls == 1 and [len(it["x"]) for it in items] == [4, 1]
+
+    def pad(items):
+        width = max(len(it["x"]) for it in items)
+        return torch.stack([torch.nn.functional.pad(it["x"], (0, width - len(it["x"])))
+                            for it in items])
+
+    assert gather(ds, [1, 2], pad).tolist() == [[1, 1, 0], [2, 2, 2]]
+
+
+def test_gather_tensor_dataset_with_and_without_collate():
+    from torch.utils.data import TensorDataset
+
+    from hasten.data.sampling import gather
+
+    ds = TensorDataset(torch.arange(6).view(3, 2), torch.tensor([7, 8, 9]))
+    x, y = gather(ds, [2, 0])
+    assert x.tolist() == [[4, 5], [0, 1]] and y.tolist() == [9, 7]
+    labels = gather(ds, [1, 2], lambda items: [int(it[1]) for it in items])
+    assert labels == [8, 9]
