@@ -23,7 +23,7 @@ _EXPORTS = {
     "Recipe": "hasten.bench.harness",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["Budget", "Recipe", "TrainConfig", "__version__", "budget_lr", "train"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time `__getattr__` loads them
     from hasten.bench.harness import Recipe

@@ -134,7 +134,8 @@ def test_budget_lr_on_a_seconds_budget_projects_the_mean_step(monkeypatch):
     import hasten.budget
 
     clock = FakeClock()
-    monkeypatch.setattr(hasten.budget, "time", types.SimpleNamespace(perf_counter=clock.perf_counter))
+    fake_time = types.SimpleNamespace(perf_counter=clock.perf_counter)
+    monkeypatch.setattr(hasten.budget, "time", fake_time)
     budget = Budget("10s")
     opt = _opt(1.0)
     sched = budget_lr(opt, budget, "linear")
