@@ -125,6 +125,17 @@ def batch_multiple(p: float, start: int = 1, end: int = 1, until: float = 0.0) -
     return int(math.floor(start + (end - start) * p / until))
 
 
+def next_step_progress(budget: Budget, steps_done: int = 0) -> float:
+    """Where `budget` will be when the next optimizer step ends: for a steps budget, the
+    steps done plus one; for any other unit, the amount used plus the mean cost of one step
+    so far (steps counted in `budget.work.steps`, else `steps_done`; none yet: no cost).
+    The mean comes from the budget's own counters, so it survives a resume."""
+    if budget.unit == "steps":
+        return budget.projected_progress(1.0)
+    done = budget.work.steps or steps_done
+    return budget.projected_progress(budget.used() / done if done > 0 else 0.0)
+
+
 class BudgetLR(torch.optim.lr_scheduler.LambdaLR):
     """A `LambdaLR` whose factor is a schedule at a `Budget`'s progress (see `budget_lr`).
 
@@ -142,22 +153,9 @@ class BudgetLR(torch.optim.lr_scheduler.LambdaLR):
 
         super().__init__(optimizer, factor)
 
-    def progress_for_next_step(self, calls: int = 0) -> float:
-        """Where the budget will be when the next optimizer step ends: the steps done plus
-        one for a steps budget; else the amount used plus the mean cost of the steps so far
-        (steps counted in `budget.work.steps`, or else the scheduler's own `step()` calls).
-        With `projected=False`, the progress now."""
-        budget = self.budget
-        if not self.projected:
-            return budget.progress()
-        if budget.unit == "steps":
-            return budget.projected_progress(1.0)
-        done = budget.work.steps or calls
-        used = budget.used()
-        return budget.projected_progress(used / done if done > 0 else 0.0)
-
     def factor(self, calls: int) -> float:
-        self.floor = max(self.floor, self.progress_for_next_step(calls))
+        p = next_step_progress(self.budget, calls) if self.projected else self.budget.progress()
+        self.floor = max(self.floor, p)
         return self.shape(self.floor)
 
     def state_dict(self) -> dict[str, Any]:
