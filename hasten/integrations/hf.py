@@ -11,7 +11,8 @@ Trainer (the `hf` extra).
 - `BudgetCallback` runs the budget's clock from `on_step_begin` to `on_step_end` only, so
   evaluation, checkpointing and logging are off the clock; it counts steps, examples (the
   nominal global batch) and tokens (from HF's `include_num_input_tokens_seen`), and stops
-  the run once the budget is spent. Its state rides in HF checkpoints (`ExportableState`,
+  the run once the budget is spent (on every process at the same step: under several
+  processes they share the largest clock, `hasten.integrations.clock`). Its state rides in HF checkpoints (`ExportableState`,
   in `trainer_state.json`) and comes back with `trainer.train(resume_from_checkpoint=...)`.
 - `budget_lr` (hasten.schedules) or `budget_optimizers` give the LR scheduler to pass in
   `optimizers=`; HF's own schedulers are sized by `max_steps`, which a budget does not know.
@@ -42,6 +43,7 @@ from hasten.budget import Budget
 from hasten.data.batch_sampler import CompetenceIndexSampler
 from hasten.data.sampling import Sampler
 from hasten.errors import ConfigError
+from hasten.integrations.clock import share_budget
 from hasten.schedules import BudgetLR, budget_lr
 from hasten.steps.selective_backprop import LossHistory, select_biggest_losers, top_k_mask
 from hasten.trainer import param_groups
@@ -126,7 +128,7 @@ class BudgetCallback(TrainerCallback, ExportableState):
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         t0 = time.perf_counter()
         self.budget.stop()
-        if self.budget.exhausted():
+        if share_budget(self.budget, args.device):
             control.should_training_stop = True
         self.overhead_seconds += time.perf_counter() - t0
 
