@@ -12,8 +12,9 @@ Trainer (the `hf` extra).
   evaluation, checkpointing and logging are off the clock; it counts steps, examples (the
   nominal global batch) and tokens (from HF's `include_num_input_tokens_seen`), and stops
   the run once the budget is spent (on every process at the same step: under several
-  processes they share the largest clock, `hasten.integrations.clock`). Its state rides in HF checkpoints (`ExportableState`,
-  in `trainer_state.json`) and comes back with `trainer.train(resume_from_checkpoint=...)`.
+  processes they share the largest clock, `hasten.integrations.clock`). Its state rides
+  in HF checkpoints (`ExportableState`, in `trainer_state.json`) and comes back with
+  `trainer.train(resume_from_checkpoint=...)`.
 - `budget_lr` (hasten.schedules) or `budget_optimizers` give the LR scheduler to pass in
   `optimizers=`; HF's own schedulers are sized by `max_steps`, which a budget does not know.
 - `SelectiveBackpropTrainer` trains each batch on the examples hasten's selector keeps
