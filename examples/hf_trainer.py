@@ -28,7 +28,7 @@ cli = parser.parse_args()
 task = load_sst2(train_rows=cli.train_rows, vocab_size=4000)
 model = tiny_bert(task.vocab_size, pad_id=task.pad_id)
 if cli.selective:  # the same Trainer, each batch trained on its biggest losers
-    Trainer = partial(SelectiveBackpropTrainer, selector="topk", keep=0.5)  # noqa: N806
+    Trainer = partial(SelectiveBackpropTrainer, selector="topk", keep=0.5)
 
 # [readme]
 budget = Budget(cli.budget)  # "60s", "500steps", "2e4ex"
