@@ -166,6 +166,26 @@ def test_budget_lr_on_a_seconds_budget_projects_the_mean_step(monkeypatch):
     assert opt.param_groups[0]["lr"] == 0.0
 
 
+def test_budget_lr_counts_its_own_calls_when_the_loop_counts_no_steps(monkeypatch):
+    import types
+
+    import hasten.budget
+
+    clock = FakeClock()
+    monkeypatch.setattr(hasten.budget, "time", types.SimpleNamespace(
+        perf_counter=clock.perf_counter))
+    budget = Budget("10s")
+    opt = _opt(1.0)
+    sched = budget_lr(opt, budget, "linear")
+    budget.start()
+    for _ in range(2):
+        clock.now += 3.0
+        opt.step()
+        sched.step()
+    # 6 s in 2 scheduler steps (budget.work.steps stays 0): the next ends at 9 s = 0.9
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
+
+
 def test_budget_lr_progress_now_and_resume(monkeypatch):
     budget = Budget("100ex")
     opt = _opt(1.0)

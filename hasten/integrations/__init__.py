@@ -4,6 +4,7 @@
   `budget_optimizers`, `SelectiveBackpropTrainer`, `BudgetSamplerTrainer`); extra `hf`.
 - `hasten.integrations.lightning`: PyTorch Lightning (`BudgetCallback`, `budget_dataloader`);
   extra `lightning`.
+- `hasten.integrations.clock`: one training clock for all processes (used by both callbacks).
 - `hasten.integrations.sst2`: a small local text task for the examples and benchmarks.
 - `hasten.integrations.hf_bench`: the budget schedule against HF's step-sized schedule at an
   equal wall-clock budget.
