@@ -38,6 +38,12 @@ def test_readme_shows_the_examples_code_verbatim():
     assert blocks == [snippet(name) for name in README_SNIPPETS]
 
 
+def test_the_loop_guide_shows_the_same_code():
+    guide = (ROOT / "docs" / "your-loop.md").read_text()
+    for name in README_SNIPPETS:
+        assert f"From `examples/{name}`:\n\n```python\n{snippet(name)}```" in guide, name
+
+
 def test_every_example_is_tested():
     tested = {"plain_loop.py", "plain_loop_levers.py", "hf_trainer.py", "lightning_loop.py",
               "own_task.py"}
