@@ -1,3 +1,45 @@
-"""hasten: reach a target quality with less compute."""
+"""hasten: reach a target quality with less compute.
+
+The stable entry points, whatever moves inside the package:
+
+    from hasten import Budget, Recipe, TrainConfig, budget_lr, train
+
+They are loaded on first use, so `import hasten` itself imports nothing heavy (no torch).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "Budget": "hasten.budget",
+    "TrainConfig": "hasten.trainer",
+    "train": "hasten.trainer",
+    "budget_lr": "hasten.schedules",
+    "Recipe": "hasten.bench.harness",
+}
+
+__all__ = ["Budget", "Recipe", "TrainConfig", "__version__", "budget_lr", "train"]
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time `__getattr__` loads them
+    from hasten.bench.harness import Recipe
+    from hasten.budget import Budget
+    from hasten.schedules import budget_lr
+    from hasten.trainer import TrainConfig, train
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hasten' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -11,6 +11,9 @@ Cramming "triangle" (start at 25% of peak, peak at 75% of the budget, zero at th
 accumulation), as a function of progress too.
 
 Each function is plain: use it in any loop, e.g. `lr = peak * cosine(step / total)`.
+`budget_lr(optimizer, budget, "cosine")` wraps one as a `torch.optim.lr_scheduler.LambdaLR`
+whose factor follows a `Budget`, for loops that step a torch scheduler (the HF `Trainer`,
+Lightning's `configure_optimizers`, a hand-written loop).
 """
 
 from __future__ import annotations
@@ -18,7 +21,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
+import torch
+
+from hasten.budget import Budget
 from hasten.errors import ConfigError
 
 Schedule = Callable[[float], float]
@@ -116,3 +123,63 @@ def batch_multiple(p: float, start: int = 1, end: int = 1, until: float = 0.0) -
     if until <= 0 or p >= until:
         return int(end)
     return int(math.floor(start + (end - start) * p / until))
+
+
+def next_step_progress(budget: Budget, steps_done: int = 0) -> float:
+    """Where `budget` will be when the next optimizer step ends: for a steps budget, the
+    steps done plus one; for any other unit, the amount used plus the mean cost of one step
+    so far (steps counted in `budget.work.steps`, else `steps_done`; none yet: no cost).
+    The mean comes from the budget's own counters, so it survives a resume."""
+    if budget.unit == "steps":
+        return budget.projected_progress(1.0)
+    done = budget.work.steps or steps_done
+    return budget.projected_progress(budget.used() / done if done > 0 else 0.0)
+
+
+class BudgetLR(torch.optim.lr_scheduler.LambdaLR):
+    """A `LambdaLR` whose factor is a schedule at a `Budget`'s progress (see `budget_lr`).
+
+    `budget` is read at each `step()`; it is not part of `state_dict()`, which holds only
+    numbers (the budget saves its own state), so checkpoints load with `weights_only=True`.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, budget: Budget, shape: Schedule,
+                 projected: bool = True):
+        self.budget, self.shape, self.projected = budget, shape, projected
+        self.floor = 0.0  # the highest progress used so far: the schedule never runs back
+
+        def factor(epoch: int) -> float:
+            return self.factor(epoch)
+
+        super().__init__(optimizer, factor)
+
+    def factor(self, calls: int) -> float:
+        p = next_step_progress(self.budget, calls) if self.projected else self.budget.progress()
+        self.floor = max(self.floor, p)
+        return self.shape(self.floor)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        for key in ("budget", "shape"):
+            state.pop(key, None)
+        return state
+
+
+def budget_lr(optimizer: torch.optim.Optimizer, budget: Budget, schedule: str = "cosine",
+              projected: bool = True, **params: float) -> BudgetLR:
+    """A torch LR scheduler whose factor (of each group's initial LR) is `schedule` at the
+    progress of `budget`, so the LR ends its schedule when the budget is spent, whatever the
+    unit: steps, examples, tokens, FLOPs or wall-clock seconds.
+
+    Call `scheduler.step()` after each optimizer step, once the step is counted in the
+    budget (`budget.work.steps += 1`; hasten's callbacks for the HF Trainer and Lightning do
+    it). The factor set then is for the step to come, at the progress that step will have
+    reached when it ends (as hasten's trainer does): for a steps budget, (steps + 1) /
+    total; for other units, the amount used plus the mean cost of one step so far. That
+    mean comes from the budget's own counters, so a resumed run projects correctly.
+    `projected=False` uses the progress now instead. The factor never decreases its
+    progress, so a fast step after a slow one does not move the schedule back.
+
+        sched = budget_lr(opt, Budget("20m"), "cosine", warmup=0.05)
+    """
+    return BudgetLR(optimizer, budget, make_schedule(schedule, **params), projected)

@@ -1,16 +1,6 @@
 """Competence-based curriculum sampling (Platanios et al., "Competence-based Curriculum
 Learning for Neural Machine Translation", NAACL 2019).
 
-Evidence (docs/benchmarks.md "Competence-based curriculum for MT", 2026-11-29, 2-core EPYC):
-on Multi30k en-de at 30 CPU-minutes per run, the rarity curriculum with c_linear reaches the
-warm-up baseline's best validation BLEU in 0.47 of its time (0.71 of its tokens) and ends
-3.0 test BLEU above it (32.10 vs 29.08); `hasten bench mt --pair en-de`, one seed. Given
-both cores, the baseline trains 1.6x the steps and the gain shrinks: rarity with c_sqrt needs
-0.76 of the baseline's time to its best and ends at 34.62 vs 34.19 test BLEU. At 60 minutes
-per run (one core each, 1,521 baseline steps) it needs 0.83 of the time and 1.04 of the
-tokens, and ends at 35.23 vs 35.88 (seed 1: never reaches it, 35.58 vs 35.63): the longer
-the baseline trains, the less it saves.
-
 Each example has a difficulty d (sentence length, rarity, a model's loss, any array). It is
 mapped through the empirical CDF of the training set, d_bar in (0, 1], so any score is on
 the same scale as the model's *competence*
@@ -48,6 +38,12 @@ micro-batches (accumulation) and DDP ranks are still weighted equally rather tha
 an "examples" budget projects a step's cost as micro_batch x accumulation x world size; and
 FLOPs per example are measured once on the first `micro_batch` examples. Prefer a "tokens"
 or wall-clock budget (with `tokens_fn`) for token-budget runs.
+
+Outside hasten's trainer, `hasten.data.CompetenceBatchSampler` turns it into a
+`torch.utils.data.DataLoader` batch sampler that reads a `Budget`'s progress each batch
+(docs/your-loop.md).
+
+Results: docs/benchmarks.md, "Competence-based curriculum for MT: Multi30k en-de".
 """
 
 from __future__ import annotations

@@ -15,29 +15,28 @@ trained model's losses choose the examples; its training time counts as overhead
 Composer's version differs: percentiles within the batch only, a shrunken backward batch,
 exponent tied to the keep fraction. It reports 6-8% savings; the paper up to 3.5x.
 
-Use it in a plain loop with `select_biggest_losers` + `BackpropQueue`, or in the trainer as
-the `SelectiveBackprop` hook.
+Any batch shape: with the run's `collate_fn` (e.g. padding tokenized text), the queue keeps
+the selected examples' dataset indices and re-collates them when a backward batch is full,
+so rows padded to different lengths never need joining; without one, it keeps tensor rows.
+A backward batch is fetched from the dataset again, so a hook placed before this one that
+changes batch contents (augmentation) does not reach it; put such hooks after it.
 
-Evidence (hasten bench selective --seeds 3, 2-core CPU, 2026-11-28, docs/benchmarks.md):
-on Fashion-MNIST ConvNet-3 at 150 s, time to 90.54% relative to the baseline is 1.00 (1/3
-seeds reach it) for SB, 0.87 for Stale-SB (0.60x examples backpropagated), 1.12 (1/3) for
-top-k and 0.89 for the proxy scorer, which also ends higher (92.03% vs 91.04%). At 480 s,
-the proxy at 45% of the budget ends at 91.91% against 91.02% for plain training at 45%.
-With the proxy keeping the top 64 of each 128 drawn, at 40% of the budget (chosen on a
-held-out split), it reaches the 91.79% target at 0.40x the baseline's time with 0.48x the
-examples backpropagated and ends at 92.68% vs 92.29%; plain batch-64 training at 40%
-reaches it at 0.45x time, 0.67x examples (`hasten bench selective --tasks fashion-mnist
---budget 480s --methods baseline,proxy-b64@0.4,baseline-b64@0.4 --seeds 3`).
+Use it in a plain loop with `select_biggest_losers` + `BackpropQueue`, in the trainer as the
+`SelectiveBackprop` hook, or in the HF Trainer with
+`hasten.integrations.hf.SelectiveBackpropTrainer`.
+
+Results: docs/benchmarks.md, "Selective backprop".
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from hasten.data.sampling import batch_size
+from hasten.data.sampling import batch_size, gather, to_device
 from hasten.trainer import Hook, TrainState, autocast_for, measure_flops, probe_batch
 
 
@@ -113,42 +112,80 @@ def _concat(parts: list[Any]) -> Any:
 
 
 class BackpropQueue:
-    """Selected examples wait here until `size` of them make one full backward batch."""
+    """Selected examples wait here until `size` of them make one full backward batch.
+
+    It holds them one of two ways:
+    - rows: `push(batch, indices)` keeps the rows of a tensor batch (joined with torch.cat,
+      so every tensor needs one shape past the first dimension, as equal-size images do);
+    - indices: `push(indices=...)` keeps only the examples' dataset indices; the caller
+      fetches and collates what `take()` returns, so batches of padded text, whose lengths
+      differ from batch to batch, are re-padded to their own longest row.
+    `take()` returns (rows or None, dataset indices) of exactly `size` examples, oldest
+    first; `pop()` returns only the rows. One queue holds one kind.
+    """
 
     def __init__(self, size: int):
         if size < 1:
             raise ValueError(f"backward batch size must be >= 1, got {size}")
         self.size = size
         self.pending: Any = None
+        self.indices: list[int] = []  # dataset index of each queued example (-1: unknown)
         self.count = 0
 
-    def push(self, batch: Any) -> None:
-        n = batch_size(batch)
+    def push(self, batch: Any = None, indices: Sequence[int] | None = None) -> None:
+        """Queue the rows of `batch` (with their dataset `indices`, if known), or, with no
+        batch, the examples at `indices`."""
+        if batch is None:
+            if indices is None:
+                raise ValueError("push needs a batch, indices, or both")
+            if self.pending is not None:
+                raise ValueError("this queue holds batch rows; push rows, not indices alone")
+            n = len(indices)
+        else:
+            n = batch_size(batch)
+            if self.count and self.pending is None:
+                raise ValueError("this queue holds indices; push indices alone, not rows")
+            if indices is not None and len(indices) != n:
+                raise ValueError(f"{len(indices)} indices for a batch of {n} rows")
         if n == 0:
             return
-        self.pending = batch if self.pending is None else _concat([self.pending, batch])
+        if batch is not None:
+            self.pending = batch if self.pending is None else _concat([self.pending, batch])
+        self.indices += [int(i) for i in indices] if indices is not None else [-1] * n
         self.count += n
 
     def ready(self) -> bool:
         return self.count >= self.size
 
-    def pop(self) -> Any:
-        """Exactly `size` examples, oldest first; the rest stay queued."""
+    def take(self) -> tuple[Any, list[int]]:
+        """(rows or None, dataset indices) of exactly `size` examples, oldest first; the
+        rest stay queued."""
         if not self.ready():
             raise RuntimeError(f"queue holds {self.count} of {self.size} examples")
-        out = _index(self.pending, torch.arange(self.size))
-        rest = torch.arange(self.size, self.count)
-        self.pending = _index(self.pending, rest) if len(rest) else None
+        rows = None
+        if self.pending is not None:
+            rows = _index(self.pending, torch.arange(self.size))
+            rest = torch.arange(self.size, self.count)
+            self.pending = _index(self.pending, rest) if len(rest) else None
+        out, self.indices = self.indices[:self.size], self.indices[self.size:]
         self.count -= self.size
-        return out
+        return rows, out
+
+    def pop(self) -> Any:
+        """Exactly `size` rows, oldest first; the rest stay queued."""
+        if self.pending is None and self.count:
+            raise RuntimeError("this queue holds indices, not rows: use take()")
+        return self.take()[0]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"size": self.size, "count": self.count, "pending": self.pending}
+        return {"size": self.size, "count": self.count, "pending": self.pending,
+                "indices": list(self.indices)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.size, self.count = int(state["size"]), int(state["count"])
         pending = state["pending"]
         self.pending = tuple(pending) if isinstance(pending, list) else pending
+        self.indices = [int(i) for i in state.get("indices", [-1] * self.count)]
 
 
 class SelectiveBackprop(Hook):
@@ -198,7 +235,7 @@ class SelectiveBackprop(Hook):
         if self.scorer is not None:
             self.scorer.to(state.dist.device)
             if self.scorer_flops is None:  # its forward FLOPs, for honest work counters
-                probe = probe_batch(state.train_data, 8, state.dist.device)
+                probe = probe_batch(state.train_data, 8, state.dist.device, state.collate_fn)
                 self.scorer_flops = measure_flops(self.scorer, state.loss_fn, probe)[0]
 
     def _grow(self, top: int) -> None:
@@ -252,8 +289,19 @@ class SelectiveBackprop(Hook):
             mask = select_biggest_losers(losses, self.history, self.beta, self.p_min,
                                          self.generator)
         assert self.queue is not None
-        self.queue.push(_index(batch, torch.nonzero(mask).flatten()))
-        return self.queue.pop() if self.queue.ready() else None
+        keep = torch.nonzero(mask).flatten()
+        kept = [state.batch_indices[i] for i in keep.tolist()]
+        if state.collate_fn is None:  # tensors: keep the rows themselves
+            self.queue.push(_index(batch, keep), kept)
+        else:  # any batch shape: keep indices, re-collate what is taken
+            self.queue.push(indices=kept)
+        if not self.queue.ready():
+            return None
+        rows, state.batch_indices = self.queue.take()
+        if rows is None:
+            rows = to_device(gather(state.train_data, state.batch_indices, state.collate_fn),
+                             state.dist.device, state.config.channels_last)
+        return rows
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history.state_dict(),

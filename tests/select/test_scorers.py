@@ -210,3 +210,93 @@ def test_bad_spec_is_a_config_error():
         S.score("el2n", KNOWN, fixed_spec(runs=0))
     with pytest.raises(ConfigError, match="precision must be fp32 or bf16"):
         S.score("loss", KNOWN, fixed_spec(precision="fp16"))
+
+
+# -- any task: the model is seen only through loss_fn / logits_fn of (model, batch) ----------
+
+
+def _text_data(n=24, vocab=30):
+    from datasets import Dataset
+
+    g = torch.Generator().manual_seed(1)
+    rows, labels = [], []
+    for _ in range(n):
+        ids = torch.randint(5, vocab, (int(torch.randint(2, 12, (1,), generator=g)),),
+                            generator=g).tolist()
+        rows.append([2, *ids, 3])
+        labels.append(int(sum(ids) % 2))
+    return Dataset.from_dict({"input_ids": rows, "label": labels})
+
+
+def tiny_bert():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    return BertForSequenceClassification(BertConfig(
+        vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=16, num_labels=2))
+
+
+def text_logits(model, batch):
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    return out.logits, batch["labels"]
+
+
+def text_loss(model, batch):
+    logits, labels = text_logits(model, batch)
+    return F.cross_entropy(logits, labels, reduction="none")
+
+
+def _text_spec(**kw):
+    from hasten.data import pad_collate
+
+    return ScoringSpec(make_model=tiny_bert, device="cpu", batch_size=8, loss_fn=text_loss,
+                       logits_fn=text_logits, collate_fn=pad_collate(), **kw)
+
+
+def test_padded_text_scores_equal_each_example_scored_alone():
+    data, spec = _text_data(), _text_spec(epochs=0)
+    torch.manual_seed(spec.seed)
+    model = tiny_bert().eval()
+    alone = [spec.collate_fn([data[i]]) for i in range(len(data))]
+    with torch.no_grad():
+        losses = [float(text_loss(model, b)[0]) for b in alone]
+        logits = torch.cat([text_logits(model, b)[0] for b in alone])
+    labels = torch.tensor(data["label"])
+    loss = S.score("loss", data, spec)
+    np.testing.assert_allclose(loss.values, losses, rtol=1e-5, atol=1e-6)
+    el2n = S.score("el2n", data, spec)
+    np.testing.assert_allclose(el2n.values, S.el2n_values(logits, labels).numpy(), rtol=1e-5,
+                               atol=1e-6)
+    assert loss.meta["loss_fn"] == "text_loss" and el2n.meta["logits_fn"] == "text_logits"
+    grand = S.score("grand", data, spec)
+    assert len(grand) == len(data) and np.all(grand.values > 0)
+
+
+def test_proxy_trains_on_padded_text_with_the_tasks_loss():
+    data = _text_data()
+    s = S.score("aum", data, _text_spec(epochs=1, lr=1e-3))
+    assert len(s) == len(data) and s.work["examples_backpropagated"] == len(data)
+    entropy = S.score("entropy", data, _text_spec(epochs=1, lr=1e-3))
+    assert entropy.work["examples_forwarded"] == 2 * len(data)
+
+
+def test_grand_through_a_loss_fn_equals_the_vmap_path():
+    data = toy_data(9)
+    torch.manual_seed(2)
+    model = mlp()
+    vmapped = S.grand_values(model, data, batch_size=4)
+    looped = S.grand_values(model, data, loss_fn=ce_loss)
+    np.testing.assert_allclose(looped.numpy(), vmapped.numpy(), rtol=1e-5)
+
+
+def ce_loss(model, batch):
+    x, y = batch
+    return F.cross_entropy(model(x), y, reduction="none")
+
+
+def test_a_batch_that_is_not_xy_needs_the_functions():
+    data, spec = _text_data(4), _text_spec(epochs=0)
+    spec.logits_fn = None
+    with pytest.raises(ConfigError, match="a dict batch is not .x, y.: give the ScoringSpec a "
+                                          "loss_fn and a logits_fn"):
+        S.score("el2n", data, spec)

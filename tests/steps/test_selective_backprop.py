@@ -12,6 +12,7 @@ from torch.utils.data import TensorDataset
 
 from hasten import distributed
 from hasten.budget import Budget
+from hasten.data.padding import pad_collate
 from hasten.steps.selective_backprop import (
     BackpropQueue,
     LossHistory,
@@ -20,7 +21,7 @@ from hasten.steps.selective_backprop import (
     selection_probability,
     top_k_mask,
 )
-from hasten.trainer import TrainConfig, TrainState, train
+from hasten.trainer import Hook, TrainConfig, TrainState, train
 
 
 def test_percentiles_and_probabilities_by_hand():
@@ -176,3 +177,130 @@ def test_two_ranks_select_locally_and_finish(tmp_path):
     assert result["steps"] == 25
     assert result["work"]["examples_backpropagated"] == 25 * 64 * 2  # full batches, 2 ranks
     assert load_file(str(out / "model.safetensors"))
+
+
+# -- any batch shape: tokenized text of varying length, padded per batch ---------------------
+
+
+def _text_data(n=96, vocab=40, seed=0):
+    """A tokenized HF Dataset: rows of 3-20 tokens; the label is whether token 7 occurs."""
+    from datasets import Dataset
+
+    g = torch.Generator().manual_seed(seed)
+    rows, labels = [], []
+    for _ in range(n):
+        length = int(torch.randint(3, 21, (1,), generator=g))
+        ids = torch.randint(5, vocab, (length,), generator=g).tolist()
+        rows.append([2, *ids, 3])
+        labels.append(int(7 in ids))
+    return Dataset.from_dict({"input_ids": rows, "label": labels})
+
+
+def _tiny_bert(vocab=40):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=32, num_labels=2)
+    return BertForSequenceClassification(config)
+
+
+def text_loss(model, batch):
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return F.cross_entropy(logits, batch["labels"], reduction="none")
+
+
+class RowsMatchIndices(Hook):
+    """Checks, for every batch trained on, that its rows are the examples of
+    `state.batch_indices`, collated afresh."""
+
+    def __init__(self, data, collate):
+        self.data, self.collate, self.batches, self.widths = data, collate, 0, set()
+
+    def on_loss(self, state, batch, losses):
+        expected = self.collate([self.data[i] for i in state.batch_indices])
+        for key in ("input_ids", "attention_mask", "labels"):
+            assert torch.equal(batch[key], expected[key]), key
+        self.batches += 1
+        self.widths.add(batch["input_ids"].shape[1])
+        return losses
+
+
+@pytest.mark.parametrize("selector", ["sb", "topk"])
+def test_padded_text_trains_plainly_and_with_selective_backprop(selector):
+    data, collate = _text_data(), pad_collate(pad_id=0)
+    cfg = dict(budget="12steps", micro_batch=16, quiet=True, tensorboard=False)
+    plain_check = RowsMatchIndices(data, collate)
+    plain = train(_tiny_bert(), data, text_loss, TrainConfig(**cfg), hooks=[plain_check],
+                  collate_fn=collate)
+    assert plain.steps == 12 and plain_check.batches == 12
+    assert plain.work["examples_backpropagated"] == 12 * 16
+
+    sb = SelectiveBackprop(selector, keep=0.5, backward_batch=8)
+    check = RowsMatchIndices(data, collate)  # after SB: sees the batches SB hands back
+    res = train(_tiny_bert(), data, text_loss, TrainConfig(**cfg), hooks=[sb, check],
+                collate_fn=collate)
+    assert res.steps == 12 and check.batches == 12
+    assert res.work["examples_backpropagated"] == 12 * 8
+    assert res.work["examples_forwarded"] == 12 * 8 + sb.scoring_forwards
+    assert len(check.widths) > 1  # batches of different padded widths were joined
+    assert sb.queue.pending is None and len(sb.queue.indices) == sb.queue.count < 8
+
+
+def test_queue_of_indices_takes_full_batches_in_order():
+    q = BackpropQueue(4)
+    q.push(indices=[5, 1, 9])
+    assert not q.ready()
+    q.push(indices=[2, 8])
+    assert q.take() == (None, [5, 1, 9, 2])
+    assert q.indices == [8] and q.count == 1
+    with pytest.raises(ValueError, match="this queue holds indices"):
+        q.push((torch.zeros(2, 3),))
+    with pytest.raises(RuntimeError, match="holds 1 of 4"):
+        q.take()
+
+
+def test_queue_of_rows_tracks_their_indices():
+    q = BackpropQueue(3)
+    x = torch.arange(8.0)
+    q.push((x[:2],), [10, 11])
+    q.push((x[2:5],), [12, 13, 14])
+    rows, idx = q.take()
+    assert rows[0].tolist() == [0.0, 1.0, 2.0] and idx == [10, 11, 12]
+    assert q.indices == [13, 14]
+    with pytest.raises(ValueError, match="3 indices for a batch of 2 rows"):
+        q.push((x[:2],), [1, 2, 3])
+
+
+class BagOfTokens(nn.Module):
+    """Mean of the unpadded tokens' embeddings, then a linear layer (fast, deterministic)."""
+
+    def __init__(self, vocab=40):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed, self.out = nn.Embedding(vocab, 16), nn.Linear(16, 2)
+
+    def forward(self, input_ids, attention_mask):
+        mask = attention_mask.unsqueeze(-1).float()
+        return self.out((self.embed(input_ids) * mask).sum(1) / mask.sum(1))
+
+
+def bag_loss(model, batch):
+    logits = model(batch["input_ids"], batch["attention_mask"])
+    return F.cross_entropy(logits, batch["labels"], reduction="none")
+
+
+def test_resume_with_queued_indices_is_exact(tmp_path):
+    data, collate = _text_data(), pad_collate(pad_id=0)
+    cfg = dict(budget="24steps", micro_batch=16, quiet=True, tensorboard=False,
+               checkpoint_every=12, out_dir=str(tmp_path))
+    whole = BagOfTokens()
+    hook = SelectiveBackprop("sb", backward_batch=8)
+    train(whole, data, bag_loss, TrainConfig(**cfg), hooks=[hook], collate_fn=collate)
+    (tmp_path / "checkpoints" / "latest").write_text("step-000000012\n")
+    resumed = BagOfTokens()
+    train(resumed, data, bag_loss, TrainConfig(resume=True, **cfg),
+          hooks=[SelectiveBackprop("sb", backward_batch=8)], collate_fn=collate)
+    for a, b in zip(whole.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)
