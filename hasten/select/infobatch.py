@@ -188,6 +188,8 @@ class InfoBatch:
         self.order = torch.arange(0)  # the current epoch's kept ids; built on first draw
         self.epoch, self.offset = -1, 0
         self.annealed = False
+        self.last_ids: list[int] | None = None  # this rank's last draw, its tensor, weights
+        self.last_tensor, self.last_weights = torch.arange(0), torch.ones(0)
         self.pruned = 0  # examples skipped over all epochs so far
         self.trained = 0  # examples drawn over all epochs so far (this and every rank)
 
@@ -242,7 +244,7 @@ class InfoBatch:
             self.offset += len(chunk)
             need -= len(chunk)
         self.trained += count
-        return torch.cat(parts)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     # -- the sampler protocol -------------------------------------------------------------
 
@@ -252,7 +254,11 @@ class InfoBatch:
             raise ValueError(f"batch size must be >= 1, got {n}")
         self._check_anneal(progress)
         batch = self._take(n * self.world_size)
-        return batch[self.rank * n:(self.rank + 1) * n].tolist()
+        mine = batch[self.rank * n:(self.rank + 1) * n]
+        # kept so the hook can skip converting and looking up the list it is handed back
+        self.last_ids, self.last_tensor = mine.tolist(), mine
+        self.last_weights = self.weight_of[mine]
+        return self.last_ids
 
     def next_epoch(self, progress: float = 0.0) -> list[int]:
         """A whole new epoch (any rest of the current one dropped), as this rank's share:
@@ -360,21 +366,31 @@ class InfoBatchHook(Hook):
         self._losses: list[torch.Tensor] = []
 
     def on_loss(self, state: TrainState, batch: Any, losses: torch.Tensor) -> torch.Tensor:
-        ids = torch.as_tensor(state.batch_indices, dtype=torch.long)
+        p = self.pruner
+        if state.batch_indices is p.last_ids:  # the rows the sampler just drew
+            ids, w = p.last_tensor, p.last_weights
+        else:  # rows another hook chose (e.g. a selective-backprop queue)
+            ids = torch.as_tensor(state.batch_indices, dtype=torch.long)
+            w = p.weights(ids)
         if len(ids) != len(losses):
             raise ConfigError(f"infobatch: the batch has {len(losses)} rows but "
                               f"state.batch_indices names {len(ids)}; a hook that changes "
                               "a batch's rows must set state.batch_indices")
         self._ids.append(ids)
-        self._losses.append(losses.detach().to("cpu", torch.float64))
-        w = self.pruner.weights(ids).to(losses.device, losses.dtype)
-        return losses * w
+        self._losses.append(losses.detach())
+        return losses * w.to(losses.device, losses.dtype)
 
     def on_step_end(self, state: TrainState) -> None:
-        ids = torch.cat(self._ids) if self._ids else torch.zeros(0, dtype=torch.long)
-        losses = torch.cat(self._losses) if self._losses else torch.zeros(0, dtype=torch.float64)
+        if not self._ids:
+            ids, losses = torch.zeros(0, dtype=torch.long), torch.zeros(0)
+        elif len(self._ids) == 1:
+            ids, losses = self._ids[0], self._losses[0]
+        else:
+            ids, losses = torch.cat(self._ids), torch.cat(self._losses)
         self._ids, self._losses = [], []
-        self.pruner.record(*gather_records(ids, losses, state.dist))
+        if state.dist.enabled:
+            ids, losses = gather_records(ids, losses, state.dist)
+        self.pruner.record(ids, losses)
 
     def on_eval(self, state: TrainState, metrics: dict[str, float]) -> None:
         if self.notes is not None:

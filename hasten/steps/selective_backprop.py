@@ -183,6 +183,7 @@ class SelectiveBackprop(Hook):
         self.scorer_flops: float | None = None
         self.history = LossHistory(history)
         self.queue: BackpropQueue | None = None
+        self.queue_ids: list[int] = []  # dataset ids of the queued rows, in queue order
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         # Stale-SB: per example, its last scored loss, draws so far, draws when scored
@@ -252,15 +253,22 @@ class SelectiveBackprop(Hook):
             mask = select_biggest_losers(losses, self.history, self.beta, self.p_min,
                                          self.generator)
         assert self.queue is not None
-        self.queue.push(_index(batch, torch.nonzero(mask).flatten()))
-        return self.queue.pop() if self.queue.ready() else None
+        kept = torch.nonzero(mask).flatten()
+        self.queue.push(_index(batch, kept))
+        self.queue_ids += [state.batch_indices[i] for i in kept.tolist()]
+        if not self.queue.ready():
+            return None
+        # the rows handed on are queued ones: name their dataset ids (the hook contract)
+        state.batch_indices = self.queue_ids[:self.queue.size]
+        self.queue_ids = self.queue_ids[self.queue.size:]
+        return self.queue.pop()
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history.state_dict(),
                 "queue": self.queue.state_dict() if self.queue else None,
                 "generator": self.generator.get_state(), "cached": self.cached,
                 "draws": self.draws, "scored_at": self.scored_at,
-                "scoring_forwards": self.scoring_forwards}
+                "scoring_forwards": self.scoring_forwards, "queue_ids": list(self.queue_ids)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history.load_state_dict(state["history"])
@@ -270,3 +278,4 @@ class SelectiveBackprop(Hook):
         self.generator.set_state(state["generator"])
         self.cached, self.draws = state["cached"], state["draws"]
         self.scored_at, self.scoring_forwards = state["scored_at"], state["scoring_forwards"]
+        self.queue_ids = [int(i) for i in state.get("queue_ids", [])]
