@@ -6,8 +6,8 @@ ran on: another process on the same cores slows whichever runs happen to overlap
 table of relative times then reports the load, not the method. Each run is measured with:
 
 - a calibration probe before it: a fixed small matmul and convolution workload, timed
-  (about 0.2 s on a quiet core; the median of its chunks, scaled to the whole, and cut
-  short after 0.5 s), run with the run's own thread settings. A probe that moved by more
+  (about 0.2 s on a quiet core; its chunks' mean scaled to the whole, cut short after
+  0.5 s), run with the run's own thread settings. A probe that moved by more
   than `tolerance` (25%) from the suite's first probe means the machine's speed changed
   between runs;
 - the load average (`os.getloadavg`) before and after. It is machine-wide, so it is compared
@@ -50,7 +50,7 @@ import torch.nn.functional as F
 PROBE_TOLERANCE = 0.25  # probe time moved by more than this fraction: the machine changed
 WAIT_TOLERANCE = 0.10  # threads waited for a CPU more than this fraction of their time
 MARKER = "†"
-_PROBE_CHUNKS, _PROBE_ITERS = 100, 10  # the full probe: 100 chunks of 10 iterations
+_PROBE_ROUNDS = 1000  # the probe's nominal workload
 
 
 def cores_available() -> list[int]:
@@ -81,27 +81,28 @@ def choose_threads(cores: int | None = None) -> dict[str, Any]:
 
 
 def probe_seconds(quick: bool = False) -> float:
-    """Seconds a fixed small workload (128x128 matmuls and a small convolution, about 0.2 s
-    on a quiet core) takes: the median of up to 100 timed chunks, times 100. It stops early
-    after half a second (0.05 s with `quick`, which also times at most 20 chunks), so a busy
-    machine does not stretch it much; the median keeps the estimate fair."""
+    """Wall seconds a fixed small workload (1,000 rounds of a 128x128 matmul and a small
+    convolution, about 0.2 s on a quiet core) takes: chunks of 10 rounds are timed and
+    their mean is scaled to 1,000 rounds, so time the process spends preempted counts, as
+    it does in a run. It stops after half a second, so a busy machine does not stretch it
+    much. `quick` times at most 10 chunks of 2 rounds for 0.02 s (for smoke tests)."""
     g = torch.Generator().manual_seed(0)
     a = torch.randn(128, 128, generator=g)
     x, w = torch.randn(4, 8, 28, 28, generator=g), torch.randn(16, 8, 3, 3, generator=g)
-    chunks, cap = (20, 0.05) if quick else (_PROBE_CHUNKS, 0.5)
+    rounds, chunks, cap = (2, 10, 0.02) if quick else (10, 100, 0.5)
     with torch.no_grad():
-        for _ in range(5):  # warm-up: allocations, thread pool start
+        for _ in range(1 if quick else 3):  # warm-up: allocations, thread pool start
             a @ a
             F.conv2d(x, w, padding=1)
         times: list[float] = []
         begin = time.perf_counter()
         while len(times) < chunks and (not times or time.perf_counter() - begin < cap):
             start = time.perf_counter()
-            for _ in range(_PROBE_ITERS):
+            for _ in range(rounds):
                 a @ a
                 F.conv2d(x, w, padding=1)
             times.append(time.perf_counter() - start)
-    return statistics.median(times) * _PROBE_CHUNKS
+    return statistics.fmean(times) * _PROBE_ROUNDS / rounds
 
 
 def load_average() -> list[float] | None:
