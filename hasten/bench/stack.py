@@ -5,7 +5,9 @@ Levers (each a function of a recipe and its chosen setting), applied in this ord
               after 5% warmup, cosine after 5% warmup (chosen on the validation task)
   bf16        bf16 autocast for forward, backward and evaluation
   batch       a smaller micro-batch (half or a quarter of the task's; chosen), same LR
-  compile     torch.compile (kept only if it pays, like every lever)
+  compile     torch.compile; the trainer books compilation apart from training, so this
+              lever charges it to the run as overhead (kept only if it pays, like every
+              lever; on a CPU it gains little)
   curriculum  competence curriculum (Platanios et al. 2019, c_sqrt) over the task's
               difficulty, where it has one (SST-2: sentence length); T at 20% or 50% of
               the budget (chosen); with infobatch on, InfoBatch takes over from T
@@ -27,7 +29,8 @@ tuned baseline gets as many trials as those choices took: plain recipes (micro-b
 precision) drawn from a grid, the task's own first; the best final validation metric at the
 full budget wins. Choices are deterministic (metrics, not times), made once per process
 and recorded in every run's notes; `choices` passes them in (e.g. to split seeds across
-processes without re-tuning).
+processes without re-tuning: `write_choices(results, "choices.json")`, then
+`--config choices.json`).
 
 `hasten.bench.stack_report` applies the pay rule (a lever stays if removing it costs >= 5%
 time to target on every seed) and writes the ablation table and plot.
@@ -42,6 +45,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,10 +53,13 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 import hasten.bench.sst2 as sst2
+from hasten.atomic import atomic_write
 from hasten.bench.dynprune import add_pruning
 from hasten.bench.harness import (
+    TASKS,
     Recipe,
     Suite,
+    lookup,
     register_method,
     register_suite,
     register_task,
@@ -66,7 +73,7 @@ from hasten.errors import ConfigError
 from hasten.models.vision import build_model
 from hasten.select.curriculum import CompetenceSampler
 from hasten.steps.selective_backprop import SelectiveBackprop
-from hasten.trainer import TrainConfig, train
+from hasten.trainer import Hook, TrainConfig, TrainState, train
 
 LEVERS = ("schedule", "bf16", "batch", "compile", "curriculum", "infobatch", "proxy")
 
@@ -174,8 +181,22 @@ def _batch(recipe: Recipe, s: dict[str, Any]) -> None:
     recipe.config.micro_batch = max(1, round(recipe.config.micro_batch * s["scale"]))
 
 
+class _ChargeCompile(Hook):
+    """Charges the trainer's compile seconds (booked apart from training) to the run as
+    overhead, so the compile lever pays only if it repays its own compilation."""
+
+    def __init__(self, recipe: Recipe):
+        self.recipe, self.base = recipe, recipe.overhead_seconds
+
+    def on_step_end(self, state: TrainState) -> None:
+        compiled = state.budget.ledger.seconds.get("compile", 0.0)
+        self.recipe.overhead_seconds = self.base + compiled
+        self.recipe.notes["compile_seconds"] = compiled
+
+
 def _compile(recipe: Recipe, s: dict[str, Any]) -> None:
     recipe.config.compile = True
+    recipe.hooks.append(_ChargeCompile(recipe))
 
 
 def _curriculum(recipe: Recipe, s: dict[str, Any]) -> None:
@@ -369,8 +390,25 @@ def tuned_baseline(recipe: Recipe) -> Recipe:
     recipe.options = recipe.options or StackOptions()
     picks = choose(recipe, bool(recipe.notes.get("quick")), [], plain=True)
     _plain(recipe, picks["plain"])
-    recipe.notes["stack"] = {"plain": picks["plain"], "trials": picks["trials"]}
+    recipe.notes["stack"] = {"plain": picks["plain"], "trials": picks["trials"],
+                             "choices": {"levers": picks["levers"], "plain": picks["plain"]}}
     return recipe
+
+
+def choices_from(results: dict[str, Any]) -> dict[str, Any]:
+    """The settings a results dict's tuned-baseline runs were chosen with, as the
+    `choices` option (so later runs, e.g. other seeds on another core, skip the trials)."""
+    for run in results.get("runs", []):
+        if run.get("method") == "tuned-baseline":
+            return dict(run["notes"]["stack"]["choices"])
+    raise ConfigError("no tuned-baseline run in these results to take the choices from")
+
+
+def write_choices(results: dict[str, Any], path: str | Path) -> Path:
+    """`choices_from(results)` as a JSON config file (`--config FILE`), written atomically."""
+    body = json.dumps({"choices": choices_from(results)}, indent=1) + "\n"
+    atomic_write(Path(path), lambda fh: fh.write(body.encode("utf-8")))
+    return Path(path)
 
 
 def methods_for(levers: list[str] | tuple[str, ...] = LEVERS, fraction: float = 0.6,
@@ -381,6 +419,15 @@ def methods_for(levers: list[str] | tuple[str, ...] = LEVERS, fraction: float = 
     use = [x for x in levers if curriculum or x != "curriculum"]
     return (["tuned-baseline", "baseline", f"baseline@{fraction:g}", "stack"]
             + [f"only-{x}" for x in use] + [f"stack-minus-{x}" for x in use])
+
+
+def stack_methods(task: str, options: StackOptions | None = None) -> list[str]:
+    """`methods_for` the options' levers on `task` (for `hasten bench stack --task T`): the
+    curriculum's rows only where the task has a difficulty (its quick recipe is built to
+    tell)."""
+    options = options or StackOptions()
+    recipe = lookup("task", TASKS, task)(0, True)
+    return methods_for(options.levers, options.fraction, applies("curriculum", recipe))
 
 
 register_suite(Suite(

@@ -8,10 +8,17 @@ from torch.utils.data import TensorDataset
 
 from hasten import distributed
 from hasten.bench import stack
-from hasten.bench.harness import Recipe, register_task, run_suite
-from hasten.bench.stack import PhasedSampler, methods_for, plain_trials
+from hasten.bench.harness import Recipe, register_task, run_one, run_suite
+from hasten.bench.stack import (
+    PhasedSampler,
+    StackOptions,
+    methods_for,
+    plain_trials,
+    write_choices,
+)
 from hasten.bench.stack_report import lever_verdicts, stack_table, verdict, write_stack_report
 from hasten.budget import Budget
+from hasten.config import resolve
 from hasten.data.sampling import ShuffledSampler
 from hasten.select.infobatch import InfoBatch
 from hasten.steps.selective_backprop import SelectiveBackprop
@@ -62,6 +69,9 @@ def test_plain_trials_start_from_the_tasks_recipe_and_are_seeded():
     assert trials[0] == {"micro_batch": 256, "lr_scale": 1.0, "precision": "fp32"}
     assert len({tuple(t.values()) for t in trials}) == 4
     assert trials == plain_trials(4, seed=0) and plain_trials(1) == trials[:1]
+    assert stack.stack_methods("sst2-small")[-1] == "stack-minus-proxy"
+    assert "only-curriculum" in stack.stack_methods("sst2-small")
+    assert "only-curriculum" not in stack.stack_methods("fashion-stack")
     assert methods_for(["bf16", "curriculum"], 0.5) == [
         "tuned-baseline", "baseline", "baseline@0.5", "stack", "only-bf16", "stack-minus-bf16"]
 
@@ -160,3 +170,24 @@ def test_stack_suite_end_to_end_on_a_tiny_task(tmp_path, monkeypatch, one_thread
     paths = write_stack_report(results, tmp_path)
     assert paths["plot"].stat().st_size > 0
     assert "| stack-minus-infobatch |" in paths["table"].read_text()
+    # the choices, written once, let another process skip the validation trials
+    path = write_choices(results, tmp_path / "choices.json")
+    options = resolve(StackOptions, file=path, flags={"levers": levers})
+    assert options.choices == runs["tuned-baseline"]["notes"]["stack"]["choices"]
+    assert set(options.choices["levers"]) == {"schedule", "batch", "curriculum"}
+    monkeypatch.setattr(stack, "_chosen", {})
+    monkeypatch.setattr(stack, "_tune", lambda *a: pytest.fail("tuned again"))
+    again, _ = run_one("tiny-stack", "stack", 0, True, options=options)
+    assert again["notes"]["stack"]["choices"] == chosen
+
+
+def test_compile_lever_charges_the_compile_seconds():
+    recipe = Recipe(nn.Linear(2, 2), None, None, None, TrainConfig(), overhead_seconds=1.0)
+    stack.lever_table(StackOptions())["compile"][0](recipe, {})
+    assert recipe.config.compile
+    state = TrainState(model=None, raw_model=None, optimizer=None, budget=Budget("1steps"),
+                       config=recipe.config, dist=distributed.Dist(), loss_fn=None,
+                       train_data=None)
+    state.budget.ledger.seconds["compile"] = 2.5
+    recipe.hooks[-1].on_step_end(state)
+    assert recipe.overhead_seconds == 3.5 and recipe.notes["compile_seconds"] == 2.5
