@@ -168,7 +168,7 @@ def _task(validation: bool):
         epochs = 1 if quick else 2
         cfg = TrainConfig(budget=f"{epochs * len(data.train)}ex", lr=1e-3, schedule="cosine",
                           schedule_params={"warmup": 0.06}, micro_batch=64, weight_decay=0.01,
-                          betas=(0.9, 0.98), eps=1e-6, eval_every=0.1, clip=1.0)
+                          betas=(0.9, 0.98), eps=1e-6, eval_every=0.04, clip=1.0)
         return Recipe(model=model, train_data=data.train, loss_fn=per_example_loss,
                       evaluate=accuracy_on(data.test), config=cfg, tokens_fn=count_tokens,
                       notes={"dataset": data.name, "model": "sst2-encoder", "quick": quick,
