@@ -270,13 +270,16 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
               tasks: Sequence[str] | None = None, methods: Sequence[str] | None = None,
               command: str | None = None, progress: Callable[[str], None] | None = None,
               quiet: bool = True, first_seed: int = 0, baseline: str | None = None,
-              options: Any = None) -> dict[str, Any]:
+              options: Any = None, repeat_flagged: bool = False) -> dict[str, Any]:
     """Run a registered suite and return its results (targets and relative times filled).
     Seeds run from `first_seed`, so one suite can be split across machines or cores and its
     result files joined with `merge_results`. The baseline is `baseline`, else the first
     method; naming it lets a part without the baseline's runs (methods split across cores)
     merge with the part that has them. `options` is the suite's options: an instance of
-    `suite.options`, a mapping of its fields, or None for its defaults."""
+    `suite.options`, a mapping of its fields, or None for its defaults. Each run records
+    the machine's state around it (`hasten.bench.machine`); `repeat_flagged` runs a run
+    timed on a busy machine once more."""
+    from hasten.bench.machine import TimingMonitor
     from hasten.bench.report import fill_targets
     from hasten.config import resolve, to_dict
 
@@ -295,12 +298,13 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
         "options": to_dict(options) if options is not None else {},
         "runs": [],
     }
+    monitor = TimingMonitor(repeat=repeat_flagged, quick=quick)
     for i, (seed, task, method) in enumerate(order):
         if progress:
             progress(f"[{i + 1}/{len(order)}] {task} / {method} / seed {seed}")
         task_budget = budget or (None if quick else suite.budgets.get(task))
-        run, _ = run_one(task, method, seed, quick, task_budget, quiet=quiet, options=options,
-                         **suite.overrides)
+        run, _ = monitor.measure(run_one, task, method, seed, quick, task_budget, quiet=quiet,
+                                 options=options, **suite.overrides)
         run["baseline"] = baseline_method
         results["runs"].append(run)
         if progress:

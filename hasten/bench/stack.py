@@ -1,0 +1,439 @@
+"""The lever stack: compose what saves time under one budget, and keep only what pays.
+
+Levers (each a function of a recipe and its chosen setting), applied in this order:
+  schedule    the LR schedule's shape; candidates: one-cycle peaking at 10%, linear decay
+              after 5% warmup, cosine after 5% warmup (chosen on the validation task)
+  bf16        bf16 autocast for forward, backward and evaluation
+  batch       a smaller micro-batch (half or a quarter of the task's; chosen), same LR
+  compile     torch.compile; the trainer books compilation apart from training, so this
+              lever charges it to the run as overhead (kept only if it pays, like every
+              lever; on a CPU it gains little)
+  curriculum  competence curriculum (Platanios et al. 2019, c_sqrt) over the task's
+              difficulty, where it has one (SST-2: sentence length); T at 20% or 50% of
+              the budget (chosen); with infobatch on, InfoBatch takes over from T
+  infobatch   InfoBatch dynamic pruning, the paper's r = 0.5, delta = 0.875
+              (`hasten.select.infobatch`)
+  proxy       selective backprop with a small proxy: draw 2x the batch, backpropagate the
+              proxy's top half; the proxy trains first for max(1 epoch, 200 steps), charged
+              as overhead (the selective suite's `proxy`)
+
+Runs (method names): `tuned-baseline` (the suite's baseline: the target is its median less
+0.2 points), `baseline` (the task's plain fp32 recipe), `baseline@F`, `only-X` (lever X
+alone), `stack` (every lever), `stack-minus-X` (every lever but X). Every lever run trains
+`fraction` (default 0.6) of the baseline's examples; the baselines train all of them.
+
+Settings are chosen on the task's validation twin (`fashion-stack-val`, `sst2-small-val`),
+never on the reported split: for each lever with several candidates, its `only-X` run per
+candidate (seed `tune_seed`, the lever budget); the best final validation metric wins. The
+tuned baseline gets as many trials as those choices took: plain recipes (micro-batch, LR,
+precision) drawn from a grid, the task's own first; the best final validation metric at the
+full budget wins. Choices are deterministic (metrics, not times), made once per process
+and recorded in every run's notes; `choices` passes them in (e.g. to split seeds across
+processes without re-tuning: `write_choices(results, "choices.json")`, then
+`--config choices.json`).
+
+`hasten.bench.stack_report` applies the pay rule (a lever stays if removing it costs >= 5%
+time to target on every seed) and writes the ablation table and plot.
+
+Where its result is shown: docs/benchmarks.md, "A lever stack at one budget".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+from torch.utils.data import TensorDataset
+
+import hasten.bench.sst2 as sst2
+from hasten.atomic import atomic_write
+from hasten.bench.dynprune import add_pruning
+from hasten.bench.harness import (
+    TASKS,
+    Recipe,
+    Suite,
+    lookup,
+    register_method,
+    register_suite,
+    register_task,
+    run_one,
+    scale_budget,
+)
+from hasten.bench.selective import PROXIES, PROXY_STEPS
+from hasten.bench.vision import _data, _recipe
+from hasten.config import option
+from hasten.errors import ConfigError
+from hasten.models.vision import build_model
+from hasten.select.curriculum import CompetenceSampler
+from hasten.steps.selective_backprop import SelectiveBackprop
+from hasten.trainer import Hook, TrainConfig, TrainState, train
+
+LEVERS = ("schedule", "bf16", "batch", "compile", "curriculum", "infobatch", "proxy")
+
+
+@dataclass
+class StackOptions:
+    """Settings of `hasten bench stack`."""
+
+    levers: list[str] = option(list(LEVERS), "every lever; those a task lacks (curriculum "
+                               "without a difficulty) are skipped")
+    fraction: float = option(0.6, "lever runs train 60% of the baseline's examples: the goal "
+                             "is the tuned baseline's quality in <= 0.6x its time")
+    pays: float = option(0.05, "a lever stays if removing it costs >= 5% time to target on "
+                         "every seed")
+    tune_seed: int = option(0, "one seed for the validation trials (the plan's choice)")
+    prune_ratio: float = option(0.5, "InfoBatch's r, the paper's default")
+    anneal: float = option(0.875, "InfoBatch's delta, the paper's default")
+    choices: dict = option({}, "settings already chosen ({'levers': {lever: candidate "
+                           "index}, 'plain': {...}}); empty: chosen on the validation task",
+                           flag=False)
+
+
+# -----------------------------------------------------------------------------
+# tasks: a cheap Fashion-MNIST ConvNet in plain fp32, and its validation twin
+
+
+def _fashion(name: str, val: str):
+    def task(seed: int, quick: bool) -> Recipe:
+        data = _data(name)
+        test = data.test if not quick else TensorDataset(*(t[:1000] for t in data.test.tensors))
+        if quick:
+            data = dataclasses.replace(data, train=TensorDataset(
+                *(t[:2048] for t in data.train.tensors)))
+        epochs = 1 if quick else 8
+        cfg = TrainConfig(budget=f"{epochs * len(data.train)}ex", lr=2e-3, schedule="one-cycle",
+                          schedule_params={"peak_at": 0.2}, micro_batch=256, weight_decay=0.05,
+                          precision="fp32", eval_every=0.02)
+        recipe = _recipe(data, test, "convnet3", cfg, seed, width=32, depth=2)
+        recipe.notes.update(val_task=val, quick=quick, epochs=epochs)
+        return recipe
+    task.__doc__ = (f"{name}: ConvNet-3 (width 32, depth 2), 8 epochs, AdamW 2e-3, one-cycle, "
+                    "fp32, evaluated every 2% (quick: 2,048 images, 1 epoch)")
+    return task
+
+
+register_task("fashion-stack")(_fashion("fashion-mnist", "fashion-stack-val"))
+register_task("fashion-stack-val")(_fashion("fashion-mnist-val", "fashion-stack-val"))
+
+
+# -----------------------------------------------------------------------------
+# levers
+
+
+class PhasedSampler:
+    """`first` until budget progress `at`, then `second` (e.g. a curriculum, then InfoBatch)."""
+
+    def __init__(self, first: Any, second: Any, at: float):
+        self.first, self.second, self.at = first, second, at
+
+    def sample(self, n: int, progress: float = 0.0) -> list[int]:
+        return (self.first if progress < self.at else self.second).sample(n, progress)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"first": self.first.state_dict(), "second": self.second.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.first.load_state_dict(state["first"])
+        self.second.load_state_dict(state["second"])
+
+
+def _vision_proxy(recipe: Recipe) -> nn.Module:
+    name, kw = PROXIES[recipe.notes["model"]]
+    return build_model(name, _data(recipe.notes["dataset"]), **kw)
+
+
+# by the recipe's notes["model"]: a task's difficulty per example (the curriculum lever
+# applies only where one exists) and a small model to select with (the proxy lever)
+DIFFICULTIES: dict[str, Callable[[Recipe], np.ndarray]] = {"sst2-encoder": sst2.difficulty}
+PROXY_MODELS: dict[str, Callable[[Recipe], nn.Module]] = {
+    "sst2-encoder": sst2.proxy_model, **{m: _vision_proxy for m in PROXIES}}
+
+
+def _difficulty(recipe: Recipe) -> np.ndarray | None:
+    fn = DIFFICULTIES.get(recipe.notes.get("model", ""))
+    return fn(recipe) if fn is not None else None
+
+
+def _proxy_model(recipe: Recipe) -> nn.Module:
+    model = recipe.notes.get("model", "")
+    if model not in PROXY_MODELS:
+        raise ConfigError(f"the proxy lever has no small model for {model!r}; known: "
+                          f"{', '.join(sorted(PROXY_MODELS))}")
+    return PROXY_MODELS[model](recipe)
+
+
+def _schedule(recipe: Recipe, s: dict[str, Any]) -> None:
+    recipe.config.schedule, recipe.config.schedule_params = s["name"], dict(s["params"])
+
+
+def _bf16(recipe: Recipe, s: dict[str, Any]) -> None:
+    recipe.config.precision = "bf16"
+
+
+def _batch(recipe: Recipe, s: dict[str, Any]) -> None:
+    recipe.config.micro_batch = max(1, round(recipe.config.micro_batch * s["scale"]))
+
+
+class _ChargeCompile(Hook):
+    """Charges the trainer's compile seconds (booked apart from training) to the run as
+    overhead, so the compile lever pays only if it repays its own compilation."""
+
+    def __init__(self, recipe: Recipe):
+        self.recipe, self.base = recipe, recipe.overhead_seconds
+
+    def on_step_end(self, state: TrainState) -> None:
+        compiled = state.budget.ledger.seconds.get("compile", 0.0)
+        self.recipe.overhead_seconds = self.base + compiled
+        self.recipe.notes["compile_seconds"] = compiled
+
+
+def _compile(recipe: Recipe, s: dict[str, Any]) -> None:
+    recipe.config.compile = True
+    recipe.hooks.append(_ChargeCompile(recipe))
+
+
+def _curriculum(recipe: Recipe, s: dict[str, Any]) -> None:
+    recipe.sampler = CompetenceSampler(_difficulty(recipe), p=2.0, T_fraction=s["T_fraction"],
+                                       seed=recipe.config.seed)
+
+
+def _infobatch(recipe: Recipe, s: dict[str, Any]) -> None:
+    curriculum = recipe.sampler
+    recipe.sampler = None
+    add_pruning(recipe, "infobatch", s["ratio"], s["anneal"])
+    if curriculum is not None:  # the curriculum first, InfoBatch from its end on
+        recipe.sampler = PhasedSampler(curriculum, recipe.sampler, curriculum.T_fraction)
+
+
+def _proxy(recipe: Recipe, s: dict[str, Any]) -> None:
+    small = _proxy_model(recipe)
+    data, cfg = recipe.train_data, recipe.config
+    # one epoch, at least PROXY_STEPS steps (a barely trained proxy picks a biased half);
+    # quick runs: one epoch
+    quick = bool(recipe.notes.get("quick"))
+    examples = len(data) if quick else max(len(data), PROXY_STEPS * 256)
+    proxy_cfg = TrainConfig(budget=f"{examples}ex", lr=cfg.lr, micro_batch=256, quiet=True,
+                            seed=cfg.seed, precision=cfg.precision, tensorboard=False,
+                            eval_every=1.0)
+    start = time.perf_counter()
+    result = train(small, data, recipe.loss_fn, proxy_cfg)
+    recipe.overhead_seconds += time.perf_counter() - start
+    recipe.overhead_flops += result.work["flops"]
+    backward = cfg.micro_batch
+    cfg.micro_batch = 2 * backward
+    recipe.hooks.insert(0, SelectiveBackprop("topk", keep=0.5, prime=0.0, scorer=small,
+                                             backward_batch=backward))
+    recipe.notes["proxy"] = {"examples": examples, "train_seconds": result.train_seconds,
+                             "flops": result.work["flops"]}
+
+
+Lever = tuple[Callable[[Recipe, dict[str, Any]], None], list[dict[str, Any]]]
+
+
+def lever_table(options: StackOptions) -> dict[str, Lever]:
+    """Each lever's function and candidate settings (a list; one entry: nothing to choose)."""
+    return {
+        "schedule": (_schedule, [{"name": "one-cycle", "params": {"peak_at": 0.1}},
+                                 {"name": "linear", "params": {"warmup": 0.05}},
+                                 {"name": "cosine", "params": {"warmup": 0.05}}]),
+        "bf16": (_bf16, [{}]),
+        "batch": (_batch, [{"scale": 0.5}, {"scale": 0.25}]),
+        "compile": (_compile, [{}]),
+        "curriculum": (_curriculum, [{"T_fraction": 0.2}, {"T_fraction": 0.5}]),
+        "infobatch": (_infobatch, [{"ratio": options.prune_ratio, "anneal": options.anneal}]),
+        "proxy": (_proxy, [{}]),
+    }
+
+
+def applies(lever: str, recipe: Recipe) -> bool:
+    """Whether `lever` can act on this task (the curriculum needs a difficulty)."""
+    return lever != "curriculum" or recipe.notes.get("model", "") in DIFFICULTIES
+
+
+# -----------------------------------------------------------------------------
+# choosing settings on the validation twin
+
+PLAIN_GRID = {"micro_batch": (256, 128, 64, 512), "lr_scale": (1.0, 0.5, 2.0),
+              "precision": ("fp32", "bf16")}
+_chosen: dict[str, dict[str, Any]] = {}
+
+
+def plain_trials(k: int, seed: int = 0) -> list[dict[str, Any]]:
+    """k plain recipes from PLAIN_GRID: the task's own (its batch relative 256, lr x1, fp32)
+    first, then a seeded draw without replacement."""
+    grid = [{"micro_batch": b, "lr_scale": s, "precision": p} for b in PLAIN_GRID["micro_batch"]
+            for s in PLAIN_GRID["lr_scale"] for p in PLAIN_GRID["precision"]]
+    first, rest = grid[0], grid[1:]
+    order = np.random.default_rng(seed).permutation(len(rest))
+    return [first] + [rest[i] for i in order[:max(0, k - 1)]]
+
+
+def _plain(recipe: Recipe, plain: dict[str, Any]) -> None:
+    cfg = recipe.config
+    cfg.micro_batch = max(1, round(cfg.micro_batch * plain["micro_batch"] / 256))
+    cfg.lr *= plain["lr_scale"]
+    cfg.precision = plain["precision"]
+
+
+def choose(recipe: Recipe, quick: bool, levers: list[str], plain: bool = False
+           ) -> dict[str, Any]:
+    """Chosen settings for `levers` (and the tuned plain recipe if `plain`): from
+    `options.choices` where they cover what is asked, else from trials of every lever of
+    the options on the task's validation twin (once per process)."""
+    options: StackOptions = recipe.options or StackOptions()
+    table = lever_table(options)
+    given = options.choices or {}
+    wanted = [x for x in levers if len(table[x][1]) > 1 and applies(x, recipe)]
+    if all(x in given.get("levers", {}) for x in wanted) and (not plain or "plain" in given):
+        return {"levers": dict(given.get("levers", {})), "plain": given.get("plain"),
+                "trials": given.get("trials", [])}
+    val = recipe.notes.get("val_task")
+    if not val:
+        raise ConfigError(f"task of {recipe.notes.get('dataset')!r} has no validation twin to "
+                          "choose settings on; pass --set choices=...")
+    multi = [x for x in options.levers if len(table[x][1]) > 1 and applies(x, recipe)]
+    key = json.dumps([val, quick, dataclasses.asdict(options)], sort_keys=True, default=str)
+    if key not in _chosen:
+        _chosen[key] = _tune(val, quick, options, multi, table)
+    return _chosen[key]
+
+
+def _trial(val: str, method: str, quick: bool, options: StackOptions,
+           choices: dict[str, Any]) -> float:
+    opts = dataclasses.replace(options, choices=choices)
+    run, _ = run_one(val, method, options.tune_seed, quick, options=opts)
+    return float(run["final"])
+
+
+def _tune(val: str, quick: bool, options: StackOptions, multi: list[str],
+          table: dict[str, Lever]) -> dict[str, Any]:
+    trials: list[dict[str, Any]] = []
+    levers: dict[str, int] = {}
+    default_plain = plain_trials(1)[0]
+    for x in multi:
+        scores = []
+        for k in range(len(table[x][1])):
+            final = _trial(val, f"only-{x}", quick, options,
+                           {"levers": {x: k}, "plain": default_plain})
+            trials.append({"kind": "lever", "lever": x, "candidate": k, "final": final})
+            scores.append(final)
+        levers[x] = int(np.argmax(scores))  # the first of equal bests
+    best, best_final = default_plain, -np.inf
+    for plain in plain_trials(len(trials), options.tune_seed):
+        final = _trial(val, "tuned-baseline", quick, options, {"levers": {}, "plain": plain})
+        trials.append({"kind": "plain", **plain, "final": final})
+        if final > best_final:
+            best, best_final = plain, final
+    return {"levers": levers, "plain": best, "trials": trials}
+
+
+# -----------------------------------------------------------------------------
+# methods
+
+
+def apply_levers(recipe: Recipe, levers: list[str], quick: bool | None = None) -> Recipe:
+    """The plain fp32 recipe at `fraction` of the budget with `levers` on, each at its
+    chosen setting; what was applied goes to `recipe.notes["stack"]`."""
+    options: StackOptions = recipe.options or StackOptions()
+    recipe.options = options
+    quick = bool(recipe.notes.get("quick")) if quick is None else quick
+    table = lever_table(options)
+    unknown = sorted(set(levers) - set(table))
+    if unknown:
+        raise ConfigError(f"unknown lever(s) {', '.join(unknown)}; known: {', '.join(LEVERS)}")
+    picks = choose(recipe, quick, levers)
+    recipe.config.precision, recipe.config.compile = "fp32", False
+    recipe.config.budget = scale_budget(recipe.config.budget, options.fraction)
+    applied = {}
+    for x in LEVERS:  # the fixed order
+        if x not in levers or not applies(x, recipe):
+            continue
+        fn, candidates = table[x]
+        setting = candidates[picks["levers"].get(x, 0)]
+        fn(recipe, setting)
+        applied[x] = setting
+    recipe.notes["stack"] = {"levers": applied, "fraction": options.fraction,
+                             "skipped": [x for x in levers if x not in applied],
+                             "choices": {x: picks["levers"][x] for x in applied
+                                         if x in picks["levers"]}}
+    return recipe
+
+
+def _levers_in(recipe: Recipe) -> list[str]:
+    return list((recipe.options or StackOptions()).levers)
+
+
+@register_method("stack")
+def stack(recipe: Recipe) -> Recipe:
+    """Every lever of the options at once, at `fraction` of the budget."""
+    return apply_levers(recipe, _levers_in(recipe))
+
+
+for _lever in LEVERS:
+    register_method(f"only-{_lever}")(
+        lambda recipe, x=_lever: apply_levers(recipe, [x]))
+    register_method(f"stack-minus-{_lever}")(
+        lambda recipe, x=_lever: apply_levers(recipe, [y for y in _levers_in(recipe) if y != x]))
+
+
+@register_method("tuned-baseline")
+def tuned_baseline(recipe: Recipe) -> Recipe:
+    """The plain recipe (micro-batch, LR, precision) that scored best on the validation
+    twin, at the full budget."""
+    recipe.options = recipe.options or StackOptions()
+    picks = choose(recipe, bool(recipe.notes.get("quick")), [], plain=True)
+    _plain(recipe, picks["plain"])
+    recipe.notes["stack"] = {"plain": picks["plain"], "trials": picks["trials"],
+                             "choices": {"levers": picks["levers"], "plain": picks["plain"]}}
+    return recipe
+
+
+def choices_from(results: dict[str, Any]) -> dict[str, Any]:
+    """The settings a results dict's tuned-baseline runs were chosen with, as the
+    `choices` option (so later runs, e.g. other seeds on another core, skip the trials)."""
+    for run in results.get("runs", []):
+        if run.get("method") == "tuned-baseline":
+            return dict(run["notes"]["stack"]["choices"])
+    raise ConfigError("no tuned-baseline run in these results to take the choices from")
+
+
+def write_choices(results: dict[str, Any], path: str | Path) -> Path:
+    """`choices_from(results)` as a JSON config file (`--config FILE`), written atomically."""
+    body = json.dumps({"choices": choices_from(results)}, indent=1) + "\n"
+    atomic_write(Path(path), lambda fh: fh.write(body.encode("utf-8")))
+    return Path(path)
+
+
+def methods_for(levers: list[str] | tuple[str, ...] = LEVERS, fraction: float = 0.6,
+                curriculum: bool = False) -> list[str]:
+    """The suite's runs for these levers (`curriculum`: whether the task has a difficulty):
+    the tuned baseline first (the target), the plain baseline, the plain recipe at
+    `fraction`, each lever alone, the stack, and the stack less each lever."""
+    use = [x for x in levers if curriculum or x != "curriculum"]
+    return (["tuned-baseline", "baseline", f"baseline@{fraction:g}", "stack"]
+            + [f"only-{x}" for x in use] + [f"stack-minus-{x}" for x in use])
+
+
+def stack_methods(task: str, options: StackOptions | None = None) -> list[str]:
+    """`methods_for` the options' levers on `task` (for `hasten bench stack --task T`): the
+    curriculum's rows only where the task has a difficulty (its quick recipe is built to
+    tell)."""
+    options = options or StackOptions()
+    recipe = lookup("task", TASKS, task)(0, True)
+    return methods_for(options.levers, options.fraction, applies("curriculum", recipe))
+
+
+register_suite(Suite(
+    name="stack", tasks=["fashion-stack"], methods=methods_for(), margin=0.2,
+    options=StackOptions,
+    description="levers alone, together and each removed, against a tuned baseline"))
+register_suite(Suite(
+    name="stack-sst2", tasks=["sst2-small"], methods=methods_for(curriculum=True), margin=0.2,
+    options=StackOptions, description="the lever stack on SST-2 from scratch"))

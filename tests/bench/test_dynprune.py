@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from hasten.bench import dynprune
+from hasten.bench.harness import METHODS, SUITES, TASKS, run_one
+from hasten.bench.report import fill_targets
+from hasten.errors import ConfigError
+from hasten.select.infobatch import InfoBatch, InfoBatchHook
+
+
+def test_methods_prune_by_their_rule_and_refuse_a_second_sampler():
+    for name, rule in (("infobatch", "infobatch"), ("random-drop", "random-drop"),
+                       ("drop-easiest", "drop-easiest")):
+        recipe = METHODS[name](TASKS["digits"](0, True))
+        assert isinstance(recipe.sampler, InfoBatch) and recipe.sampler.rule == rule
+        assert (recipe.sampler.ratio, recipe.sampler.anneal) == (0.5, 0.875)
+        assert isinstance(recipe.hooks[-1], InfoBatchHook)
+    with pytest.raises(ConfigError, match="infobatch brings its own sampler; this recipe "
+                                          "already has one \\(InfoBatch\\)"):
+        METHODS["infobatch"](METHODS["random-drop"](TASKS["digits"](0, True)))
+    suite = SUITES["infobatch"]
+    assert suite.methods[:3] == ["baseline", "infobatch@0.7", "random-drop@0.7"]
+    assert suite.margin == 0.2 and suite.overrides == {"eval_every": 0.02}
+
+
+@pytest.fixture
+def one_thread():
+    """Small models run fastest on one thread (and do not stall on a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_infobatch_run_counts_only_what_it_trains(one_thread):
+    run, _ = run_one("digits", "infobatch", 0, quick=True, budget="3200ex")
+    stats = run["notes"]["pruning"]
+    assert run["work"]["examples_backpropagated"] == run["work"]["examples_forwarded"]
+    assert stats["drawn"] == run["work"]["examples_forwarded"] >= 3200
+    assert stats["pruned"] > 0 and stats["annealed"]
+    assert stats["epochs"] > 3200 // 1437 + 1  # pruned epochs are shorter
+
+
+def _run(method, seed, curve, final=None):
+    return {"task": "t", "method": method, "seed": seed, "metric": "accuracy",
+            "higher_is_better": True, "final": final if final is not None else curve[-1][2],
+            "curve": [[t, {"examples_backpropagated": t, "flops": t}, v] for t, _, v in curve]}
+
+
+def test_verdict_applies_the_preregistered_rule():
+    base = [(10.0, None, 80.0), (50.0, None, 89.0), (100.0, None, 90.0)]
+    runs = []
+    for seed in (0, 1):
+        runs.append(_run("baseline", seed, base))
+        runs.append(_run("infobatch@0.7", seed, [(10.0, None, 85.0), (70.0, None, 89.9)]))
+        runs.append(_run("baseline@0.8", seed, [(10.0, None, 82.0), (70.0, None, 89.5),
+                                                (80.0, None, 89.95)]))
+        runs.append(_run("random-drop@0.7", seed, [(10.0, None, 84.0), (70.0, None, 89.7)]))
+    results = fill_targets({"runs": runs}, margins={"t": 0.2})  # target 89.8, base t 100
+    out = dynprune.verdict(results)
+    assert out["pass"] and out["seeds"][0] == {
+        "relative_time": 0.7, "within": True,
+        "ahead": {"baseline@0.8": True, "random-drop@0.7": True}, "pass": True}
+    # on seed 1, baseline@0.8 is ahead at infobatch's time to target: a paired failure
+    runs[6]["curve"][1][2] = 90.0
+    out = dynprune.verdict(fill_targets({"runs": runs}, margins={"t": 0.2}))
+    assert not out["pass"] and out["seeds"][1]["ahead"]["baseline@0.8"] is False
+    # a seed that never reaches the target is a miss
+    runs[5]["curve"][1][2] = 89.0
+    out = dynprune.verdict(fill_targets({"runs": runs}, margins={"t": 0.2}))
+    assert out["seeds"][1] == {"relative_time": None, "within": False,
+                               "ahead": {"baseline@0.8": False, "random-drop@0.7": False},
+                               "pass": False}
+    assert dynprune.value_at([[1.0, {}, 5.0], [2.0, {}, 6.0]], 1.5) == 5.0
+    assert dynprune.value_at([[1.0, {}, 5.0]], 0.5) is None

@@ -1,0 +1,193 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from hasten import distributed
+from hasten.bench import stack
+from hasten.bench.harness import Recipe, register_task, run_one, run_suite
+from hasten.bench.stack import (
+    PhasedSampler,
+    StackOptions,
+    methods_for,
+    plain_trials,
+    write_choices,
+)
+from hasten.bench.stack_report import lever_verdicts, stack_table, verdict, write_stack_report
+from hasten.budget import Budget
+from hasten.config import resolve
+from hasten.data.sampling import ShuffledSampler
+from hasten.select.infobatch import InfoBatch
+from hasten.steps.selective_backprop import SelectiveBackprop
+from hasten.trainer import TrainConfig, TrainState
+
+
+def _run(method, seed, t, rel=None, final=90.0):
+    return {"task": "t", "method": method, "seed": seed, "time_to_target": t,
+            "relative_time": rel, "final": final,
+            "relative_work": {"examples_backpropagated": 0.5, "flops": 0.6}}
+
+
+def test_pay_rule_keeps_a_lever_only_if_removing_it_costs_on_every_seed():
+    results = {"runs": [
+        _run("tuned-baseline", 0, 20.0, 1.0), _run("tuned-baseline", 1, 20.0, 1.0),
+        _run("stack", 0, 10.0, 0.5), _run("stack", 1, 20.0, 1.0),
+        _run("stack-minus-a", 0, 11.0), _run("stack-minus-a", 1, 21.0),  # +10%, +5%
+        _run("stack-minus-b", 0, 10.4), _run("stack-minus-b", 1, None),  # +4%, never
+        _run("stack-minus-c", 0, None), _run("stack-minus-c", 1, None),  # never, never
+        _run("stack-minus-d", 0, 9.0), _run("stack-minus-d", 1, 30.0),  # faster without it
+    ]}
+    v = lever_verdicts(results)
+    assert v["a"]["costs"] == {0: pytest.approx(0.1), 1: pytest.approx(0.05)}
+    assert v["a"]["pays"]
+    assert v["b"]["costs"] == {0: pytest.approx(0.04), 1: math.inf} and not v["b"]["pays"]
+    assert v["c"] == {"costs": {0: math.inf, 1: math.inf}, "pays": True, "threshold": 0.05}
+    assert v["d"]["costs"][0] == pytest.approx(-0.1) and not v["d"]["pays"]
+    assert lever_verdicts(results, threshold=0.11)["a"]["pays"] is False
+    out = verdict(results)
+    assert out["relative_time"] == 0.75 and out["kept"] == ["a", "c"]
+    assert out["not_paying"] == ["b", "d"] and out["pass"] is False
+    assert verdict({"runs": [_run("stack", 0, 5.0, 0.5), _run("stack-minus-a", 0, 6.0)]}
+                   )["pass"] is True
+
+
+def test_a_seed_where_the_stack_misses_cannot_show_a_lever_pays():
+    results = {"runs": [_run("stack", 0, None), _run("stack-minus-a", 0, 5.0)]}
+    assert lever_verdicts(results)["a"] == {"costs": {0: None}, "pays": False,
+                                            "threshold": 0.05}
+    assert verdict(results)["relative_time"] == math.inf
+    table = stack_table(results)
+    assert "| stack-minus-a | 90.00 (90.00–90.00) | 0.50 | 0.60 | 5.0 | — | 1/1 | costs —: " \
+           "does not pay here |" in table
+
+
+def test_plain_trials_start_from_the_tasks_recipe_and_are_seeded():
+    trials = plain_trials(4, seed=0)
+    assert trials[0] == {"micro_batch": 256, "lr_scale": 1.0, "precision": "fp32"}
+    assert len({tuple(t.values()) for t in trials}) == 4
+    assert trials == plain_trials(4, seed=0) and plain_trials(1) == trials[:1]
+    assert stack.stack_methods("sst2-small")[-1] == "stack-minus-proxy"
+    assert "only-curriculum" in stack.stack_methods("sst2-small")
+    assert "only-curriculum" not in stack.stack_methods("fashion-stack")
+    assert methods_for(["bf16", "curriculum"], 0.5) == [
+        "tuned-baseline", "baseline", "baseline@0.5", "stack", "only-bf16", "stack-minus-bf16"]
+
+
+def test_phased_sampler_switches_at_the_budget_fraction():
+    first, second = ShuffledSampler(10, seed=1), InfoBatch(10, seed=2)
+    phased = PhasedSampler(first, second, at=0.5)
+    a = phased.sample(4, 0.2)
+    assert a == ShuffledSampler(10, seed=1).sample(4) and second.epoch == -1
+    b = phased.sample(4, 0.5)
+    assert b == InfoBatch(10, seed=2).sample(4)
+    again = PhasedSampler(ShuffledSampler(10, seed=1), InfoBatch(10, seed=2), at=0.5)
+    again.load_state_dict(phased.state_dict())
+    assert again.sample(4, 0.1) == phased.sample(4, 0.1)
+    assert again.sample(4, 0.9) == phased.sample(4, 0.9)
+
+
+def test_selective_backprop_names_the_ids_of_the_rows_it_hands_on():
+    x = torch.tensor([[3.0], [1.0], [4.0], [1.5], [5.0], [9.0], [2.0], [6.0]])
+    model = nn.Identity()
+    state = TrainState(model=model, raw_model=model, optimizer=None, budget=Budget("1steps"),
+                       config=TrainConfig(), dist=distributed.Dist(),
+                       loss_fn=lambda m, b: b[0][:, 0], train_data=None,
+                       batch_indices=[10, 11, 12, 13, 14, 15, 16, 17])
+    hook = SelectiveBackprop("topk", keep=0.5, backward_batch=4)
+    hook.on_start(state)
+    out = hook.on_batch(state, (x, torch.zeros(8)))
+    assert out[0][:, 0].tolist() == [4.0, 5.0, 9.0, 6.0]  # the top half, in batch order
+    assert state.batch_indices == [12, 14, 15, 17]
+
+
+def _tiny_task(validation: bool):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(320, 6, generator=g)
+    y = (x @ torch.randn(6, 3, generator=g)).argmax(1)
+    rows = slice(0, 256) if not validation else slice(64, 320)
+    held = slice(256, 320) if not validation else slice(0, 64)
+    train, test = TensorDataset(x[rows], y[rows]), (x[held], y[held])
+
+    def task(seed: int, quick: bool) -> Recipe:
+        torch.manual_seed(seed)
+        cfg = TrainConfig(budget="640ex", lr=0.05, micro_batch=32, eval_every=0.25,
+                          schedule="one-cycle")
+
+        def evaluate(m):
+            return {"accuracy": 100.0 * (m(test[0]).argmax(1) == test[1]).float().mean().item()}
+
+        return Recipe(nn.Linear(6, 3), train,
+                      lambda m, b: F.cross_entropy(m(b[0]), b[1], reduction="none"),
+                      evaluate, cfg, notes={"model": "tiny-linear", "quick": quick,
+                                            "val_task": "tiny-stack-val"})
+    return task
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one thread (and do not stall on a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_stack_suite_end_to_end_on_a_tiny_task(tmp_path, monkeypatch, one_thread):
+    register_task("tiny-stack")(_tiny_task(False))
+    register_task("tiny-stack-val")(_tiny_task(True))
+    monkeypatch.setitem(stack.PROXY_MODELS, "tiny-linear", lambda recipe: nn.Linear(6, 3))
+    monkeypatch.setitem(stack.DIFFICULTIES, "tiny-linear",
+                        lambda recipe: recipe.train_data.tensors[0].norm(dim=1).numpy())
+    levers = ["schedule", "bf16", "batch", "curriculum", "infobatch", "proxy"]
+    methods = methods_for(levers, 0.6, curriculum=True)
+    results = run_suite("stack", quick=True, tasks=["tiny-stack"], methods=methods,
+                        options={"levers": levers}, command="test")
+    runs = {r["method"]: r for r in results["runs"]}
+    assert list(runs) == methods and results["runs"][0]["baseline"] == "tuned-baseline"
+    tuned = runs["tuned-baseline"]["notes"]["stack"]
+    lever_trials = [t for t in tuned["trials"] if t["kind"] == "lever"]
+    plain = [t for t in tuned["trials"] if t["kind"] == "plain"]
+    assert [(t["lever"], t["candidate"]) for t in lever_trials] == [
+        ("schedule", 0), ("schedule", 1), ("schedule", 2), ("batch", 0), ("batch", 1),
+        ("curriculum", 0), ("curriculum", 1)]
+    assert len(plain) == len(lever_trials) == 7  # as many trials as the levers' choices
+    assert runs["tuned-baseline"]["budget"] == "640ex" and runs["stack"]["budget"] == "384ex"
+    applied = runs["stack"]["notes"]["stack"]["levers"]
+    assert list(applied) == levers
+    chosen = runs["stack"]["notes"]["stack"]["choices"]
+    assert set(chosen) == {"schedule", "batch", "curriculum"}
+    for name, run in runs.items():
+        if name.startswith(("stack", "only-")):  # every run uses the same choices
+            assert run["notes"]["stack"]["choices"].items() <= chosen.items()
+    assert list(runs["stack-minus-proxy"]["notes"]["stack"]["levers"]) == levers[:-1]
+    assert runs["stack"]["overhead_seconds"] > 0  # the proxy's training is charged
+    assert runs["only-infobatch"]["notes"]["pruning"]["rule"] == "infobatch"
+    assert runs["stack"]["work"]["examples_backpropagated"] == (
+        runs["stack"]["work"]["steps"] * 32 * applied["batch"]["scale"])
+    paths = write_stack_report(results, tmp_path)
+    assert paths["plot"].stat().st_size > 0
+    assert "| stack-minus-infobatch |" in paths["table"].read_text()
+    # the choices, written once, let another process skip the validation trials
+    path = write_choices(results, tmp_path / "choices.json")
+    options = resolve(StackOptions, file=path, flags={"levers": levers})
+    assert options.choices == runs["tuned-baseline"]["notes"]["stack"]["choices"]
+    assert set(options.choices["levers"]) == {"schedule", "batch", "curriculum"}
+    monkeypatch.setattr(stack, "_chosen", {})
+    monkeypatch.setattr(stack, "_tune", lambda *a: pytest.fail("tuned again"))
+    again, _ = run_one("tiny-stack", "stack", 0, True, options=options)
+    assert again["notes"]["stack"]["choices"] == chosen
+
+
+def test_compile_lever_charges_the_compile_seconds():
+    recipe = Recipe(nn.Linear(2, 2), None, None, None, TrainConfig(), overhead_seconds=1.0)
+    stack.lever_table(StackOptions())["compile"][0](recipe, {})
+    assert recipe.config.compile
+    state = TrainState(model=None, raw_model=None, optimizer=None, budget=Budget("1steps"),
+                       config=recipe.config, dist=distributed.Dist(), loss_fn=None,
+                       train_data=None)
+    state.budget.ledger.seconds["compile"] = 2.5
+    recipe.hooks[-1].on_step_end(state)
+    assert recipe.overhead_seconds == 3.5 and recipe.notes["compile_seconds"] == 2.5
