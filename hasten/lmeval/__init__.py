@@ -15,7 +15,13 @@ from no pretraining; these can, because nothing is fine-tuned:
 shown in docs/benchmarks.md, "Pretraining evaluations (hasten eval-lm)".
 """
 
-from hasten.lmeval.blimp import blimp_control, evaluate_blimp, read_blimp, select_pairs
+from hasten.lmeval.blimp import (
+    blimp_control,
+    evaluate_blimp,
+    read_blimp,
+    seed_matrix,
+    select_pairs,
+)
 from hasten.lmeval.bootstrap import bootstrap_difference, bootstrap_interval
 from hasten.lmeval.evaluate import EvalLMConfig, eval_lm, evaluate_lm
 from hasten.lmeval.heldout import mlm_loss, pack_text
@@ -26,4 +32,4 @@ from hasten.lmeval.probes import bag_of_tokens, encoder_features, probe_sst2, pr
 __all__ = ["LM", "EvalLMConfig", "bag_of_tokens", "blimp_control", "bootstrap_difference",
            "bootstrap_interval", "encoder_features", "eval_lm", "evaluate_blimp",
            "evaluate_lm", "load_lm", "mlm_loss", "pack_text", "pll_scores", "probe_sst2",
-           "probe_stsb", "read_blimp", "select_pairs", "untrained_like", "wrap_lm"]
+           "probe_stsb", "read_blimp", "seed_matrix", "select_pairs", "untrained_like", "wrap_lm"]

@@ -207,6 +207,20 @@ def items_to_arrays(items: Mapping[str, Mapping[str, Any]]) -> dict[str, np.ndar
             for n, s in items.items()}
 
 
+def seed_matrix(runs: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[str, np.ndarray]:
+    """Per paradigm, the [seeds, pairs] correctness of several runs (the `items` of each,
+    e.g. one per pretraining seed) that scored the same pairs, for `bootstrap_interval` over
+    seeds and pairs. Runs that scored different pairs raise a DataError."""
+    if not runs:
+        raise DataError("no runs to stack")
+    first = runs[0]
+    for k, run in enumerate(runs[1:], start=1):
+        if run.keys() != first.keys() or any(run[n]["ids"] != first[n]["ids"] for n in first):
+            raise DataError(f"run {k} scored other BLiMP pairs than run 0")
+    arrays = [items_to_arrays(run) for run in runs]
+    return {n: np.stack([a[n] for a in arrays]) for n in first}
+
+
 def evaluate_blimp(lm: LM, pairs: Mapping[str, Sequence[Pair]], *, word_l2r: bool = True,
                    batch_tokens: int = 8192, n_boot: int = 1000, seed: int = 0
                    ) -> dict[str, Any]:

@@ -61,6 +61,15 @@ def read_documents(paths: str | Path | Sequence[str | Path]) -> list[str]:
     return docs
 
 
+def token_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text without special tokens and without truncation (through the
+    fast tokenizer's backend where there is one: no length warnings, no overhead)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return [enc.ids for enc in backend.encode_batch(list(texts), add_special_tokens=False)]
+    return tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+
+
 def pack_text(docs: Sequence[str], tokenizer: Any, seq_len: int = 128,
               max_rows: int | None = None) -> torch.Tensor:
     """Documents packed into rows [N, seq_len] int64 with an HF tokenizer: [CLS] then the
@@ -78,8 +87,7 @@ def pack_text(docs: Sequence[str], tokenizer: Any, seq_len: int = 128,
     need = None if max_rows is None else max_rows * body
     stream: list[int] = []
     for start in range(0, len(docs), 1024):
-        enc = tokenizer(list(docs[start:start + 1024]), add_special_tokens=False)["input_ids"]
-        for ids in enc:
+        for ids in token_ids(tokenizer, docs[start:start + 1024]):
             if ids:
                 stream.extend(ids)
                 stream.append(sep)

@@ -33,10 +33,11 @@ import torch
 
 from hasten.errors import DataError
 from hasten.lmeval.glue_tasks import pearson, read_task, spearman
+from hasten.lmeval.heldout import token_ids
 from hasten.lmeval.loading import LM, attention_mask, length_batches
 
 Features = Callable[[Sequence[str]], Any]  # texts -> [N, D] array or sparse matrix
-RIDGE_ALPHAS = tuple(10.0 ** k for k in range(-3, 5))
+RIDGE_ALPHAS = tuple(10.0 ** k for k in range(-3, 7))
 
 
 def embed(lm: LM, texts: Sequence[str], *, batch_tokens: int = 16384,
@@ -76,8 +77,7 @@ def bag_of_tokens(tokenizer: Any, max_len: int = 128) -> Features:
     from scipy import sparse
 
     def features(texts: Sequence[str]) -> Any:
-        enc = tokenizer(list(texts), truncation=True, max_length=max_len,
-                        add_special_tokens=False)["input_ids"]
+        enc = [ids[:max_len] for ids in token_ids(tokenizer, texts)]
         rows = np.repeat(np.arange(len(enc)), [len(x) for x in enc])
         cols = np.fromiter((t for x in enc for t in x), dtype=np.int64, count=len(rows))
         weights = np.repeat([1.0 / max(1, len(x)) for x in enc], [len(x) for x in enc])

@@ -20,6 +20,7 @@ from hasten.lmeval.blimp import (
     items_to_arrays,
     read_blimp,
     read_paradigm,
+    seed_matrix,
     select_pairs,
     sentence_words,
     summarize,
@@ -132,6 +133,16 @@ def test_summary_is_the_mean_over_paradigms():
                           "b": {"ids": [7, 9], "correct": "01"}}
     arrays = items_to_arrays(s["items"])
     assert arrays["a"].tolist() == [1.0, 1.0, 1.0, 0.0] and arrays["b"].tolist() == [0.0, 1.0]
+
+
+def test_seed_matrix_stacks_runs_over_the_same_pairs():
+    run0 = {"a": {"ids": [3, 5], "correct": "10"}, "b": {"ids": [1], "correct": "1"}}
+    run1 = {"a": {"ids": [3, 5], "correct": "11"}, "b": {"ids": [1], "correct": "0"}}
+    m = seed_matrix([run0, run1])
+    assert m["a"].tolist() == [[1.0, 0.0], [1.0, 1.0]] and m["b"].tolist() == [[1.0], [0.0]]
+    other = {"a": {"ids": [3, 6], "correct": "11"}, "b": {"ids": [1], "correct": "0"}}
+    with pytest.raises(DataError, match="^run 1 scored other BLiMP pairs than run 0$"):
+        seed_matrix([run0, other])
 
 
 @needs_blimp
