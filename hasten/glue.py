@@ -1,16 +1,10 @@
 """`hasten glue`: GLUE-small evaluation of a pretrained encoder, Cramming's "sane" rules.
 
-Cramming (Geiping & Goldstein 2022) evaluates every crammed model with one global fine-tuning
-setting for all tasks (`eval=GLUE_sane`) and reports the median over 5 fine-tuning seeds on
-the dev sets. This module does the same for the five small GLUE tasks stored under
-`shared/data/glue` (found via `hasten.data.vision.data_root()`):
-
-    task   metric (x100)   labels
-    cola   MCC             2 (acceptable / not)
-    sst2   accuracy        2
-    mrpc   F1 (class 1)    2 (paraphrase = 1)
-    stsb   Pearson         regression on [0, 5]
-    rte    accuracy        2 (entailment = 0, as GLUE's label list)
+Cramming (Geiping & Goldstein 2022, "Cramming: Training a Language Model on a Single GPU in
+One Day") evaluates every crammed model with one global fine-tuning setting for all tasks
+(`eval=GLUE_sane`) and reports the median over 5 fine-tuning seeds on the dev sets. This
+module does the same for the five small GLUE tasks stored under `shared/data/glue` (tasks,
+readers and metrics: `hasten.lmeval.glue_tasks`).
 
 Global settings (`GlueSettings`, from Cramming's `GLUE_sane.yaml`): AdamW lr 4e-5, betas
 (0.9, 0.98), eps 1e-6, weight decay 0, batch 16, 5 epochs, cosine decay after 10% warmup, max
@@ -18,15 +12,16 @@ length 128. The model is `AutoModelForSequenceClassification` on the folder, so 
 encoder works, and so do `hasten cram` exports (ModernBERT or BERT): the head is the model
 class's own, on the first ([CLS]) token: BERT's pooler (dense + tanh), ModernBERT's head
 (dense + GELU + norm; `pooling="mean"` switches ModernBERT to mean pooling). Dropout is the
-folder's config (our crammed exports have none; Cramming fine-tunes with 0.1).
+folder's config (our crammed exports have none; Cramming fine-tunes with 0.1): a departure
+from the paper kept on purpose, so the exported model is what is scored.
 
 Tasks run in parallel subprocesses with `jobs > 1` (each with its share of the cores; results
-come back as JSON files, nothing is pickled).
+come back as JSON files, nothing is pickled). Results are shown in docs/benchmarks.md,
+"Pretraining at an equal CPU budget".
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -35,144 +30,30 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hasten.atomic import atomic_write
+from hasten.config import option
 from hasten.errors import CheckpointError, ConfigError, DataError
+from hasten.lmeval.glue_tasks import (  # noqa: F401 (re-exported: hasten.glue's public names)
+    TASKS,
+    Task,
+    accuracy,
+    f1_binary,
+    glue_root,
+    mcc,
+    parse_tasks,
+    pearson,
+    read_task,
+    score,
+    spearman,
+    task_file,
+)
 from hasten.trainer import param_groups, precision_context
-
-# -----------------------------------------------------------------------------
-# metrics (scores in [0, 1] or [-1, 1]; reported x100)
-
-
-def accuracy(pred: Sequence[int], gold: Sequence[int]) -> float:
-    p, g = np.asarray(pred), np.asarray(gold)
-    return float((p == g).mean()) if len(g) else float("nan")
-
-
-def f1_binary(pred: Sequence[int], gold: Sequence[int], positive: int = 1) -> float:
-    """F1 of the positive class; 0 when it is never predicted nor present."""
-    p, g = np.asarray(pred) == positive, np.asarray(gold) == positive
-    tp = float((p & g).sum())
-    denom = float(p.sum() + g.sum())
-    return 2 * tp / denom if denom else 0.0
-
-
-def mcc(pred: Sequence[int], gold: Sequence[int]) -> float:
-    """Matthews correlation of binary labels; 0 when a margin is empty (sklearn's rule)."""
-    p, g = np.asarray(pred).astype(bool), np.asarray(gold).astype(bool)
-    tp, tn = float((p & g).sum()), float((~p & ~g).sum())
-    fp, fn = float((p & ~g).sum()), float((~p & g).sum())
-    denom = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-    return (tp * tn - fp * fn) / denom if denom else 0.0
-
-
-def pearson(x: Sequence[float], y: Sequence[float]) -> float:
-    """Pearson correlation; 0 when either side is constant."""
-    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    a, b = a - a.mean(), b - b.mean()
-    denom = math.sqrt(float((a * a).sum()) * float((b * b).sum()))
-    return float((a * b).sum()) / denom if denom else 0.0
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman correlation (Pearson of average ranks)."""
-    def ranks(v: np.ndarray) -> np.ndarray:
-        order = np.argsort(v, kind="stable")
-        r = np.empty(len(v))
-        sv = v[order]
-        i = 0
-        while i < len(v):
-            j = i
-            while j + 1 < len(v) and sv[j + 1] == sv[i]:
-                j += 1
-            r[order[i:j + 1]] = (i + j) / 2.0
-            i = j + 1
-        return r
-
-    return pearson(ranks(np.asarray(x, float)), ranks(np.asarray(y, float)))
-
-
-# -----------------------------------------------------------------------------
-# tasks
-
-
-@dataclass(frozen=True)
-class Task:
-    name: str
-    folder: str
-    metric: str  # the target metric, reported x100
-    num_labels: int  # 1: regression
-    pair: bool
-
-
-TASKS: dict[str, Task] = {
-    "cola": Task("cola", "CoLA", "mcc", 2, False),
-    "sst2": Task("sst2", "SST-2", "accuracy", 2, False),
-    "mrpc": Task("mrpc", "MRPC", "f1", 2, True),
-    "stsb": Task("stsb", "STS-B", "pearson", 1, True),
-    "rte": Task("rte", "RTE", "accuracy", 2, True),
-}
-
-
-def parse_tasks(tasks: str | Sequence[str] | None) -> list[str]:
-    """Task names from "cola,sst2" or a list (case and dashes ignored: "SST-2" = "sst2")."""
-    if tasks is None:
-        return list(TASKS)
-    items = tasks.split(",") if isinstance(tasks, str) else list(tasks)
-    names = [t.strip().lower().replace("-", "").replace("_", "") for t in items if t.strip()]
-    if not names:
-        raise ConfigError("no GLUE task given")
-    for t in names:
-        if t not in TASKS:
-            raise ConfigError(f"unknown GLUE task {t!r}; known: {', '.join(TASKS)}")
-    return list(dict.fromkeys(names))
-
-
-def glue_root() -> Path:
-    from hasten.data.vision import data_root
-
-    return data_root() / "glue"
-
-
-def read_task(task: str, split: str, root: str | Path | None = None
-              ) -> tuple[list[str], list[str] | None, np.ndarray]:
-    """(first texts, second texts or None, labels) of a GLUE split ("train" or "dev").
-    Labels are int64 class ids, or float32 scores for STS-B."""
-    t = TASKS[parse_tasks([task])[0]]
-    path = Path(root or glue_root()) / t.folder / f"{split}.tsv"
-    if not path.is_file():
-        raise DataError(f"GLUE file not found: {path}")
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            rows = [r for r in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if r]
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
-    try:
-        if t.name == "cola":  # no header: source, label, mark, sentence
-            a, b, y = [r[3] for r in rows], None, [int(r[1]) for r in rows]
-        elif t.name == "sst2":
-            a, b, y = [r[0].strip() for r in rows[1:]], None, [int(r[1]) for r in rows[1:]]
-        elif t.name == "mrpc":
-            a, b = [r[3] for r in rows[1:]], [r[4] for r in rows[1:]]
-            y = [int(r[0]) for r in rows[1:]]
-        elif t.name == "stsb":
-            a, b = [r[7] for r in rows[1:]], [r[8] for r in rows[1:]]
-            y = [float(r[9]) for r in rows[1:]]
-        else:  # rte
-            a, b = [r[1] for r in rows[1:]], [r[2] for r in rows[1:]]
-            y = [0 if r[3] == "entailment" else 1 for r in rows[1:]]
-    except (IndexError, ValueError) as e:
-        raise DataError(f"{path}: unexpected row format ({e})") from None
-    if not y:
-        raise DataError(f"{path}: no examples")
-    labels = np.asarray(y, dtype=np.float32 if t.num_labels == 1 else np.int64)
-    return a, b, labels
-
 
 # -----------------------------------------------------------------------------
 # fine-tuning
@@ -182,21 +63,24 @@ def read_task(task: str, split: str, root: str | Path | None = None
 class GlueSettings:
     """One setting for every task (Cramming's GLUE_sane.yaml)."""
 
-    lr: float = 4e-5
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = 1e-6
-    weight_decay: float = 0.0
-    batch: int = 16
-    epochs: float = 5.0
-    warmup: float = 0.1  # fraction of steps, then cosine decay to 0
-    max_len: int = 128
-    pooling: str = "cls"  # ModernBERT: cls | mean (BERT always uses its [CLS] pooler)
-    precision: str = "fp32"  # fp32 | bf16 autocast
-    max_train_examples: int | None = None
-    max_eval_examples: int | None = None
-    eval_batch: int = 64
-    device: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    lr: float = option(4e-5, "GLUE_sane's one learning rate for every task")
+    betas: tuple[float, float] = option((0.9, 0.98), "GLUE_sane's AdamW betas")
+    eps: float = option(1e-6, "GLUE_sane's AdamW epsilon")
+    weight_decay: float = option(0.0, "GLUE_sane fine-tunes without weight decay")
+    batch: int = option(16, "GLUE_sane's batch size")
+    epochs: float = option(5.0, "GLUE_sane's 5 epochs per task")
+    warmup: float = option(0.1, "fraction of the steps warming up, then cosine decay to 0")
+    max_len: int = option(128, "the pretraining row length; few GLUE-small examples exceed it")
+    pooling: str = option("cls", "ModernBERT's head on [CLS], as Cramming; BERT always uses its "
+                          "[CLS] pooler", choices=("cls", "mean"))
+    precision: str = option("fp32", "exact and reproducible; bf16 autocast is faster on a GPU",
+                            choices=("fp32", "bf16"))
+    max_train_examples: int | None = option(None, "every training example; a number subsamples "
+                                            "(a fixed seed) for quick runs")
+    max_eval_examples: int | None = option(None, "the whole dev set; a number subsamples")
+    eval_batch: int = option(64, "no gradients at evaluation, so a larger batch than training")
+    device: str | None = option(None, "cuda when available, else cpu")
+    extra: dict[str, Any] = option({}, "free-form notes kept with the settings")
 
     def validate(self) -> None:
         if self.lr <= 0 or self.batch < 1 or self.epochs <= 0 or self.max_len < 8:
@@ -271,19 +155,6 @@ def _subset(n: int, limit: int | None, seed: int = 0) -> np.ndarray:
     if limit is None or limit >= n:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
-
-
-def score(task: str, pred: np.ndarray, gold: np.ndarray) -> dict[str, float]:
-    """All metrics of a task, x100; the target metric is `TASKS[task].metric`."""
-    t = TASKS[task]
-    if t.num_labels == 1:
-        return {"pearson": 100 * pearson(pred, gold), "spearman": 100 * spearman(pred, gold)}
-    out = {"accuracy": 100 * accuracy(pred, gold)}
-    if t.name == "cola":
-        out["mcc"] = 100 * mcc(pred, gold)
-    if t.name == "mrpc":
-        out["f1"] = 100 * f1_binary(pred, gold)
-    return out
 
 
 def finetune(model_dir: str | Path, task: str, seed: int, settings: GlueSettings,
@@ -471,9 +342,7 @@ def evaluate_glue(model_dir: str | Path, tasks: str | Sequence[str] | None = Non
     path = check_model_dir(model_dir)
     for t in names:  # fail before any fine-tuning if a file is missing
         for split in ("train", "dev"):
-            f = Path(data_dir or glue_root()) / TASKS[t].folder / f"{split}.tsv"
-            if not f.is_file():
-                raise DataError(f"GLUE file not found: {f}")
+            task_file(t, split, data_dir)
     if quiet:
         say: Callable[[str], None] = lambda line: None
     else:

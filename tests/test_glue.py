@@ -141,3 +141,17 @@ def test_glue_bad_inputs(tmp_path, capsys):
               "unknown GLUE task 'wnli'")
     _one_line(capsys, main(["glue", str(tmp_path / "empty"), "--seeds", "0"]), "seeds")
     assert not any(tmp_path.glob("*.json"))
+
+
+def test_glue_settings_carry_reasons():
+    from hasten.config import reasons, resolve, settings_help
+    from hasten.glue import GlueSettings
+
+    why = reasons(GlueSettings)
+    assert all(why.values()), [k for k, v in why.items() if not v]
+    s = resolve(GlueSettings, sets=["lr=1e-4", "betas=[0.9, 0.999]", "pooling=mean"])
+    assert s.lr == 1e-4 and s.betas == (0.9, 0.999) and s.pooling == "mean"
+    assert GlueSettings().betas == (0.9, 0.98) and GlueSettings().extra == {}
+    with pytest.raises(ConfigError, match="pooling: 'max' is not one of cls, mean"):
+        resolve(GlueSettings, sets=["pooling=max"])
+    assert "lr = 4e-05  # GLUE_sane" in settings_help(GlueSettings)
