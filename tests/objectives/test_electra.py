@@ -9,21 +9,17 @@ from torch.utils.data import TensorDataset
 
 from hasten.checkpoint import load_checkpoint, save_checkpoint
 from hasten.errors import ConfigError
+from hasten.models.electra import ElectraModel, build_electra, generator_config, gumbel_sample
 from hasten.models.encoder import EncoderConfig
+from hasten.models.export_hf import export_discriminator
 from hasten.objectives.electra import (
-    ElectraModel,
-    ElectraMonitor,
-    binary_auc,
-    build_electra,
-    electra_flops_per_token,
     electra_loss,
     electra_masking,
-    export_discriminator,
-    generator_config,
-    gumbel_sample,
-    make_electra_eval,
+    electra_step,
     make_electra_loss,
 )
+from hasten.objectives.electra_monitor import ElectraMonitor, binary_auc, make_electra_eval
+from hasten.objectives.flops import electra_flops_per_token
 from hasten.text.masking import IGNORE
 from hasten.trainer import TrainConfig, measure_flops, train
 
@@ -121,7 +117,7 @@ def test_labels_are_masked_and_sample_differs():
     torch.manual_seed(0)
     m = build_electra(_cfg(vocab=12))
     ids, inputs, labels = _masked_batch(vocab=12, b=32)
-    out = m(inputs, labels)
+    out = electra_step(m, inputs, labels)
     masked = labels != IGNORE
     assert torch.equal(out["original"], ids)
     assert torch.equal(out["disc_input"][~masked], ids[~masked])  # only masked are rewritten
@@ -135,7 +131,7 @@ def test_no_gradient_reaches_the_generator_through_sampling():
     torch.manual_seed(0)
     m = build_electra(_cfg())
     _, inputs, labels = _masked_batch()
-    out = m(inputs, labels)
+    out = electra_step(m, inputs, labels)
     out["disc"].sum().backward()
     shared = {id(p) for p in m.discriminator.parameters()}
     gen_only = [(n, p) for n, p in m.generator.named_parameters() if id(p) not in shared]
@@ -145,7 +141,7 @@ def test_no_gradient_reaches_the_generator_through_sampling():
     emb = m.discriminator.model.embeddings.tok_embeddings.weight
     assert emb.grad is not None and emb.grad.any()  # the discriminator trains the shared table
     m.zero_grad(set_to_none=True)
-    out = m(inputs, labels)
+    out = electra_step(m, inputs, labels)
     out["mlm"].sum().backward()
     assert all(p.grad is not None and p.grad.any() for _, p in gen_only)
     assert m.disc_out.weight.grad is None
@@ -159,7 +155,7 @@ def test_loss_is_mlm_plus_50_disc():
     torch.manual_seed(1)
     loss = electra_loss(m, batch)
     torch.manual_seed(1)
-    out = m(inputs, labels)
+    out = electra_step(m, inputs, labels)
     assert loss.shape == (8,)
     torch.testing.assert_close(loss, out["mlm"] + 50.0 * out["disc"], atol=0, rtol=0)
     # the components are the token means of the batch
@@ -267,11 +263,12 @@ def test_training_lowers_discriminator_loss(tmp_path):
 def test_discriminator_export_loads_in_transformers(tmp_path):
     from transformers import AutoModel, AutoModelForMaskedLM
 
-    from hasten.text.corpus import pack, special_ids, train_wordpiece
+    from hasten.text.pack import pack
+    from hasten.text.tokenizer import CRAM, special_ids, train_tokenizer
 
     docs = ["The quick brown fox jumps over the lazy dog.",
             "A lazy dog sleeps in the sun; the quick fox runs away."] * 10
-    tok = train_wordpiece(docs, vocab_size=100)
+    tok = train_tokenizer(docs, CRAM, vocab_size=100)
     ids = special_ids(tok)
     torch.manual_seed(0)
     cfg = _cfg(vocab=tok.get_vocab_size(), pad_id=ids["pad"], cls_id=ids["cls"],
@@ -293,7 +290,7 @@ def test_discriminator_export_loads_in_transformers(tmp_path):
 
 def test_cram_objective_plugin(tmp_path):
     from hasten.objectives import Objective, Vocab, get_objective
-    from hasten.objectives.mlm import resolve_recipe
+    from hasten.objectives.recipes import resolve_recipe
 
     obj = get_objective("electra")
     assert isinstance(obj, Objective) and obj.name == "electra"
