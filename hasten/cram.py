@@ -145,6 +145,8 @@ def size_recipe(cfg: CramConfig, r: dict[str, Any], say: Callable[[str], None]
 
     if cfg.size != "auto":
         return r, {"rule": "the recipe's shape"}
+    if all(getattr(cfg, k) is not None for k in SHAPE_KEYS):
+        return r, {"rule": "set by hand"}
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     t0 = time.perf_counter()
 
