@@ -126,6 +126,7 @@ class LadderOptions:
     checkpoints: int = option(10, "checkpoints per row, so an interrupted row resumes")
     tiny: bool = option(False, "a ladder for tests: one 1 x 32 shape, fp32", flag=False)
     device: str | None = option(None, "None: cuda when available, else cpu")
+    compile: bool = option(False, "torch.compile: pays off on a GPU, not on a CPU")
     cache: str | None = option(None, "None: $HASTEN_CACHE/corpora or ~/.cache/hasten/corpora")
     out: str = option("runs/bench-pretrain-ladder", "rows and results.json go here")
 
@@ -248,7 +249,7 @@ def _train_row(row: Row, rung: float, seed: int, r: dict[str, Any], size: Size, 
     every = max(1, size.steps // o.checkpoints) if o.checkpoints else 0
     tcfg = train_config(r, f"{rung * row.fraction:g}flop", seed=seed,
                         out_dir=str(folder / "train"), quiet=True, device=o.device,
-                        checkpoint_every=every,
+                        checkpoint_every=every, compile=o.compile,
                         resume=(folder / "train" / "checkpoints" / "latest").is_file())
     rows = torch.from_numpy(prep.train.astype(np.int64))
     return train(model, torch.utils.data.TensorDataset(rows), loss_fn, tcfg,
@@ -295,7 +296,8 @@ def run_row(rung: float, row: Row, seed: int, ladder: Ladder,
         if result.stopped != "budget":
             say(f"{task} / {method} / seed {seed}: stopped ({result.stopped}); it resumes")
             return None
-    model.to("cpu")
+    else:
+        model.to(o.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     metrics = runner.evaluate_checkpoint(model, prep.tokenizer, prep.heldout,
                                          rows=o.eval_rows, precision=o.precision,
                                          lmeval=o.lmeval)
