@@ -345,14 +345,20 @@ def run_ladder(options: LadderOptions, rows: list[str] | None = None,
     return results
 
 
-def estimate(options: LadderOptions, flops_per_second: dict[str, float],
+def estimate(options: LadderOptions, rates: dict[str, dict[str, float]],
              eval_seconds: float = 0.0) -> dict[str, Any]:
-    """Core-hours of the ladder: each row's FLOPs over the measured FLOP/s of its rung's
-    shape (`flops_per_second[f"{layers}x{hidden}"]`), plus `eval_seconds` per row run."""
+    """Core-hours of the ladder: each row's FLOPs over the FLOP/s of its model at its rung's
+    shape (`measure_rates`' output: `rates["2x128"]["crammed"]`; a row without its own rate
+    takes the one of the row it is a variant of, else crammed's), plus `eval_seconds` per
+    row run."""
+    like = {"original-data": "crammed", "minimal-train": "original-setup",
+            "electra@0.25": "electra"}
     per_rung: dict[str, float] = {}
     for rung, row, _ in plan(options):
         s = rung_size(rung, options).shape
-        rate = flops_per_second[f"{s.layers}x{s.hidden}"]
+        shape_rates = rates[f"{s.layers}x{s.hidden}"]
+        rate = shape_rates.get(row.name) or shape_rates.get(like.get(row.name, "crammed")) \
+            or shape_rates["crammed"]
         seconds = (rung * row.fraction / rate if row.trains else 0.0) + eval_seconds
         per_rung[task_name(rung)] = per_rung.get(task_name(rung), 0.0) + seconds
     return {"core_hours_per_rung": {k: v / 3600 for k, v in per_rung.items()},
@@ -394,3 +400,57 @@ def run(args: argparse.Namespace, say: runner.Say) -> tuple[dict[str, Any], Path
     options, rows = options_from_args(args)
     results = run_ladder(options, rows, say=say)
     return results, Path(options.out), TITLE, []
+
+
+def measure_rates(options: LadderOptions, rows: tuple[str, ...] = (
+        "crammed", "original-setup", "original-arch", "minimal-arch", "electra"),
+                  steps: int = 3, threads: int = 1) -> dict[str, dict[str, float]]:
+    """Training FLOPs per CPU-second of each row's model at each rung's shape, on `threads`
+    threads: `steps` timed micro-steps after one warm-up, FLOPs by torch's counter, time by
+    the process's CPU clock (so other jobs on the machine do not enter). For `estimate`."""
+    import time
+
+    from hasten.flops import flop_counter
+    from hasten.objectives import Vocab, get_objective
+    from hasten.trainer import param_groups, precision_context
+
+    torch.set_num_threads(threads)
+    vocab = Vocab(size=options.vocab_size, pad=0, unk=1, cls=2, sep=3, mask=4)
+    out: dict[str, dict[str, float]] = {}
+    for rung in sorted(set(options.rungs)):
+        size = rung_size(rung, options)
+        key = f"{size.shape.layers}x{size.shape.hidden}"
+        if key in out:
+            continue
+        out[key] = {}
+        g = torch.Generator().manual_seed(0)
+        ids = torch.randint(5, options.vocab_size, (size.micro_batch, options.seq_len),
+                            generator=g)
+        for name in rows:
+            r, _ = row_recipe(ROWS[name], rung, options)
+            obj = get_objective(ROWS[name].objective)
+            model = obj.build_model(r, vocab).train()
+            loss_fn = obj.make_loss(r, vocab, 0)
+            opt = torch.optim.AdamW(param_groups(model, 0.01), lr=1e-4)
+            counter = flop_counter()
+            cpu = 0.0
+            for i in range(steps + 2):
+                c0 = time.process_time()
+                with (counter if i == 0 else _nothing()), \
+                        precision_context(options.precision, torch.device("cpu")):
+                    loss = loss_fn(model, (ids,)).mean()
+                loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                if i >= 2:
+                    cpu += time.process_time() - c0
+            out[key][name] = counter.get_total_flops() * steps / cpu
+    return out
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
