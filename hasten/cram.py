@@ -140,13 +140,18 @@ def resolve(cfg: CramConfig) -> dict[str, Any]:
 def size_recipe(cfg: CramConfig, r: dict[str, Any], say: Callable[[str], None]
                 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The recipe with its shape and batch sized to the budget (`cfg.size == "auto"`): the
-    sizing rule's choice, where the user did not set a value. Returns (recipe, size info)."""
-    from hasten.objectives.sizing import choose_size, describe, probe_step_seconds
+    sizing rule's choice, where the user did not set a value. A shape set by hand (or the
+    recipe's) still gets its batch cut so no step takes over `step_fraction` of a wall-clock
+    budget. Returns (recipe, size info)."""
+    from hasten.budget import parse_budget
+    from hasten.objectives.sizing import (
+        cap_step,
+        choose_size,
+        describe,
+        probe_step_seconds,
+        shape_of,
+    )
 
-    if cfg.size != "auto":
-        return r, {"rule": "the recipe's shape"}
-    if all(getattr(cfg, k) is not None for k in SHAPE_KEYS):
-        return r, {"rule": "set by hand"}
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     t0 = time.perf_counter()
 
@@ -154,6 +159,17 @@ def size_recipe(cfg: CramConfig, r: dict[str, Any], say: Callable[[str], None]
         return probe_step_seconds(shape, rows, seq_len=cfg.seq_len, precision=r["precision"],
                                   device=device, seed=cfg.seed)
 
+    unit, amount = parse_budget(cfg.budget)
+    if cfg.size != "auto" or all(getattr(cfg, k) is not None for k in SHAPE_KEYS):
+        info: dict[str, Any] = {"rule": "set by hand" if cfg.size == "auto"
+                                else "the recipe's shape"}
+        if unit == "seconds" and cfg.batch is None:
+            probe = measure(shape_of(r), min(r["micro_batch"], 16))
+            r = dict(r)
+            r["micro_batch"], r["batch"] = cap_step(amount, probe, r["micro_batch"],
+                                                    r["batch"], cfg.step_fraction)
+            info.update(probe_seconds=probe, batch=r["batch"], micro_batch=r["micro_batch"])
+        return r, info
     size = choose_size(cfg.budget, seq_len=cfg.seq_len, micro_batch=r["micro_batch"]
                        if cfg.micro_batch is None else cfg.micro_batch,
                        min_steps=cfg.min_steps, step_fraction=cfg.step_fraction,
@@ -169,10 +185,9 @@ def size_recipe(cfg: CramConfig, r: dict[str, Any], say: Callable[[str], None]
     if cfg.intermediate is None and cfg.hidden is not None:
         r["intermediate"] = 4 * r["hidden"]
     say(describe(size, cfg.budget))
-    info = {"rule": size.reason, "shape": chosen, "tokens": size.tokens,
-            "expected_steps": size.steps, "probe_seconds": size.probe_seconds,
-            "seconds": round(time.perf_counter() - t0, 3)}
-    return r, info
+    return r, {"rule": size.reason, "shape": chosen, "tokens": size.tokens,
+               "expected_steps": size.steps, "probe_seconds": size.probe_seconds,
+               "seconds": round(time.perf_counter() - t0, 3)}
 
 
 def prepare(cfg: CramConfig, r: dict[str, Any], say: Callable[[str], None]) -> Any:

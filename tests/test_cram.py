@@ -192,7 +192,6 @@ def test_cram_end_to_end(crammed_run):
     assert s["corpus"]["heldout_rows"] >= 1 and s["corpus"]["train_rows"] > 10
     assert "one block" in s["corpus"]["heldout_note"]  # one file: its tail is held out
     assert math.isfinite(s["heldout_loss"]) and math.isfinite(s["heldout_loss_start"])
-    assert s["heldout_loss"] < s["heldout_loss_start"]  # it learnt something
     assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "metrics.jsonl").is_file()
     config = json.loads((out / "config.json").read_text())
@@ -210,12 +209,13 @@ def test_a_second_run_reuses_the_prepared_corpus(crammed_run, tmp_path):
     out, _, corpus, env = crammed_run
     first = json.loads((out / "summary.json").read_text())
     assert not first["corpus"]["cached"]
-    cfg = CramConfig(corpus=[str(corpus)], budget="1steps", out=str(tmp_path / "again"),
+    cfg = CramConfig(corpus=[str(corpus)], budget="40steps", out=str(tmp_path / "again"),
                      vocab_size=800, seq_len=64, filter=False, precision="fp32", quiet=True,
                      cache=env["HASTEN_CACHE"] + "/corpora", **SMALL)
     again = cram(cfg)
     assert again["corpus"]["cached"] and again["corpus"]["key"] == first["corpus"]["key"]
     assert again["seconds"]["prepare"] < 5
+    assert again["heldout_loss"] < again["heldout_loss_start"]  # it learnt something
 
 
 def test_cram_original_recipe_in_process(tmp_path):
@@ -253,7 +253,7 @@ def test_cram_electra_objective_in_process(tmp_path):
 def test_auto_size_prints_its_choice(tmp_path):
     corpus = _excerpt(tmp_path / "alice.txt", 20_000)
     lines = []
-    s = cram(CramConfig(corpus=[str(corpus)], budget="2e11flop", out=str(tmp_path / "auto"),
+    s = cram(CramConfig(corpus=[str(corpus)], budget="4e10flop", out=str(tmp_path / "auto"),
                         filter=False, seq_len=32, precision="fp32", min_steps=2,
                         cache=str(tmp_path / "cache")), say=lines.append)
     (size_line,) = [x for x in lines if x.startswith("size: ")]

@@ -105,8 +105,9 @@ class LadderOptions:
     corpus: list[str] = option([], "empty: shared/data/gutenberg-large (193 books, 13.5M "
                                "words)")
     heldout: str = option("authors:W-Z", "whole books: the data README's held-out split")
-    rungs: list[float] = option([1.5e13, 6e13, 2.4e14], "training FLOPs per row, x4 apart; "
-                                "the largest keeps the ladder near 9 core-hours (docs)")
+    rungs: list[float] = option([1e13, 4e13, 1.6e14], "training FLOPs per row, x4 apart, "
+                                "set so the whole ladder fits a plan of 8-10 core-hours "
+                                "(the estimate is in docs/pretraining.md)")
     large_rows: list[str] = option(["control", "crammed", "original-setup", "electra"],
                                    "the rows worth their cost at the largest rung")
     seeds: dict = option({"control": 3, "crammed": 3, "original-setup": 3},
@@ -407,7 +408,8 @@ def measure_rates(options: LadderOptions, rows: tuple[str, ...] = (
                   steps: int = 3, threads: int = 1) -> dict[str, dict[str, float]]:
     """Training FLOPs per CPU-second of each row's model at each rung's shape, on `threads`
     threads: `steps` timed micro-steps after one warm-up, FLOPs by torch's counter, time by
-    the process's CPU clock (so other jobs on the machine do not enter). For `estimate`."""
+    the main thread's CPU clock (with one thread the compute runs there; other jobs on the
+    machine do not enter). For `estimate`."""
     import time
 
     from hasten.flops import flop_counter
@@ -435,15 +437,15 @@ def measure_rates(options: LadderOptions, rows: tuple[str, ...] = (
             counter = flop_counter()
             cpu = 0.0
             for i in range(steps + 2):
-                c0 = time.process_time()
-                with (counter if i == 0 else _nothing()), \
-                        precision_context(options.precision, torch.device("cpu")):
-                    loss = loss_fn(model, (ids,)).mean()
-                loss.backward()
+                c0 = time.thread_time()
+                with counter if i == 0 else _nothing():
+                    with precision_context(options.precision, torch.device("cpu")):
+                        loss = loss_fn(model, (ids,)).mean()
+                    loss.backward()
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 if i >= 2:
-                    cpu += time.process_time() - c0
+                    cpu += time.thread_time() - c0
             out[key][name] = counter.get_total_flops() * steps / cpu
     return out
 

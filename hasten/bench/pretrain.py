@@ -4,17 +4,18 @@ the harness's record layout so `hasten report` and `hasten.bench.report` read it
 A pretraining row does not fit the harness's one `train()` call: it needs a prepared corpus,
 its own model per row (an architecture is part of the row), an evaluation after training
 that costs more than training a small rung (BLiMP, probes), and it takes minutes to hours.
-So each row is run by `run_row` into its own folder `OUT/<task>/<method>-seed<N>/`:
-training checkpoints in `train/` (an interrupted row resumes), then `record.json`, one run
-in the harness layout (task, method, seed, metric, final, metrics, work, curve, ledger,
-notes, plus `rung_flops`). A finished row whose key (its settings, hashed) matches is reused,
-so rows can be split over cores (`--methods ROW` in separate processes, the same `--out`),
-and a last call only assembles `results.json`.
+So each row is run (`hasten.bench.ladder.run_row`) into its own folder
+`OUT/<task>/<method>-seed<N>/`: training checkpoints in `train/` (an interrupted row
+resumes), then `record.json`, one run in the harness layout (task, method, seed, metric,
+final, metrics, work, curve, ledger, notes, plus `rung_flops`). A finished row whose key
+(its settings, hashed) matches is reused, so rows can be split over cores (`--methods ROW`
+in separate processes, the same `--out`), and a last call only assembles `results.json`.
 
 `evaluate_checkpoint(model, tokenizer, heldout)` is the one place a row's evaluation is made:
 the held-out MLM loss at 15% with fixed masks (`mlm_loss_15`) here; BLiMP and the linear
-probes come from `hasten.lmeval` when it is installed (`blimp`, `probe_sst2`, `probe_stsb`
-stay None until then). Results: docs/benchmarks.md ("Pretraining ladder").
+probes come from `hasten.lmeval` through `lmeval_scores`, an adapter not yet connected
+(`blimp`, `probe_sst2`, `probe_stsb` stay None until it is).
+Results: docs/benchmarks.md ("Pretraining ladder").
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ Transformers for Language Understanding"), as the baselines of Cramming's ablati
 
 Attention is `F.scaled_dot_product_attention` (dropout on the probabilities in training, as
 HF BERT's eager attention). Token types exist (2, as BERT) but packed rows use type 0 only.
+Results: docs/benchmarks.md ("Pretraining ladder").
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ writes the state dict as is (minus the tied decoder).
 
 The losses are in `hasten.objectives.mlm`, the HF export in `hasten.models.export_hf`, the
 BERT baselines in `hasten.models.bert`.
+Results: docs/benchmarks.md ("Pretraining ladder").
 """
 
 from __future__ import annotations

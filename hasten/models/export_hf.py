@@ -13,6 +13,7 @@
   `load_bert_encoder`. transformers has no pre-norm BERT class, so this folder is ours only.
 
 Every folder is written into a temporary sibling and renamed into place (`hasten.atomic`).
+Results: docs/benchmarks.md ("Pretraining ladder").
 """
 
 from __future__ import annotations

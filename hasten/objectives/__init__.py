@@ -36,6 +36,7 @@ Optional extras `cram` uses when present:
 Register an objective by giving its module a module-level `OBJECTIVE` (an instance) and adding
 the module to `KNOWN` (or calling `register`); `get_objective(name)` imports it lazily, so an
 objective with heavy imports costs nothing until it is used.
+Results: docs/benchmarks.md ("Pretraining ladder").
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ Both are flat dicts; `resolve_recipe(name, **overrides)` copies one and applies 
 "crammed" (`hasten.models.encoder.CrammedEncoder`), "bert" (HF `BertForMaskedLM`) or
 "bert-prenorm" (`hasten.models.bert.BertEncoder` with pre-norm blocks, the ablation's
 "minimal architecture modification").
+Results: docs/benchmarks.md ("Pretraining ladder").
 """
 
 from __future__ import annotations

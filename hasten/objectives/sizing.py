@@ -58,19 +58,22 @@ MAX_BATCH = 8192  # Cramming's final batch (sequences)
 
 @dataclass(frozen=True)
 class Shape:
-    """An encoder shape and its vocabulary."""
+    """An encoder shape and its vocabulary (heads of 64 and GLU width 4 x hidden unless
+    given)."""
 
     layers: int
     hidden: int
     vocab_size: int
+    n_heads: int = 0
+    glu_width: int = 0
 
     @property
     def heads(self) -> int:
-        return max(1, self.hidden // 64)
+        return self.n_heads or max(1, self.hidden // 64)
 
     @property
     def intermediate(self) -> int:
-        return 4 * self.hidden
+        return self.glu_width or 4 * self.hidden
 
     def config(self, seq_len: int = 128) -> EncoderConfig:
         return EncoderConfig(vocab_size=self.vocab_size, hidden=self.hidden, layers=self.layers,
@@ -266,4 +269,21 @@ def probe_step_seconds(shape: Shape, rows: int = PROBE_ROWS, *, seq_len: int = 1
 
 
 def shape_of(recipe: dict[str, Any]) -> Shape:
-    return Shape(int(recipe["layers"]), int(recipe["hidden"]), int(recipe["vocab_size"]))
+    """The `Shape` of a recipe dict (layers, hidden, vocab_size, heads, intermediate)."""
+    return Shape(int(recipe["layers"]), int(recipe["hidden"]), int(recipe["vocab_size"]),
+                 int(recipe["heads"]), int(recipe["intermediate"]))
+
+
+def cap_step(seconds: float, probe_seconds: float, micro_batch: int, batch: int,
+             step_fraction: float = 0.02, rows: int = PROBE_ROWS) -> tuple[int, int]:
+    """(micro-batch, batch) of a shape set by hand, cut so one optimizer step takes at most
+    `step_fraction` of a wall-clock budget of `seconds` (rule 5, with the probe's cost
+    model); the batch is never raised."""
+    limit = step_fraction * seconds
+    per_micro = probe_seconds * max(1.0, micro_batch / rows)
+    if per_micro > limit:
+        micro_batch = max(1, min(micro_batch, int(limit / probe_seconds * rows)))
+        per_micro = probe_seconds * max(1.0, micro_batch / rows)
+    accum = max(1, min(batch // max(1, micro_batch), int(limit / per_micro)))
+    micro_batch = min(micro_batch, batch)
+    return micro_batch, max(micro_batch, micro_batch * accum)

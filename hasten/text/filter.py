@@ -13,6 +13,7 @@ document is always dropped.
 MinHash near deduplication (`hasten.text.dedup`), with counts before and after each rule,
 examples of what each removed, and per-file tallies. A tokenizer here is an HF
 `tokenizers.Tokenizer` or any callable str -> sequence of tokens (`str.split`, ...).
+Results: docs/benchmarks.md ("Pretraining ladder").
 """
 
 from __future__ import annotations

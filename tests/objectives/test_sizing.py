@@ -99,3 +99,14 @@ def test_memory_caps_the_micro_batch():
     assert fit_micro_batch(big, 128, 128, "bf16", free=2 * need) == 128
     assert fit_micro_batch(big, 128, 128, "bf16", free=2 * need - 1) == 64
     assert fit_micro_batch(big, 128, 128, "bf16", free=0) == 1
+
+
+def test_a_shape_set_by_hand_gets_its_steps_capped():
+    from hasten.objectives.sizing import cap_step
+
+    # probe 0.1 s for 16 rows; 60 s budget -> a step may take 1.2 s
+    assert cap_step(60.0, 0.1, 128, 8192) == (128, 128 * 1)  # 0.8 s per micro-step
+    assert cap_step(600.0, 0.1, 128, 8192) == (128, 128 * 15)  # 12 s: 15 micro-steps
+    assert cap_step(600.0, 0.1, 128, 256) == (128, 256)  # never raised
+    assert cap_step(10.0, 0.1, 128, 8192) == (32, 32)  # 0.2 s: a 32-row micro-batch
+    assert cap_step(1.0, 0.5, 128, 8192) == (1, 1)  # even one row is too slow: one row
