@@ -284,6 +284,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_resume_finishes(tmp_path):
     corpus = _excerpt(tmp_path / "alice.txt", 30_000)
     out = tmp_path / "run"
