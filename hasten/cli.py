@@ -222,14 +222,21 @@ def _cutoff(text: str) -> float | None:
 
 
 def cmd_cram(args: argparse.Namespace) -> int:
-    from hasten.cram import cram
+    from hasten.config import resolve
+    from hasten.cram import CramConfig, cram
 
-    overrides = dict(args.set or [])
-    s = cram(args.corpus, args.budget, args.out, recipe=args.recipe, arch=args.arch,
-             vocab_size=args.vocab_size, seq_len=args.seq_len,
-             filter_cutoff=getattr(args, "cutoff", "recipe"),
-             dedup=True if args.dedup else None, objective=args.objective, seed=args.seed,
-             device=args.device, quiet=args.quiet, overwrite=args.overwrite, **overrides)
+    flags = {k: getattr(args, k) for k in ("corpus", "budget", "out", "recipe", "arch",
+                                           "objective", "vocab_size", "seq_len", "seed",
+                                           "device", "overwrite", "quiet")
+             if getattr(args, k) is not None}
+    cut = getattr(args, "cutoff", "recipe")
+    if cut != "recipe":
+        flags.update(filter=cut is not None, **({"cutoff": cut} if cut is not None else {}))
+    if args.dedup:
+        flags["dedup"] = True
+    s = cram(resolve(CramConfig, sets=list(args.set or []), flags=flags))
+    if s["stopped"] != "budget":
+        return 130 if s["stopped"] == "sigint" else 143
     loss = s["heldout_loss"]
     print(f"{s['recipe']['name']} / {s['arch']} / {s['objective']}: {s['steps']} steps, "
           f"{s['work']['tokens']:,} tokens, held-out loss "

@@ -1,8 +1,13 @@
 """`hasten cram`: the recipes as data, the schedule and batch ramp by budget fraction, a tiny
-end-to-end run that exports a folder transformers loads, and bad input."""
+end-to-end run that exports a folder transformers loads, the corpus cache, a stop signal with
+a checkpoint and a resume, and bad input."""
 
 import json
 import math
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -10,9 +15,10 @@ import torch
 from conftest import ROOT, run_hasten
 
 from hasten.cli import main
+from hasten.cram import CramConfig, cram
 from hasten.errors import ConfigError
 from hasten.objectives import Vocab, available, get_objective
-from hasten.objectives.mlm import (
+from hasten.objectives.recipes import (
     CRAMMED,
     ORIGINAL_BERT,
     batch_plan,
@@ -26,6 +32,7 @@ GUTENBERG = ROOT.parent / "shared" / "data" / "gutenberg" / "11-0.txt"
 TINY = ["--set", "hidden=32", "--set", "layers=2", "--set", "heads=2", "--set",
         "intermediate=64", "--set", "batch=16", "--set", "micro_batch=8", "--set",
         "log_every=1", "--set", 'precision="fp32"']
+SMALL = dict(hidden=32, layers=1, heads=2, intermediate=64, batch=8, micro_batch=8)
 
 
 def _excerpt(path: Path, chars: int = 60_000) -> Path:
@@ -164,27 +171,32 @@ def crammed_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cram")
     corpus = _excerpt(tmp / "alice.txt")
     out = tmp / "run"
+    env = {"HASTEN_CACHE": str(tmp / "cache")}
     proc = run_hasten("cram", "--corpus", corpus, "--budget", "3s", "--out", out,
                       "--vocab-size", "800", "--seq-len", "64", "--cutoff", "none", *TINY,
-                      "--quiet", timeout=240)
+                      "--quiet", env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr
-    return out, proc
+    return out, proc, corpus, env
 
 
 def test_cram_end_to_end(crammed_run):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    out, proc = crammed_run
+    out, proc, _, _ = crammed_run
     assert "held-out loss" in proc.stdout
     s = json.loads((out / "summary.json").read_text())
     assert s["stopped"] == "budget" and s["steps"] > 0
     assert s["ledger"]["train"] == pytest.approx(3.0, abs=1.0)
     assert s["recipe"]["hidden"] == 32 and s["recipe"]["eps"] == 1e-12
+    assert s["size"] == {"rule": "set by hand"}
     assert s["corpus"]["heldout_rows"] >= 1 and s["corpus"]["train_rows"] > 10
+    assert "one block" in s["corpus"]["heldout_note"]  # one file: its tail is held out
     assert math.isfinite(s["heldout_loss"]) and math.isfinite(s["heldout_loss_start"])
-    assert s["heldout_loss"] < s["heldout_loss_start"]  # it learnt something
     assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
-    assert (out / "train" / "metrics.jsonl").is_file()
+    assert (out / "metrics.jsonl").is_file()
+    config = json.loads((out / "config.json").read_text())
+    assert config["budget"] == "3s" and config["vocab_size"] == 800
+    assert config["recipe_resolved"]["hidden"] == 32
     model = AutoModelForMaskedLM.from_pretrained(out / "model").eval()
     tok = AutoTokenizer.from_pretrained(out / "model")
     enc = tok(["alice was beginning to get very tired"], return_tensors="pt")
@@ -193,17 +205,29 @@ def test_cram_end_to_end(crammed_run):
     assert logits.shape[-1] == s["vocab_size"] and torch.isfinite(logits).all()
 
 
+def test_a_second_run_reuses_the_prepared_corpus(crammed_run, tmp_path):
+    out, _, corpus, env = crammed_run
+    first = json.loads((out / "summary.json").read_text())
+    assert not first["corpus"]["cached"]
+    cfg = CramConfig(corpus=[str(corpus)], budget="40steps", out=str(tmp_path / "again"),
+                     vocab_size=800, seq_len=64, filter=False, precision="fp32", quiet=True,
+                     cache=env["HASTEN_CACHE"] + "/corpora", **SMALL)
+    again = cram(cfg)
+    assert again["corpus"]["cached"] and again["corpus"]["key"] == first["corpus"]["key"]
+    assert again["seconds"]["prepare"] < 5
+    assert again["heldout_loss"] < again["heldout_loss_start"]  # it learnt something
+
+
 def test_cram_original_recipe_in_process(tmp_path):
     from transformers import AutoModelForMaskedLM, BertForMaskedLM
 
-    from hasten.cram import cram
-
     corpus = _excerpt(tmp_path / "alice.txt", 20_000)
-    s = cram([corpus], "3steps", tmp_path / "orig", recipe="original", vocab_size=300,
-             seq_len=32, hidden=32, layers=1, heads=2, intermediate=64, batch=8,
-             micro_batch=8, dedup=True, quiet=True)
+    s = cram(CramConfig(corpus=[str(corpus)], budget="3steps", out=str(tmp_path / "orig"),
+                        recipe="original", vocab_size=300, seq_len=32, dedup=True,
+                        quiet=True, cache=str(tmp_path / "cache"), **SMALL))
     assert s["corpus"]["dedup"]["kept"] <= s["corpus"]["documents"]
     assert s["arch"] == "bert" and s["steps"] == 3 and s["recipe"]["mask_rate"] == 0.15
+    assert s["recipe"]["cutoff"] is None  # the original recipe has no filter
     model = AutoModelForMaskedLM.from_pretrained(tmp_path / "orig" / "model")
     assert isinstance(model, BertForMaskedLM)
     assert model.config.hidden_dropout_prob == 0.1
@@ -212,30 +236,79 @@ def test_cram_original_recipe_in_process(tmp_path):
 def test_cram_electra_objective_in_process(tmp_path):
     from transformers import AutoModelForMaskedLM, ModernBertForMaskedLM
 
-    from hasten.cram import cram
-
     corpus = _excerpt(tmp_path / "alice.txt", 20_000)
-    s = cram([corpus], "3steps", tmp_path / "el", objective="electra", vocab_size=300,
-             filter_cutoff=None, seq_len=32, hidden=32, layers=1, heads=2, intermediate=64, batch=8,
-             micro_batch=8, precision="fp32", quiet=True)
+    base = dict(corpus=[str(corpus)], objective="electra", vocab_size=300, filter=False,
+                seq_len=32, precision="fp32", quiet=True, cache=str(tmp_path / "cache"),
+                **SMALL)
+    s = cram(CramConfig(budget="3steps", out=str(tmp_path / "el"), **base))
     # ELECTRA masks 15% (the paper's Small/Base), not the crammed recipe's 25%
     assert s["objective"] == "electra" and s["recipe"]["mask_rate"] == 0.15
     assert s["steps"] == 3 and math.isfinite(s["heldout_loss"])
     model = AutoModelForMaskedLM.from_pretrained(tmp_path / "el" / "model")
     assert isinstance(model, ModernBertForMaskedLM)  # the discriminator, for hasten glue
-    s2 = cram([corpus], "1steps", tmp_path / "el2", objective="electra", vocab_size=300,
-              filter_cutoff=None, seq_len=32, hidden=32, layers=1, heads=2, intermediate=64,
-              batch=8, micro_batch=8, precision="fp32", mask_rate=0.25, quiet=True)
+    s2 = cram(CramConfig(budget="1steps", out=str(tmp_path / "el2"), mask_rate=0.25, **base))
     assert s2["recipe"]["mask_rate"] == 0.25  # the user's value wins
 
 
-def test_vocab_of_tokenizer():
-    from hasten.text.corpus import train_wordpiece
+def test_auto_size_prints_its_choice(tmp_path):
+    corpus = _excerpt(tmp_path / "alice.txt", 20_000)
+    lines = []
+    s = cram(CramConfig(corpus=[str(corpus)], budget="4e10flop", out=str(tmp_path / "auto"),
+                        filter=False, seq_len=32, precision="fp32", min_steps=2,
+                        cache=str(tmp_path / "cache")), say=lines.append)
+    (size_line,) = [x for x in lines if x.startswith("size: ")]
+    assert "2 x 128" in size_line and "Hoffmann" in size_line
+    assert (s["recipe"]["layers"], s["recipe"]["hidden"], s["recipe"]["vocab_size"]) == \
+        (2, 128, 8192)
+    assert s["size"]["expected_steps"] >= 2 and s["steps"] >= 1
 
-    tok = train_wordpiece(["a b c d e f g"] * 5, vocab_size=40)
+
+def test_vocab_of_tokenizer():
+    from hasten.text.tokenizer import CRAM, train_tokenizer
+
+    tok = train_tokenizer(["a b c d e f g"] * 5, CRAM, vocab_size=40)
     v = Vocab.from_tokenizer(tok)
     assert (v.pad, v.unk, v.cls, v.sep, v.mask) == (0, 1, 2, 3, 4)
     assert v.size == tok.get_vocab_size()
+
+
+# -----------------------------------------------------------------------------
+# a stop signal: checkpoint, no export, resume
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float) -> None:
+    end = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < end, f"{path} did not appear"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_and_resume_finishes(tmp_path):
+    corpus = _excerpt(tmp_path / "alice.txt", 30_000)
+    out = tmp_path / "run"
+    args = ["--corpus", str(corpus), "--budget", "8s", "--out", str(out), "--vocab-size",
+            "300", "--seq-len", "32", "--cutoff", "none", *TINY]
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT),
+           "HASTEN_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "hasten", "cram", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(out / "metrics.jsonl", proc, 120)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "wrote" not in stdout  # no success line
+    s = json.loads((out / "summary.json").read_text())
+    assert s["stopped"] == "sigterm" and not (out / "model").exists()
+    assert (out / "checkpoints" / "latest").is_file()
+    proc = run_hasten("cram", *args, "--set", "resume=true", "--quiet", env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    done = json.loads((out / "summary.json").read_text())
+    assert done["stopped"] == "budget" and done["steps"] > s["steps"]
+    assert done["ledger"]["train"] == pytest.approx(8.0, abs=1.5)
+    assert (out / "model" / "config.json").is_file()
 
 
 # -----------------------------------------------------------------------------
@@ -277,3 +350,6 @@ def test_cram_bad_inputs(tmp_path, capsys):
     (out / "keep.txt").write_text("x")
     _one_line(capsys, main(["cram", "--corpus", str(good), "--budget", "2s", "--out", str(out),
                             "--quiet"]), "not empty")
+    _one_line(capsys, main(["cram", "--corpus", str(good), "--budget", "2s", "--out",
+                            str(tmp_path / "new"), "--set", "resume=true", "--quiet"]),
+              "cannot resume")

@@ -14,19 +14,34 @@ so it is exactly our architecture run by HF code.
 Candidates are measured interleaved (A B C ... A B C ...) after a warm-up of each, so drifts
 of the machine (thermal, other jobs) hit every candidate alike; each repeat times `steps`
 steps on a fixed batch, and every per-repeat number is kept.
+
+    taskset -c 1 env OMP_NUM_THREADS=1 python -m hasten.bench.mlm_throughput
+
+writes benchmarks/results/mlm-throughput-<YYYYMMDD>.json (machine, command, date, commit,
+torch and transformers versions, every per-repeat number) and prints medians and ratios.
+Results: docs/benchmarks.md ("Pretraining").
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from hasten.bench.harness import cpu_model
 from hasten.errors import ConfigError
 from hasten.text.masking import mask_tokens
 from hasten.trainer import param_groups, precision_context
@@ -61,13 +76,10 @@ SPECIALS = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
 
 def standard_candidates(shape: Shape) -> list[Candidate]:
     """Our encoder (static sparse head; dense head), HF BERT, HF ModernBERT (dense; sparse)."""
-    from hasten.models.encoder import (
-        CrammedEncoder,
-        EncoderConfig,
-        hf_config,
-        mlm_loss,
-        original_bert,
-    )
+    from hasten.models.bert import original_bert
+    from hasten.models.encoder import CrammedEncoder, EncoderConfig
+    from hasten.models.export_hf import hf_config
+    from hasten.objectives.mlm import mlm_loss
 
     cfg = EncoderConfig(vocab_size=shape.vocab, hidden=shape.hidden, layers=shape.layers,
                         heads=shape.heads, intermediate=shape.intermediate,
@@ -198,3 +210,86 @@ def ratios(rows: Sequence[dict], baseline: str = "hf-bert",
         if "fp32" in base:
             out[f"{r['model']}/{r['precision']}/vs-fp32"] = r[key] / base["fp32"]
     return out
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--vocab", type=int, default=32768)
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--intermediate", type=int, default=1024)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=2, help="timed steps per repeat")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--models", default="", help="comma list of candidate names (default all)")
+    ap.add_argument("--out", default="")
+    ap.add_argument("--note", default="", help="free text stored in the report (e.g. load)")
+    args = ap.parse_args(argv)
+
+    import transformers
+
+    shape = Shape(vocab=args.vocab, hidden=args.hidden, layers=args.layers, heads=args.heads,
+                  intermediate=args.intermediate)
+    cands = standard_candidates(shape)
+    if args.models:
+        keep = args.models.split(",")
+        cands = [c for c in cands if c.name in keep]
+    now = datetime.now(timezone.utc)
+    rows = throughput(cands, seq_len=args.seq_len, batch=args.batch, steps=args.steps,
+                      repeats=args.repeats, warmup=args.warmup,
+                      precisions=args.precisions.split(","), vocab=args.vocab,
+                      log=lambda m: print(m, flush=True))
+    affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    dirty = bool(_git("status", "--porcelain", "--", "hasten", "scripts"))
+    report = {
+        "suite": "mlm-throughput",
+        "created": now.isoformat(timespec="seconds"),
+        "date": now.strftime("%Y-%m-%d"),
+        "machine": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(),
+                    "affinity": affinity, "torch_threads": torch.get_num_threads(),
+                    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+                    "python": platform.python_version(), "os": platform.system()},
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "commit_note": "working tree had uncommitted changes" if dirty else "clean",
+        "command": " ".join([f"taskset -c {','.join(map(str, affinity))}" if affinity else "",
+                             f"env OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')}",
+                             "python", *sys.argv]).strip(),
+        "torch": torch.__version__, "transformers": transformers.__version__,
+        "shape": vars(shape), "batch": args.batch, "seq_len": args.seq_len,
+        "step": "forward + backward + clip_grad_norm(0.5) + AdamW (wd 0.01 off 1-d params)",
+        "note": args.note,
+        "rows": rows,
+        "ratios_vs_hf_bert_wall": ratios(rows, key="tokens_per_s"),
+        "ratios_vs_hf_bert_cpu": ratios(rows, key="tokens_per_cpu_s"),
+    }
+    out = Path(args.out) if args.out else \
+        Path("benchmarks") / "results" / f"mlm-throughput-{now:%Y%m%d}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    base = {r["precision"]: r for r in rows if r["model"] == "hf-bert"}
+    print(f"\n{'model':22s} {'prec':5s} {'tok/s':>8s} {'tok/cpu-s':>10s} {'x bert':>7s} "
+          f"{'x bert(cpu)':>11s}")
+    for r in rows:
+        b = base.get(r["precision"])
+        rw = r["tokens_per_s"] / b["tokens_per_s"] if b else float("nan")
+        rc = r["tokens_per_cpu_s"] / b["tokens_per_cpu_s"] if b else float("nan")
+        print(f"{r['model']:22s} {r['precision']:5s} {r['tokens_per_s']:8.0f} "
+              f"{r['tokens_per_cpu_s']:10.0f} {rw:7.2f} {rc:11.2f}")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,302 +1,222 @@
-"""Pretraining benchmarks: `hasten cram` runs at a shared budget, each scored on GLUE-small.
+"""The runner of pretraining suites: one pretraining row at a time, kept on disk, written in
+the harness's record layout so `hasten report` and `hasten.bench.report` read it.
 
-The mlm and electra suites (`hasten.bench.mlm`, `hasten.bench.electra`) are tables of
-*rows*: one `hasten cram` run each (a recipe, an architecture, an objective, a fraction of the
-suite's budget), then `hasten glue` on its export. A row is a few cram keyword arguments, so a
-new ablation row is one line.
+A pretraining row does not fit the harness's one `train()` call: it needs a prepared corpus,
+its own model per row (an architecture is part of the row), an evaluation after training
+that costs more than training a small rung (BLiMP, probes), and it takes minutes to hours.
+So each row is run (`hasten.bench.ladder.run_row`) into its own folder
+`OUT/<task>/<method>-seed<N>/`: training checkpoints in `train/` (an interrupted row
+resumes), then `record.json`, one run in the harness layout (task, method, seed, metric,
+final, metrics, work, curve, ledger, notes, plus `rung_flops`). A finished row whose key
+(its settings, hashed) matches is reused, so rows can be split over cores (`--methods ROW`
+in separate processes, the same `--out`), and a last call only assembles `results.json`.
 
-Rows are slow (minutes to hours), so every finished row is kept under `OUT/ROW/` (the cram
-folder plus `glue.json`) and reused when the suite runs again with the same settings: a row's
-cram summary must match the row's resolved recipe, objective, budget, seed and corpus size, and
-its GLUE file the GLUE settings. So an interrupted suite resumes, rows can be run one at a time
-on separate cores (`--methods ROW --out SAME_DIR`), and a last full call only assembles the
-table. Delete a row's folder to run it again.
-
-Shapes and settings (`PretrainSettings`) default to what one CPU core can train in tens of
-minutes: a 4-layer, 256-wide encoder, 8192-token WordPiece vocabulary, 128-token rows, batch
-256; GLUE-small fine-tunes every row the same way (`GLUE_DEFAULTS`).
+`evaluate_checkpoint(model, tokenizer, heldout)` is the one place a row's evaluation is made:
+the held-out MLM loss at 15% with fixed masks (`mlm_loss_15`) here; BLiMP and the linear
+probes come from `hasten.lmeval` through `lmeval_scores`, an adapter not yet connected
+(`blimp`, `probe_sst2`, `probe_stsb` stay None until it is).
+Results: docs/benchmarks.md ("Pretraining ladder").
 """
 
 from __future__ import annotations
 
-import argparse
+import hashlib
 import json
-import statistics
+import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+from torch import nn
+
 from hasten.atomic import atomic_write
-from hasten.bench.harness import provenance, scale_budget, split_method
-from hasten.errors import ConfigError, DataError
+from hasten.bench.harness import provenance
 
-# The encoder every row trains (any recipe key; the row may override).
-SHAPE: dict[str, Any] = {"hidden": 256, "layers": 4, "heads": 4, "intermediate": 1024,
-                         "batch": 256, "micro_batch": 64}
-VOCAB_SIZE = 8192
-SEQ_LEN = 128
-
-# One GLUE-small setting for every row, fixed before any row ran. lr 3e-4 is ELECTRA-Small's
-# published fine-tuning rate (Clark et al. 2020, Table 7) for this width; Cramming's 4e-5 is for
-# BERT-base size and left 375 steps too few to move a small model off chance.
-GLUE_DEFAULTS: dict[str, Any] = {"epochs": 3.0, "max_train_examples": 2000, "lr": 3e-4,
-                                 "batch": 16, "precision": "bf16"}
-
-QUICK_SHAPE: dict[str, Any] = {"hidden": 32, "layers": 1, "heads": 2, "intermediate": 64,
-                               "batch": 16, "micro_batch": 8}
-QUICK_FORCE: dict[str, Any] = {"cutoff": None, "precision": "fp32"}  # a tiny vocabulary's
-# tokens per character fail any real filter cutoff
-QUICK_GLUE: dict[str, Any] = {"epochs": 1.0, "max_train_examples": 16, "max_eval_examples": 32,
-                              "lr": 3e-4, "batch": 8, "precision": "fp32"}
+RECORD = "record.json"
+FORMAT = 1  # bump when a row's meaning changes, so old records are not reused
+METRICS = ("blimp", "probe_sst2", "probe_stsb", "mlm_loss_15")
 
 
-@dataclass
-class Row:
-    """One table row: `hasten.cram.cram` keyword arguments, run at `fraction` of the budget."""
-
-    name: str
-    cram: dict[str, Any] = field(default_factory=dict)
-    fraction: float = 1.0
-    description: str = ""
+def row_key(settings: Mapping[str, Any]) -> str:
+    """A short hash of everything a row's result depends on."""
+    text = json.dumps([FORMAT, settings], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-@dataclass
-class PretrainSettings:
-    """What every row of a suite shares."""
-
-    corpus: list[str]
-    budget: str = "25m"
-    shape: dict[str, Any] = field(default_factory=lambda: dict(SHAPE))
-    vocab_size: int = VOCAB_SIZE
-    seq_len: int = SEQ_LEN
-    glue: dict[str, Any] = field(default_factory=lambda: dict(GLUE_DEFAULTS))
-    glue_seeds: int = 1
-    glue_tasks: str | None = None  # None: all five
-    seed: int = 0
-    quick: bool = False
-    force: dict[str, Any] = field(default_factory=dict)  # recipe values over every row's
-
-
-def default_corpus() -> list[str]:
-    """`$HASTEN_DATA/gutenberg` (the shared Project Gutenberg excerpt)."""
-    from hasten.data.vision import data_root
-
-    path = data_root() / "gutenberg"
-    if not path.is_dir():
-        from hasten.errors import DataError
-
-        raise DataError(f"corpus folder not found: {path} (set HASTEN_DATA)")
-    return [str(path)]
-
-
-def resolve_rows(rows: Mapping[str, Row], names: Sequence[str] | None) -> list[Row]:
-    """The rows called `names` (all, in table order, when None); `NAME@F` runs row NAME at
-    fraction F of the budget."""
-    out = []
-    for name in names or list(rows):
-        base, fraction = split_method(name)
-        if base not in rows:
-            raise ConfigError(f"unknown row {base!r}; known: {', '.join(rows)}")
-        row = rows[base]
-        out.append(Row(name, dict(row.cram), row.fraction * fraction, row.description))
-    return out
-
-
-def settings_from_args(args: argparse.Namespace) -> PretrainSettings:
-    """Bench settings from the CLI (`--quick`: tiny model, 3 steps, a few GLUE examples)."""
-    corpus = getattr(args, "corpus", None) or default_corpus()
-    for path in corpus:  # before any throughput or pretraining work
-        if not Path(path).exists():
-            raise DataError(f"corpus not found: {path}")
-    if args.quick:
-        return PretrainSettings(corpus=corpus, budget=args.budget or "3steps",
-                                shape=dict(QUICK_SHAPE), vocab_size=300, seq_len=32,
-                                glue=dict(QUICK_GLUE), glue_seeds=args.seeds, quick=True,
-                                force=dict(QUICK_FORCE))
-    return PretrainSettings(corpus=corpus, budget=args.budget or "25m", glue_seeds=args.seeds)
-
-
-def _cram_kwargs(row: Row, s: PretrainSettings) -> dict[str, Any]:
-    kw: dict[str, Any] = {"vocab_size": s.vocab_size, "seq_len": s.seq_len, **s.shape}
-    kw.update(row.cram)
-    kw.update(s.force)
-    return kw
-
-
-def _expected(row: Row, s: PretrainSettings, budget: str) -> dict[str, Any]:
-    """What a finished row's summary.json must say to be reused."""
-    from hasten.objectives import get_objective
-    from hasten.objectives.mlm import resolve_recipe
-
-    kw = _cram_kwargs(row, s)
-    recipe = kw.pop("recipe", "crammed")
-    objective = kw.pop("objective", "mlm")
-    obj = get_objective(objective)
-    r = resolve_recipe(recipe, getattr(obj, "defaults", None),
-                       getattr(obj, "recipe_values", None), **kw)
-    r = json.loads(json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in r.items()}))
-    return {"recipe": r, "objective": objective, "budget": budget, "seed": s.seed}
-
-
-def _reusable(summary_file: Path, expected: Mapping[str, Any]) -> bool:
+def load_record(folder: Path, key: str) -> dict[str, Any] | None:
+    """The finished record in `folder` when its key matches, else None."""
     try:
-        summary = json.loads(summary_file.read_text())
+        record = json.loads((folder / RECORD).read_text())
     except (OSError, ValueError):
-        return False
-    return all(summary.get(k) == v for k, v in expected.items())
+        return None
+    return record if record.get("key") == key else None
 
 
-def _glue_settings(s: PretrainSettings) -> dict[str, Any]:
-    return {**_per_seed_settings(s), "seeds": s.glue_seeds,
-            "aggregate": "median over fine-tuning seeds per task, mean over tasks"}
+def write_record(folder: Path, record: Mapping[str, Any]) -> Path:
+    path = folder / RECORD
+    text = json.dumps(_json_safe(record), indent=1, allow_nan=False)
+    atomic_write(path, lambda fh: fh.write(text.encode()))
+    return path
 
 
-def run_row(row: Row, s: PretrainSettings, out_dir: Path,
-            say: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
-    """Pretrain and GLUE-score one row into `out_dir / row.name` (reusing what is there)."""
-    from hasten.cram import cram
-
-    budget = scale_budget(s.budget, row.fraction) if row.fraction != 1.0 else s.budget
-    folder = out_dir / row.name
-    expected = _expected(row, s, budget)
-    if _reusable(folder / "summary.json", expected):
-        say(f"{row.name}: reusing the pretraining in {folder}")
-        summary = json.loads((folder / "summary.json").read_text())
-    else:
-        say(f"{row.name}: pretraining for {budget} ...")
-        kw = _cram_kwargs(row, s)
-        summary = cram(s.corpus, budget, folder, seed=s.seed, quiet=True, overwrite=True, **kw)
-    glue = glue_scores(folder, s, say=lambda line: say(f"{row.name}: {line}"))
-    line = row_line(row, budget, summary, glue)
-    say(f"{row.name}: GLUE-small average {line['glue_average']:.2f}")
-    return line
-
-
-def _per_seed_settings(s: PretrainSettings) -> dict[str, Any]:
-    return {**s.glue, "tasks": s.glue_tasks}
-
-
-def glue_scores(folder: Path, s: PretrainSettings,
-                say: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
-    """GLUE-small of `folder/model` over seeds 0 .. glue_seeds - 1: each seed's scores are
-    kept in `folder/glue-seedN.json` and reused while the settings match, so raising `--seeds`
-    only fine-tunes the new seeds. Median over seeds per task, mean over tasks."""
-    from hasten.glue import evaluate_glue
-
-    want = _per_seed_settings(s)
-    per_seed = []
-    for seed in range(s.glue_seeds):
-        path = folder / f"glue-seed{seed}.json"
-        try:
-            res = json.loads(path.read_text())
-            ok = res.get("bench_settings") == want
-        except (OSError, ValueError):
-            ok = False
-        if ok:
-            say(f"reusing its GLUE scores (seed {seed})")
-        else:
-            say(f"GLUE-small, fine-tuning seed {seed} ...")
-            res = evaluate_glue(folder / "model", tasks=s.glue_tasks, seeds=1, first_seed=seed,
-                                **s.glue)
-            res["bench_settings"] = want
-            atomic_write(path, lambda fh, r=res: fh.write(json.dumps(r, indent=1).encode()))
-        per_seed.append(res)
-    tasks = list(per_seed[0]["scores"])
-    runs = {t: [r["scores"][t] for r in per_seed] for t in tasks}
-    scores = {t: statistics.median(v) for t, v in runs.items()}
-    return {"scores": scores, "average": sum(scores.values()) / len(scores), "runs": runs,
-            "seconds": sum(r.get("seconds", 0.0) for r in per_seed)}
-
-
-def row_line(row: Row, budget: str, summary: Mapping[str, Any],
-             glue: Mapping[str, Any]) -> dict[str, Any]:
-    """The results entry of one row."""
-    work = summary.get("work", {})
-    return {
-        "row": row.name, "description": row.description, "fraction": row.fraction,
-        "budget": budget, "objective": summary.get("objective"), "arch": summary.get("arch"),
-        "recipe": summary.get("recipe", {}).get("name"), "parameters": summary.get("parameters"),
-        "steps": summary.get("steps"), "tokens": work.get("tokens"), "flops": work.get("flops"),
-        "train_seconds": summary.get("ledger", {}).get("train"),
-        "heldout_loss": summary.get("heldout_loss"),
-        "heldout_metrics": summary.get("heldout_metrics"),
-        "corpus": summary.get("corpus"),
-        "glue": dict(glue["scores"]), "glue_average": glue["average"],
-        "glue_seeds": dict(glue["runs"]), "glue_seconds": glue["seconds"],
-    }
-
-
-def run_pretrain_suite(suite: str, rows: Sequence[Row], s: PretrainSettings, out_dir: Path,
-                       say: Callable[[str], None] = lambda line: None,
-                       extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Every row in turn; the results dict the report and the JSON are made from."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    started = datetime.now(timezone.utc)
-    lines = [run_row(row, s, out_dir, say) for row in rows]
-    return {
-        "suite": suite, **provenance(created=started),
-        "quick": s.quick, "budget": s.budget, "corpus": s.corpus, "shape": s.shape,
-        "vocab_size": s.vocab_size, "seq_len": s.seq_len, "seed": s.seed,
-        "glue_settings": _glue_settings(s), "rows": lines, **(extra or {}),
-    }
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, (np.integer, np.floating)):
+        return _json_safe(obj.item())
+    return obj
 
 
 # -----------------------------------------------------------------------------
-# report
+# evaluation
 
 
-GLUE_ORDER = ("cola", "sst2", "mrpc", "stsb", "rte")
+def mlm_logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """Vocabulary logits [B, S, V] of any of hasten's MLM models (HF or ours)."""
+    if hasattr(model, "mlm_logits"):
+        return model.mlm_logits(ids)
+    return model(input_ids=ids).logits
 
 
-def _fmt(x: Any, spec: str = ".2f") -> str:
-    return "n/a" if x is None else format(x, spec)
+def heldout_mlm_loss(model: nn.Module, rows: torch.Tensor, vocab_size: int, *,
+                     rate: float = 0.15, seed: int = 1234, batch: int = 32,
+                     precision: str = "bf16") -> float:
+    """Mean cross-entropy over masked tokens of held-out `rows` with masks drawn once from
+    `seed` (BERT's 15%, 80/10/10; the same masks for every model), in eval mode."""
+    from hasten.text.masking import IGNORE, mask_tokens
+    from hasten.trainer import precision_context
+
+    if len(rows) == 0:
+        return float("nan")
+    g = torch.Generator().manual_seed(seed)
+    specials = list(range(5))  # [PAD] [UNK] [CLS] [SEP] [MASK] of the CRAM tokenizer
+    device = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad(), precision_context(precision, device):
+        for i in range(0, len(rows), batch):
+            inputs, labels = mask_tokens(rows[i:i + batch], rate, specials, 4, vocab_size,
+                                         generator=g)
+            logits = mlm_logits(model, inputs.to(device)).float()
+            loss = torch.nn.functional.cross_entropy(
+                logits.flatten(0, 1), labels.to(device).reshape(-1), ignore_index=IGNORE,
+                reduction="sum")
+            total += float(loss)
+            count += int((labels != IGNORE).sum())
+    model.train(was)
+    return total / max(count, 1)
 
 
-def table_rows(results: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Header and cells of the suite's table (one line per row)."""
-    tasks = [t for t in GLUE_ORDER if any(t in r["glue"] for r in results["rows"])]
-    head = ["row", "budget", "trained params", "train FLOPs", "tokens", "train s", "held-out loss",
-            "GLUE avg", *tasks]
-    cells = []
-    for r in results["rows"]:
-        params = _fmt(r["parameters"] / 1e6, ".2f") + "M" if r["parameters"] else "n/a"
-        cells.append([r["row"], r["budget"], params, _fmt(r["flops"], ".2e"),
-                      _fmt(r["tokens"], ",d"), _fmt(r["train_seconds"], ".0f"),
-                      _fmt(r["heldout_loss"], ".3f"), _fmt(r["glue_average"]),
-                      *[_fmt(r["glue"].get(t)) for t in tasks]])
-    return head, cells
+def lmeval_scores(model: nn.Module, tokenizer: Any, settings: Mapping[str, Any]
+                  ) -> dict[str, float]:
+    """BLiMP (overall %) and the SST-2 / STS-B linear probes of `model` from `hasten.lmeval`:
+    the adapter to connect once that package is in this tree. Until then it returns {} and
+    those metrics stay None."""
+    return {}
 
 
-def markdown(results: Mapping[str, Any], title: str, notes: Sequence[str] = ()) -> str:
-    head, cells = table_rows(results)
-    out = [f"# {title}", "", f"`{results['command']}`, {results['created']}, "
-           f"{results['machine']}", ""]
-    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join(c) + " |" for c in cells]
-    out += ["", *notes]
-    return "\n".join(out) + "\n"
+def evaluate_checkpoint(model: nn.Module, tokenizer: Any, heldout: np.ndarray | torch.Tensor,
+                        *, rows: int = 256, precision: str = "bf16",
+                        lmeval: Mapping[str, Any] | None = None) -> dict[str, float | None]:
+    """The ladder's metrics of a model: `mlm_loss_15`, the held-out MLM loss at 15% with
+    fixed masks on at most `rows` held-out rows (None for ELECTRA, whose discriminator has
+    no MLM head), and `blimp`, `probe_sst2`, `probe_stsb` from `lmeval_scores` (ELECTRA: of
+    its discriminator). `lmeval` passes settings to it."""
+    from hasten.models.electra import ElectraModel
+
+    out: dict[str, float | None] = dict.fromkeys(METRICS)
+    held = torch.as_tensor(np.asarray(heldout[:rows]), dtype=torch.long)
+    is_electra = isinstance(model, ElectraModel)
+    if not is_electra:
+        out["mlm_loss_15"] = heldout_mlm_loss(model, held, tokenizer.get_vocab_size(),
+                                              precision=precision)
+    target = model.discriminator if is_electra else model
+    for k, v in lmeval_scores(target, tokenizer, lmeval or {}).items():
+        if k in out:
+            out[k] = float(v)
+    return out
 
 
-def rich_table(results: Mapping[str, Any], title: str) -> Any:
-    from rich.table import Table
-
-    head, cells = table_rows(results)
-    table = Table(title=title)
-    for h in head:
-        table.add_column(h, justify="left" if h == "row" else "right")
-    for c in cells:
-        table.add_row(*c)
-    return table
+# -----------------------------------------------------------------------------
+# records and results
 
 
-def write_results(results: Mapping[str, Any], out_dir: Path, title: str,
+def make_record(*, task: str, method: str, seed: int, metric: str, metrics: Mapping[str, Any],
+                result: Any | None, key: str, notes: Mapping[str, Any],
+                extra: Mapping[str, Any]) -> dict[str, Any]:
+    """One run in the harness's layout. `result` is the trainer's `RunResult` (None for a
+    row that does not train); the curve is the run's one end point of `metric`, since the
+    metric is measured after training (the training loss curve is in `notes`)."""
+    final = metrics.get(metric)
+    work = dict(result.work) if result is not None else {"steps": 0, "flops": 0.0,
+                                                          "tokens": 0}
+    ledger = dict(result.ledger) if result is not None else {"train": 0.0}
+    seconds = float(ledger.get("train", 0.0))
+    report_rows = {k: v for k, v in metrics.items() if k != metric}
+    return {
+        "task": task, "method": method, "seed": seed, "metric": metric,
+        "higher_is_better": metric != "mlm_loss_15", "final": final,
+        "metrics": dict(metrics), "train_seconds": seconds, "work": work,
+        "curve": [[seconds, work, final]] if final is not None else [],
+        "ledger": ledger, "steps": work.get("steps", 0),
+        "stopped": result.stopped if result is not None else "not trained",
+        "budget": extra.get("budget"), "overhead_seconds": 0.0, "overhead_flops": 0.0,
+        "notes": {**notes, "report_rows": report_rows}, "key": key,
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra,
+    }
+
+
+def assemble(suite: str, records: Sequence[Mapping[str, Any]], *, baseline: str,
+             options: Mapping[str, Any], methods: Sequence[str],
+             command: str | None = None) -> dict[str, Any]:
+    """The suite's results dict (harness layout, targets filled) from finished records."""
+    from hasten.bench.report import fill_targets
+
+    runs = [{**r, "baseline": baseline} for r in records]
+    results = {"suite": suite, **provenance(command), "quick": False,
+               "seeds": len({r["seed"] for r in runs}), "first_seed": 0, "margin": 0.0,
+               "suite_methods": list(methods), "options": dict(options), "runs": runs}
+    return fill_targets(results, margins={r["task"]: 0.0 for r in runs})
+
+
+def write_results(results: Mapping[str, Any], out_dir: Path, title: str = "",
                   notes: Sequence[str] = ()) -> dict[str, Path]:
-    """results.json and report.md under `out_dir`."""
-    paths = {"results": out_dir / "results.json", "report": out_dir / "report.md"}
-    atomic_write(paths["results"],
-                 lambda fh: fh.write(json.dumps(results, indent=1).encode()))
-    atomic_write(paths["report"],
-                 lambda fh: fh.write(markdown(results, title, notes).encode()))
-    return paths
+    """results.json, report.md and curves.png (`hasten.bench.report.write_report`)."""
+    from hasten.bench.report import write_report
+
+    return write_report(results, out_dir)
+
+
+def rich_table(results: Mapping[str, Any], title: str = "") -> Any:
+    """The report's tables as one `rich` group, for a terminal."""
+    from rich.console import Group
+
+    from hasten.bench.report import rich_tables
+
+    return Group(*rich_tables(results))
+
+
+def finished_records(out_dir: Path) -> list[dict[str, Any]]:
+    """Every record.json under `out_dir` (rows finished by any process), in path order."""
+    found = []
+    for path in sorted(out_dir.glob(f"*/*/{RECORD}")):
+        try:
+            found.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def say_nothing(line: str) -> None:
+    return None
+
+
+Say = Callable[[str], None]

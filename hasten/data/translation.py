@@ -33,7 +33,7 @@ from hasten.data.vision import data_root
 from hasten.errors import ConfigError, DataError
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
-SPECIALS = (PAD, BOS, EOS, UNK)  # ids 0, 1, 2, 3 in every tokenizer trained here
+SPECIALS = (PAD, BOS, EOS, UNK)  # ids 0, 1, 2, 3 (`hasten.text.tokenizer.MT_SPECIALS`)
 
 MULTI30K_LANGS = ("en", "de", "fr", "cs")
 MULTI30K_SPLITS = ("train", "val", "test_2016_flickr", "test_2017_flickr", "test_2017_mscoco",
@@ -219,19 +219,14 @@ class BPETokenizer:
 def train_bpe(texts: Iterable[str], vocab_size: int = 8000, min_frequency: int = 2
               ) -> BPETokenizer:
     """Learn one byte-level BPE vocabulary of `vocab_size` pieces over `texts` (pass both
-    languages' training sentences for a joint vocabulary). Specials get ids 0..3."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    languages' training sentences for a joint vocabulary), with hasten's one tokenizer
+    trainer (`hasten.text.tokenizer`, preset `MT`). Specials get ids 0..3."""
+    from hasten.text.tokenizer import MT, train_tokenizer
 
     if vocab_size < 300:
         raise ConfigError(f"vocab_size must be >= 300 (256 bytes + specials), got {vocab_size}")
-    tok = Tokenizer(models.BPE(unk_token=UNK))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                  special_tokens=list(SPECIALS),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
-    tok.train_from_iterator((" " + t for t in texts), trainer=trainer)
+    tok = train_tokenizer([" " + t for t in texts], MT, vocab_size=vocab_size,
+                          min_frequency=min_frequency)
     return BPETokenizer(tok)
 
 

@@ -18,30 +18,20 @@ Every layer attends globally (`global_attn_every_n_layers=1`); attention is
 `F.scaled_dot_product_attention`. Module and parameter names are ModernBERT's, so `export_hf`
 writes the state dict as is (minus the tied decoder).
 
-`mlm_loss(model, batch, sparse=...)` is the trainer's per-example loss. `original_bert` builds
-HF `BertForMaskedLM` (post-norm, biases, dropout 0.1, full-vocabulary head) for the "original
-BERT" baseline, with `bert_mlm_loss` as its loss.
+The losses are in `hasten.objectives.mlm`, the HF export in `hasten.models.export_hf`, the
+BERT baselines in `hasten.models.bert`.
+Results: docs/benchmarks.md ("Pretraining ladder").
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hasten.atomic import atomic_dir
-from hasten.distributed import unwrap_model
-from hasten.errors import CheckpointError, ConfigError, DataError
-from hasten.text.masking import IGNORE, sparse_positions
-
-if TYPE_CHECKING:
-    from tokenizers import Tokenizer
+from hasten.errors import ConfigError, DataError
 
 
 @dataclass
@@ -257,199 +247,3 @@ class CrammedEncoder(nn.Module):
         if positions is None:
             return self.logits(hidden)
         return self.logits(hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions))
-
-
-def _bucket(n: int, step: int, total: int) -> int:
-    return max(1, min(total, -(-n // step) * step))
-
-
-def mlm_loss(model: CrammedEncoder, batch: dict[str, torch.Tensor],
-             sparse: Literal["static", "variable"] | None = "static",
-             static_count: int | None = None, bucket: int = 128) -> torch.Tensor:
-    """Per-example MLM loss [B] for the trainer, the head run only on predicted rows.
-
-    `batch` holds `input_ids` and `labels` (-100 where nothing is predicted), optionally
-    `attention_mask`. `sparse="static"` gathers a fixed number of rows: `static_count`, or the
-    batch's predicted count rounded up to a multiple of `bucket` (few distinct shapes); pad rows
-    carry target -100. "variable" gathers exactly the predicted rows; None runs the head on
-    every position (the dense reference). Example i's value is the sum of its token losses
-    times B / (predicted tokens in the batch), so the trainer's mean over examples is the mean
-    over predicted tokens. `model` may be wrapped in DDP or `torch.compile`: the encoder runs
-    through the wrapper (DDP's forward), the head on the unwrapped module.
-    """
-    ids, labels = batch["input_ids"], batch["labels"]
-    b, s = labels.shape
-    hidden = model(ids, batch.get("attention_mask"))
-    flat_h = hidden.reshape(b * s, -1)
-    if sparse is None:
-        pos = torch.arange(b * s, device=labels.device)
-        targets = labels.reshape(-1)
-        rows = flat_h
-    elif sparse in ("static", "variable"):
-        count = None
-        if sparse == "static":
-            count = static_count or _bucket(int((labels != IGNORE).sum()), bucket, b * s)
-        pos, targets = sparse_positions(labels, count)
-        rows = flat_h.index_select(0, pos)
-    else:
-        raise ConfigError(f"sparse must be 'static', 'variable' or None, got {sparse!r}")
-    logits = unwrap_model(model).logits(rows)
-    token_loss = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE, reduction="none")
-    per_example = torch.zeros(b, dtype=token_loss.dtype, device=token_loss.device)
-    per_example.index_add_(0, torch.div(pos, s, rounding_mode="floor"), token_loss)
-    n = (targets != IGNORE).sum().clamp(min=1)
-    return per_example * (b / n)
-
-
-def make_mlm_loss(special_ids: Sequence[int], mask_id: int, vocab_size: int,
-                  rate: float = 0.25, sparse: Literal["static", "variable"] | None = "static",
-                  exact: bool = True, seed: int = 0,
-                  ) -> Callable[[nn.Module, Any], torch.Tensor]:
-    """A trainer `loss_fn(model, batch) -> [B]` over raw packed rows: masks each batch on the
-    fly (`mask_tokens`, 80/10/10, `exact` count per row so the sparse shape is static) and
-    returns `mlm_loss` (our encoder) or `bert_mlm_loss` (an HF model). `batch` is the rows
-    tensor, a (rows,) tuple as a TensorDataset gives, or a dict with `input_ids`."""
-    from hasten.text.masking import mask_tokens
-
-    gen = torch.Generator().manual_seed(seed)
-
-    def loss_fn(model: nn.Module, batch: Any) -> torch.Tensor:
-        ids = batch["input_ids"] if isinstance(batch, dict) else \
-            batch[0] if isinstance(batch, (tuple, list)) else batch
-        inputs, labels = mask_tokens(ids, rate, special_ids, mask_id, vocab_size,
-                                     generator=gen, exact=exact)
-        masked = {"input_ids": inputs, "labels": labels}
-        if isinstance(unwrap_model(model), CrammedEncoder):
-            return mlm_loss(model, masked, sparse=sparse)
-        return bert_mlm_loss(model, masked)
-
-    return loss_fn
-
-
-def cramming_adamw(model: nn.Module, lr: float = 1e-3, weight_decay: float = 0.01,
-                   **kwargs: Any) -> torch.optim.AdamW:
-    """Cramming's optimizer: AdamW, betas (0.9, 0.98), eps 1e-12, wd 0.01 off norms/biases."""
-    from hasten.trainer import param_groups
-
-    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98),
-                             eps=1e-12, **kwargs)
-
-
-# -----------------------------------------------------------------------------
-# HF export
-
-
-def hf_config(cfg: EncoderConfig) -> Any:
-    """The `transformers.ModernBertConfig` of this encoder: global attention in every layer,
-    no biases, no dropout, tied decoder without bias."""
-    from transformers import ModernBertConfig
-
-    return ModernBertConfig(
-        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden, intermediate_size=cfg.intermediate // 2,
-        num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, hidden_activation="gelu",
-        max_position_embeddings=cfg.max_len, initializer_range=cfg.init_std,
-        norm_eps=cfg.norm_eps, norm_bias=False, pad_token_id=cfg.pad_id,
-        bos_token_id=cfg.cls_id, eos_token_id=cfg.sep_id, cls_token_id=cfg.cls_id,
-        sep_token_id=cfg.sep_id, attention_bias=False, attention_dropout=0.0,
-        global_attn_every_n_layers=1, local_attention=cfg.max_len,
-        global_rope_theta=cfg.rope_theta, local_rope_theta=cfg.rope_theta,
-        embedding_dropout=0.0, mlp_bias=False, mlp_dropout=0.0, decoder_bias=False,
-        classifier_activation="gelu", classifier_bias=False, classifier_dropout=0.0,
-        tie_word_embeddings=True, architectures=["ModernBertForMaskedLM"])
-
-
-def export_hf(model: CrammedEncoder, tokenizer: Tokenizer | None, out_dir: str | Path) -> Path:
-    """Write a folder `AutoModelForMaskedLM.from_pretrained` loads with no remote code:
-    `config.json` (ModernBERT), `model.safetensors` (fp32, HF names, decoder tied so not
-    stored), `hasten_encoder.json` (our config), and the tokenizer files
-    (`PreTrainedTokenizerFast`). Written into a temporary sibling and renamed into place."""
-    from safetensors.torch import save_file
-
-    cfg = model.config
-    hf = hf_config(cfg)
-    assert all(t == "full_attention" for t in hf.layer_types)
-    state = {k: v.detach().to("cpu", torch.float32).contiguous()
-             for k, v in model.state_dict().items() if k != "decoder.weight"}
-    out = Path(out_dir)
-    with atomic_dir(out) as tmp:
-        hf.save_pretrained(tmp)
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        (tmp / "hasten_encoder.json").write_text(json.dumps(asdict(cfg), indent=1))
-        if tokenizer is not None:
-            hf_tokenizer(tokenizer, cfg.max_len).save_pretrained(tmp)
-    return out
-
-
-def hf_tokenizer(tokenizer: Tokenizer, max_len: int = 512) -> Any:
-    """Wrap a `tokenizers.Tokenizer` from `train_wordpiece` as a `PreTrainedTokenizerFast`."""
-    from transformers import PreTrainedTokenizerFast
-
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]", model_max_length=max_len,
-        model_input_names=["input_ids", "attention_mask"])
-
-
-def load_encoder(path: str | Path) -> CrammedEncoder:
-    """Our encoder back from an `export_hf` folder (safetensors, no pickle)."""
-    from safetensors.torch import load_file
-
-    p = Path(path)
-    try:
-        cfg = EncoderConfig(**json.loads((p / "hasten_encoder.json").read_text()))
-        state = load_file(str(p / "model.safetensors"))
-    except (OSError, ValueError, TypeError) as e:
-        raise CheckpointError(f"{p}: not an exported hasten encoder ({e})") from None
-    model = CrammedEncoder(cfg)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k != "decoder.weight"]
-    if missing or unexpected:
-        raise CheckpointError(f"{p}: weights do not match the config (missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]})")
-    return model
-
-
-# -----------------------------------------------------------------------------
-# the "original BERT" baseline
-
-
-def original_bert(vocab: int, width: int = 768, depth: int = 12, heads: int = 12,
-                  intermediate: int | None = None, max_len: int = 512,
-                  dropout: float = 0.1, pad_id: int = 0) -> nn.Module:
-    """HF `BertForMaskedLM` from a `BertConfig` (Devlin et al. 2019): post-norm, biases,
-    learned positions, dropout 0.1, head transform and full-vocabulary decoder with bias."""
-    from transformers import BertConfig, BertForMaskedLM
-
-    cfg = BertConfig(vocab_size=vocab, hidden_size=width, num_hidden_layers=depth,
-                     num_attention_heads=heads, intermediate_size=intermediate or 4 * width,
-                     hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
-                     max_position_embeddings=max_len, pad_token_id=pad_id, type_vocab_size=2)
-    return BertForMaskedLM(cfg)
-
-
-def bert_mlm_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Per-example MLM loss [B] of an HF masked-LM model (dense logits over every position),
-    scaled like `mlm_loss` so the mean over examples is the mean over predicted tokens."""
-    labels = batch["labels"]
-    b = labels.shape[0]
-    logits = model(input_ids=batch["input_ids"],
-                   attention_mask=batch.get("attention_mask")).logits
-    token_loss = F.cross_entropy(logits.float().flatten(0, 1), labels.reshape(-1),
-                                 ignore_index=IGNORE, reduction="none").view(b, -1)
-    n = (labels != IGNORE).sum().clamp(min=1)
-    return token_loss.sum(dim=1) * (b / n)
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Distinct trainable parameters (a tied matrix counts once)."""
-    seen = {id(p): p.numel() for p in model.parameters() if p.requires_grad}
-    return int(sum(seen.values()))
-
-
-def flops_per_token(cfg: EncoderConfig, seq_len: int, predicted_fraction: float = 1.0) -> float:
-    """Forward FLOPs per token (2 x multiply-adds) of matmuls: layers, attention, head on the
-    predicted fraction of rows. Training is about 3x this."""
-    h, i = cfg.hidden, cfg.intermediate
-    layer = 2 * (3 * h * h + h * h + h * i + (i // 2) * h) + 2 * 2 * seq_len * h
-    head = 2 * (h * h + h * cfg.vocab_size) * predicted_fraction
-    return float(cfg.layers * layer + head)

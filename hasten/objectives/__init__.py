@@ -13,8 +13,8 @@ budget bookkeeping of 24h BERT, Izsak et al. 2021). An objective supplies three 
         def make_loss(self, recipe, vocab, seed) -> LossFn: ...
         def export(self, model, tokenizer, out_dir, recipe) -> Path: ...
 
-- `recipe` is the resolved recipe: a flat dict (see `hasten.objectives.mlm.CRAMMED`) with the
-  objective's `defaults` added, its `recipe_values` replacing the recipe's (ELECTRA masks 15%,
+- `recipe` is the resolved recipe: a flat dict (see `hasten.objectives.recipes.CRAMMED`) with
+  the objective's `defaults` added, its `recipe_values` replacing the recipe's (ELECTRA masks 15%,
   not the crammed 25%), and the user's overrides applied last. Read what you need, ignore the
   rest.
 - `vocab` is a `Vocab` (size and the ids of [PAD] [UNK] [CLS] [SEP] [MASK]).
@@ -24,8 +24,9 @@ budget bookkeeping of 24h BERT, Izsak et al. 2021). An objective supplies three 
   `seed`. `cram` calls it a second time with a fixed seed, under `torch.no_grad()` and
   `model.eval()`, to compute the held-out loss; so the loss must also work in eval mode.
 - `export(...)` writes a folder that `transformers.AutoModel*.from_pretrained` loads without
-  remote code, tokenizer included (`hasten.models.encoder.hf_tokenizer` wraps ours), and
-  returns its path. `hasten glue` fine-tunes whatever that folder holds.
+  remote code, tokenizer included (`hasten.text.tokenizer.hf_tokenizer` wraps ours), and
+  returns its path (`hasten.models.export_hf.export_model` picks the format). `hasten glue`
+  fine-tunes whatever that folder holds.
 
 Optional extras `cram` uses when present:
 - `make_eval(recipe, vocab, rows, seed) -> evaluate(model) -> {name: float}`: more held-out
@@ -35,6 +36,7 @@ Optional extras `cram` uses when present:
 Register an objective by giving its module a module-level `OBJECTIVE` (an instance) and adding
 the module to `KNOWN` (or calling `register`); `get_objective(name)` imports it lazily, so an
 objective with heavy imports costs nothing until it is used.
+Results: docs/benchmarks.md ("Pretraining ladder").
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ class Vocab:
 
     @classmethod
     def from_tokenizer(cls, tokenizer: Any) -> Vocab:
-        from hasten.text.corpus import special_ids
+        from hasten.text.tokenizer import special_ids
 
         ids = special_ids(tokenizer)
         return cls(size=tokenizer.get_vocab_size(), **ids)

@@ -1,276 +1,179 @@
-"""Masked-language modelling and the two recipes of `hasten cram`, as data.
+"""Masked-language modelling: the losses and the `hasten cram` objective.
 
-`CRAMMED` is the final Cramming recipe (Geiping & Goldstein 2022, "Cramming: Training a
-Language Model on a Single GPU in One Day", `arch=crammed-bert train=bert-o4`): AdamW lr 1e-3,
-betas (0.9, 0.98), eps 1e-12, weight decay 0.01 (none on norms and biases), clipping 0.5,
-the budget "triangle" schedule, a batch ramp to 8192 sequences by 60% of the budget, 25%
-masking with sparse prediction, sequence length 128, bf16 autocast.
+BERT's objective (Devlin et al. 2019): corrupt a fraction of the tokens (80% [MASK], 10% a
+random token, 10% unchanged; `hasten.text.masking`) and predict the originals. Cramming
+(Geiping & Goldstein 2023) masks 25% and runs the prediction head only on the predicted rows
+(sparse token prediction, also Izsak et al. 2021's 24h BERT); BERT masks 15% with a
+full-vocabulary head on every position.
 
-`ORIGINAL_BERT` is the BERT-base baseline (Devlin et al. 2019): HF `BertForMaskedLM`
-(post-norm, biases, dropout 0.1, learned positions, full-vocabulary head), 15% masking,
-AdamW lr 1e-4, betas (0.9, 0.999), eps 1e-6, weight decay 0.01, clipping 1.0, warmup over 1%
-then linear decay, batch 256 (the 24h-BERT paper, Izsak et al. 2021, starts from this recipe).
+- `mlm_loss(model, batch, sparse=...)`: per-example loss [B] of any encoder with
+  `forward -> hidden` and `logits(hidden)` (`CrammedEncoder`, `BertEncoder`), the head on the
+  predicted rows only ("static": a fixed bucketed count, "variable": exactly those) or on
+  every position (None, the dense reference).
+- `bert_mlm_loss`: the same for an HF masked-LM model (dense logits).
+- `make_mlm_loss`: a trainer loss over raw packed rows that masks each batch on the fly.
+- `MaskedLM`: the objective plug-in (`hasten.objectives.Objective`) for the three
+  architectures of `hasten.objectives.recipes.ARCHS`.
 
-Both are flat dicts; `resolve_recipe(name, **overrides)` copies one and applies overrides
-(unknown keys are an error). `RECIPE_SOURCES` says where each value comes from.
+Each example's loss is the sum of its token losses times B / (predicted tokens in the
+batch), so the trainer's mean over examples is the mean over predicted tokens. Results:
+docs/benchmarks.md ("Pretraining ladder").
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from hasten.atomic import atomic_dir
 from hasten.distributed import unwrap_model
 from hasten.errors import ConfigError
 from hasten.objectives import LossFn, Vocab
+from hasten.text.masking import IGNORE, mask_tokens, sparse_positions
 
-CRAMMED: dict[str, Any] = {
-    "name": "crammed",
-    "arch": "crammed",  # hasten.models.encoder.CrammedEncoder (ModernBERT layout)
-    # model shape (Cramming crammed-bert.yaml)
-    "hidden": 768,
-    "layers": 16,
-    "heads": 12,
-    "intermediate": 3072,  # fused GLU value+gate width; down-projection is half
-    "max_len": 512,
-    "norm_eps": 1e-12,
-    "init_std": 0.02,
-    "dropout": 0.0,  # Cramming pretrains with dropout off
-    # data
-    "vocab_size": 32768,
-    "seq_len": 128,
-    "cutoff": 0.3,  # tokens < cutoff * chars; Cramming's bookcorpus/wiki value (Pile: 0.25)
-    "dedup": False,  # off in the final Pile recipe
-    "holdout": 0.01,  # fraction of documents held out for the MLM loss
-    "lowercase": True,
-    # objective
-    "mask_rate": 0.25,
-    "mask_rule": (0.8, 0.1, 0.1),  # [MASK] / random token / unchanged
-    "exact_masking": True,  # exactly round(rate * tokens) per row: static shapes
-    "sparse": "static",  # the head runs on predicted rows only
-    # optimizer
-    "lr": 1e-3,
-    "betas": (0.9, 0.98),
-    "eps": 1e-12,
-    "weight_decay": 0.01,  # not on norms and biases
-    "clip": 0.5,
-    # schedule, as functions of budget progress
-    "schedule": "triangle",
-    "schedule_params": {"start": 0.25, "peak_at": 0.75, "final": 0.0},
-    "micro_batch": 128,
-    "batch": 8192,  # sequences per optimizer step at the end of the ramp
-    "batch_ramp": 0.6,  # ... reached at 60% of the budget
-    "precision": "bf16",  # autocast (Cramming: fp16 + GradScaler)
-    # bookkeeping
-    "eval_every": 0.1,
-    "log_every": 10,
-}
-
-ORIGINAL_BERT: dict[str, Any] = {
-    **CRAMMED,
-    "name": "original",
-    "arch": "bert",  # HF BertForMaskedLM via hasten.models.encoder.original_bert
-    "layers": 12,
-    "intermediate": 3072,
-    "dropout": 0.1,
-    "vocab_size": 30522,
-    "cutoff": None,
-    "mask_rate": 0.15,
-    "sparse": None,  # full-vocabulary head on every position
-    "lr": 1e-4,
-    "betas": (0.9, 0.999),
-    "eps": 1e-6,
-    "weight_decay": 0.01,
-    "clip": 1.0,
-    "schedule": "linear",
-    "schedule_params": {"warmup": 0.01, "final": 0.0},  # 10k warmup of 1M steps
-    "batch": 256,
-    "batch_ramp": 0.0,
-}
-
-RECIPES: dict[str, dict[str, Any]] = {"crammed": CRAMMED, "original": ORIGINAL_BERT}
-
-RECIPE_SOURCES: dict[str, str] = {
-    "hidden/layers/heads": "Cramming crammed-bert.yaml (16x768, 12 heads); BERT-base 12x768",
-    "intermediate": "Cramming GELU-GLU 768->3072, down 1536->768; BERT 3072",
-    "dropout": "Cramming pretrains in eval mode; BERT 0.1",
-    "vocab_size": "Cramming WordPiece 32768 = 2^15; BERT uncased 30522",
-    "seq_len": "Cramming and 24h BERT 128 (BERT: 128 for 90% of steps)",
-    "cutoff": "Cramming tokens/char filter, 0.3 (bookcorpus/wiki), 0.25 (Pile); BERT none",
-    "mask_rate": "Cramming bert-o4 0.25; BERT 0.15",
-    "lr/betas/eps/wd": "Cramming adam.yaml 1e-3/(0.9,0.98)/1e-12/0.01; BERT 1e-4/(0.9,0.999)/"
-                       "1e-6/0.01",
-    "clip": "Cramming 0.5; BERT clip_by_global_norm 1.0",
-    "schedule": "Cramming budget-triangle2 (25% -> peak at 75% -> 0); BERT 1% warmup + linear",
-    "batch": "Cramming 8192 ramped by 60% of the budget; BERT 256",
-    "precision": "Cramming fp16 AMP; here bf16 autocast for both",
-}
-
-
-def resolve_recipe(recipe: str | Mapping[str, Any], defaults: Mapping[str, Any] | None = None,
-                   values: Mapping[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
-    """A copy of recipe `recipe` ("crammed", "original" or a dict), with an objective's extra
-    `defaults` added, its `values` replacing the recipe's, and the user's `overrides` applied
-    last. Unknown keys in `values` or `overrides` raise ConfigError."""
-    if isinstance(recipe, str):
-        if recipe not in RECIPES:
-            raise ConfigError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
-        base = dict(RECIPES[recipe])
-    else:
-        base = dict(recipe)
-    for key, value in (defaults or {}).items():
-        base.setdefault(key, value)
-    unknown = sorted(set(values or {}) - set(base))
-    if unknown:
-        raise ConfigError(f"the objective sets unknown recipe key(s) {', '.join(unknown)}")
-    base.update(values or {})
-    unknown = sorted(set(overrides) - set(base))
-    if unknown:
-        raise ConfigError(f"unknown recipe key(s) {', '.join(unknown)}; known: "
-                          f"{', '.join(sorted(base))}")
-    base.update(overrides)
-    if isinstance(base.get("betas"), list):
-        base["betas"] = tuple(base["betas"])
-    if isinstance(base.get("mask_rule"), list):
-        base["mask_rule"] = tuple(base["mask_rule"])
-    check_recipe(base)
-    return base
-
-
-def check_recipe(r: Mapping[str, Any]) -> None:
-    """ConfigError on values no run could use (the trainer checks the rest)."""
-    if r["arch"] not in ("crammed", "bert"):
-        raise ConfigError(f"arch must be 'crammed' or 'bert', got {r['arch']!r}")
-    if r["sparse"] not in ("static", "variable", None):
-        raise ConfigError(f"sparse must be 'static', 'variable' or None, got {r['sparse']!r}")
-    if r["arch"] == "bert" and r["sparse"] is not None:
-        raise ConfigError("sparse prediction needs arch 'crammed' (HF BERT's head is dense)")
-    if r["arch"] == "crammed" and r["dropout"]:
-        raise ConfigError("the crammed encoder has no dropout; set dropout=0 or arch='bert'")
-    if not 0.0 < r["mask_rate"] < 1.0:
-        raise ConfigError(f"mask_rate must be in (0, 1), got {r['mask_rate']}")
-    if not 0.0 <= r["holdout"] < 0.5:
-        raise ConfigError(f"holdout must be in [0, 0.5), got {r['holdout']}")
-    if r["eps"] <= 0:
-        raise ConfigError(f"eps must be positive, got {r['eps']}")
-    for key in ("batch", "micro_batch", "seq_len", "vocab_size"):
-        if not isinstance(r[key], int) or r[key] < 1:
-            raise ConfigError(f"{key} must be a positive int, got {r[key]!r}")
-    if r["seq_len"] > r["max_len"]:
-        raise ConfigError(f"seq_len {r['seq_len']} exceeds max_len {r['max_len']}")
-    if not 0.0 <= r["batch_ramp"] < 1.0:
-        raise ConfigError(f"batch_ramp must be in [0, 1), got {r['batch_ramp']}")
-
-
-def batch_plan(recipe: Mapping[str, Any]) -> dict[str, int]:
-    """Micro-batch and the trainer's batch multiples (start, end) for the recipe's target
-    batch: the ramp starts at one micro-batch (Cramming's ramp) and ends at `batch`."""
-    micro = min(recipe["micro_batch"], recipe["batch"])
-    end = max(1, recipe["batch"] // micro)
-    start = 1 if recipe["batch_ramp"] > 0 else end
-    return {"micro_batch": micro, "batch_start": start, "batch_end": end}
-
-
-def train_config(recipe: Mapping[str, Any], budget: str, **extra: Any) -> Any:
-    """The `TrainConfig` of a recipe: LR, schedule, batch ramp, clipping, precision, weight
-    decay, AdamW betas and eps."""
-    from hasten.trainer import TrainConfig
-
-    plan = batch_plan(recipe)
-    return TrainConfig(
-        budget=budget, lr=recipe["lr"], schedule=recipe["schedule"],
-        schedule_params=dict(recipe["schedule_params"]), micro_batch=plan["micro_batch"],
-        batch_start=plan["batch_start"], batch_end=plan["batch_end"],
-        batch_ramp=recipe["batch_ramp"], optimizer="adamw", betas=tuple(recipe["betas"]),
-        eps=recipe["eps"], weight_decay=recipe["weight_decay"], clip=recipe["clip"],
-        precision=recipe["precision"], eval_every=recipe["eval_every"],
-        log_every=recipe["log_every"], metric="heldout_loss", higher_is_better=False,
-        tensorboard=False, **extra)
+Sparse = Literal["static", "variable"] | None
 
 
 def rows_of(batch: Any) -> torch.Tensor:
     """The packed token ids of a trainer batch: a tensor, a (rows,) tuple or {"input_ids"}."""
-    if isinstance(batch, dict):
+    if isinstance(batch, Mapping):
         return batch["input_ids"]
     if isinstance(batch, (tuple, list)):
         return batch[0]
     return batch
 
 
+def _bucket(n: int, step: int, total: int) -> int:
+    return max(1, min(total, -(-n // step) * step))
+
+
+def mlm_loss(model: nn.Module, batch: Mapping[str, torch.Tensor], sparse: Sparse = "static",
+             static_count: int | None = None, bucket: int = 128) -> torch.Tensor:
+    """Per-example MLM loss [B] for the trainer (see the module docstring).
+
+    `batch` holds `input_ids` and `labels` (-100 where nothing is predicted), optionally
+    `attention_mask`. `sparse="static"` gathers `static_count` rows, or the batch's predicted
+    count rounded up to a multiple of `bucket` (few distinct shapes); pad rows carry target
+    -100. `model` may be wrapped in DDP or `torch.compile`: the encoder runs through the
+    wrapper, the head on the unwrapped module.
+    """
+    ids, labels = batch["input_ids"], batch["labels"]
+    b, s = labels.shape
+    hidden = model(ids, batch.get("attention_mask"))
+    flat_h = hidden.reshape(b * s, -1)
+    if sparse is None:
+        pos = torch.arange(b * s, device=labels.device)
+        targets, rows = labels.reshape(-1), flat_h
+    elif sparse in ("static", "variable"):
+        count = None
+        if sparse == "static":
+            count = static_count or _bucket(int((labels != IGNORE).sum()), bucket, b * s)
+        pos, targets = sparse_positions(labels, count)
+        rows = flat_h.index_select(0, pos)
+    else:
+        raise ConfigError(f"sparse must be 'static', 'variable' or None, got {sparse!r}")
+    logits = unwrap_model(model).logits(rows)
+    token_loss = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE, reduction="none")
+    per_example = torch.zeros(b, dtype=token_loss.dtype, device=token_loss.device)
+    per_example.index_add_(0, torch.div(pos, s, rounding_mode="floor"), token_loss)
+    n = (targets != IGNORE).sum().clamp(min=1)
+    return per_example * (b / n)
+
+
+def bert_mlm_loss(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Per-example MLM loss [B] of an HF masked-LM model (dense logits over every position),
+    scaled like `mlm_loss` so the mean over examples is the mean over predicted tokens."""
+    labels = batch["labels"]
+    b = labels.shape[0]
+    logits = model(input_ids=batch["input_ids"],
+                   attention_mask=batch.get("attention_mask")).logits
+    token_loss = F.cross_entropy(logits.float().flatten(0, 1), labels.reshape(-1),
+                                 ignore_index=IGNORE, reduction="none").view(b, -1)
+    n = (labels != IGNORE).sum().clamp(min=1)
+    return token_loss.sum(dim=1) * (b / n)
+
+
+def is_hf_model(model: nn.Module) -> bool:
+    """Whether `model` is a transformers model (dense logits from `model(...).logits`)."""
+    return hasattr(unwrap_model(model), "save_pretrained")
+
+
+def make_mlm_loss(special_ids: Sequence[int], mask_id: int, vocab_size: int,
+                  rate: float = 0.25, sparse: Sparse = "static", exact: bool = True,
+                  seed: int = 0, rule: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                  ) -> Callable[[nn.Module, Any], torch.Tensor]:
+    """A trainer `loss_fn(model, batch) -> [B]` over raw packed rows: masks each batch on the
+    fly (`mask_tokens`, `rule`, `exact` count per row so the sparse shape is static) with a
+    generator seeded by `seed` (kept as `loss_fn.generator`, so a checkpoint can save it) and
+    returns `mlm_loss` (our encoders) or `bert_mlm_loss` (an HF model). `batch` is the rows
+    tensor, a (rows,) tuple as a TensorDataset gives, or a dict with `input_ids`."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def loss_fn(model: nn.Module, batch: Any) -> torch.Tensor:
+        inputs, labels = mask_tokens(rows_of(batch), rate, special_ids, mask_id, vocab_size,
+                                     rule=rule, generator=gen, exact=exact)
+        masked = {"input_ids": inputs, "labels": labels}
+        if is_hf_model(model):
+            return bert_mlm_loss(model, masked)
+        return mlm_loss(model, masked, sparse=sparse)
+
+    loss_fn.generator = gen  # type: ignore[attr-defined]
+    return loss_fn
+
+
+def build_encoder(recipe: Mapping[str, Any], vocab: Vocab) -> nn.Module:
+    """The recipe's encoder (`arch`: crammed, bert, bert-prenorm) for the vocabulary."""
+    from hasten.models.bert import BertEncoder, BertEncoderConfig, original_bert
+    from hasten.models.encoder import CrammedEncoder, EncoderConfig
+
+    arch = recipe["arch"]
+    if arch == "crammed":
+        return CrammedEncoder(EncoderConfig(
+            vocab_size=vocab.size, hidden=recipe["hidden"], layers=recipe["layers"],
+            heads=recipe["heads"], intermediate=recipe["intermediate"],
+            max_len=recipe["max_len"], norm_eps=recipe["norm_eps"],
+            init_std=recipe["init_std"], pad_id=vocab.pad, cls_id=vocab.cls,
+            sep_id=vocab.sep, mask_id=vocab.mask))
+    if arch == "bert-prenorm":
+        return BertEncoder(BertEncoderConfig(
+            vocab_size=vocab.size, hidden=recipe["hidden"], layers=recipe["layers"],
+            heads=recipe["heads"], intermediate=recipe["intermediate"],
+            max_len=recipe["max_len"], dropout=recipe["dropout"], pre_norm=True,
+            pad_id=vocab.pad))
+    if arch != "bert":
+        raise ConfigError(f"unknown arch {arch!r}")
+    model = original_bert(vocab.size, width=recipe["hidden"], depth=recipe["layers"],
+                          heads=recipe["heads"], intermediate=recipe["intermediate"],
+                          max_len=recipe["max_len"], dropout=recipe["dropout"],
+                          pad_id=vocab.pad)
+    model.config.cls_token_id, model.config.sep_token_id = vocab.cls, vocab.sep
+    return model
+
+
 class MaskedLM:
     """The MLM objective: BERT's 80/10/10 corruption at `mask_rate`, loss on predicted tokens
-    (sparse head for the crammed encoder, dense for HF BERT)."""
+    (sparse head for our encoders when the recipe says so, dense for HF BERT)."""
 
     name = "mlm"
     defaults: dict[str, Any] = {}
 
     def build_model(self, recipe: Mapping[str, Any], vocab: Vocab) -> nn.Module:
-        from hasten.models.encoder import CrammedEncoder, EncoderConfig, original_bert
-
-        if recipe["arch"] == "crammed":
-            cfg = EncoderConfig(
-                vocab_size=vocab.size, hidden=recipe["hidden"], layers=recipe["layers"],
-                heads=recipe["heads"], intermediate=recipe["intermediate"],
-                max_len=recipe["max_len"], norm_eps=recipe["norm_eps"],
-                init_std=recipe["init_std"], pad_id=vocab.pad, cls_id=vocab.cls,
-                sep_id=vocab.sep, mask_id=vocab.mask)
-            return CrammedEncoder(cfg)
-        model = original_bert(vocab.size, width=recipe["hidden"], depth=recipe["layers"],
-                              heads=recipe["heads"], intermediate=recipe["intermediate"],
-                              max_len=recipe["max_len"], dropout=recipe["dropout"],
-                              pad_id=vocab.pad)
-        model.config.cls_token_id, model.config.sep_token_id = vocab.cls, vocab.sep
-        return model
+        return build_encoder(recipe, vocab)
 
     def make_loss(self, recipe: Mapping[str, Any], vocab: Vocab, seed: int) -> LossFn:
-        from hasten.models.encoder import CrammedEncoder, bert_mlm_loss, mlm_loss
-        from hasten.text.masking import mask_tokens
-
-        gen = torch.Generator().manual_seed(seed)
-        rate, rule = recipe["mask_rate"], tuple(recipe["mask_rule"])
-        exact, sparse = recipe["exact_masking"], recipe["sparse"]
-
-        def loss_fn(model: nn.Module, batch: Any) -> torch.Tensor:
-            inputs, labels = mask_tokens(rows_of(batch), rate, vocab.specials, vocab.mask,
-                                         vocab.size, rule=rule, generator=gen, exact=exact)
-            masked = {"input_ids": inputs, "labels": labels}
-            if isinstance(unwrap_model(model), CrammedEncoder):
-                return mlm_loss(model, masked, sparse=sparse)
-            return bert_mlm_loss(model, masked)
-
-        return loss_fn
+        return make_mlm_loss(vocab.specials, vocab.mask, vocab.size, rate=recipe["mask_rate"],
+                             sparse=recipe["sparse"], exact=recipe["exact_masking"],
+                             seed=seed, rule=tuple(recipe["mask_rule"]))
 
     def export(self, model: nn.Module, tokenizer: Any, out_dir: str | Path,
                recipe: Mapping[str, Any]) -> Path:
-        from hasten.models.encoder import CrammedEncoder, export_hf, hf_tokenizer
+        from hasten.models.export_hf import export_model
 
-        if isinstance(model, CrammedEncoder):
-            return export_hf(model, tokenizer, out_dir)
-        return save_pretrained_atomic(model, hf_tokenizer(tokenizer, recipe["max_len"]),
-                                      out_dir)
-
-
-def save_pretrained_atomic(model: nn.Module, hf_tok: Any, out_dir: str | Path) -> Path:
-    """`model.save_pretrained` + tokenizer into a temporary sibling, renamed into place."""
-    from transformers.utils import logging as hf_logging
-
-    out = Path(out_dir)
-    bar = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        with atomic_dir(out) as tmp:
-            model.save_pretrained(tmp)
-            if hf_tok is not None:
-                hf_tok.save_pretrained(tmp)
-    finally:
-        if bar:
-            hf_logging.enable_progress_bar()
-    return out
+        return export_model(model, tokenizer, out_dir)
 
 
 OBJECTIVE = MaskedLM()

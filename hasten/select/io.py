@@ -28,7 +28,6 @@ so `out_dir` is either absent, the old one, or complete. Nothing is ever unpickl
 from __future__ import annotations
 
 import json
-import re
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -42,10 +41,13 @@ from torch.utils.data import TensorDataset
 from hasten.atomic import atomic_dir
 from hasten.errors import ConfigError, DataError
 from hasten.select.scores import Scores
+from hasten.text.read import JSONL_SUFFIXES as _JSONL
+from hasten.text.read import TEXT_SUFFIXES as _TEXT
+from hasten.text.read import read_text, split_documents
 
 Kind = Literal["vision", "hf", "npz", "npy", "jsonl", "text"]
-TEXT_SUFFIXES = {".txt", ".text", ".md", ""}
-JSONL_SUFFIXES = {".jsonl", ".ndjson"}
+TEXT_SUFFIXES = {*_TEXT, ""}  # a file named without a suffix is text too
+JSONL_SUFFIXES = set(_JSONL)
 
 
 @dataclass
@@ -79,46 +81,6 @@ class PruneInput:
 
 # -----------------------------------------------------------------------------
 # text helpers
-
-
-def read_text(path: str | Path) -> str:
-    """A UTF-8 text file as a str with LF line ends and no BOM.
-
-    Non-UTF-8 bytes raise a DataError naming the file and the line.
-    """
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"file not found: {p}") from None
-    except OSError as e:
-        raise DataError(f"cannot read {p}: {e.strerror or e}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise DataError(f"{p}: line {line} is not valid UTF-8 "
-                        f"(byte 0x{raw[e.start]:02x} at offset {e.start})") from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-_BLANK_LINES = re.compile(r"\n(?:[ \t]*\n)+")
-
-
-def split_documents(text: str, unit: Literal["line", "paragraph"] = "line") -> list[str]:
-    """Split text into documents: non-blank lines, or blocks separated by blank lines.
-
-    A paragraph keeps its inner line breaks; blank (whitespace-only) pieces are dropped.
-    """
-    if unit == "line":
-        parts = text.split("\n")
-    elif unit == "paragraph":
-        parts = [p.strip("\n") for p in _BLANK_LINES.split(text)]
-    else:
-        raise ConfigError(f"unknown text unit {unit!r}; known: line, paragraph")
-    return [p for p in parts if p.strip()]
 
 
 def _join_documents(docs: list[str], unit: str) -> str:

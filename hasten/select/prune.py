@@ -172,8 +172,9 @@ def _text_prefilter(docs: list[str], dedup: bool, cutoff: float | None, need_tok
                     vocab_size: int, progress: Callable[[str], None]
                     ) -> tuple[np.ndarray, Any, float, dict[str, Any]]:
     """(alive mask, tokenizer or None, tokenizer seconds, summary) after dedup and cutoff."""
-    from hasten.select.dedup import dedup as dedup_docs
-    from hasten.select.text import cramming_filter, train_tokenizer
+    from hasten.text.dedup import dedup as dedup_docs
+    from hasten.text.filter import cramming_filter
+    from hasten.text.tokenizer import SCORER, train_tokenizer
 
     alive = np.ones(len(docs), dtype=bool)
     info: dict[str, Any] = {"documents": len(docs)}
@@ -187,7 +188,8 @@ def _text_prefilter(docs: list[str], dedup: bool, cutoff: float | None, need_tok
         t0 = time.perf_counter()
         progress(f"training a WordPiece tokenizer (vocab {vocab_size}) on "
                  f"{int(alive.sum())} documents")
-        tokenizer = train_tokenizer([docs[i] for i in np.flatnonzero(alive)], vocab_size)
+        tokenizer = train_tokenizer([docs[i] for i in np.flatnonzero(alive)], SCORER,
+                                    vocab_size=vocab_size)
         tok_seconds = time.perf_counter() - t0
         info["tokenizer_seconds"] = tok_seconds
     if cutoff is not None:

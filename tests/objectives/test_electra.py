@@ -1,6 +1,3 @@
-import itertools
-import json
-import warnings
 
 import pytest
 import torch
@@ -9,21 +6,16 @@ from torch.utils.data import TensorDataset
 
 from hasten.checkpoint import load_checkpoint, save_checkpoint
 from hasten.errors import ConfigError
+from hasten.models.electra import ElectraModel, build_electra
 from hasten.models.encoder import EncoderConfig
 from hasten.objectives.electra import (
-    ElectraModel,
-    ElectraMonitor,
-    binary_auc,
-    build_electra,
-    electra_flops_per_token,
     electra_loss,
     electra_masking,
-    export_discriminator,
-    generator_config,
-    gumbel_sample,
-    make_electra_eval,
+    electra_step,
     make_electra_loss,
 )
+from hasten.objectives.electra_monitor import ElectraMonitor, make_electra_eval
+from hasten.objectives.flops import electra_flops_per_token
 from hasten.text.masking import IGNORE
 from hasten.trainer import TrainConfig, measure_flops, train
 
@@ -80,77 +72,6 @@ def test_masking_proportions():
         electra_masking(ids, SPECIALS, MASK, rate=1.5)
 
 
-def test_gumbel_frequencies_match_softmax():
-    probs = torch.tensor([0.2, 0.3, 0.5])
-    n = 60_000
-    logits = probs.log().expand(n, 3).clone().requires_grad_(True)
-    draws = gumbel_sample(logits, torch.Generator().manual_seed(0))
-    assert draws.dtype == torch.long and not draws.requires_grad
-    counts = torch.bincount(draws, minlength=3).double()
-    expected = probs.double() * n
-    chi2 = float(((counts - expected) ** 2 / expected).sum())
-    assert chi2 < 13.8  # df 2, p = 0.001
-    # bf16 logits are sampled in fp32; scaling by the temperature changes the distribution
-    assert gumbel_sample(logits.bfloat16()).dtype == torch.long
-    cold = gumbel_sample(logits.detach(), torch.Generator().manual_seed(1), temperature=0.05)
-    assert float((cold == 2).double().mean()) > 0.99
-
-
-def test_shared_embeddings_are_one_tensor():
-    m = build_electra(_cfg(), gen_width_ratio=0.25)
-    d_emb = m.discriminator.model.embeddings
-    g = m.generator
-    assert g.model.embeddings.shared is d_emb
-    assert g.model.embeddings.shared.tok_embeddings.weight is d_emb.tok_embeddings.weight
-    assert g.model.embeddings.shared.norm.weight is d_emb.norm.weight
-    assert g.decoder.weight is d_emb.tok_embeddings.weight
-    assert m.discriminator.decoder.weight is d_emb.tok_embeddings.weight
-    assert g.config.hidden == 8 and g.config.layers == 2  # 1/4 width, same depth
-    assert g.model.embeddings.project.weight.shape == (8, 32)  # H_d -> H_g
-    assert g.decoder.weight.shape == (16, 32) and g.head.dense.weight.shape == (32, 8)
-    # parameters() lists the shared tensors once
-    assert sum(1 for p in m.parameters() if p is d_emb.tok_embeddings.weight) == 1
-    # Base: 768 / 12 heads at ratio 1/3 -> 256 wide, 4 heads of 64
-    base = generator_config(EncoderConfig(hidden=768, heads=12, layers=12), 1 / 3)
-    assert (base.hidden, base.heads, base.intermediate, base.layers) == (256, 4, 1024, 12)
-    with pytest.raises(ConfigError):
-        ElectraModel(build_electra(_cfg()).generator, build_electra(_cfg()).discriminator)
-
-
-def test_labels_are_masked_and_sample_differs():
-    torch.manual_seed(0)
-    m = build_electra(_cfg(vocab=12))
-    ids, inputs, labels = _masked_batch(vocab=12, b=32)
-    out = m(inputs, labels)
-    masked = labels != IGNORE
-    assert torch.equal(out["original"], ids)
-    assert torch.equal(out["disc_input"][~masked], ids[~masked])  # only masked are rewritten
-    assert torch.equal(out["replaced"], masked & (out["disc_input"] != ids))
-    same = masked & (out["disc_input"] == ids)
-    assert same.any() and out["replaced"].any()  # both cases occur in a 12-token vocabulary
-    assert torch.equal(out["weights"], ids != 0)  # every non-padding token, specials included
-
-
-def test_no_gradient_reaches_the_generator_through_sampling():
-    torch.manual_seed(0)
-    m = build_electra(_cfg())
-    _, inputs, labels = _masked_batch()
-    out = m(inputs, labels)
-    out["disc"].sum().backward()
-    shared = {id(p) for p in m.discriminator.parameters()}
-    gen_only = [(n, p) for n, p in m.generator.named_parameters() if id(p) not in shared]
-    assert gen_only
-    for name, p in gen_only:
-        assert p.grad is None or not p.grad.any(), name
-    emb = m.discriminator.model.embeddings.tok_embeddings.weight
-    assert emb.grad is not None and emb.grad.any()  # the discriminator trains the shared table
-    m.zero_grad(set_to_none=True)
-    out = m(inputs, labels)
-    out["mlm"].sum().backward()
-    assert all(p.grad is not None and p.grad.any() for _, p in gen_only)
-    assert m.disc_out.weight.grad is None
-
-
 def test_loss_is_mlm_plus_50_disc():
     torch.manual_seed(0)
     m = build_electra(_cfg())
@@ -159,7 +80,7 @@ def test_loss_is_mlm_plus_50_disc():
     torch.manual_seed(1)
     loss = electra_loss(m, batch)
     torch.manual_seed(1)
-    out = m(inputs, labels)
+    out = electra_step(m, inputs, labels)
     assert loss.shape == (8,)
     torch.testing.assert_close(loss, out["mlm"] + 50.0 * out["disc"], atol=0, rtol=0)
     # the components are the token means of the batch
@@ -179,47 +100,6 @@ def test_loss_is_mlm_plus_50_disc():
     for sparse in ("variable", None):
         torch.testing.assert_close(electra_loss(m, batch, 0.0, sparse=sparse), out["mlm"],
                                    atol=1e-5, rtol=1e-5)
-
-
-def test_auc_known_cases_and_ties():
-    assert binary_auc(torch.tensor([0.1, 0.4, 0.35, 0.8]), torch.tensor([0, 0, 1, 1])) == 0.75
-    # ties count one half: pairs (0.5, 0.5) 0.5, (0.5, 0.2) 1, (0.9, *) 1 + 1 -> 3.5 / 4
-    assert binary_auc(torch.tensor([0.5, 0.5, 0.2, 0.9]), torch.tensor([1, 0, 0, 1])) == 0.875
-    assert binary_auc(torch.ones(4), torch.tensor([1, 0, 1, 0])) == 0.5
-    assert binary_auc(torch.tensor([0.3, 0.1]), torch.tensor([1, 1])) != binary_auc(
-        torch.tensor([0.3, 0.1]), torch.tensor([1, 1]))  # NaN with one class
-    g = torch.Generator().manual_seed(0)
-    s = torch.randint(0, 5, (60,), generator=g).float()
-    y = torch.rand(60, generator=g) < 0.3
-    pos, neg = s[y], s[~y]
-    brute = sum(1.0 if a > b else 0.5 if a == b else 0.0
-                for a, b in itertools.product(pos.tolist(), neg.tolist()))
-    assert abs(binary_auc(s, y) - brute / (len(pos) * len(neg))) < 1e-12
-
-
-def test_monitor_metrics_and_warnings():
-    mon = ElectraMonitor(patience=2, scores_per_update=None)
-    logits = torch.tensor([[-2.0, 1.0, -1.0, 3.0, 0.5, -3.0]])
-    replaced = torch.tensor([[False, True, False, True, False, False]])
-    weights = torch.tensor([[True, True, True, True, True, False]])
-    mon.add(logits, replaced, weights, masked=4, gen_correct=1, gen_count=4)
-    m = mon.compute()
-    assert m["disc_auc"] == 1.0 and m["disc_recall"] == 1.0
-    assert m["disc_precision"] == 2 / 3 and m["replaced_fraction"] == 2 / 5
-    assert m["replaced_of_masked"] == 0.5 and m["gen_accuracy"] == 0.25
-    assert m["disc_accuracy"] == 4 / 5 and m["disc_positive_rate"] == 3 / 5
-    strong = {"replaced_fraction": 0.001, "disc_recall": 0.5}
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert mon.check(strong) == []  # one evaluation is not a streak
-    with pytest.warns(RuntimeWarning, match="generator is too strong"):
-        mon.check(strong)
-    collapsed = {"replaced_fraction": 0.06, "disc_recall": 0.0, "disc_auc": 0.5}
-    mon.check(collapsed)
-    with pytest.warns(RuntimeWarning, match="all original"):
-        mon.check(collapsed)
-    assert mon.streaks == {"generator_too_strong": 0, "discriminator_collapsed": 2}
-    assert mon.state_dict()["streaks"]["discriminator_collapsed"] == 2
 
 
 def test_flops_match_the_counter():
@@ -264,36 +144,9 @@ def test_training_lowers_discriminator_loss(tmp_path):
     save_checkpoint(tmp_path / "again", 1, fresh, {})
 
 
-def test_discriminator_export_loads_in_transformers(tmp_path):
-    from transformers import AutoModel, AutoModelForMaskedLM
-
-    from hasten.text.corpus import pack, special_ids, train_wordpiece
-
-    docs = ["The quick brown fox jumps over the lazy dog.",
-            "A lazy dog sleeps in the sun; the quick fox runs away."] * 10
-    tok = train_wordpiece(docs, vocab_size=100)
-    ids = special_ids(tok)
-    torch.manual_seed(0)
-    cfg = _cfg(vocab=tok.get_vocab_size(), pad_id=ids["pad"], cls_id=ids["cls"],
-               sep_id=ids["sep"], mask_id=ids["mask"])
-    m = build_electra(cfg, gen_width_ratio=1 / 2).eval()
-    out = export_discriminator(m, tok, tmp_path / "disc")
-    assert json.loads((out / "config.json").read_text())["hidden_size"] == 32
-    assert (out / "electra_head.safetensors").exists()
-    x = torch.from_numpy(pack(docs, tok, seq_len=16)[:4].astype("int64"))
-    hf = AutoModel.from_pretrained(out).eval()
-    mlm = AutoModelForMaskedLM.from_pretrained(out).eval()
-    assert type(mlm).__name__ == "ModernBertForMaskedLM"
-    with torch.no_grad():
-        ours = m.discriminator(x)
-        torch.testing.assert_close(hf(input_ids=x).last_hidden_state, ours, atol=1e-4, rtol=0)
-        torch.testing.assert_close(mlm(input_ids=x).logits, m.discriminator.mlm_logits(x),
-                                   atol=1e-4, rtol=0)
-
-
 def test_cram_objective_plugin(tmp_path):
     from hasten.objectives import Objective, Vocab, get_objective
-    from hasten.objectives.mlm import resolve_recipe
+    from hasten.objectives.recipes import resolve_recipe
 
     obj = get_objective("electra")
     assert isinstance(obj, Objective) and obj.name == "electra"

@@ -4,18 +4,9 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from hasten.data.vision import data_root
 from hasten.errors import ConfigError, DataError
-from hasten.select.text import (
-    cramming_filter,
-    filter_corpus,
-    length,
-    strip_gutenberg,
-    token_counts,
-    tokens_per_char,
-    train_tokenizer,
-    unigram_rarity,
-)
+from hasten.select.text import length, tokens_per_char, unigram_rarity
+from hasten.text.filter import token_counts
 
 
 @pytest.fixture(scope="module")
@@ -46,39 +37,9 @@ def test_tokens_per_char_exact(word_level):
     assert s.work == {"documents": 3, "characters": 17, "tokens": 9}
     assert s.seconds >= 0.0
 
-
 def test_tokens_per_char_with_a_callable():
     s = tokens_per_char(["a b c", "abcdef"], str.split)
     np.testing.assert_allclose(s.values, [3 / 5, 1 / 6])
-
-
-def test_cramming_filter_keeps_prose_drops_junk(word_level):
-    docs = ["the cat sat", "x,y;z!", "", "the cat  s"]  # last: 3 tokens, 10 chars = 0.3 exactly
-    assert cramming_filter(docs, word_level, cutoff=0.3).tolist() == [True, False, False, False]
-    assert cramming_filter(docs, word_level, cutoff=0.31).tolist() == [True, False, False, True]
-    with pytest.raises(ConfigError):
-        cramming_filter(docs, word_level, cutoff=0.0)
-
-
-def test_own_tokenizer_flags_junk():
-    junk = "x9#@!q 7&&^%$ 0x3f;;{}[] |--|--| 42;17;99 <<>>"
-    docs = [*PROSE, junk]
-    tok = train_tokenizer(docs, vocab_size=300)
-    assert tok.get_vocab_size() <= 300
-    keep = cramming_filter(docs, tok, cutoff=0.3)
-    assert keep[:-1].all() and not keep[-1]
-    bpe = train_tokenizer(docs, vocab_size=300, kind="bpe")
-    assert not cramming_filter(docs, bpe, cutoff=0.3)[-1]
-
-
-def test_train_tokenizer_errors():
-    with pytest.raises(ConfigError, match="unknown tokenizer kind"):
-        train_tokenizer(PROSE, kind="unigram")
-    with pytest.raises(DataError, match="empty"):
-        train_tokenizer(["", "  "])
-    with pytest.raises(ConfigError, match="vocab_size"):
-        train_tokenizer(PROSE, vocab_size=3)
-
 
 def test_length_units(word_level):
     docs = ["the cat sat", "one two", ""]
@@ -90,7 +51,6 @@ def test_length_units(word_level):
         length(docs, "tokens")
     with pytest.raises(ConfigError, match="unknown length unit"):
         length(docs, "lines")
-
 
 def test_unigram_rarity_by_hand(word_level):
     docs = ["a a b", "B c", ""]  # words lowercased: a:2 b:2 c:1, N = 5
@@ -112,67 +72,8 @@ def test_unigram_rarity_by_hand(word_level):
     with pytest.raises(DataError, match="no tokens"):
         unigram_rarity(["", " "])
 
-
 def test_docs_must_be_a_list():
     with pytest.raises(ConfigError, match="not one string"):
         length("just one string")
     with pytest.raises(DataError, match="document 1"):
         length(["ok", 3])
-
-
-def test_strip_gutenberg():
-    text = "header\n*** START OF THE BOOK ***\nbody 1\n\nbody 2\n*** END OF THE BOOK ***\nlicence"
-    assert strip_gutenberg(text) == ("body 1\n\nbody 2", True)
-    assert strip_gutenberg("no markers") == ("no markers", False)
-
-
-def test_filter_corpus_end_to_end(tmp_path):
-    long_para = " ".join(f"word{i % 37} stands beside word{(i * 7) % 41}" for i in range(60))
-    edited = long_para.replace("word5 stands", "word5 walks", 1)
-    paras = [*PROSE[:5], "THE CAT SAT ON THE MAT AND LOOKED OUT OF THE  WINDOW AT THE GARDEN.",
-             "#$%^ {}[]<> ;;;; 0x1f 0x2e |||| @@@", long_para, edited]
-    body = "\r\n\r\n".join(p.replace("\n", "\r\n") for p in paras)
-    f = tmp_path / "book.txt"
-    f.write_bytes(("\ufeffProject Gutenberg header\r\n*** START OF THIS BOOK ***\r\n\r\n"
-                   + body + "\r\n\r\n*** END OF THIS BOOK ***\r\nlicence text\r\n")
-                  .encode("utf-8"))
-    g = tmp_path / "other.txt"
-    g.write_text(PROSE[1] + "\n\n" + PROSE[2] + "\n", encoding="utf-8")
-    # a toy corpus is too small to train a tokenizer on (words seen once split into letters),
-    # so train it on more of the same prose plus the paragraphs themselves
-    tok = train_tokenizer([*PROSE, *paras], vocab_size=400)
-    kept, summary = filter_corpus([f, g], cutoff=0.3, tokenizer=tok, examples=2)
-    assert summary["documents"] == len(paras) + 2
-    rules = summary["rules"]
-    assert rules["cramming"]["removed"] == 1
-    assert rules["cramming"]["examples"][0]["text"].startswith("#$%^")
-    assert rules["exact"]["removed"] == 3  # the upper-cased copy and other.txt's two paragraphs
-    assert rules["near"]["removed"] == 1 and rules["near"]["groups"] == 1
-    assert rules["near"]["examples"][0]["duplicate_of"].startswith("word0 stands")
-    assert kept == [*PROSE[:5], long_para]
-    assert rules["near"]["documents_after"] == len(kept) == summary["kept_documents"]
-    book, other = summary["per_file"]
-    assert book["stripped_boilerplate"] and not other["stripped_boilerplate"]
-    assert book["removed_by"] == {"cramming": 1, "exact": 1, "near": 1}
-    assert other["kept"] == 0 and other["removed_by"]["exact"] == 2
-    assert "Project Gutenberg header" not in " ".join(kept)
-    assert summary["seconds"]["total"] > 0
-
-
-def test_filter_corpus_errors(tmp_path):
-    with pytest.raises(DataError, match="file not found"):
-        filter_corpus([tmp_path / "missing.txt"])
-    (tmp_path / "empty.txt").write_text("\n\n \n")
-    with pytest.raises(DataError, match="no documents"):
-        filter_corpus(tmp_path / "empty.txt")
-
-
-def test_filter_corpus_on_a_gutenberg_book():
-    book = data_root() / "gutenberg" / "11-0.txt"
-    assert book.is_file(), f"shared data missing: {book}"
-    kept, summary = filter_corpus(book, vocab_size=2000, near=False)
-    assert summary["per_file"][0]["stripped_boilerplate"]
-    assert not any("Project Gutenberg" in d for d in kept)
-    removed = summary["rules"]["cramming"]["removed"]
-    assert 0 < removed < 0.4 * summary["documents"]
-    assert summary["kept_fraction_characters"] > 0.9

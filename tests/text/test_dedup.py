@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hasten.errors import ConfigError, DataError
-from hasten.select.dedup import (
+from hasten.text.dedup import (
     dedup,
     exact_duplicates,
     first_copy,

@@ -2,18 +2,9 @@ import numpy as np
 import pytest
 
 from hasten.errors import ConfigError, DataError
-from hasten.text.corpus import (
-    SPECIAL_TOKENS,
-    check_docs,
-    load_shards,
-    normalize,
-    pack,
-    prepare_corpus,
-    read_corpus,
-    save_shards,
-    special_ids,
-    train_wordpiece,
-)
+from hasten.text.pack import load_shards, pack, save_shards
+from hasten.text.read import check_docs, normalize, read_corpus
+from hasten.text.tokenizer import BERT_SPECIALS, CRAM, special_ids, train_tokenizer
 
 DOCS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -24,14 +15,14 @@ DOCS = [
 
 @pytest.fixture(scope="module")
 def tok():
-    return train_wordpiece(DOCS, vocab_size=120)
+    return train_tokenizer(DOCS, CRAM, vocab_size=120)
 
 
 def test_normalize_nfkc_and_whitespace():
     assert normalize("  ﬁne\u00a0 ｆｏｏ\n\tbar  ") == "fine foo bar"
 
 
-def test_train_wordpiece_specials_and_template(tok):
+def test_cram_tokenizer_specials_and_template(tok):
     assert special_ids(tok) == {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
     assert 5 < tok.get_vocab_size() <= 120
     enc = tok.encode("The Quick fox")
@@ -90,26 +81,13 @@ def test_load_shards_rejects_mismatch(tmp_path, tok):
         load_shards(tmp_path)
 
 
-def test_read_corpus_and_prepare(tmp_path):
+def test_read_corpus(tmp_path):
     (tmp_path / "a.txt").write_text("First  para\ngraph here.\n\n\nSecond one.\n", "utf-8")
     (tmp_path / "b.md").write_text("\ufeffThird\r\n", "utf-8")
     (tmp_path / "skip.bin").write_bytes(b"\xff\xfe")
     assert read_corpus(tmp_path) == ["First para graph here.", "Second one.", "Third"]
     assert read_corpus(tmp_path / "a.txt", unit="line") == ["First para", "graph here.",
                                                               "Second one."]
-    (tmp_path / "c.txt").write_text("\n".join(DOCS), "utf-8")
-    tok, rows, summary = prepare_corpus(tmp_path, vocab_size=100, seq_len=16, cutoff=None,
-                                        unit="line")
-    assert rows.shape[1] == 16 and summary["rows"] == len(rows)
-    assert summary["kept_documents"] == summary["documents"]
-
-
-def test_prepare_filter_removes_junk(tmp_path):
-    junk = "x7#q 9z!k 3@pw 0&mv " * 3
-    (tmp_path / "c.txt").write_text("\n".join(DOCS + [junk]), "utf-8")
-    _, _, summary = prepare_corpus(tmp_path, vocab_size=200, seq_len=16, cutoff=0.3,
-                                   unit="line")
-    assert summary["kept_documents"] == len(DOCS)
 
 
 def test_bad_input(tmp_path):
@@ -124,13 +102,13 @@ def test_bad_input(tmp_path):
     with pytest.raises(DataError, match="not found"):
         read_corpus(tmp_path / "missing.txt")
     with pytest.raises(DataError, match="empty"):
-        train_wordpiece([], vocab_size=100)
+        train_tokenizer([], CRAM, vocab_size=100)
     with pytest.raises(DataError, match="empty"):
-        train_wordpiece(["", "  "], vocab_size=100)
+        train_tokenizer(["", "  "], CRAM, vocab_size=100)
     with pytest.raises(ConfigError, match="vocab_size"):
-        train_wordpiece(DOCS, vocab_size=len(SPECIAL_TOKENS))
+        train_tokenizer(DOCS, CRAM, vocab_size=len(BERT_SPECIALS))
     with pytest.raises(ConfigError, match="vocab_size"):
-        train_wordpiece(DOCS, vocab_size=2)
+        train_tokenizer(DOCS, CRAM, vocab_size=2)
     with pytest.raises(ConfigError):
         check_docs("one string")
 

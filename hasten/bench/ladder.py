@@ -1,0 +1,458 @@
+"""`hasten bench pretrain-ladder`: Cramming's ablation and ELECTRA at a ladder of FLOP budgets.
+
+Cramming's ablation table (Geiping & Goldstein 2023; the seed slide: crammed 78.6 GLUE,
++ original data 77.3, + original train 50.2, + original arch. 27.7, + minimal train mod. 78.1,
++ minimal arch. mod. 76.7) and ELECTRA vs MLM (Clark et al. 2020) are measured here at
+budgets a CPU can afford, as rungs of training FLOPs (generator included for ELECTRA), so the
+result does not drift with the machine's load. Each row changes one part of the crammed
+recipe (`ROWS`, with its source):
+
+    control         no pretraining: the initialised crammed model (Cramming's table has BERT
+                    without pretraining at 45.5 GLUE)
+    crammed         the final crammed recipe (bert-o4 on crammed-bert)
+    original-data   + original data: the same books without the tokens-per-character filter
+    original-setup  + original training setup: BERT's lr 1e-4, 1% warmup then linear decay,
+                    betas (0.9, 0.999), eps 1e-6, clip 1.0, 15% masking, full head, no batch
+                    ramp; the crammed architecture and filtered data
+    original-arch   + original architecture: HF BertForMaskedLM (post-norm, biases, dropout
+                    0.1, learned positions, full head) under the crammed training setup
+    minimal-train   + minimal train mod.: the original training setup with the slide's first
+                    training modification, the high learning rate (1e-3), and the budget-tied
+                    triangle schedule that carries it. The paper's table does not spell the
+                    minimal set out in what we could read; this is our reading of the slide
+                    ("High learning rate; Big batches; Drop dropout")
+    minimal-arch    + minimal arch. mod.: the original architecture with the layer norm moved
+                    inside the residual (pre-norm, Xiong et al. 2020; `hasten.models.bert`),
+                    as the slide names it, under the crammed training setup
+    electra         ELECTRA (generator 1/4 wide, 15% masking, loss MLM + 50 x RTD)
+    electra@0.25    ELECTRA at a quarter of the rung's FLOPs
+
+Every row of a rung has the same shape, fixed by a FLOP rule (`rung_size`: the sizing rule of
+`hasten.objectives.sizing` at the rung's FLOPs, 20 tokens per non-embedding parameter, at
+least `min_steps` steps; no timing, so a rung's shape is the same on any machine), the same
+tokenizer (one per corpus, `hasten.text.prepare`) and the same held-out books (authors W-Z of
+gutenberg-large). Seeds: 3 for control, crammed and original-setup, 1 for the rest; every row
+at the small rungs, control, crammed, original-setup and electra at the largest.
+
+Rows run through `hasten.bench.pretrain.run_row`-style folders: a finished row is reused, one
+row per process splits the ladder over cores. Metrics per row: `blimp`, `probe_sst2`,
+`probe_stsb` (`hasten.lmeval`, through `evaluate_checkpoint`) and `mlm_loss_15`.
+Results: docs/benchmarks.md ("Pretraining ladder").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hasten.bench import pretrain as runner
+from hasten.config import option, to_dict
+from hasten.errors import ConfigError
+from hasten.objectives.sizing import Shape, Size, choose_size
+
+SUITE = "pretrain-ladder"
+TITLE = "hasten bench pretrain-ladder: Cramming's ablation and ELECTRA at FLOP budgets"
+LADDER_SHAPES = ((2, 128), (3, 192), (4, 256), (6, 384), (8, 512))
+TINY_SHAPES = ((1, 32),)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row: recipe changes from the crammed recipe, and where they come from."""
+
+    name: str
+    description: str
+    recipe: str = "crammed"
+    changes: tuple[tuple[str, Any], ...] = ()
+    objective: str = "mlm"
+    fraction: float = 1.0
+    filtered: bool = True
+    trains: bool = True
+
+
+_ORIGINAL_ON_CRAMMED = (("arch", "crammed"), ("dropout", 0.0))
+ROWS: dict[str, Row] = {r.name: r for r in (
+    Row("control", "no pretraining (the initialised model)", trains=False),
+    Row("crammed", "crammed recipe"),
+    Row("original-data", "+ original data (no filter)", filtered=False),
+    Row("original-setup", "+ original training setup", recipe="original",
+        changes=_ORIGINAL_ON_CRAMMED),
+    Row("original-arch", "+ original architecture (HF BERT, post-norm)",
+        changes=(("arch", "bert"), ("sparse", None), ("dropout", 0.1))),
+    Row("minimal-train", "+ minimal train mod. (original setup, lr 1e-3, triangle)",
+        recipe="original", changes=(*_ORIGINAL_ON_CRAMMED, ("lr", 1e-3),
+                                    ("schedule", "triangle"),
+                                    ("schedule_params", {"start": 0.25, "peak_at": 0.75,
+                                                         "final": 0.0}))),
+    Row("minimal-arch", "+ minimal arch. mod. (original architecture, pre-norm)",
+        changes=(("arch", "bert-prenorm"), ("sparse", None), ("dropout", 0.1))),
+    Row("electra", "ELECTRA, equal FLOPs", objective="electra"),
+    Row("electra@0.25", "ELECTRA at 25% of the FLOPs", objective="electra", fraction=0.25),
+)}
+
+
+@dataclass
+class LadderOptions:
+    """Settings of the pretraining ladder."""
+
+    corpus: list[str] = option([], "empty: shared/data/gutenberg-large (193 books, 13.5M "
+                               "words)")
+    heldout: str = option("authors:W-Z", "whole books: the data README's held-out split")
+    rungs: list[float] = option([1e13, 4e13, 1.6e14], "training FLOPs per row, x4 apart, "
+                                "set so the whole ladder fits a plan of 8-10 core-hours "
+                                "(the estimate is in docs/pretraining.md)")
+    large_rows: list[str] = option(["control", "crammed", "original-setup", "electra"],
+                                   "the rows worth their cost at the largest rung")
+    seeds: dict = option({"control": 3, "crammed": 3, "original-setup": 3},
+                         "3 seeds where the decision rests, 1 elsewhere")
+    vocab_size: int = option(8192, "one WordPiece tokenizer for every row and rung; 8192 "
+                             "suits the small shapes (sizing rule)")
+    seq_len: int = option(128, "Cramming's rows")
+    cutoff: float = option(0.3, "Cramming's bookcorpus/Wikipedia filter cutoff")
+    min_steps: int = option(200, "the sizing rule's minimum optimizer steps per row")
+    micro_batch: int = option(64, "rows per micro-batch (speed only: the batch is the rule's)")
+    precision: str = option("bf16", "bf16 autocast, as cram", choices=("bf16", "fp32"))
+    metric: str = option("blimp", "the decision metric (BLiMP, zero-shot, no fine-tuning "
+                         "noise); the others are report rows",
+                         choices=("blimp", "probe_sst2", "probe_stsb", "mlm_loss_15"))
+    eval_rows: int = option(256, "held-out rows for mlm_loss_15")
+    lmeval: dict = option({}, "settings passed to hasten.lmeval's evaluation")
+    checkpoints: int = option(10, "checkpoints per row, so an interrupted row resumes")
+    tiny: bool = option(False, "a ladder for tests: one 1 x 32 shape, fp32", flag=False)
+    device: str | None = option(None, "None: cuda when available, else cpu")
+    compile: bool = option(False, "torch.compile: pays off on a GPU, not on a CPU")
+    cache: str | None = option(None, "None: $HASTEN_CACHE/corpora or ~/.cache/hasten/corpora")
+    out: str = option("runs/bench-pretrain-ladder", "rows and results.json go here")
+
+
+@dataclass
+class Ladder:
+    """A resolved ladder: options, the prepared corpora (filtered and not) and the plan."""
+
+    options: LadderOptions
+    prepared: dict[bool, Any] = field(default_factory=dict)
+    corpus_keys: dict[bool, str] = field(default_factory=dict)
+
+
+def menu(options: LadderOptions) -> tuple[Shape, ...]:
+    shapes = TINY_SHAPES if options.tiny else LADDER_SHAPES
+    return tuple(Shape(layers, hidden, options.vocab_size) for layers, hidden in shapes)
+
+
+def rung_size(rung: float, options: LadderOptions) -> Size:
+    """The rung's shape and batch by the FLOP rule (no timing, no machine in it)."""
+    return choose_size(f"{rung:g}flop", seq_len=options.seq_len,
+                       micro_batch=options.micro_batch, min_steps=options.min_steps,
+                       precision=options.precision, free_bytes=float("inf"),
+                       menu=menu(options))
+
+
+def task_name(rung: float) -> str:
+    return f"ladder@{rung:.2g}flop".replace("+", "")
+
+
+def plan(options: LadderOptions, rows: list[str] | None = None,
+         rungs: list[float] | None = None) -> list[tuple[float, Row, int]]:
+    """(rung, row, seed) of every run: all rows at the small rungs, `large_rows` at the
+    largest; rung by rung, seed by seed."""
+    names = rows or list(ROWS)
+    for name in names:
+        if name not in ROWS:
+            raise ConfigError(f"unknown row {name!r}; known: {', '.join(ROWS)}")
+    all_rungs = sorted(float(r) for r in options.rungs)
+    if not all_rungs or min(all_rungs) <= 0:
+        raise ConfigError(f"rungs must be positive FLOP counts, got {options.rungs}")
+    out = []
+    for rung in sorted(float(r) for r in (rungs or all_rungs)):
+        at_top = rung == all_rungs[-1] and len(all_rungs) > 1
+        for seed in range(max(int(v) for v in [1, *options.seeds.values()])):
+            for name in names:
+                if at_top and name not in options.large_rows:
+                    continue
+                if seed < int(options.seeds.get(name, 1)):
+                    out.append((rung, ROWS[name], seed))
+    return out
+
+
+def row_recipe(row: Row, rung: float, options: LadderOptions) -> tuple[dict[str, Any], Size]:
+    """The resolved recipe of a row at a rung: the rung's shape and batch, the row's
+    changes, the options' precision."""
+    from hasten.objectives import get_objective
+    from hasten.objectives.recipes import resolve_recipe
+
+    size = rung_size(rung, options)
+    obj = get_objective(row.objective)
+    over = {**size.shape.as_recipe(), "micro_batch": size.micro_batch, "batch": size.batch,
+            "seq_len": options.seq_len, "precision": options.precision, "log_every": 10,
+            **dict(row.changes)}
+    r = resolve_recipe(row.recipe, getattr(obj, "defaults", None),
+                       getattr(obj, "recipe_values", None), **over)
+    r["cutoff"] = options.cutoff if row.filtered and not options.tiny else None
+    return r, size
+
+
+def prepare(ladder: Ladder, filtered: bool, say: runner.Say) -> Any:
+    """The prepared corpus, filtered or not (one tokenizer for both; cached)."""
+    from hasten.text.prepare import PrepareSpec, prepare_corpus
+    from hasten.text.tokenizer import CRAM
+
+    if filtered not in ladder.prepared:
+        o = ladder.options
+        spec = PrepareSpec(tokenizer=replace(CRAM, vocab_size=o.vocab_size),
+                           seq_len=o.seq_len, cutoff=o.cutoff if filtered and not o.tiny
+                           else None, heldout=o.heldout)
+        ladder.prepared[filtered] = prepare_corpus(corpus_paths(o), spec, o.cache, say=say)
+    return ladder.prepared[filtered]
+
+
+def corpus_paths(options: LadderOptions) -> list[str]:
+    if options.corpus:
+        return list(options.corpus)
+    from hasten.data.vision import data_root
+
+    return [str(data_root() / "gutenberg-large")]
+
+
+def row_settings(row: Row, rung: float, seed: int, ladder: Ladder) -> dict[str, Any]:
+    """Everything a row's result depends on (its key is their hash)."""
+    from hasten.text.prepare import content_hash
+    from hasten.text.read import expand_paths
+
+    o = ladder.options
+    if "content" not in ladder.corpus_keys:
+        ladder.corpus_keys["content"] = content_hash(expand_paths(corpus_paths(o)))
+    r, _ = row_recipe(row, rung, o)
+    return {"row": row.name, "objective": row.objective, "fraction": row.fraction,
+            "trains": row.trains, "rung": rung, "seed": seed, "recipe": r,
+            "corpus": ladder.corpus_keys["content"], "heldout": o.heldout,
+            "vocab_size": o.vocab_size, "eval_rows": o.eval_rows, "lmeval": o.lmeval,
+            "metric": o.metric}
+
+
+def _train_row(row: Row, rung: float, seed: int, r: dict[str, Any], size: Size, prep: Any,
+               model: torch.nn.Module, folder: Path, ladder: Ladder) -> Any:
+    """Train a row's model for its FLOPs, checkpointing into `folder/train`."""
+    from hasten.cram import LossRng
+    from hasten.objectives import Vocab, get_objective
+    from hasten.objectives.recipes import train_config
+    from hasten.trainer import train
+
+    o = ladder.options
+    obj = get_objective(row.objective)
+    loss_fn = obj.make_loss(r, Vocab.from_tokenizer(prep.tokenizer), seed)
+    every = max(1, size.steps // o.checkpoints) if o.checkpoints else 0
+    tcfg = train_config(r, f"{rung * row.fraction:g}flop", seed=seed,
+                        out_dir=str(folder / "train"), quiet=True, device=o.device,
+                        checkpoint_every=every, compile=o.compile,
+                        resume=(folder / "train" / "checkpoints" / "latest").is_file())
+    rows = torch.from_numpy(prep.train.astype(np.int64))
+    return train(model, torch.utils.data.TensorDataset(rows), loss_fn, tcfg,
+                 hooks=[LossRng(getattr(loss_fn, "generator", None))],
+                 tokens_fn=lambda b: int(b[0].numel()))
+
+
+def _loss_curve(folder: Path) -> list[list[float]]:
+    path = folder / "train" / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return [[r["step"], r["loss"]] for r in rows if r.get("kind") == "train" and "loss" in r]
+
+
+def run_row(rung: float, row: Row, seed: int, ladder: Ladder,
+            say: runner.Say = runner.say_nothing) -> dict[str, Any] | None:
+    """Run (or reuse) one row; its record, or None when a stop signal ended its training
+    (a checkpoint is kept and the next call resumes it)."""
+    from hasten.objectives import Vocab, get_objective
+    from hasten.objectives.flops import count_parameters
+
+    o = ladder.options
+    task, method = task_name(rung), row.name
+    folder = Path(o.out) / task / f"{method}-seed{seed}"
+    settings = row_settings(row, rung, seed, ladder)
+    key = runner.row_key(settings)
+    done = runner.load_record(folder, key)
+    if done is not None:
+        say(f"{task} / {method} / seed {seed}: reusing {folder}")
+        return done
+    if (folder / "key").is_file() and (folder / "key").read_text() != key:
+        shutil.rmtree(folder)  # another setting's partial run: start over
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "key").write_text(key)
+    prep = prepare(ladder, row.filtered, say)
+    r, size = row_recipe(row, rung, o)
+    torch.manual_seed(seed)
+    model = get_objective(row.objective).build_model(r, Vocab.from_tokenizer(prep.tokenizer))
+    result = None
+    if row.trains:
+        say(f"{task} / {method} / seed {seed}: training for {rung * row.fraction:.3g} FLOPs")
+        result = _train_row(row, rung, seed, r, size, prep, model, folder, ladder)
+        if result.stopped != "budget":
+            say(f"{task} / {method} / seed {seed}: stopped ({result.stopped}); it resumes")
+            return None
+    else:
+        model.to(o.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    metrics = runner.evaluate_checkpoint(model, prep.tokenizer, prep.heldout,
+                                         rows=o.eval_rows, precision=o.precision,
+                                         lmeval=o.lmeval)
+    record = runner.make_record(
+        task=task, method=method, seed=seed, metric=o.metric, metrics=metrics, result=result,
+        key=key, notes={"description": row.description, "loss_curve": _loss_curve(folder)},
+        extra={"rung_flops": rung, "budget": f"{rung * row.fraction:g}flop",
+               "parameters": count_parameters(model), "shape": size.shape.as_recipe(),
+               "batch": size.batch, "micro_batch": size.micro_batch,
+               "recipe": _jsonable(r), "corpus_key": prep.summary.get("key")})
+    runner.write_record(folder, record)
+    say(f"{task} / {method} / seed {seed}: " + ", ".join(
+        f"{k} {v:.4g}" for k, v in metrics.items() if v is not None))
+    return record
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def run_ladder(options: LadderOptions, rows: list[str] | None = None,
+               rungs: list[float] | None = None, say: runner.Say = runner.say_nothing,
+               command: str | None = None) -> dict[str, Any]:
+    """Run the planned rows (reusing finished ones), then assemble every finished row of the
+    full plan found under `options.out` (rows other processes ran included) into the
+    harness-layout results dict."""
+    ladder = Ladder(options)
+    todo = plan(options, rows, rungs)
+    say(f"{len(todo)} row runs; shapes: " + "; ".join(
+        f"{task_name(g)} {rung_size(g, options).shape.layers} x "
+        f"{rung_size(g, options).shape.hidden}" for g in sorted(set(options.rungs))))
+    stopped = False
+    for rung, row, seed in todo:
+        if run_row(rung, row, seed, ladder, say) is None:
+            stopped = True
+            break
+    order = {runner.row_key(row_settings(row, g, s, ladder)): i
+             for i, (g, row, s) in enumerate(plan(options))}
+    records = sorted((r for r in runner.finished_records(Path(options.out))
+                      if r.get("key") in order), key=lambda r: order[r["key"]])
+    results = runner.assemble(SUITE, records, baseline="control", options=to_dict(options),
+                              methods=list(ROWS), command=command)
+    results["stopped"] = stopped
+    results["planned"] = len(order)
+    return results
+
+
+def estimate(options: LadderOptions, rates: dict[str, dict[str, float]],
+             eval_seconds: float = 0.0) -> dict[str, Any]:
+    """Core-hours of the ladder: each row's FLOPs over the FLOP/s of its model at its rung's
+    shape (`measure_rates`' output: `rates["2x128"]["crammed"]`; a row without its own rate
+    takes the one of the row it is a variant of, else crammed's), plus `eval_seconds` per
+    row run."""
+    like = {"original-data": "crammed", "minimal-train": "original-setup",
+            "electra@0.25": "electra"}
+    per_rung: dict[str, float] = {}
+    for rung, row, _ in plan(options):
+        s = rung_size(rung, options).shape
+        shape_rates = rates[f"{s.layers}x{s.hidden}"]
+        rate = shape_rates.get(row.name) or shape_rates.get(like.get(row.name, "crammed")) \
+            or shape_rates["crammed"]
+        seconds = (rung * row.fraction / rate if row.trains else 0.0) + eval_seconds
+        per_rung[task_name(rung)] = per_rung.get(task_name(rung), 0.0) + seconds
+    return {"core_hours_per_rung": {k: v / 3600 for k, v in per_rung.items()},
+            "core_hours": sum(per_rung.values()) / 3600}
+
+
+def options_from_args(args: argparse.Namespace) -> tuple[LadderOptions, list[str] | None]:
+    """The ladder's options from `hasten bench pretrain-ladder` flags (`--set`, `--config`,
+    `--corpus`, `--out`, `--budget RUNGflop` for one rung, `--quick` for a tiny ladder),
+    and the rows named by `--methods`."""
+    from hasten.config import resolve
+
+    flags: dict[str, Any] = {}
+    if getattr(args, "corpus", None):
+        flags["corpus"] = list(args.corpus)
+    if getattr(args, "out", None):
+        flags["out"] = args.out
+    sets = [s if isinstance(s, str) else f"{s[0]}={json.dumps(s[1])}"
+            for s in (getattr(args, "set", None) or [])]
+    options = resolve(LadderOptions, file=getattr(args, "config", None), sets=sets,
+                      flags=flags, section=SUITE)
+    if getattr(args, "quick", False):
+        options = replace(options, tiny=True, vocab_size=300, precision="fp32",
+                          rungs=[2e10], seeds={}, min_steps=3, eval_rows=16)
+    if getattr(args, "budget", None):
+        from hasten.budget import parse_budget
+
+        unit, amount = parse_budget(args.budget)
+        if unit != "flops":
+            raise ConfigError(f"pretrain-ladder rungs are FLOPs (e.g. 1e14flop), got "
+                              f"{args.budget!r}")
+        options = replace(options, rungs=[amount])
+    rows = args.methods.split(",") if getattr(args, "methods", None) else None
+    return options, rows
+
+
+def run(args: argparse.Namespace, say: runner.Say) -> tuple[dict[str, Any], Path, str, list]:
+    """The suite as `hasten bench pretrain-ladder` runs it: (results, out dir, title, notes)."""
+    options, rows = options_from_args(args)
+    results = run_ladder(options, rows, say=say)
+    return results, Path(options.out), TITLE, []
+
+
+def measure_rates(options: LadderOptions, rows: tuple[str, ...] = (
+        "crammed", "original-setup", "original-arch", "minimal-arch", "electra"),
+                  steps: int = 3, threads: int = 1) -> dict[str, dict[str, float]]:
+    """Training FLOPs per CPU-second of each row's model at each rung's shape, on `threads`
+    threads: `steps` timed micro-steps after one warm-up, FLOPs by torch's counter, time by
+    the main thread's CPU clock (with one thread the compute runs there; other jobs on the
+    machine do not enter). For `estimate`."""
+    import time
+
+    from hasten.flops import flop_counter
+    from hasten.objectives import Vocab, get_objective
+    from hasten.trainer import param_groups, precision_context
+
+    torch.set_num_threads(threads)
+    vocab = Vocab(size=options.vocab_size, pad=0, unk=1, cls=2, sep=3, mask=4)
+    out: dict[str, dict[str, float]] = {}
+    for rung in sorted(set(options.rungs)):
+        size = rung_size(rung, options)
+        key = f"{size.shape.layers}x{size.shape.hidden}"
+        if key in out:
+            continue
+        out[key] = {}
+        g = torch.Generator().manual_seed(0)
+        ids = torch.randint(5, options.vocab_size, (size.micro_batch, options.seq_len),
+                            generator=g)
+        for name in rows:
+            r, _ = row_recipe(ROWS[name], rung, options)
+            obj = get_objective(ROWS[name].objective)
+            model = obj.build_model(r, vocab).train()
+            loss_fn = obj.make_loss(r, vocab, 0)
+            opt = torch.optim.AdamW(param_groups(model, 0.01), lr=1e-4)
+            counter = flop_counter()
+            cpu = 0.0
+            for i in range(steps + 2):
+                c0 = time.thread_time()
+                with counter if i == 0 else _nothing():
+                    with precision_context(options.precision, torch.device("cpu")):
+                        loss = loss_fn(model, (ids,)).mean()
+                    loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                if i >= 2:
+                    cpu += time.thread_time() - c0
+            out[key][name] = counter.get_total_flops() * steps / cpu
+    return out
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
