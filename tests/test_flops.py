@@ -2,7 +2,8 @@ import torch
 import torch.nn.functional as F
 
 from hasten.flops import flop_counter
-from hasten.models.encoder import CrammedEncoder, EncoderConfig, make_mlm_loss
+from hasten.models.encoder import CrammedEncoder, EncoderConfig
+from hasten.objectives.mlm import make_mlm_loss
 from hasten.trainer import measure_flops
 
 

@@ -123,7 +123,12 @@ class LadderOptions:
                          "noise); the others are report rows",
                          choices=("blimp", "probe_sst2", "probe_stsb", "mlm_loss_15"))
     eval_rows: int = option(256, "held-out rows for mlm_loss_15")
-    lmeval: dict = option({}, "settings passed to hasten.lmeval's evaluation")
+    lmeval: dict = option({}, "EvalLMConfig settings over the ladder's own (see "
+                          "lmeval_settings)")
+    full_blimp_at_largest: bool = option(True, "the largest rung's rows decide: score them on "
+                                         "every in-vocabulary pair, not 100 per paradigm")
+    blimp_vocab_filter: bool = option(True, "BabyLM's rule: only pairs whose words the "
+                                      "training corpus holds")
     checkpoints: int = option(10, "checkpoints per row, so an interrupted row resumes")
     tiny: bool = option(False, "a ladder for tests: one 1 x 32 shape, fp32", flag=False)
     device: str | None = option(None, "None: cuda when available, else cpu")
@@ -220,6 +225,21 @@ def corpus_paths(options: LadderOptions) -> list[str]:
     return [str(data_root() / "gutenberg-large")]
 
 
+def lmeval_settings(o: LadderOptions, rung: float) -> dict[str, Any]:
+    """How a row is evaluated: BLiMP on the pairs whose words the corpus holds (BabyLM's
+    filter), 100 per paradigm at the small rungs and all of them at the largest (the final
+    numbers), fp32 (exact pair decisions), then `o.lmeval` on top. A tiny ladder (tests)
+    scores 2 pairs per paradigm and no probes."""
+    if o.tiny:
+        return {"blimp_pairs": 2, "precision": "fp32", "evals": ["blimp"], **o.lmeval}
+    base: dict[str, Any] = {"blimp_pairs": 100, "precision": "fp32",
+                            "blimp_full": o.full_blimp_at_largest and rung == max(o.rungs)}
+    paths = corpus_paths(o)
+    if o.blimp_vocab_filter and len(paths) == 1:
+        base["vocab_corpus"] = str(paths[0])
+    return {**base, **o.lmeval}
+
+
 def row_settings(row: Row, rung: float, seed: int, ladder: Ladder) -> dict[str, Any]:
     """Everything a row's result depends on (its key is their hash)."""
     from hasten.text.prepare import content_hash
@@ -232,7 +252,8 @@ def row_settings(row: Row, rung: float, seed: int, ladder: Ladder) -> dict[str, 
     return {"row": row.name, "objective": row.objective, "fraction": row.fraction,
             "trains": row.trains, "rung": rung, "seed": seed, "recipe": r,
             "corpus": ladder.corpus_keys["content"], "heldout": o.heldout,
-            "vocab_size": o.vocab_size, "eval_rows": o.eval_rows, "lmeval": o.lmeval,
+            "vocab_size": o.vocab_size, "eval_rows": o.eval_rows,
+            "lmeval": lmeval_settings(o, rung),
             "metric": o.metric}
 
 
@@ -301,14 +322,16 @@ def run_row(rung: float, row: Row, seed: int, ladder: Ladder,
         model.to(o.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     metrics = runner.evaluate_checkpoint(model, prep.tokenizer, prep.heldout,
                                          rows=o.eval_rows, precision=o.precision,
-                                         lmeval=o.lmeval)
+                                         lmeval=lmeval_settings(o, rung))
+    details = metrics.pop("details")
     record = runner.make_record(
         task=task, method=method, seed=seed, metric=o.metric, metrics=metrics, result=result,
         key=key, notes={"description": row.description, "loss_curve": _loss_curve(folder)},
         extra={"rung_flops": rung, "budget": f"{rung * row.fraction:g}flop",
                "parameters": count_parameters(model), "shape": size.shape.as_recipe(),
                "batch": size.batch, "micro_batch": size.micro_batch,
-               "recipe": _jsonable(r), "corpus_key": prep.summary.get("key")})
+               "recipe": _jsonable(r), "corpus_key": prep.summary.get("key"),
+               "eval_details": _jsonable(details)})
     runner.write_record(folder, record)
     say(f"{task} / {method} / seed {seed}: " + ", ".join(
         f"{k} {v:.4g}" for k, v in metrics.items() if v is not None))

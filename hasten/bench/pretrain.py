@@ -13,8 +13,8 @@ in separate processes, the same `--out`), and a last call only assembles `result
 
 `evaluate_checkpoint(model, tokenizer, heldout)` is the one place a row's evaluation is made:
 the held-out MLM loss at 15% with fixed masks (`mlm_loss_15`) here; BLiMP and the linear
-probes come from `hasten.lmeval` through `lmeval_scores`, an adapter not yet connected
-(`blimp`, `probe_sst2`, `probe_stsb` stay None until it is).
+probes come from `hasten.lmeval` through `lmeval_scores` (PLL-word-l2r BLiMP on pairs whose
+words the corpus holds; probes on frozen mean-pooled features).
 Results: docs/benchmarks.md ("Pretraining ladder").
 """
 
@@ -115,33 +115,54 @@ def heldout_mlm_loss(model: nn.Module, rows: torch.Tensor, vocab_size: int, *,
     return total / max(count, 1)
 
 
+_INPUTS: dict[str, Any] = {}  # BLiMP pairs and word filters read once per process
+
+
 def lmeval_scores(model: nn.Module, tokenizer: Any, settings: Mapping[str, Any]
-                  ) -> dict[str, float]:
-    """BLiMP (overall %) and the SST-2 / STS-B linear probes of `model` from `hasten.lmeval`:
-    the adapter to connect once that package is in this tree. Until then it returns {} and
-    those metrics stay None."""
-    return {}
+                  ) -> dict[str, Any]:
+    """BLiMP (overall %, PLL-word-l2r) and the SST-2 / STS-B linear probes of `model` from
+    `hasten.lmeval` (`settings` are `EvalLMConfig` fields; the MLM loss is the ladder's own,
+    on its held-out books). Returns the metrics and the details a bootstrap needs (per-pair
+    correctness, the BLiMP interval, pair counts, seconds)."""
+    from hasten.config import resolve
+    from hasten.lmeval import EvalLMConfig, evaluate_lm, wrap_lm
+    from hasten.lmeval.evaluate import read_inputs
+
+    config = resolve(EvalLMConfig, flags={"evals": ["blimp", "probes"], **settings})
+    key = json.dumps([config.blimp_pairs, config.blimp_full, config.vocab_corpus,
+                      config.blimp_dir], default=str)
+    if key not in _INPUTS:
+        _INPUTS[key] = read_inputs(config)
+    device = next(model.parameters()).device
+    lm = wrap_lm(model, tokenizer, device=device, precision=config.precision)
+    res = evaluate_lm(lm, config, inputs=_INPUTS[key])
+    keep = ("blimp", "probe_sst2", "probe_stsb", "probe_stsb_pearson", "blimp_interval",
+            "blimp_by_paradigm", "blimp_pairs", "items", "seconds", "not_applicable")
+    return {k: res[k] for k in keep if k in res}
 
 
 def evaluate_checkpoint(model: nn.Module, tokenizer: Any, heldout: np.ndarray | torch.Tensor,
                         *, rows: int = 256, precision: str = "bf16",
-                        lmeval: Mapping[str, Any] | None = None) -> dict[str, float | None]:
+                        lmeval: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ladder's metrics of a model: `mlm_loss_15`, the held-out MLM loss at 15% with
     fixed masks on at most `rows` held-out rows (None for ELECTRA, whose discriminator has
     no MLM head), and `blimp`, `probe_sst2`, `probe_stsb` from `lmeval_scores` (ELECTRA: of
-    its discriminator). `lmeval` passes settings to it."""
+    its discriminator). `lmeval` passes settings to it. The evaluation's details (per-item
+    results, intervals) come back under `details`, apart from the numbers."""
     from hasten.models.electra import ElectraModel
 
-    out: dict[str, float | None] = dict.fromkeys(METRICS)
+    out: dict[str, Any] = dict.fromkeys(METRICS)
     held = torch.as_tensor(np.asarray(heldout[:rows]), dtype=torch.long)
     is_electra = isinstance(model, ElectraModel)
     if not is_electra:
         out["mlm_loss_15"] = heldout_mlm_loss(model, held, tokenizer.get_vocab_size(),
                                               precision=precision)
     target = model.discriminator if is_electra else model
-    for k, v in lmeval_scores(target, tokenizer, lmeval or {}).items():
-        if k in out:
-            out[k] = float(v)
+    details = lmeval_scores(target, tokenizer, lmeval or {})
+    for k in METRICS:
+        if details.get(k) is not None:
+            out[k] = float(details.pop(k))
+    out["details"] = details
     return out
 
 

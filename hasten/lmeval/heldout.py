@@ -40,9 +40,7 @@ def read_documents(paths: str | Path | Sequence[str | Path]) -> list[str]:
     """Paragraphs of UTF-8 text files (`.txt.gz` read through gzip; a folder means its text
     files, recursively), Gutenberg boilerplate dropped, whitespace normalised. A missing path,
     a folder without text files, undecodable bytes or no text at all raise a DataError."""
-    from hasten.select.io import split_documents
-    from hasten.select.text import expand_paths, strip_gutenberg
-    from hasten.text.corpus import normalize
+    from hasten.text.read import expand_paths, normalize, split_documents, strip_gutenberg
 
     docs: list[str] = []
     files = expand_paths(paths, TEXT_SUFFIXES)

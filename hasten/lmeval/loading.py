@@ -77,7 +77,7 @@ def _check_tokenizer(tok: Any, name: str) -> Any:
     from tokenizers import Tokenizer
 
     if isinstance(tok, Tokenizer):
-        from hasten.models.encoder import hf_tokenizer
+        from hasten.text.tokenizer import hf_tokenizer
 
         tok = hf_tokenizer(tok)
     for attr in ("mask_token_id", "pad_token_id"):
@@ -106,21 +106,22 @@ def _hf_parts(model: nn.Module) -> tuple[Encode, Head | None]:
 def _parts(model: nn.Module) -> tuple[nn.Module, Encode, Head | None, bool]:
     """(module, encode, head, mlm) of a model in memory."""
     from hasten.distributed import unwrap_model
+    from hasten.models.bert import BertEncoder
+    from hasten.models.electra import ElectraModel
     from hasten.models.encoder import CrammedEncoder
-    from hasten.objectives.electra import ElectraModel
 
     model = unwrap_model(model)
     if isinstance(model, ElectraModel):
         disc = model.discriminator
         return disc, disc, None, False
-    if isinstance(model, CrammedEncoder):
+    if isinstance(model, (CrammedEncoder, BertEncoder)):
         return model, model, model.logits, True
     if hasattr(model, "base_model"):
         encode, head = _hf_parts(model)
         mlm = model.base_model is not model
         return model, encode, head, mlm
     raise ConfigError(f"cannot evaluate a {type(model).__name__}: expected a CrammedEncoder, "
-                      "an ElectraModel or a transformers model")
+                      "a BertEncoder, an ElectraModel or a transformers model")
 
 
 def _max_len(module: nn.Module, tok: Any) -> int:
@@ -136,7 +137,7 @@ def wrap_lm(model: nn.Module, tokenizer: Any, device: str | torch.device | None 
             precision: str = "fp32", name: str = "in-memory model",
             mlm: bool | None = None) -> LM:
     """An `LM` of a model in memory and its tokenizer (an HF tokenizer, or the
-    `tokenizers.Tokenizer` that `train_wordpiece` makes). `mlm=False` marks a model whose MLM
+    `tokenizers.Tokenizer` that `hasten.text.tokenizer.train_tokenizer` makes). `mlm=False` marks a model whose MLM
     head is not trained; None decides from the model (ELECTRA: no). The model is put in eval
     mode on `device`."""
     if precision not in PRECISIONS:
@@ -188,7 +189,7 @@ def load_lm(model_dir: str | Path, device: str | torch.device | None = None,
     path = Path(model_dir)
     if not path.is_dir():
         raise DataError(f"model folder not found: {path}")
-    if not (path / "config.json").is_file():
+    if not (path / "config.json").is_file() and not (path / "hasten_bert.json").is_file():
         raise DataError(f"{path}: no config.json (not a transformers model folder)")
     from transformers import AutoTokenizer
 
@@ -198,10 +199,14 @@ def load_lm(model_dir: str | Path, device: str | torch.device | None = None,
         raise DataError(f"{path}: cannot load the tokenizer ({_one_line(err)})") from None
     electra = (path / "electra.json").is_file()
     if backend == "auto" and (path / "hasten_encoder.json").is_file():
-        from hasten.models.encoder import load_encoder
+        from hasten.models.export_hf import load_encoder
 
         model: nn.Module = load_encoder(path)
         mlm = True
+    elif (path / "hasten_bert.json").is_file():
+        from hasten.models.export_hf import load_bert_encoder
+
+        model, mlm = load_bert_encoder(path), True
     else:
         model, mlm = _load_hf(path)
     return wrap_lm(model, tok, device, precision, name=str(path), mlm=mlm and not electra)

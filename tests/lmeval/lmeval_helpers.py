@@ -21,14 +21,14 @@ DOCS = [
 
 @functools.cache
 def get_wordpiece():
-    from hasten.text.corpus import train_wordpiece
+    from hasten.text.tokenizer import CRAM, train_tokenizer
 
-    return train_wordpiece(DOCS, vocab_size=90)
+    return train_tokenizer(DOCS, CRAM, vocab_size=90)
 
 
 @functools.cache
 def get_hf_tok():
-    from hasten.models.encoder import hf_tokenizer
+    from hasten.text.tokenizer import hf_tokenizer
 
     return hf_tokenizer(get_wordpiece(), max_len=64)
 
@@ -44,7 +44,7 @@ def get_fixed_tok():
     "unbelievable" is un ##believ ##able, "sleeping" is sleep ##ing."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
-    from hasten.models.encoder import hf_tokenizer
+    from hasten.text.tokenizer import hf_tokenizer
 
     tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(FIXED_VOCAB)},
                                      unk_token="[UNK]"))
@@ -73,7 +73,7 @@ def get_tiny_bert():
 
 def crammed(wordpiece, seed=0, **kw):
     from hasten.models.encoder import CrammedEncoder, EncoderConfig
-    from hasten.text.corpus import special_ids
+    from hasten.text.tokenizer import special_ids
 
     ids = special_ids(wordpiece)
     shape = dict(hidden=32, layers=2, heads=2, intermediate=64, max_len=64, attention="sdpa")
@@ -92,7 +92,7 @@ def get_tiny_export():
     """A hasten export (ModernBERT folder) of a random crammed encoder."""
     from pathlib import Path
 
-    from hasten.models.encoder import export_hf
+    from hasten.models.export_hf import export_hf
 
     _TMP.append(tempfile.TemporaryDirectory(prefix="hasten-lmeval-"))
     wordpiece = get_wordpiece()

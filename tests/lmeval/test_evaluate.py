@@ -71,9 +71,10 @@ def test_electra_export_gets_probes_only(corpus, tmp_path):
     wordpiece = get_wordpiece()
     toy_glue = write_toy_glue(tmp_path / "glue")
     toy_blimp = write_toy_blimp(tmp_path / "blimp")
+    from hasten.models.electra import build_electra
     from hasten.models.encoder import EncoderConfig
-    from hasten.objectives.electra import build_electra, export_discriminator
-    from hasten.text.corpus import special_ids
+    from hasten.models.export_hf import export_discriminator
+    from hasten.text.tokenizer import special_ids
 
     ids = special_ids(wordpiece)
     cfg = EncoderConfig(vocab_size=wordpiece.get_vocab_size(), hidden=32, layers=1, heads=2,

@@ -12,8 +12,8 @@ from lmeval_helpers import DOCS, get_hf_tok, get_tiny_bert, get_wordpiece
 from hasten.errors import ConfigError, DataError
 from hasten.lmeval.heldout import fixed_masks, mlm_loss, pack_text, read_documents
 from hasten.lmeval.loading import wrap_lm
-from hasten.text.corpus import pack
 from hasten.text.masking import IGNORE
+from hasten.text.pack import pack
 
 
 def test_pack_text_matches_hasten_pack():

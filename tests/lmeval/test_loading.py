@@ -27,9 +27,10 @@ def test_hasten_export_and_hf_bert_folder(tmp_path):
 
 def test_electra_export_has_no_mlm_head(tmp_path):
     wordpiece = get_wordpiece()
+    from hasten.models.electra import build_electra
     from hasten.models.encoder import EncoderConfig
-    from hasten.objectives.electra import build_electra, export_discriminator
-    from hasten.text.corpus import special_ids
+    from hasten.models.export_hf import export_discriminator
+    from hasten.text.tokenizer import special_ids
 
     ids = special_ids(wordpiece)
     cfg = EncoderConfig(vocab_size=wordpiece.get_vocab_size(), hidden=32, layers=1, heads=2,
