@@ -129,7 +129,7 @@ def _encode(tok: Any, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
 def load(quick: bool, validation: bool) -> SST2Data:
     """SST-2 tokenized (cached in-process). `validation`: train minus VALIDATION_SIZE held-out
     rows (a seeded draw), which become the scored split."""
-    from hasten.text.tokenizer import CRAM, train_tokenizer
+    from hasten.text.tokenizer import CRAM, cached_tokenizer
 
     texts, _, labels = read_task("sst2", "train")
     dev_texts, _, dev_labels = read_task("sst2", "dev")
@@ -142,7 +142,7 @@ def load(quick: bool, validation: bool) -> SST2Data:
     if validation:
         dev_texts, dev_labels = [texts[i] for i in order[:held]], labels[order[:held]]
     train_texts = [texts[i] for i in train_rows]
-    tok = train_tokenizer(train_texts, CRAM, vocab_size=encoder_config(quick).vocab_size)
+    tok = cached_tokenizer(train_texts, CRAM, vocab_size=encoder_config(quick).vocab_size)
     x, lengths = _encode(tok, train_texts)
     dx, dlengths = _encode(tok, dev_texts)
     name = "sst2-small-val" if validation else "sst2-small"

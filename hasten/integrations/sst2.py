@@ -61,11 +61,11 @@ def load_sst2(train_rows: int | None = None, test_rows: int | None = None,
     """SST-2 tokenized by a WordPiece vocabulary trained on its training sentences."""
     from datasets import Dataset
 
-    from hasten.text.tokenizer import CRAM, special_ids, train_tokenizer
+    from hasten.text.tokenizer import CRAM, cached_tokenizer, special_ids
 
     train_x, train_y = read_sst2("train", train_rows)
     test_x, test_y = read_sst2("dev", test_rows)
-    tokenizer = train_tokenizer(train_x, CRAM, vocab_size=vocab_size)
+    tokenizer = cached_tokenizer(train_x, CRAM, vocab_size=vocab_size)
     pad_id = special_ids(tokenizer)["pad"]
 
     def encode(texts: list[str], labels: list[int]) -> Any:

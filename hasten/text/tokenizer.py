@@ -29,10 +29,15 @@ Results: docs/benchmarks.md ("Pretraining ladder").
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hasten.atomic import atomic_write
 from hasten.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -150,6 +155,28 @@ def train_tokenizer(docs: Iterable[str], spec: TokenizerSpec = CRAM, **changes: 
         tok.post_processor = processors.TemplateProcessing(
             single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
             special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return tok
+
+
+def cached_tokenizer(docs: Sequence[str], spec: TokenizerSpec = CRAM,
+                     cache_dir: str | Path | None = None, **changes: Any) -> Tokenizer:
+    """`train_tokenizer`, trained once per (docs, spec) and then read back from
+    `cache_dir` (default `$HASTEN_CACHE/tokenizers`, else `~/.cache/hasten/tokenizers`).
+    The tokenizers library's trainers break ties in no fixed order, so two trainings on the
+    same text can give different vocabularies; runs that must compare (methods of one
+    benchmark, split over processes) share one tokenizer this way."""
+    spec = replace(spec, **changes) if changes else spec
+    h = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode())
+    for doc in docs:
+        h.update(doc.encode("utf-8", "surrogatepass") + b"\x00")
+    root = Path(cache_dir) if cache_dir else (
+        Path(os.environ.get("HASTEN_CACHE") or Path.home() / ".cache" / "hasten")
+        / "tokenizers")
+    path = root / f"{h.hexdigest()[:24]}.json"
+    if path.is_file():
+        return load_tokenizer(str(path))
+    tok = train_tokenizer(list(docs), spec)
+    atomic_write(path, lambda fh: fh.write(tok.to_str().encode()))
     return tok
 
 

@@ -128,3 +128,19 @@ def test_bad_specs():
         TokenizerSpec(specials=("<pad>", "[UNK]"), bert_template=True).check()
     with pytest.raises(ConfigError, match=r"the tokenizer has no \[PAD\] token"):
         special_ids(train_tokenizer([" " + t for t in PROSE], MT, vocab_size=400))
+
+
+def test_cached_tokenizer_trains_once_per_text_and_spec(tmp_path, monkeypatch):
+    from hasten.text import tokenizer as tk
+
+    docs = ["the cat sat on the mat", "a dog sat on a log", "the dog ate the cat food"] * 5
+    calls = []
+    real = tk.train_tokenizer
+    monkeypatch.setattr(tk, "train_tokenizer", lambda d, s: calls.append(1) or real(d, s))
+    a = tk.cached_tokenizer(docs, tk.CRAM, cache_dir=tmp_path, vocab_size=60)
+    b = tk.cached_tokenizer(docs, tk.CRAM, cache_dir=tmp_path, vocab_size=60)
+    assert len(calls) == 1 and a.get_vocab() == b.get_vocab()
+    assert b.encode("the cat").ids == a.encode("the cat").ids
+    tk.cached_tokenizer(docs, tk.CRAM, cache_dir=tmp_path, vocab_size=61)  # another spec
+    tk.cached_tokenizer(docs[:-1], tk.CRAM, cache_dir=tmp_path, vocab_size=60)  # other text
+    assert len(calls) == 3 and len(list(tmp_path.glob("*.json"))) == 3
