@@ -138,8 +138,8 @@ def wrap_lm(model: nn.Module, tokenizer: Any, device: str | torch.device | None 
             mlm: bool | None = None) -> LM:
     """An `LM` of a model in memory and its tokenizer (an HF tokenizer, or the
     `tokenizers.Tokenizer` that `hasten.text.tokenizer.train_tokenizer` makes). `mlm=False`
-    marks a model whose MLM head is not trained; None decides from the model (ELECTRA: no). The model is put in eval
-    mode on `device`."""
+    marks a model whose MLM head is not trained; None decides from the model (ELECTRA: no).
+    The model is put in eval mode on `device`."""
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be fp32 or bf16, got {precision!r}")
     module, encode, head, has_mlm = _parts(model)
