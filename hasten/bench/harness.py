@@ -169,7 +169,7 @@ def check_method(method: str, tasks: Sequence[str]) -> None:
         if applies(base, task):
             continue
         valid = [m for m in methods_for(tasks[0]) if all(applies(m, t) for t in tasks)]
-        what = (f"unknown method {method!r}" if base not in METHODS else
+        what = (f"unknown method {base!r}" if base not in METHODS else
                 f"method {method!r} does not apply to task {task}")
         where = tasks[0] if len(tasks) == 1 else ", ".join(tasks)
         raise ConfigError(f"{what}; methods for {where}: {', '.join(valid) or 'none'}")

@@ -201,8 +201,12 @@ def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise DataError(f"{p}: not a hasten results file (no 'runs' list, nor rows to "
                             "read)")
         record, layout = _from_groups(data, groups, p)
-    for key, value in _header(data, p).items():
-        record.setdefault(key, value)
+    header = _header(data, p)
+    for key, value in header.items():
+        if not isinstance(record.get(key), str) or not record.get(key):
+            if key in record and record[key] and key == "machine":
+                record["machine_info"] = record[key]  # a structured description, kept
+            record[key] = value
     record["source"] = {"path": str(p), "layout": layout}
     return record
 

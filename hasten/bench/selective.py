@@ -47,12 +47,14 @@ SELECTING = CLASSIFICATION_TASKS.__contains__  # where the selection methods app
 
 @register_method("sb", applies=SELECTING)
 def sb(recipe: Recipe) -> Recipe:
+    """Selective backprop: keep each example with probability percentile(loss) ** 3."""
     recipe.hooks.append(SelectiveBackprop("sb", beta=3.0, prime=PRIME, seed=recipe.config.seed))
     return recipe
 
 
 @register_method("stale-sb", applies=SELECTING)
 def stale_sb(recipe: Recipe) -> Recipe:
+    """Selective backprop reusing each example's scored loss for 3 epochs."""
     recipe.hooks.append(SelectiveBackprop("sb", beta=3.0, prime=PRIME, staleness=3,
                                           seed=recipe.config.seed))
     return recipe
@@ -68,6 +70,7 @@ def _draw_pool(recipe: Recipe, pool: int = 2, backward: int | None = None) -> in
 
 @register_method("topk", applies=SELECTING)
 def topk(recipe: Recipe) -> Recipe:
+    """Draw twice the batch, backpropagate the half with the highest losses."""
     backward = _draw_pool(recipe)
     recipe.hooks.append(SelectiveBackprop("topk", keep=0.5, prime=PRIME, backward_batch=backward))
     return recipe

@@ -147,21 +147,25 @@ register_suite(Suite(
 # step options: each against fp32 eager, the same recipe otherwise
 
 
-def _fp32_with(**options: Any):
+def _fp32_with(doc: str, **options: Any):
     def method(recipe: Recipe) -> Recipe:
         recipe = fp32(recipe)
         for key, value in options.items():
             setattr(recipe.config, key, value)
         return recipe
+    method.__doc__ = doc
     return method
 
 
 register_method("channels-last", applies=CLASSIFICATION_TASKS.__contains__)(
-    _fp32_with(channels_last=True))
-register_method("compile")(_fp32_with(compile=True))
-register_method("foreach-adamw")(_fp32_with(foreach=True, fused=False))
-register_method("fused-adamw")(_fp32_with(fused=True, foreach=False))
-register_method("for-loop-adamw")(_fp32_with(foreach=False, fused=False))
+    _fp32_with("fp32 with NHWC memory format for images and the model", channels_last=True))
+register_method("compile")(_fp32_with("fp32 with torch.compile", compile=True))
+register_method("foreach-adamw")(_fp32_with("fp32, multi-tensor AdamW", foreach=True,
+                                            fused=False))
+register_method("fused-adamw")(_fp32_with("fp32, fused AdamW kernel", fused=True,
+                                          foreach=False))
+register_method("for-loop-adamw")(_fp32_with("fp32, AdamW one tensor at a time",
+                                             foreach=False, fused=False))
 
 register_suite(Suite(
     name="steps", tasks=["fashion-mnist", "mnist1d"],

@@ -28,6 +28,7 @@ import sys
 from collections.abc import Sequence
 
 from hasten import __version__, stop
+from hasten.cli import common
 from hasten.cli.common import Parser, stop_line
 from hasten.errors import ConfigError, HastenError
 
@@ -58,6 +59,7 @@ def build_parser(argv: Sequence[str] = ()) -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the exit code (see the module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    common.ARGV[:] = argv
     try:
         with stop.watch():
             args, extras = build_parser(argv).parse_known_args(argv)

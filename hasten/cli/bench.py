@@ -125,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
         suite.name, quick=c.quick, seeds=c.seeds, budget=c.budget, tasks=tasks,
         methods=c.methods, progress=common.sayer(c.quiet), quiet=True,
         first_seed=c.first_seed, baseline=c.baseline, options=options, out=out,
-        resume=c.resume, hooks=[common.progress_hook(c.quiet)])
+        resume=c.resume, hooks=[common.progress_hook(c.quiet)],
+        command=common.command_text())
     return report_results(results, out, c.quiet)
 
 

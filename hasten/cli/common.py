@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import shlex
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -113,10 +113,15 @@ def _flag_words(err: ConfigError) -> ConfigError:
     return err
 
 
-def command_text(argv: Sequence[str] | None = None) -> str:
-    """The command line as typed (for config.json)."""
-    return "hasten " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None
-                                                          else argv))
+ARGV: list[str] = []  # the arguments `hasten.cli.main` was given
+
+
+def command_text() -> str:
+    """The command as a user would retype it (core pinning included), for records and
+    config.json."""
+    from hasten.bench.records import command_line
+
+    return command_line(ARGV)
 
 
 def write_settings(out: Path, *objects: Any, extra: Mapping[str, Any] | None = None) -> Path:
@@ -149,8 +154,11 @@ def check_out(path: str | Path, *, empty: bool = False, overwrite: bool = False)
         if not place.is_dir():
             what = "is a file" if place == out else f"lies under the file {place}"
             raise ConfigError(f"--out {out} {what}; --out names a folder")
-        if not os.access(place, os.W_OK | os.X_OK):
-            raise ConfigError(f"--out {out}: cannot write in {place} (permission denied)")
+        try:  # the one sure test: make (and remove) a folder there
+            tempfile.TemporaryDirectory(dir=place, prefix=".hasten-probe-").cleanup()
+        except OSError as err:
+            raise ConfigError(f"--out {out}: cannot write in {place} "
+                              f"({err.strerror or type(err).__name__})") from None
         break
     if empty and out.is_dir() and any(out.iterdir()) and not overwrite:
         raise ConfigError(f"--out {out} exists and is not empty; pass --overwrite to "

@@ -43,5 +43,6 @@ def run(args: argparse.Namespace) -> int:
     common.write_settings(out, c)
     results = harness.run_suite("demo", quick=True, seeds=c.seeds, out=out,
                                 progress=common.sayer(c.quiet),
-                                hooks=[common.progress_hook(c.quiet)])
+                                hooks=[common.progress_hook(c.quiet)],
+                                command=common.command_text())
     return report_results(results, out, c.quiet)

@@ -78,14 +78,13 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """`hasten distill ...` or `hasten distill eval FILE...`."""
     from hasten.distill.methods import DistillConfig
-    for item in args.option:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--option needs KEY=VALUE, got {item!r}")
-        args.set.append(f"options.{key.replace('-', '_')}={value}")
+
+    bad = _options_to_settings(args)
     if args.action == "eval":
         if not args.files:
             raise ConfigError("distill eval needs a FILE (a .safetensors synthetic set)")
+        if bad:
+            raise bad
         c, config = common.settle([DistillCommand, DistillConfig], args, NAME)
         return _evaluate_files(args.files, c, config)
     if args.files:
@@ -96,9 +95,22 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--validation and --json belong to `hasten distill eval`")
     if not c.out:
         raise ConfigError("distill needs --out DIR (a folder for the set)")
+    if bad:
+        raise bad
     if not c.data:
         raise ConfigError("distill needs --data (digits, fashion-mnist, mnist1d)")
     return _distill(c, config)
+
+
+def _options_to_settings(args: argparse.Namespace) -> ConfigError | None:
+    """`--option KEY=VALUE` items as `--set options.KEY=VALUE`; the error for a bad one (raised
+    once the command has checked what it needs first)."""
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            return ConfigError(f"--option needs KEY=VALUE, got {item!r}")
+        args.set.append(f"options.{key.replace('-', '_')}={value}")
+    return None
 
 
 def _distill(c: DistillCommand, config: DistillConfig) -> int:
@@ -229,7 +241,7 @@ def _write_json(c: DistillCommand, config: DistillConfig, scored_on: str, rows: 
                 seconds: float) -> None:
     from hasten.bench.records import provenance, write_record
 
-    record = {**provenance(),
+    record = {**provenance(common.command_text()),
               "protocol": {"epochs": c.epochs, "dsa": bool(config.dsa), "width": config.width,
                            "models": c.models, "seed": config.seed, "lr": c.lr,
                            "scored_on": scored_on,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -99,10 +100,10 @@ def _methods(suite: str | None) -> Iterable[tuple[str, str]]:
 
 def _scorers(_: str | None) -> Iterable[tuple[str, str]]:
     from hasten.select import text
-    from hasten.select.prune import CLASSIFICATION_SCORERS, TEXT_SCORERS
+    from hasten.select.prune import TEXT_SCORERS, classification_scorers
     from hasten.select.scorers import SCORERS
 
-    for name in CLASSIFICATION_SCORERS:
+    for name in classification_scorers():
         yield name, _doc(SCORERS[name]) or "a classification scorer"
     functions: dict[str, Callable[..., Any]] = {
         "tokens-per-char": text.tokens_per_char, "length": text.length,
@@ -115,9 +116,10 @@ def _selectors(_: str | None) -> Iterable[tuple[str, str]]:
     from hasten.select.prune import SELECT_METHODS
     from hasten.select.selectors import SELECTORS
 
+    own = {"balanced": "hardest, each class keeping its share",
+           "random": "a uniform random subset (seeded)"}
     for name in SELECT_METHODS:
-        fn = SELECTORS.get(name) or SELECTORS.get("class_balanced")
-        yield name, _doc(fn) if name != "balanced" else "hardest, each class keeping its share"
+        yield name, own.get(name) or _doc(SELECTORS[name])
 
 
 def _distillers(_: str | None) -> Iterable[tuple[str, str]]:
@@ -125,8 +127,8 @@ def _distillers(_: str | None) -> Iterable[tuple[str, str]]:
     from hasten.distill.methods import METHODS
 
     for name, cls in METHODS.items():
-        yield name, (_doc(cls) or "a distillation method") + (
-            " (DC with DSA augmentation)" if name == "dsa" else "")
+        text = _doc(sys.modules[cls.__module__]).split(". ")[0] or "a distillation method"
+        yield name, text + (" (DC with DSA augmentation)" if name == "dsa" else "")
     for name in BASELINES:
         yield name, "coreset baseline (no budget)"
 

@@ -53,8 +53,15 @@ def default_select(scorer: str | None) -> str:
     return "easiest" if scorer in ("tokens-per-char", "tokens_per_char") else "hardest"
 
 
+def classification_scorers() -> list[str]:
+    """The built-in classification scorers, then any added to `scorers.SCORERS`."""
+    from hasten.select.scorers import SCORERS
+
+    return list(dict.fromkeys([*CLASSIFICATION_SCORERS, *SCORERS]))
+
+
 def _known_scorers() -> str:
-    return ", ".join(list(CLASSIFICATION_SCORERS) + list(TEXT_SCORERS))
+    return ", ".join(classification_scorers() + list(TEXT_SCORERS))
 
 
 def _check_options(scorer: str | None, keep: float, select: str | None, scores: Any,
@@ -64,7 +71,8 @@ def _check_options(scorer: str | None, keep: float, select: str | None, scores: 
         raise ConfigError(f"keep must be a fraction in (0, 1], got {keep}")
     if scorer is None and scores is None:
         raise ConfigError("give a scorer (--scorer) or saved scores (--scores)")
-    if scorer is not None and scorer not in CLASSIFICATION_SCORERS and scorer not in TEXT_SCORERS:
+    if scorer is not None and scorer not in classification_scorers() \
+            and scorer not in TEXT_SCORERS:
         raise ConfigError(f"unknown scorer {scorer!r}; known: {_known_scorers()}")
     if select is not None and select not in SELECT_METHODS:
         raise ConfigError(f"unknown selector {select!r}; known: {', '.join(SELECT_METHODS)}")
@@ -256,8 +264,8 @@ class PruneConfig:
                                       "prototypes, forgetting, aum; text: tokens-per-char, "
                                       "length, rarity")
     select: str | None = option(None, "None: hardest, or easiest for tokens-per-char (drop the "
-                                      "text hard to compress, as Cramming does)",
-                                choices=(None, *SELECT_METHODS))
+                                      "text hard to compress, as Cramming does); also "
+                                      "random, ccs, offset, balanced")
     scores: str | None = option(None, "None: score now; a scores.npy saved by an earlier run "
                                       "reuses it")
     beta: float | None = option(None, "ccs: None drops nothing first (beta 0)")
@@ -361,8 +369,8 @@ def _check_input(c: PruneConfig, inp: Any) -> None:
     is_text = inp.is_text
     if c.scorer in TEXT_SCORERS and not is_text:
         raise ConfigError(f"scorer {c.scorer!r} needs text input, but {inp.source} is "
-                          f"{inp.kind} data; use one of: {', '.join(CLASSIFICATION_SCORERS)}")
-    if c.scorer in CLASSIFICATION_SCORERS and c.scorer != "random":
+                          f"{inp.kind} data; use one of: {', '.join(classification_scorers())}")
+    if c.scorer in classification_scorers() and c.scorer != "random":
         if is_text:
             raise ConfigError(f"scorer {c.scorer!r} needs classification data (x, y), but "
                               f"{inp.source} is text; use one of: {', '.join(TEXT_SCORERS)} "
