@@ -109,7 +109,10 @@ def run(args: argparse.Namespace) -> int:
     load_suites()
     if args.suite in PRETRAIN_SUITES:
         return _pretrain(args)
-    suite = harness.lookup("suite", harness.SUITES, args.suite)
+    if args.suite not in harness.SUITES:
+        known = sorted({*harness.SUITES, *PRETRAIN_SUITES})
+        raise ConfigError(f"unknown suite {args.suite!r}; known: {', '.join(known)}")
+    suite = harness.SUITES[args.suite]
     classes = [BenchCommand] + ([suite.options] if suite.options else [])
     c, *rest = common.settle(classes, args, NAME)
     options = rest[0] if rest else None
@@ -123,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
                                          "options": to_dict(options) if options else {}})
     results = harness.run_suite(
         suite.name, quick=c.quick, seeds=c.seeds, budget=c.budget, tasks=tasks,
-        methods=c.methods, progress=common.sayer(c.quiet), quiet=True,
+        methods=c.methods, progress=common.sayer(c.quiet), quiet=c.quiet,
         first_seed=c.first_seed, baseline=c.baseline, options=options, out=out,
         resume=c.resume, hooks=[common.progress_hook(c.quiet)],
         command=common.command_text())

@@ -45,6 +45,7 @@ TEXT_SCORERS = {"tokens-per-char": "tokens_per_char", "length": "length_chars",
 SELECT_METHODS = ("hardest", "easiest", "random", "ccs", "offset", "balanced")
 MODELS = ("auto", "mlp", "cnn1d", "convnet3")
 PROXY_WIDTH = 32  # channels of the convnet3 / cnn1d proxies
+NOTHING_WRITTEN = "nothing written: scores from a cut run never make a pruned set"
 
 
 def default_select(scorer: str | None) -> str:
@@ -342,11 +343,16 @@ def prune_with(c: PruneConfig, progress: Callable[[str], None] | None = None,
                                           labels if labels is not None and labels.ndim == 1
                                           else None)
     with stop.watch():
-        alive, tokenizer, tok_seconds, prefilter = _prefilter(c, inp, saved, say)
-        t["prefiltered"] = time.perf_counter()
-        sc, scorer_options = _scores(c, inp, saved, tokenizer, tok_seconds, say)
-        t["scored"] = time.perf_counter()
-        stop.check("nothing written: scores from a cut run never make a pruned set")
+        try:
+            alive, tokenizer, tok_seconds, prefilter = _prefilter(c, inp, saved, say)
+            t["prefiltered"] = time.perf_counter()
+            sc, scorer_options = _scores(c, inp, saved, tokenizer, tok_seconds, say)
+            t["scored"] = time.perf_counter()
+            stop.check(NOTHING_WRITTEN)
+        except KeyboardInterrupt:
+            raise stop.Stopped("sigint", NOTHING_WRITTEN) from None
+        except stop.Stopped as err:
+            raise stop.Stopped(err.signal, NOTHING_WRITTEN) from None
     kept = _select(sc, alive, inp.n, method, sel_kw, c.keep)
     t["selected"] = time.perf_counter()
     extra = _summary_extra(c, chosen, sel_info, scorer_options, prefilter, t)
