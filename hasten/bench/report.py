@@ -42,9 +42,8 @@ NOT_REACHED = "not reached"
 NOT_AVAILABLE = "n/a"
 
 # Metrics reported in percent, so their table row says "(%)".
-PERCENT_METRICS = frozenset(
-    {"accuracy", "acc", "top1", "top5", "top1_accuracy", "top5_accuracy", "error_rate"}
-)
+PERCENT_METRICS = frozenset({"accuracy", "acc", "top1", "top5", "top1_accuracy",
+                             "top5_accuracy", "error_rate"})
 
 # Work counters that get a "relative ..." row in the tables: (counter name, row label).
 # Tokens get a row only where runs count them (a `tokens_fn`): with variable-length examples
@@ -98,9 +97,8 @@ def _higher_is_better(runs: list[dict[str, Any]]) -> bool:
     return True
 
 
-def _baseline_name(
-    task: str, runs: list[dict[str, Any]], baselines: Mapping[str, str] | None
-) -> str:
+def _baseline_name(task: str, runs: list[dict[str, Any]],
+                   baselines: Mapping[str, str] | None) -> str:
     """The task's baseline method: `baselines[task]`, else a run's "baseline" field."""
     if baselines and task in baselines:
         return str(baselines[task])
@@ -152,11 +150,8 @@ def _relative_work(work: Any, base_work: Mapping[str, float]) -> dict[str, float
     return {name: _ratio(work.get(name), base_work.get(name)) for name in names}
 
 
-def fill_targets(
-    results: dict[str, Any],
-    baselines: Mapping[str, str] | None = None,
-    margins: Mapping[str, float] | None = None,
-) -> dict[str, Any]:
+def fill_targets(results: dict[str, Any], baselines: Mapping[str, str] | None = None,
+                 margins: Mapping[str, float] | None = None) -> dict[str, Any]:
     """Set each run's target and its time and work to reach it, absolute and vs the baseline.
 
     Per task, target = median over seeds of the baseline's `final` minus `margins[task]`
@@ -481,11 +476,8 @@ def write_report(results: Mapping[str, Any], out_dir: str | os.PathLike[str]) ->
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "results": out / "results.json",
-        "report": out / "report.md",
-        "curves": out / "curves.png",
-    }
+    paths = {"results": out / "results.json", "report": out / "report.md",
+             "curves": out / "curves.png"}
     write_record(results, paths["results"])
     markdown = markdown_report(results)
     atomic_write(paths["report"], lambda fh: fh.write(markdown.encode("utf-8")))

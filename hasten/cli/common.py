@@ -33,16 +33,7 @@ class Parser(argparse.ArgumentParser):
         raise ConfigError(f"{message} (see `{self.prog} --help`)")
 
 
-# --- device and rank: one place (hasten.distributed decides) ------------------------------
-
-
-def default_device(name: str | None = None) -> str:
-    """`name`, or CUDA when available, else the CPU (as `hasten.distributed.init` picks)."""
-    if name:
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+# --- rank: one place ---------------------------------------------------------------------
 
 
 def is_main_process() -> bool:
