@@ -350,6 +350,7 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
         if path is not None:
             write_record(results, path)
 
+    run_fn: Callable[..., tuple[dict[str, Any], nn.Module]] = run_one  # wrap to time it
     with stop.watch():
         for i, (seed, task, method) in enumerate(order):
             if (seed, task, method) in done:
@@ -357,8 +358,8 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
             if progress:
                 progress(f"[{i + 1}/{len(order)}] {task} / {method} / seed {seed}")
             task_budget = budget or (None if quick else suite.budgets.get(task))
-            run = _guarded_run(save, path, results, len(order), task, method, seed, quick,
-                               task_budget, quiet, options, hooks, suite.overrides)
+            run = _guarded_run(run_fn, save, path, results, len(order), task, method, seed,
+                               quick, task_budget, quiet, options, hooks, suite.overrides)
             run["baseline"] = baseline_method
             # per-run additions to the record (e.g. the machine's state) belong here
             results["runs"].append(run)
@@ -370,7 +371,8 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
     return results
 
 
-def _guarded_run(save: Callable[..., None], path: Path | None, results: dict[str, Any],
+def _guarded_run(run_fn: Callable[..., tuple[dict[str, Any], nn.Module]],
+                 save: Callable[..., None], path: Path | None, results: dict[str, Any],
                  planned: int, task: str, method: str, seed: int, quick: bool,
                  budget: str | None, quiet: bool, options: Any, hooks: Sequence[Hook],
                  overrides: dict[str, Any]) -> dict[str, Any]:
@@ -379,8 +381,8 @@ def _guarded_run(save: Callable[..., None], path: Path | None, results: dict[str
     error records it as failed and propagates."""
     where = f"{path}" if path is not None else "memory"
     try:
-        run, _ = run_one(task, method, seed, quick, budget, quiet=quiet, options=options,
-                         hooks=hooks, **overrides)
+        run, _ = run_fn(task, method, seed, quick, budget, quiet=quiet, options=options,
+                        hooks=hooks, **overrides)
         signal_name = run["stopped"] if run["stopped"] in stop.EXIT_CODES else stop.received()
     except stop.Stopped as err:
         signal_name = err.signal
