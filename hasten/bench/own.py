@@ -101,7 +101,7 @@ def _load_file(path: Path, spec: str) -> Any:
     if module_spec is None or module_spec.loader is None:
         raise ConfigError(f"task {spec!r}: {path} is not a Python file")
     module = importlib.util.module_from_spec(module_spec)
-    sys.modules[name] = module  # dataclasses and pickling-free helpers look modules up here
+    sys.modules[name] = module  # dataclasses look their module up here while being made
     try:
         module_spec.loader.exec_module(module)
     except Exception as err:
