@@ -18,14 +18,14 @@ demo: $(STAMP)
 	$(VENV)/bin/hasten demo
 
 test: $(STAMP)
-	$(PY) -m ruff check hasten tests
+	$(PY) -m ruff check hasten tests scripts examples
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(PY) -m ruff check hasten tests
+	$(PY) -m ruff check hasten tests scripts examples
 
 bench-vision: $(STAMP)
 	$(VENV)/bin/hasten bench vision --out runs/bench-vision

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import hasten.bench.distill as bench
-from hasten.bench.harness import machine_description
+from hasten.bench.records import machine_description, write_record
 
 
 def main() -> None:
@@ -46,13 +46,13 @@ def main() -> None:
     for row in rows:
         print(json.dumps(row), flush=True)
     if args.out:
-        args.out.write_text(json.dumps({
+        write_record({
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": machine_description(),
             "command": " ".join(shlex.quote(a) for a in sys.argv),
             "method": args.method, "ipc": args.ipc, "width": s.width, "epochs": s.epochs,
             "eval_dsa": s.eval_dsa, "batch_real": s.batch_real, "seconds": time.time() - start,
-            "rows": rows}, indent=1) + "\n")
+            "rows": rows}, args.out)
 
 
 if __name__ == "__main__":

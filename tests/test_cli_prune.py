@@ -56,7 +56,10 @@ def test_el2n_writes_pruned_data_scores_and_summary(blobs, tmp_path):
     assert "scorer el2n (higher = harder), select hardest" in proc.stdout
     assert f"wrote {out}" in proc.stdout
     assert sorted(p.name for p in out.iterdir()) == [
-        "blobs.npz", "kept.npy", "scores.json", "scores.npy", "summary.json"]
+        "blobs.npz", "config.json", "kept.npy", "scores.json", "scores.npy", "summary.json"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["scorer"] == "el2n" and config["keep"] == 0.5 and config["epochs"] == 1
+    assert config["data"] == str(path) and config["command"].startswith("hasten prune")
     kept = np.load(out / "kept.npy", allow_pickle=False)
     assert len(kept) == 100
     with np.load(out / "blobs.npz", allow_pickle=False) as z:

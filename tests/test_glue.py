@@ -93,12 +93,12 @@ def tiny_export(tmp_path_factory):
 
 @needs_glue
 def test_glue_cli_all_tasks(tiny_export, tmp_path):
-    out = tmp_path / "glue.json"
+    out = tmp_path / "glue"
     proc = run_hasten("glue", tiny_export, "--max-train-examples", "64", "--epochs", "1",
                       "--seeds", "1", "--max-eval-examples", "200", "--out", out, "--quiet",
                       timeout=240)
     assert proc.returncode == 0, proc.stderr
-    res = json.loads(out.read_text())
+    res = json.loads((out / "glue.json").read_text())
     assert set(res["scores"]) == {"cola", "sst2", "mrpc", "stsb", "rte"}
     ranges = {"mcc": (-100, 100), "accuracy": (0, 100), "f1": (0, 100),
               "pearson": (-100, 100)}

@@ -31,15 +31,18 @@ over seeds, distillation seconds and iterations, seconds of training on the set 
 overhead left out), and seconds a fresh network on full data (the `full-data` run of the
 same seed and task) took to first reach the row's accuracy.
 
-Synthetic sets are cached in process and, as `.safetensors`, under `runs/distill-cache/`,
-keyed by dataset, method, ipc, budget, width, options and seed: delete the folder to
-distil again. Distillation budgets default to 10 minutes of wall clock per method and ipc;
-`hasten bench distill --distill-budget 20m` (or `dm=5m,mtt=20m`) changes them; `--budget`
-changes only the `full-data` run. `iteration_curve` evaluates one distillation run at
-several budgets (accuracy vs iterations); `SETTINGS.curve` makes the suite do it too.
+Synthetic sets are cached in process and, as `.safetensors`, under `runs/distill-cache/`
+(the `cache_dir` option), keyed by dataset, method, ipc, budget, width, options and seed:
+delete the folder to distil again. Distillation budgets default to 10 minutes of wall clock
+per method and ipc; the suite's `distill_budget` option (`hasten bench distill
+--distill-budget 20m`, or `dm=5m,mtt=20m`) changes them; `--budget` changes only the
+`full-data` run. `iteration_curve` evaluates one distillation run at several budgets
+(accuracy vs iterations); `SETTINGS.curve` makes the suite do it too.
 
 Quick mode (`--quick`) uses the embedded 8x8 digits, width 16, 2 iterations per method and
 50 evaluation epochs (full data: 30), and no disk cache: a smoke test, not a measurement.
+
+Results: docs/benchmarks.md, "Dataset distillation".
 """
 
 from __future__ import annotations
@@ -56,14 +59,15 @@ import numpy as np
 import torch
 
 from hasten.bench.harness import Recipe, Suite, register_method, register_suite, register_task
-from hasten.bench.vision import _data, accuracy_on, per_example_cross_entropy
+from hasten.bench.vision import CLASSIFICATION_TASKS, _data, accuracy_on, per_example_cross_entropy
 from hasten.budget import parse_budget, seconds_spec
+from hasten.config import option
 from hasten.data.vision import VisionData
 from hasten.distill.augment import DSA, dsa_strategy
 from hasten.distill.base import default_model_fn
 from hasten.distill.coreset import herding, k_center, random_subset
 from hasten.distill.evaluate import evaluate
-from hasten.distill.methods import distill
+from hasten.distill.methods import DistillConfig, distill_with
 from hasten.distill.synthetic import SyntheticSet
 from hasten.errors import ConfigError
 from hasten.target import time_to_target
@@ -86,7 +90,7 @@ class DistillBenchSettings:
     dataset: str = "fashion-mnist"
     width: int = 64  # ConvNet-3 channels, for distillation and evaluation (papers: 128)
     epochs: int = 300  # evaluation epochs on a synthetic or coreset set
-    eval_every: float = 0.2  # evaluations of the full test set cost ~14 s each on one core
+    eval_every: float = 0.2  # five evaluations: each one of the full test set is slow on a CPU
     eval_dsa: bool = False  # DSA augmentation while training on the set (papers: on, 1000 ep)
     full_epochs: float = 1.0  # the full-data reference run
     full_eval_every: float = 0.05
@@ -115,7 +119,17 @@ QUICK = DistillBenchSettings(
              "mtt": {"num_experts": 1, "train_epochs": 2, "max_start_epoch": 1,
                      "expert_epochs": 1, "syn_steps": 3}},
     batch_real=32, curve_models=1, cache_dir=None)
-_budget_override: dict[str, str] = {}
+
+
+@dataclass
+class DistillOptions:
+    """The distill suite's options (`hasten bench distill --distill-budget 20m`, `--set`)."""
+
+    distill_budget: str = option("", "empty: 10 minutes of wall clock per method and ipc "
+                                     "(quick: 2 iterations); `20m`, `500steps` or "
+                                     "`dm=5m,mtt=20m` changes them")
+    cache_dir: str = option("auto", "auto: runs/distill-cache for full runs and no disk "
+                                    "cache in quick mode (a smoke test); `none` turns it off")
 
 
 def parse_distill_budget(text: str) -> dict[str, str]:
@@ -136,21 +150,20 @@ def parse_distill_budget(text: str) -> dict[str, str]:
     return out
 
 
-def set_distill_budget(text: str | None) -> None:
-    """Override the distillation budgets for this process (`--distill-budget`)."""
-    _budget_override.clear()
-    if text:
-        _budget_override.update(parse_distill_budget(text))
-
-
-def settings_for(quick: bool) -> DistillBenchSettings:
-    """The active settings, with any `--distill-budget` override applied."""
+def settings_for(quick: bool, options: DistillOptions | None = None) -> DistillBenchSettings:
+    """The settings of a full or quick run with the suite's options applied."""
     s = QUICK if quick else SETTINGS
-    return replace(s, budgets={**s.budgets, **_budget_override}) if _budget_override else s
+    o = options or DistillOptions()
+    if o.distill_budget:
+        s = replace(s, budgets={**s.budgets, **parse_distill_budget(o.distill_budget)})
+    if o.cache_dir != "auto":
+        s = replace(s, cache_dir=None if o.cache_dir.lower() == "none" else o.cache_dir)
+    return s
 
 
-def _device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def is_distill_task(task: str) -> bool:
+    """The tasks the set methods apply to."""
+    return task in {f"distill-ipc{i}" for i in IPCS}
 
 
 # -----------------------------------------------------------------------------
@@ -240,16 +253,17 @@ def _distil_chain(method: str, data: VisionData, ipc: int, specs: list[str], see
     with tempfile.TemporaryDirectory(prefix="hasten-distill-") as folder:
         for spec in specs:
             start = time.perf_counter()
-            syn = distill(method, data, ipc, spec, init=s.init, dsa=_distill_dsa(method, s),
-                          seed=seed, width=s.width, batch_real=s.batch_real, device=_device(),
-                          checkpoint_dir=folder, checkpoint_every=0, resume=True,
-                          progress=False, **options)
+            config = DistillConfig(method=method, ipc=ipc, budget=spec, init=s.init,
+                                   dsa=_distill_dsa(method, s), seed=seed, width=s.width,
+                                   batch_real=s.batch_real, checkpoint_dir=folder,
+                                   checkpoint_every=0, resume=True, options=options)
+            syn = distill_with(data, config, progress=False)
             wall += time.perf_counter() - start
             if syn.meta.get("experts_trained"):
                 expert_now += float(syn.meta.get("expert_seconds", 0.0))
             if eval_models:
                 r = evaluate(syn, data, models=eval_models, epochs=s.epochs, dsa=s.eval_dsa,
-                             width=s.width, seed=seed + 1, device=_device())
+                             width=s.width, seed=seed + 1, device=None)
                 rows.append({"budget": spec, "iterations": syn.meta["iterations"],
                              "distill_seconds": wall, "accuracy_mean": r.mean,
                              "accuracy_std": r.std, "models": eval_models,
@@ -264,14 +278,15 @@ def _distil_chain(method: str, data: VisionData, ipc: int, specs: list[str], see
 
 def iteration_curve(method: str, ipc: int, checkpoints: list[int | str], *,
                     quick: bool = False, seed: int = 0, models: int | None = None,
-                    settings: DistillBenchSettings | None = None) -> list[dict[str, Any]]:
+                    settings: DistillBenchSettings | None = None,
+                    options: DistillOptions | None = None) -> list[dict[str, Any]]:
     """Accuracy vs iterations of one distillation run: distil to each checkpoint (an
     iteration count, or a budget such as "2m") in turn, resuming, and evaluate each set
     with the suite's protocol (or `settings`, e.g. 1000 epochs with DSA on). Rows: budget,
     iterations, distill_seconds, accuracy_mean, accuracy_std, models, epochs."""
     if method not in DISTILLERS:
         raise ConfigError(f"iteration_curve: {method!r} is not one of {', '.join(DISTILLERS)}")
-    s = settings or settings_for(quick)
+    s = settings or settings_for(quick, options)
     specs = [f"{c}steps" if isinstance(c, int) else str(c) for c in checkpoints]
     _, _, rows = _distil_chain(method, _data(s.dataset), ipc, specs, seed, s,
                                eval_models=models or s.curve_models)
@@ -296,10 +311,11 @@ def _build(method: str, data: VisionData, ipc: int, seed: int,
     return syn, seconds
 
 
-def build_set(method: str, ipc: int, seed: int, quick: bool) -> BuiltSet:
+def build_set(method: str, ipc: int, seed: int, quick: bool,
+              options: DistillOptions | None = None) -> BuiltSet:
     """The set of `method` at `ipc` for distillation seed `seed`: from the in-process cache,
     else from the disk cache, else built now (and cached in both)."""
-    s = settings_for(quick)
+    s = settings_for(quick, options)
     key = cache_key(method, ipc, seed, s)
     if key in _sets:
         hit = _sets[key]
@@ -327,49 +343,42 @@ def build_set(method: str, ipc: int, seed: int, quick: bool) -> BuiltSet:
 # the rows each run adds under the accuracy, in this order
 ROWS = ("mean accuracy (%)", "std accuracy", "distill s", "distill iterations",
         "train s on the set", "full-data s to same accuracy")
-# (task, quick) -> {"full": {seed: curve}, "runs": {(method, seed): entry}}
-_book: dict[tuple[str, bool], dict[str, Any]] = {}
 
 
-def _refresh(book: dict[str, Any]) -> None:
-    """Recompute every run's cross-seed rows: mean and std over seeds, full-data time."""
-    finals: dict[str, list[float]] = {}
-    for (method, _), entry in book["runs"].items():
-        if entry["final"] is not None:
-            finals.setdefault(method, []).append(entry["final"])
-    for (method, seed), entry in book["runs"].items():
-        accs = finals.get(method, [])
-        rows = entry["notes"].setdefault("report_rows", dict.fromkeys(ROWS))
+def cross_seed_rows(results: dict[str, Any]) -> None:
+    """Add the rows that need several runs to every run's notes: mean and std of the final
+    accuracy over seeds, training seconds on the set, and the seconds the `full-data` run
+    of the same task and seed took to first reach the run's accuracy."""
+    runs = [r for r in results["runs"] if is_distill_task(str(r.get("task")))]
+    finals: dict[tuple[str, str], list[float]] = {}
+    full: dict[tuple[str, int], list[Any]] = {}
+    for r in runs:
+        if r.get("final") is not None:
+            finals.setdefault((r["task"], r["method"]), []).append(float(r["final"]))
+        if r["method"] == "full-data":
+            full[(r["task"], r["seed"])] = r["curve"]
+    for r in runs:
+        accs = finals.get((r["task"], r["method"]), [])
+        rows = r["notes"].setdefault("report_rows", dict.fromkeys(ROWS))
         rows["mean accuracy (%)"] = float(np.mean(accs)) if accs else None
         rows["std accuracy"] = float(np.std(accs)) if accs else None
-        rows["train s on the set"] = entry["train_seconds"]
-        curve = book["full"].get(seed)
-        hit = (time_to_target(curve, entry["final"])
-               if curve and entry["final"] is not None else None)
+        rows["train s on the set"] = (r.get("ledger") or {}).get("train")
+        curve = full.get((r["task"], r["seed"]))
+        hit = (time_to_target(curve, r["final"])
+               if curve and r.get("final") is not None else None)
         rows["full-data s to same accuracy"] = hit.seconds if hit else None
 
 
-class _Record(Hook):
-    """Books each evaluation of a run (and DSA-augments its batches when asked)."""
+class _Augment(Hook):
+    """DSA-augments the batches of training on a set (`eval_dsa`)."""
 
-    def __init__(self, book: dict[str, Any], method: str, seed: int, notes: dict[str, Any],
-                 dsa: DSA | None) -> None:
-        self.book, self.method, self.seed, self.notes, self.dsa = book, method, seed, notes, dsa
+    def __init__(self, seed: int, dsa: DSA) -> None:
+        self.dsa = dsa
         self.generator = torch.Generator().manual_seed(seed)
 
     def on_batch(self, state: TrainState, batch: Any) -> Any:
-        if self.dsa is None:
-            return batch
         x, y = batch
         return self.dsa(x, generator=self.generator), y
-
-    def on_eval(self, state: TrainState, metrics: dict[str, float]) -> None:
-        self.book["runs"][(self.method, self.seed)] = {
-            "final": metrics.get(state.config.metric), "notes": self.notes,
-            "train_seconds": state.budget.ledger.current("train")}
-        if self.method == "full-data":
-            self.book["full"][self.seed] = state.curve
-        _refresh(self.book)
 
 
 def _protocol(examples: int, epochs: float, eval_every: float) -> TrainConfig:
@@ -381,8 +390,8 @@ def _protocol(examples: int, epochs: float, eval_every: float) -> TrainConfig:
 
 
 def _distill_task(ipc: int):
-    def task(seed: int, quick: bool) -> Recipe:
-        s = settings_for(quick)
+    def task(seed: int, quick: bool, *, options: DistillOptions | None = None) -> Recipe:
+        s = settings_for(quick, options)
         data = _data(s.dataset)
         torch.manual_seed(seed)
         model = default_model_fn(tuple(data.input_shape), data.num_classes, s.width)()
@@ -400,31 +409,23 @@ def _distill_task(ipc: int):
 
 for _ipc in IPCS:
     register_task(f"distill-ipc{_ipc}")(_distill_task(_ipc))
+CLASSIFICATION_TASKS.update(f"distill-ipc{i}" for i in IPCS)
 
 
-def _hook(recipe: Recipe, method: str) -> None:
-    notes, quick = recipe.notes, recipe.notes["quick"]
-    book = _book.setdefault((notes["task"], quick), {"full": {}, "runs": {}})
-    s = settings_for(quick)
-    dsa = DSA(dsa_strategy(notes["dataset"])) if s.eval_dsa and method != "full-data" else None
-    recipe.hooks.append(_Record(book, method, recipe.config.seed, notes, dsa))
-
-
-@register_method("full-data")
+@register_method("full-data", applies=is_distill_task)
 def full_data(recipe: Recipe) -> Recipe:
     """All training images, `full_epochs` epochs of the protocol, evaluated often."""
     recipe.notes.update(method="full-data", set_size=len(recipe.train_data),
                         report_rows=dict.fromkeys(ROWS))
-    _hook(recipe, "full-data")
     return recipe
 
 
 def _set_method(name: str):
     def method(recipe: Recipe) -> Recipe:
         notes, quick = recipe.notes, recipe.notes["quick"]
-        s = settings_for(quick)
+        s = settings_for(quick, recipe.options)
         seed = recipe.config.seed if s.per_seed else s.distill_seed
-        built = build_set(name, notes["ipc"], seed, quick)
+        built = build_set(name, notes["ipc"], seed, quick, recipe.options)
         syn = built.syn
         recipe.train_data = syn.dataset()  # decoded, should the set use multi-formation
         # the protocol sets the budget, batch and eval cadence; seed, quiet, ... stay
@@ -442,7 +443,8 @@ def _set_method(name: str):
             "distill_budget": s.budgets.get(name) if name in DISTILLERS else None,
             "distill_options": s.options.get(name, {}) if name in DISTILLERS else None,
             "iteration_curve": syn.meta.get("iteration_curve", [])})
-        _hook(recipe, name)
+        if s.eval_dsa:
+            recipe.hooks.append(_Augment(recipe.config.seed, DSA(dsa_strategy(notes["dataset"]))))
         rows = notes.setdefault("report_rows", dict.fromkeys(ROWS))
         rows["distill s"] = built.seconds
         rows["distill iterations"] = syn.meta.get("iterations")
@@ -452,10 +454,10 @@ def _set_method(name: str):
 
 
 for _name in (*CORESETS, *DISTILLERS):
-    register_method(_name)(_set_method(_name))
+    register_method(_name, applies=is_distill_task)(_set_method(_name))
 
 
 register_suite(Suite(
     name="distill", tasks=[f"distill-ipc{i}" for i in IPCS], methods=list(METHOD_NAMES),
-    margin=0.5,
+    margin=0.5, options=DistillOptions, after_run=cross_seed_rows,
     description="dataset distillation vs coresets at ipc 1/10/50; distillation time charged"))

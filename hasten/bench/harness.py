@@ -1,4 +1,4 @@
-"""The benchmark harness: tasks x methods x seeds, interleaved, into one results file.
+"""The benchmark harness: tasks x methods x seeds, interleaved, into one results record.
 
 A *task* builds a `Recipe` (model, data, loss, evaluation, config) for a seed. A *method*
 takes a recipe and returns a changed one (another sampler, hooks, config). Both are
@@ -9,40 +9,50 @@ registered by name, so a new method is one decorated function in its own module:
         recipe.config.precision = "bf16"
         return recipe
 
-A *suite* names its tasks and methods and the margin below the baseline that counts as
-reaching its quality. A method name may end in `@F` (e.g. `proxy@0.5`): the method run at
-fraction F of the task's budget, so a suite can show how little budget a method needs to
-reach the baseline's quality (and, next to it, `baseline@0.5`, what the plain recipe does
-with as little).
+A method says where it applies (`applies=`: task names or a test on the task name; by
+default every task), so a suite, `hasten train` and `hasten list` offer it only there, and a
+method run where it does not apply is refused before any run starts.
 
-Runs go in interleaved order (seed 0: A B C, seed 1: A B C, ...), so
-drifts in machine speed fall on every method alike. Each run records its curve of
-(train seconds, work, metric); `fill_targets` then turns them into time to target.
+A *suite* names its tasks and methods, the margin below the baseline that counts as
+reaching its quality, and its own typed options (a dataclass in `hasten.config` style). A
+method name may end in `@F` (e.g. `proxy@0.5`): the method run at fraction F of the task's
+budget, so a suite can show how little budget a method needs to reach the baseline's
+quality.
+
+Runs go in interleaved order (seed 0: A B C, seed 1: A B C, ...), so drifts in machine
+speed fall on every method alike. Each run records its curve of (train seconds, work,
+metric); `fill_targets` then turns them into time to target. With an output path the record
+is rewritten after every run, so a failure or a stop signal keeps every finished run (the
+cut one is never recorded) and `resume=True` carries on where it ended.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-import os
-import platform
-import shlex
-import subprocess
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from hasten import stop
+from hasten.bench.records import (  # noqa: F401  (re-exported: where callers found them)
+    code_version,
+    cpu_model,
+    machine_description,
+    provenance,
+    write_record,
+)
 from hasten.budget import parse_budget, seconds_spec
 from hasten.data.sampling import CollateFn, Sampler
 from hasten.errors import ConfigError
 from hasten.trainer import EvalFn, Hook, LossFn, TrainConfig, train
+
+RESULTS_FILE = "results.json"
 
 
 @dataclass
@@ -67,29 +77,36 @@ class Recipe:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-TaskFn = Callable[[int, bool], Recipe]  # (seed, quick) -> Recipe
+TaskFn = Callable[..., Recipe]  # (seed, quick) -> Recipe, or (seed, quick, *, options)
 MethodFn = Callable[[Recipe], Recipe]
+Applies = Callable[[str], bool]
 
 
 @dataclass
 class Suite:
     name: str
-    tasks: list[str]
+    # the task names, or a function of the suite's options that returns them (e.g. the mt
+    # suite's language pair picks its task)
+    tasks: list[str] | Callable[[Any], list[str]]
     methods: list[str]  # the first is the baseline
     margin: float = 0.0  # target = baseline's median final - margin (metric units)
     description: str = ""
     budgets: dict[str, str] = field(default_factory=dict)  # per task, overriding its own
     overrides: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields for every run
     # the suite's own settings: a dataclass in `hasten.config` style (each field an `option`
-    # with its reason). `hasten bench SUITE --help` lists them; `--set` and `--config` fill
-    # them. A task receives them when it takes an `options` keyword; methods read
+    # with its reason). `hasten bench SUITE --help` lists them; flags, `--set` and `--config`
+    # fill them. A task receives them when it takes an `options` keyword; methods read
     # `recipe.options`.
     options: type | None = None
+    # called on the results after every run, to add what needs several runs (rows across
+    # seeds, say); it may change the runs' notes
+    after_run: Callable[[dict[str, Any]], None] | None = None
 
 
 TASKS: dict[str, TaskFn] = {}
 METHODS: dict[str, MethodFn] = {}
 SUITES: dict[str, Suite] = {}
+APPLIES: dict[str, Applies] = {}  # method -> which tasks it applies to (absent: every task)
 
 
 def register_task(name: str) -> Callable[[TaskFn], TaskFn]:
@@ -99,9 +116,19 @@ def register_task(name: str) -> Callable[[TaskFn], TaskFn]:
     return add
 
 
-def register_method(name: str) -> Callable[[MethodFn], MethodFn]:
+def register_method(name: str, applies: Collection[str] | Applies | None = None
+                    ) -> Callable[[MethodFn], MethodFn]:
+    """Register a method under `name`. `applies`: the task names it works on, or a test on
+    a task name; None (the default) means every task."""
     def add(fn: MethodFn) -> MethodFn:
         METHODS[name] = fn
+        if applies is None:
+            APPLIES.pop(name, None)
+        elif callable(applies):
+            APPLIES[name] = applies
+        else:
+            names = frozenset(applies)
+            APPLIES[name] = names.__contains__
         return fn
     return add
 
@@ -122,6 +149,31 @@ def lookup(kind: str, table: dict[str, Any], name: str) -> Any:
     if name not in table:
         raise ConfigError(f"unknown {kind} {name!r}; known: {', '.join(sorted(table))}")
     return table[name]
+
+
+def applies(method: str, task: str) -> bool:
+    """Whether `method` (maybe `NAME@F`) is registered and works on `task`."""
+    base = method.partition("@")[0]
+    return base in METHODS and APPLIES.get(base, lambda _t: True)(task)
+
+
+def methods_for(task: str) -> list[str]:
+    """The registered methods that apply to `task`, in registration order."""
+    return [m for m in METHODS if applies(m, task)]
+
+
+def check_method(method: str, tasks: Sequence[str]) -> None:
+    """A ConfigError unless `method` is registered and applies to every task in `tasks`;
+    the message lists the methods that do apply there."""
+    base, _ = split_method(method)
+    for task in tasks:
+        if applies(base, task):
+            continue
+        valid = [m for m in methods_for(tasks[0]) if all(applies(m, t) for t in tasks)]
+        what = (f"unknown method {base!r}" if base not in METHODS else
+                f"method {method!r} does not apply to task {task}")
+        where = tasks[0] if len(tasks) == 1 else ", ".join(tasks)
+        raise ConfigError(f"{what}; methods for {where}: {', '.join(valid) or 'none'}")
 
 
 def split_method(name: str) -> tuple[str, float]:
@@ -147,64 +199,37 @@ def scale_budget(spec: str, fraction: float) -> str:
     return seconds_spec(value) if unit == "seconds" else f"{max(1, round(value))}{suffix}"
 
 
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def suite_options(suite: Suite, options: Any = None) -> Any:
+    """The suite's options: `options` when already an instance of `suite.options`, else a
+    mapping of its fields (or None for the defaults) resolved into one."""
+    if suite.options is None:
+        if options:
+            raise ConfigError(f"suite {suite.name!r} has no options")
+        return None
+    if isinstance(options, suite.options):
+        return options
+    from hasten.config import resolve
+
+    return resolve(suite.options, flags=dict(options or {}))
 
 
-def machine_description() -> str:
-    """CPU model, cores and torch build (and GPU name when CUDA is used)."""
-    text = f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, {platform.system()}"
-    if torch.cuda.is_available():
-        text += f", {torch.cuda.get_device_name(0)}"
-    return text
-
-
-def code_version(root: str | os.PathLike[str] | None = None) -> str:
-    """The git commit the code runs from, with "+ uncommitted changes" when tracked files
-    differ from it; "hasten VERSION" outside a git checkout (e.g. a pip install)."""
-    from hasten import __version__
-
-    root = Path(root) if root is not None else Path(__file__).resolve().parents[2]
-    if not (root / ".git").exists():  # e.g. site-packages inside someone else's repository
-        return f"hasten {__version__}"
-    git = ["git", "-C", str(root)]
-    try:
-        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=30, check=True).stdout.strip()
-        dirty = subprocess.run([*git, "diff", "--quiet", "HEAD", "--"], capture_output=True,
-                               timeout=30).returncode != 0
-    except (OSError, subprocess.SubprocessError):
-        return f"hasten {__version__}"
-    return head + (" + uncommitted changes" if dirty else "")
-
-
-def provenance(command: str | None = None, created: datetime | None = None) -> dict[str, str]:
-    """When, where, from which code and how a result was made: the header of every results
-    JSON."""
-    return {"created": (created or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
-            "machine": machine_description(),
-            "code": code_version(),
-            "command": command or "hasten " + " ".join(shlex.quote(a) for a in sys.argv[1:])}
+def suite_tasks(suite: Suite, options: Any = None) -> list[str]:
+    """The suite's tasks for these options."""
+    return list(suite.tasks(options) if callable(suite.tasks) else suite.tasks)
 
 
 def plan(suite: Suite, seeds: int, tasks: Sequence[str] | None = None,
-         methods: Sequence[str] | None = None, first_seed: int = 0
+         methods: Sequence[str] | None = None, first_seed: int = 0, options: Any = None
          ) -> list[tuple[int, str, str]]:
     """The interleaved run order: for each seed (first_seed, first_seed + 1, ...), for each
-    task, every method in turn."""
-    tasks = list(tasks or suite.tasks)
+    task, every method in turn. Every name is checked first (methods: that they apply to
+    every task), so a bad one fails before any run."""
+    tasks = list(tasks or suite_tasks(suite, options))
     methods = list(methods or suite.methods)
     for name in tasks:
         lookup("task", TASKS, name)
     for name in methods:
-        lookup("method", METHODS, split_method(name)[0])
+        check_method(name, tasks)
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     if first_seed < 0:
@@ -213,17 +238,12 @@ def plan(suite: Suite, seeds: int, tasks: Sequence[str] | None = None,
             for m in methods]
 
 
-def run_one(task: str, method: str, seed: int, quick: bool, budget: str | None = None,
-            quiet: bool = True, options: Any = None, **overrides: Any
-            ) -> tuple[dict[str, Any], nn.Module]:
-    """Build the task's recipe for `seed`, apply the method, train; return the run record
-    and the trained model.
-
-    `options` are the suite's resolved options (passed to a task that takes an `options`
-    keyword, and set as `recipe.options`). `overrides` set `TrainConfig` fields (out_dir,
-    resume, micro_batch, ...) after the method.
-    """
+def build_recipe(task: str, method: str, seed: int, quick: bool, budget: str | None = None,
+                 quiet: bool = True, options: Any = None) -> Recipe:
+    """The task's recipe for `seed` with the method applied (the budget set before the
+    method, so a method can adapt to it)."""
     task_fn = lookup("task", TASKS, task)
+    check_method(method, [task])
     if options is not None and "options" in inspect.signature(task_fn).parameters:
         recipe = task_fn(seed, quick, options=options)
     else:
@@ -232,33 +252,56 @@ def run_one(task: str, method: str, seed: int, quick: bool, budget: str | None =
         raise ConfigError(f"task {task!r} returned {type(recipe).__name__}, not a Recipe")
     recipe.options = options
     recipe.config.seed, recipe.config.quiet = seed, quiet
-    if budget is not None:  # before the method, so a method can adapt to the budget
+    if budget is not None:
         recipe.config.budget = budget
     base, fraction = split_method(method)
     if fraction != 1.0:
         recipe.config.budget = scale_budget(recipe.config.budget, fraction)
-    recipe = lookup("method", METHODS, base)(recipe)
+    return METHODS[base](recipe)
+
+
+def run_one(task: str, method: str, seed: int, quick: bool, budget: str | None = None,
+            quiet: bool = True, options: Any = None, hooks: Sequence[Hook] = (),
+            **overrides: Any) -> tuple[dict[str, Any], nn.Module]:
+    """Build the task's recipe for `seed`, apply the method, train; return the run record
+    and the trained model.
+
+    `options` are the suite's resolved options (passed to a task that takes an `options`
+    keyword, and set as `recipe.options`). `hooks` are added after the method's own.
+    `overrides` set `TrainConfig` fields (out_dir, resume, micro_batch, ...) after the
+    method. A stop signal that arrived while the method prepared (a proxy, a scorer) stops
+    here, before training on what it left half done.
+    """
+    recipe = build_recipe(task, method, seed, quick, budget, quiet, options)
+    return train_recipe(recipe, task, method, hooks, **overrides)
+
+
+def train_recipe(recipe: Recipe, task: str, method: str, hooks: Sequence[Hook] = (),
+                 **overrides: Any) -> tuple[dict[str, Any], nn.Module]:
+    """Train a built recipe; the run record and the model (see `run_one`)."""
     cfg = recipe.config
     for key, value in overrides.items():
         if not hasattr(cfg, key):
             raise ConfigError(f"unknown training option {key!r}")
         setattr(cfg, key, value)
+    stop.check()
     result = train(recipe.model, recipe.train_data, recipe.loss_fn, cfg,
-                   evaluate=recipe.evaluate, hooks=recipe.hooks, sampler=recipe.sampler,
-                   tokens_fn=recipe.tokens_fn, collate_fn=recipe.collate_fn)
+                   evaluate=recipe.evaluate, hooks=[*recipe.hooks, *hooks],
+                   sampler=recipe.sampler, tokens_fn=recipe.tokens_fn,
+                   collate_fn=recipe.collate_fn)
     shift = recipe.overhead_seconds
 
     def charged(work: dict[str, Any]) -> dict[str, Any]:
         return {**work, "flops": work.get("flops", 0.0) + recipe.overhead_flops}
 
-    curve = [[s + shift, charged(w), v] for s, w, v in result.curve]
     run = {
-        "task": task, "method": method, "seed": seed, "metric": result.metric,
+        "task": task, "method": method, "seed": cfg.seed, "metric": result.metric,
         "higher_is_better": cfg.higher_is_better, "final": result.final,
         "metrics": dict(result.metrics),
         "train_seconds": result.train_seconds + shift, "target": None,
         "time_to_target": None, "relative_time": None, "work": charged(result.work),
-        "curve": curve, "overhead_flops": recipe.overhead_flops,
+        "curve": [[s + shift, charged(w), v] for s, w, v in result.curve],
+        "overhead_flops": recipe.overhead_flops,
         "ledger": result.ledger, "overhead_seconds": shift, "steps": result.steps,
         "stopped": result.stopped,
         "budget": cfg.budget, "config": _jsonable(asdict(cfg)), "notes": recipe.notes,
@@ -270,48 +313,130 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
               tasks: Sequence[str] | None = None, methods: Sequence[str] | None = None,
               command: str | None = None, progress: Callable[[str], None] | None = None,
               quiet: bool = True, first_seed: int = 0, baseline: str | None = None,
-              options: Any = None, repeat_flagged: bool = False) -> dict[str, Any]:
-    """Run a registered suite and return its results (targets and relative times filled).
+              options: Any = None, out: str | Path | None = None, resume: bool = False,
+              hooks: Sequence[Hook] = (), notes: dict[str, Any] | None = None,
+              repeat_flagged: bool = False) -> dict[str, Any]:
+    """Run a registered suite and return its record (targets and relative times filled).
+
     Seeds run from `first_seed`, so one suite can be split across machines or cores and its
     result files joined with `merge_results`. The baseline is `baseline`, else the first
-    method; naming it lets a part without the baseline's runs (methods split across cores)
-    merge with the part that has them. `options` is the suite's options: an instance of
-    `suite.options`, a mapping of its fields, or None for its defaults. Each run records
-    the machine's state around it (`hasten.bench.machine`); `repeat_flagged` runs a run
-    timed on a busy machine once more."""
+    method; naming it lets a part without the baseline's runs merge with the part that has
+    them. `options`: an instance of `suite.options`, a mapping of its fields, or None for
+    its defaults. With `out` (a folder) the record is written to `out/results.json` after
+    every run, "partial" until the suite finishes; `resume=True` keeps the runs a partial
+    record there already holds and runs the rest. A stop signal ends the suite with
+    `hasten.stop.Stopped` (the finished runs kept, the cut one dropped); an error writes a
+    "failed" record and propagates. Each run records the machine's state around it
+    (`hasten.bench.machine`); `repeat_flagged` runs a run timed on a busy machine once
+    more."""
     from hasten.bench.machine import TimingMonitor
     from hasten.bench.report import fill_targets
-    from hasten.config import resolve, to_dict
 
     suite = lookup("suite", SUITES, name)
-    if suite.options is not None and not isinstance(options, suite.options):
-        options = resolve(suite.options, flags=dict(options or {}))
+    options = suite_options(suite, options)
     if budget is not None:
         parse_budget(budget)
-    order = plan(suite, seeds, tasks, methods, first_seed)
+    order = plan(suite, seeds, tasks, methods, first_seed, options)
     baseline_method = baseline or (list(methods) if methods else suite.methods)[0]
-    lookup("method", METHODS, split_method(baseline_method)[0])
-    results: dict[str, Any] = {
-        "suite": name, **provenance(command),
-        "quick": quick, "seeds": seeds, "first_seed": first_seed, "margin": suite.margin,
-        "suite_methods": list(suite.methods),  # the column order when parts are merged
-        "options": to_dict(options) if options is not None else {},
-        "runs": [],
-    }
+    check_method(baseline_method, sorted({t for _, t, _ in order}))
+    path = Path(out) / RESULTS_FILE if out is not None else None
+    results = _new_record(suite, quick, seeds, first_seed, options, command, len(order), notes)
+    if resume and path is not None:
+        results = _resumed(results, path)
+    done = {(r["seed"], r["task"], r["method"]) for r in results["runs"]}
+    margins = {t: suite.margin for _, t, _ in order}
+
+    def save(status: str, **extra: Any) -> None:
+        results.update(status=status, **extra)
+        fill_targets(results, margins=margins)
+        if suite.after_run is not None:
+            suite.after_run(results)
+        if path is not None:
+            write_record(results, path)
+
     monitor = TimingMonitor(repeat=repeat_flagged, quick=quick)
-    for i, (seed, task, method) in enumerate(order):
-        if progress:
-            progress(f"[{i + 1}/{len(order)}] {task} / {method} / seed {seed}")
-        task_budget = budget or (None if quick else suite.budgets.get(task))
-        run, _ = monitor.measure(run_one, task, method, seed, quick, task_budget, quiet=quiet,
-                                 options=options, **suite.overrides)
-        run["baseline"] = baseline_method
-        results["runs"].append(run)
-        if progress:
-            progress(f"    {run['metric']} {run['final']:.2f} in {run['train_seconds']:.1f}s "
-                     f"train, {run['work']['steps']} steps")
-    tasks_run = {r["task"] for r in results["runs"]}
-    return fill_targets(results, margins={t: suite.margin for t in tasks_run})
+    run_fn: Callable[..., tuple[dict[str, Any], nn.Module]] = partial(monitor.measure, run_one)
+    with stop.watch():
+        for i, (seed, task, method) in enumerate(order):
+            if (seed, task, method) in done:
+                continue
+            if progress:
+                progress(f"[{i + 1}/{len(order)}] {task} / {method} / seed {seed}")
+            task_budget = budget or (None if quick else suite.budgets.get(task))
+            run = _guarded_run(run_fn, save, path, results, len(order), task, method, seed,
+                               quick, task_budget, quiet, options, hooks, suite.overrides)
+            run["baseline"] = baseline_method
+            # per-run additions to the record (e.g. the machine's state) belong here
+            results["runs"].append(run)
+            save("partial")
+            if progress:
+                progress(f"    {run['metric']} {_fmt(run['final'])} in "
+                         f"{run['train_seconds']:.1f}s train, {run['work']['steps']} steps")
+    save("complete")
+    return results
+
+
+def _guarded_run(run_fn: Callable[..., tuple[dict[str, Any], nn.Module]],
+                 save: Callable[..., None], path: Path | None, results: dict[str, Any],
+                 planned: int, task: str, method: str, seed: int, quick: bool,
+                 budget: str | None, quiet: bool, options: Any, hooks: Sequence[Hook],
+                 overrides: dict[str, Any]) -> dict[str, Any]:
+    """One run of a suite. A stop signal (during the run, or caught by a trainer inside the
+    method) records the suite as stopped, without the cut run, and raises `Stopped`; an
+    error records it as failed and propagates."""
+    where = f"{path}" if path is not None else "memory"
+    try:
+        run, _ = run_fn(task, method, seed, quick, budget, quiet=quiet, options=options,
+                        hooks=hooks, **overrides)
+        signal_name = run["stopped"] if run["stopped"] in stop.EXIT_CODES else stop.received()
+    except stop.Stopped as err:
+        signal_name = err.signal
+    except KeyboardInterrupt:
+        signal_name = "sigint"
+    except Exception as err:
+        save("failed", error=f"{task} / {method} / seed {seed}: {type(err).__name__}: "
+                             f"{' '.join(str(err).split())}")
+        raise
+    if signal_name is None:
+        return run
+    save("stopped", stopped=signal_name)
+    kept = len(results["runs"])
+    raise stop.Stopped(signal_name, f"{kept} of {planned} runs finished and kept in {where}; "
+                                    "the same command with --resume runs the rest")
+
+
+def _new_record(suite: Suite, quick: bool, seeds: int, first_seed: int, options: Any,
+                command: str | None, planned: int, notes: dict[str, Any] | None
+                ) -> dict[str, Any]:
+    from hasten.config import to_dict
+
+    return {"suite": suite.name, **provenance(command), "status": "partial",
+            "quick": quick, "seeds": seeds, "first_seed": first_seed, "margin": suite.margin,
+            "suite_methods": list(suite.methods),  # the column order when parts are merged
+            "options": to_dict(options) if options is not None else {},
+            "planned_runs": planned, "notes": dict(notes or {}), "runs": []}
+
+
+def _resumed(fresh: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The record at `path` to carry on with: same suite and settings, not yet complete."""
+    from hasten.bench.records import load_record
+
+    if not path.is_file():
+        return fresh
+    old = load_record(path)
+    for key in ("suite", "quick", "seeds", "first_seed", "options"):
+        if old.get(key) != fresh.get(key):
+            raise ConfigError(f"--resume: {path} was made with {key} {old.get(key)!r}, "
+                              f"not {fresh.get(key)!r}")
+    if old.get("status") == "complete":
+        raise ConfigError(f"--resume: {path} is complete already; nothing to run")
+    resumed = {**fresh, "runs": list(old["runs"]), "resumed_from": old.get("created")}
+    resumed["command"] = f"{old.get('command')} ; {fresh['command']}"
+    return resumed
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def _jsonable(value: Any) -> Any:

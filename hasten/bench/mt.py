@@ -3,21 +3,12 @@ Curriculum Learning for Neural Machine Translation" (NAACL 2019), on Multi30k.
 
     hasten bench mt --pair en-de          # the paper's Table 2 columns, one pair
 
-Measured (2026-11-29, 2-core EPYC, one core per run, 30 min each, seed 0; docs/benchmarks.md
-"Competence-based curriculum for MT"): SR c_linear reaches plain*'s best validation BLEU
-(27.26) in 0.47 of its time and 0.71 of its tokens, and ends at 32.10 test BLEU against
-plain*'s 29.08; every curriculum column beats plain* at equal time. With both cores per
-run (plain*, sr-linear, sr-sqrt only), plain* reaches 32.29 / 34.19 test and SR c_sqrt, the
-column chosen on validation, gets to 32.29 in 0.76 of plain*'s time (34.62 test). At 60
-minutes per run (one core each) SR c_sqrt needs 0.83 of plain*'s time and ends at 35.23 vs
-35.88 test BLEU (with seed 1 it never reaches plain*'s best): the saving shrinks as plain*
-trains longer.
+Results: docs/benchmarks.md, "Competence-based curriculum for MT".
 
 Tasks `mt-SRC-TGT` for every ordered pair of Multi30k's languages (en, de, fr, cs: all four
 have train, val and test_2016_flickr): a joint byte-level BPE (8,000 pieces, learned on the
-pair's training text, cached in-process), the pre-norm Transformer of
-`scripts/mt_feasibility.py` (d_model 256, 4 heads, 3 + 3 layers, ff 1024, dropout 0.1; about
-2,100 tokens/s on one 2-core-EPYC core), 128 sentences per step, AdamW (betas 0.9/0.98,
+pair's training text, cached in-process), a small pre-norm Transformer (d_model 256, 4 heads,
+3 + 3 layers, ff 1024, dropout 0.1), 128 sentences per step, AdamW (betas 0.9/0.98,
 weight decay 0.01, lr 1e-3, clip 1), token-weighted label-smoothed loss (0.1), bf16 autocast
 and a 30-minute wall-clock budget (quick: a tiny model, 60 s). Nothing is loaded at import.
 
@@ -32,11 +23,9 @@ Curricula score the *source* side (the paper's `source-sentence` selector), c0 =
 paper's value in every configuration) and T = half the budget. The paper fixes T in steps
 (3k for its En-Vi RNN, 20k for its Transformers) and suggests T near the steps the baseline
 needs for ~90% of its final BLEU. A budget fraction keeps one ratio for any budget; 0.5 is
-a first guess, not tuned. (In the measured run plain* first passed 90% of its best
-validation BLEU at 0.6 of the budget, so the heuristic would give about 0.6.) The
-curriculum runs use plain's schedule, without warm-up: the paper's point is that the
-curriculum replaces warm-up ("Plain*" is its only warm-up column). The scoring time is
-charged to the run as overhead.
+a first guess, not tuned. The curriculum runs use plain's schedule, without warm-up: the
+paper's point is that the curriculum replaces warm-up ("Plain*" is its only warm-up
+column). The scoring time is charged to the run as overhead.
 
 Evaluation and the target. Every `eval_every` of the budget the model decodes the validation
 set (greedy) and the curve records the *best validation BLEU so far* (metric
@@ -63,6 +52,7 @@ from torch import nn
 
 from hasten.bench.harness import Recipe, Suite, register_method, register_suite, register_task
 from hasten.bench.mt_metrics import bleu, translate
+from hasten.config import option
 from hasten.data.translation import (
     MULTI30K_LANGS,
     BPETokenizer,
@@ -105,6 +95,19 @@ class Decoding:
 
 FULL = Decoding(eval_every=0.05, val_limit=None, test_beam=4, test_limit=None)
 QUICK = Decoding(eval_every=0.25, val_limit=100, test_beam=1, test_limit=200)
+
+
+@dataclass
+class MTOptions:
+    """The mt suite's options (`hasten bench mt --pair fr-en`, or `--set pair=fr-en`)."""
+
+    pair: str = option("en-de", "the paper's En-De; any ordered pair of Multi30k's en, de, "
+                                "fr and cs runs the same way (task mt-PAIR)")
+
+
+def is_mt_task(task: str) -> bool:
+    """The tasks the curriculum methods apply to."""
+    return task.startswith("mt-") and task[3:] in PAIRS
 
 
 def pair_task(pair: str) -> str:
@@ -257,7 +260,7 @@ for _pair in PAIRS:
 # methods
 
 
-@register_method("plain*")
+@register_method("plain*", applies=is_mt_task)
 def plain_star(recipe: Recipe) -> Recipe:
     """Cosine decay after a linear warm-up (5% of the budget): the baseline."""
     recipe.config.schedule_params = {"warmup": WARMUP, "final": 0.0}
@@ -265,7 +268,7 @@ def plain_star(recipe: Recipe) -> Recipe:
     return recipe
 
 
-@register_method("plain")
+@register_method("plain", applies=is_mt_task)
 def plain(recipe: Recipe) -> Recipe:
     """The same cosine decay with no warm-up."""
     recipe.config.schedule_params = {"warmup": 0.0, "final": 0.0}
@@ -291,10 +294,10 @@ def _curriculum(kind: str, p: float):
 
 for _kind, _short in (("length", "sl"), ("rarity", "sr")):
     for _p, _name in ((1.0, "linear"), (2.0, "sqrt")):
-        register_method(f"{_short}-{_name}")(_curriculum(_kind, _p))
+        register_method(f"{_short}-{_name}", applies=is_mt_task)(_curriculum(_kind, _p))
 
 register_suite(Suite(
-    name="mt", tasks=["mt-en-de"],
+    name="mt", tasks=lambda options: [pair_task(options.pair)], options=MTOptions,
     methods=["plain*", "plain", "sl-linear", "sl-sqrt", "sr-linear", "sr-sqrt"], margin=0.0,
     description="Multi30k: competence-based curriculum vs plain training (Platanios et al. "
                 "2019); target = plain*'s best validation BLEU"))

@@ -25,10 +25,7 @@ Proxies are the task's own model and recipe. Scores are computed once per (score
 and reused across keep fractions, but every row is charged the full scoring time (a user
 pruning once pays it once).
 
-Evidence (`hasten bench prune --seeds 3`, one core of a 2-core AMD EPYC, 2026-11-28; table
-in docs/benchmarks.md): full data 89.95%; keep 0.5 by ccs-el2n 89.89% (1.19x the time with
-scoring); keep 0.3 ccs-el2n 88.32% vs random 87.69%; keep 0.1 random 85.21% beats every
-scorer.
+Results: docs/benchmarks.md, "Data pruning".
 """
 
 from __future__ import annotations
@@ -41,7 +38,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from hasten.bench.harness import Recipe, Suite, register_method, register_suite, register_task
-from hasten.bench.vision import _data, _recipe
+from hasten.bench.vision import CLASSIFICATION_TASKS, _data, _recipe
 from hasten.models.vision import build_model
 from hasten.select.scorers import ScoringSpec, score
 from hasten.select.scores import Scores
@@ -98,6 +95,7 @@ def _prune_task(name: str):
 
 for _name in PRUNE_TASKS:
     register_task(_name)(_prune_task(_name))
+CLASSIFICATION_TASKS.update(PRUNE_TASKS)
 
 
 def scores_for(scorer: str, seed: int, quick: bool, task: str = "fashion-prune") -> Scores:
@@ -163,7 +161,8 @@ def _pruning_method(scorer: str, keep: float):
 SCORER_NAMES = ("random", "el2n", "forgetting", "aum", "ccs", "ccs-el2n", "prototypes")
 for _scorer in SCORER_NAMES:
     for _keep in KEEPS:
-        register_method(f"{_scorer}-{_keep:g}")(_pruning_method(_scorer, _keep))
+        register_method(f"{_scorer}-{_keep:g}", applies=PRUNE_TASKS)(
+            _pruning_method(_scorer, _keep))
 
 register_suite(Suite(
     name="prune", tasks=["fashion-prune"],

@@ -12,6 +12,8 @@ throughout, so one lucky or unlucky seed does not move a number, and a method th
 reached the target says "not reached" instead of getting a made-up number.
 
 Typical use: `write_report(fill_targets(results, margins={"digits": 0.5}), out_dir)`.
+Reading and writing results files is `hasten.bench.records`; the curves are
+`hasten.bench.curves`.
 """
 
 from __future__ import annotations
@@ -26,22 +28,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from rich.table import Table
 
 from hasten.atomic import atomic_write
-from hasten.errors import ConfigError, DataError
+from hasten.bench.records import load_record, write_record
+from hasten.errors import ConfigError
 from hasten.target import time_to_target
+
+load_results = load_record  # the name earlier code used
 
 DEFAULT_BASELINE = "baseline"
 NOT_REACHED = "not reached"
 NOT_AVAILABLE = "n/a"
 
 # Metrics reported in percent, so their table row says "(%)".
-PERCENT_METRICS = frozenset(
-    {"accuracy", "acc", "top1", "top5", "top1_accuracy", "top5_accuracy", "error_rate"}
-)
+PERCENT_METRICS = frozenset({"accuracy", "acc", "top1", "top5", "top1_accuracy",
+                             "top5_accuracy", "error_rate"})
 
 # Work counters that get a "relative ..." row in the tables: (counter name, row label).
 # Tokens get a row only where runs count them (a `tokens_fn`): with variable-length examples
@@ -95,9 +97,8 @@ def _higher_is_better(runs: list[dict[str, Any]]) -> bool:
     return True
 
 
-def _baseline_name(
-    task: str, runs: list[dict[str, Any]], baselines: Mapping[str, str] | None
-) -> str:
+def _baseline_name(task: str, runs: list[dict[str, Any]],
+                   baselines: Mapping[str, str] | None) -> str:
     """The task's baseline method: `baselines[task]`, else a run's "baseline" field."""
     if baselines and task in baselines:
         return str(baselines[task])
@@ -149,11 +150,8 @@ def _relative_work(work: Any, base_work: Mapping[str, float]) -> dict[str, float
     return {name: _ratio(work.get(name), base_work.get(name)) for name in names}
 
 
-def fill_targets(
-    results: dict[str, Any],
-    baselines: Mapping[str, str] | None = None,
-    margins: Mapping[str, float] | None = None,
-) -> dict[str, Any]:
+def fill_targets(results: dict[str, Any], baselines: Mapping[str, str] | None = None,
+                 margins: Mapping[str, float] | None = None) -> dict[str, Any]:
     """Set each run's target and its time and work to reach it, absolute and vs the baseline.
 
     Per task, target = median over seeds of the baseline's `final` minus `margins[task]`
@@ -221,21 +219,6 @@ def merge_results(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return fill_targets(merged, margins={r["task"]: margin for r in runs})
 
 
-def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A results.json written by `write_report`; DataError names the file when it is missing,
-    not JSON, or has no runs."""
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{p}: file not found") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{p}: not a results JSON file ({e})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
-        raise DataError(f"{p}: not a hasten bench results file (no 'runs' list)")
-    return data
-
-
 # --- summary -------------------------------------------------------------------------------
 
 
@@ -262,6 +245,7 @@ def _summarize_method(runs: list[dict[str, Any]], baseline: str) -> dict[str, An
         "relative_work": _median_work(r.get("relative_work") for r in runs),
         "ms_per_step": _median(_ms_per_step(r) for r in runs),
         "extra": _extra_rows(runs),
+        "has_curve": any(r.get("curve") is not None for r in runs),
     }
 
 
@@ -388,12 +372,20 @@ def _target_note(methods: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def _task_table(task: str, methods: Mapping[str, Mapping[str, Any]]) -> _TaskTable:
-    """Rows of the seed paper's table for one task; columns are the methods."""
+    """Rows of the seed paper's table for one task; columns are the methods. Runs without
+    curves (rows of a table read from an older results file) show their values only."""
     ss = list(methods.values())
     rows = [
         [_metric_label(ss[0]["metric"])] + [_fmt_final(s) for s in ss],
         *([label] + [_fmt_value(s["extra"].get(label)) for s in ss]
           for label in dict.fromkeys(k for s in ss for k in s["extra"])),
+    ]
+    if not any(s["has_curve"] for s in ss):
+        rows.append(["train seconds"] + [_fmt_seconds(s["train_seconds"]) for s in ss])
+        return _TaskTable(task, [""] + list(methods), rows,
+                          f"Values as recorded (no curves, so no time to target); "
+                          f"{_seed_text(methods)}.")
+    rows += [
         ["time to target (s)"] + [_fmt_reached(s, s["time_to_target"], _fmt_seconds) for s in ss],
         ["relative time"] + [_fmt_reached(s, s["relative_time"], _fmt_ratio) for s in ss],
     ]
@@ -477,73 +469,6 @@ def rich_tables(results: Mapping[str, Any]) -> list[Table]:
 # --- files ---------------------------------------------------------------------------------
 
 
-def _plot_task(ax: Any, task: str, runs: list[dict[str, Any]], colours: Mapping[str, str]) -> None:
-    """One subplot: a thin line per seed, coloured by method, and the target dashed."""
-    labelled: set[str] = set()
-    for run in runs:
-        method = str(run.get("method"))
-        points = [
-            (float(p[0]), float(p[2]))
-            for p in run.get("curve") or []
-            if len(p) >= 3 and _is_number(p[0]) and _is_number(p[2])
-        ]
-        if not points:
-            continue
-        xs = [x for x, _ in points]
-        ys = [y for _, y in points]
-        label = None if method in labelled else method
-        labelled.add(method)
-        ax.plot(xs, ys, color=colours[method], lw=1, alpha=0.7, marker=".", ms=3, label=label)
-    target = _first_number(r.get("target") for r in runs)
-    if target is not None:
-        ax.axhline(target, color="black", ls="--", lw=1, label="target")
-    ax.set_title(task)
-    ax.set_xlabel("train seconds")
-    ax.set_ylabel(_metric_label(runs[0].get("metric")))
-    if labelled or target is not None:
-        ax.legend(fontsize="small")
-
-
-def plot_curves(results: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
-    """Plot metric vs train seconds, one subplot per task, to a PNG (written atomically)."""
-    runs = _runs(results)
-    tasks = _group(runs, "task")
-    methods = dict.fromkeys(str(r.get("method")) for r in runs)
-    colours = {m: f"C{i % 10}" for i, m in enumerate(methods)}
-    ncols = max(1, min(3, len(tasks)))
-    nrows = max(1, math.ceil(len(tasks) / ncols))
-    fig = Figure(figsize=(5 * ncols, 3.8 * nrows), layout="constrained")
-    FigureCanvasAgg(fig)  # render with Agg: no display, no pyplot global state
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, (task, task_runs) in zip(axes, tasks.items(), strict=False):  # spare axes stay blank
-        _plot_task(ax, task, task_runs, colours)
-    for ax in axes[len(tasks) :]:
-        ax.set_axis_off()
-    if not tasks:
-        axes[0].text(0.5, 0.5, "no runs", ha="center", va="center")
-    fig.suptitle(f"{results.get('suite', '?')}: metric vs train seconds")
-    atomic_write(Path(path), lambda fh: fig.savefig(fh, format="png", dpi=110))
-
-
-def _json_safe(obj: Any) -> Any:
-    """A copy of `obj` that json can write strictly: NaN/inf become None, tuples lists."""
-    if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, numbers.Integral):
-        return int(obj)
-    if isinstance(obj, numbers.Real):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if hasattr(obj, "tolist"):  # numpy arrays, tensors
-        return _json_safe(obj.tolist())
-    return obj
-
-
 def write_report(results: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """Write results.json, report.md and curves.png into `out_dir` (created); return their paths.
 
@@ -551,14 +476,12 @@ def write_report(results: Mapping[str, Any], out_dir: str | os.PathLike[str]) ->
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "results": out / "results.json",
-        "report": out / "report.md",
-        "curves": out / "curves.png",
-    }
-    text = json.dumps(_json_safe(results), indent=1, allow_nan=False) + "\n"
-    atomic_write(paths["results"], lambda fh: fh.write(text.encode("utf-8")))
+    paths = {"results": out / "results.json", "report": out / "report.md",
+             "curves": out / "curves.png"}
+    write_record(results, paths["results"])
     markdown = markdown_report(results)
     atomic_write(paths["report"], lambda fh: fh.write(markdown.encode("utf-8")))
+    from hasten.bench.curves import plot_curves
+
     plot_curves(results, paths["curves"])
     return paths

@@ -17,7 +17,12 @@ wall-clock budget as the baseline:
   baseline-b64   plain training at batch 64 (the control for proxy-b64)
 
 Settings are chosen on `fashion-mnist-val` (55,000 training images, 5,000 held out), then
-reported on `fashion-mnist` (the 10,000 test images).
+reported on `fashion-mnist` (the 10,000 test images). The selection methods apply to tasks of
+class-labelled (x, y) batches; the proxy methods to the vision suite's own tasks, whose
+models have a small proxy here.
+
+Paper: Jiang et al., "Accelerating Deep Learning by Focusing on the Biggest Losers" (2019).
+Results: docs/benchmarks.md, "Selective backprop".
 """
 
 from __future__ import annotations
@@ -25,23 +30,31 @@ from __future__ import annotations
 import time
 
 from hasten.bench.harness import Recipe, Suite, register_method, register_suite
-from hasten.bench.vision import _data, per_example_cross_entropy
+from hasten.bench.vision import (
+    CLASSIFICATION_TASKS,
+    VISION_TASKS,
+    _data,
+    per_example_cross_entropy,
+)
 from hasten.budget import Budget, seconds_spec
 from hasten.models.vision import build_model
 from hasten.steps.selective_backprop import SelectiveBackprop
 from hasten.trainer import TrainConfig, train
 
 PRIME = 0.1  # fraction of the budget trained on every example before selection starts
+SELECTING = CLASSIFICATION_TASKS.__contains__  # where the selection methods apply
 
 
-@register_method("sb")
+@register_method("sb", applies=SELECTING)
 def sb(recipe: Recipe) -> Recipe:
+    """Selective backprop: keep each example with probability percentile(loss) ** 3."""
     recipe.hooks.append(SelectiveBackprop("sb", beta=3.0, prime=PRIME, seed=recipe.config.seed))
     return recipe
 
 
-@register_method("stale-sb")
+@register_method("stale-sb", applies=SELECTING)
 def stale_sb(recipe: Recipe) -> Recipe:
+    """Selective backprop reusing each example's scored loss for 3 epochs."""
     recipe.hooks.append(SelectiveBackprop("sb", beta=3.0, prime=PRIME, staleness=3,
                                           seed=recipe.config.seed))
     return recipe
@@ -55,8 +68,9 @@ def _draw_pool(recipe: Recipe, pool: int = 2, backward: int | None = None) -> in
     return backward
 
 
-@register_method("topk")
+@register_method("topk", applies=SELECTING)
 def topk(recipe: Recipe) -> Recipe:
+    """Draw twice the batch, backpropagate the half with the highest losses."""
     backward = _draw_pool(recipe)
     recipe.hooks.append(SelectiveBackprop("topk", keep=0.5, prime=PRIME, backward_batch=backward))
     return recipe
@@ -67,7 +81,7 @@ PROXIES = {"convnet3": ("convnet3", {"width": 16, "depth": 2}),
            "cnn1d": ("cnn1d", {"channels": 8})}
 
 
-@register_method("proxy")
+@register_method("proxy", applies=VISION_TASKS)
 def proxy(recipe: Recipe, pool: int = 2, backward: int | None = None,
           epochs: float = 1.0) -> Recipe:
     """Train a small proxy for `epochs` epochs or PROXY_STEPS steps, whichever is more (timed,
@@ -99,27 +113,27 @@ def proxy(recipe: Recipe, pool: int = 2, backward: int | None = None,
     return recipe
 
 
-@register_method("proxy3")
+@register_method("proxy3", applies=VISION_TASKS)
 def proxy3(recipe: Recipe) -> Recipe:
     """`proxy` with a 3x draw: the proxy's top third of each draw is backpropagated."""
     return proxy(recipe, pool=3)
 
 
-@register_method("proxy-b128")
+@register_method("proxy-b128", applies=VISION_TASKS)
 def proxy_b128(recipe: Recipe) -> Recipe:
     """`proxy` keeping the top 128 of each 256 drawn: twice the steps per example
     backpropagated (the baseline's backward batch is 256)."""
     return proxy(recipe, backward=128)
 
 
-@register_method("proxy-b64")
+@register_method("proxy-b64", applies=VISION_TASKS)
 def proxy_b64(recipe: Recipe) -> Recipe:
     """`proxy` keeping the top 64 of each 128 drawn: four times the steps per example
     backpropagated."""
     return proxy(recipe, backward=64)
 
 
-@register_method("baseline-b128")
+@register_method("baseline-b128", applies=SELECTING)
 def baseline_b128(recipe: Recipe) -> Recipe:
     """Plain training with batch 128: the control for `proxy-b128` (how much of its gain is
     the smaller batch rather than the selection)."""
@@ -127,14 +141,14 @@ def baseline_b128(recipe: Recipe) -> Recipe:
     return recipe
 
 
-@register_method("baseline-b64")
+@register_method("baseline-b64", applies=SELECTING)
 def baseline_b64(recipe: Recipe) -> Recipe:
     """Plain training with batch 64: the control for `proxy-b64`."""
     recipe.config.micro_batch = 64
     return recipe
 
 
-@register_method("proxy-long")
+@register_method("proxy-long", applies=VISION_TASKS)
 def proxy_long(recipe: Recipe) -> Recipe:
     """`proxy` with a better-trained proxy: 3 epochs (not 1)."""
     return proxy(recipe, epochs=3.0)

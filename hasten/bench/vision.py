@@ -7,10 +7,10 @@ Tasks (each a baseline recipe that later methods change):
   fashion-mnist-val  the same, trained on 55,000 images, scored on 5,000 held out (for tuning)
 
 Quick mode shortens the budgets (and evaluates Fashion-MNIST on a 2,000-image test subset)
-so the suite doubles as a smoke test and as `hasten demo`.
+so the suite doubles as a smoke test and as `hasten demo`. The step options (`bf16`,
+`compile`, the AdamW kernels, ...) apply to any task; `channels-last` to the image tasks.
 
-Evidence (hasten bench vision --seeds 3, 2-core CPU, 2026-11-28, docs/benchmarks.md): test
-accuracy, median of 3 seeds: digits 99.44%, MNIST-1D 97.60%, Fashion-MNIST 92.40% (277 s).
+Results: docs/benchmarks.md, "Vision baselines" and "Step options".
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ from hasten.bench.harness import Recipe, Suite, register_method, register_suite,
 from hasten.data.vision import VisionData, holdout_split, load_vision
 from hasten.models.vision import build_model
 from hasten.trainer import TrainConfig
+
+# tasks whose batches are (x, y) class-labelled examples: the methods that select or reweigh
+# examples by their losses apply to these (suites with such tasks add theirs)
+CLASSIFICATION_TASKS: set[str] = {"digits", "mnist1d", "fashion-mnist", "fashion-mnist-val"}
+VISION_TASKS = frozenset(CLASSIFICATION_TASKS)  # this module's own tasks
 
 
 def per_example_cross_entropy(model: nn.Module, batch: Any) -> torch.Tensor:
@@ -142,20 +147,25 @@ register_suite(Suite(
 # step options: each against fp32 eager, the same recipe otherwise
 
 
-def _fp32_with(**options: Any):
+def _fp32_with(doc: str, **options: Any):
     def method(recipe: Recipe) -> Recipe:
         recipe = fp32(recipe)
         for key, value in options.items():
             setattr(recipe.config, key, value)
         return recipe
+    method.__doc__ = doc
     return method
 
 
-register_method("channels-last")(_fp32_with(channels_last=True))
-register_method("compile")(_fp32_with(compile=True))
-register_method("foreach-adamw")(_fp32_with(foreach=True, fused=False))
-register_method("fused-adamw")(_fp32_with(fused=True, foreach=False))
-register_method("for-loop-adamw")(_fp32_with(foreach=False, fused=False))
+register_method("channels-last", applies=CLASSIFICATION_TASKS.__contains__)(
+    _fp32_with("fp32 with NHWC memory format for images and the model", channels_last=True))
+register_method("compile")(_fp32_with("fp32 with torch.compile", compile=True))
+register_method("foreach-adamw")(_fp32_with("fp32, multi-tensor AdamW", foreach=True,
+                                            fused=False))
+register_method("fused-adamw")(_fp32_with("fp32, fused AdamW kernel", fused=True,
+                                          foreach=False))
+register_method("for-loop-adamw")(_fp32_with("fp32, AdamW one tensor at a time",
+                                             foreach=False, fused=False))
 
 register_suite(Suite(
     name="steps", tasks=["fashion-mnist", "mnist1d"],

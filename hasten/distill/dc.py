@@ -8,10 +8,8 @@ pixels (lr 0.1, momentum 0.5), and train the network on the synthetic set for `i
 epochs (SGD lr 0.01, batch 256). The (outer, inner) pairs come from the DC code for ipc 1,
 10, 20, 30, 40, 50; any other ipc uses the pair of the nearest listed ipc below it.
 
-Measured here (docs/benchmarks.md, 2026-11-28; Fashion-MNIST, width 64, with DSA, the
-1000-epoch DSA protocol): ipc 10, 46 iterations in 55 CPU-minutes (~72 s each; the paper
-runs 1,000): 82.18 +- 0.30% vs 76.99 for the random subset; ipc 1, 273 iterations in 15
-minutes: 69.80 +- 0.84% vs 55.55 (the paper: 70.6).
+Departures on purpose: any ipc runs (the nearest listed pair below it). Results:
+docs/benchmarks.md, "Dataset distillation: DSA at ipc 1 and 10, MTT at ipc 1 and 50".
 """
 
 from __future__ import annotations

@@ -6,15 +6,8 @@ class's synthetic images, each pair augmented with one shared DSA draw. The imag
 SGD step (lr 1, or 10 for ipc >= 100; momentum 0.5). The network has no batch norm, so the
 classes share one forward pass of each kind, which gives the same result as a loop.
 
-Measured here (docs/benchmarks.md, 2026-11-28/29): Fashion-MNIST ipc 10, width 64, DSA
-protocol (3 networks, 1000 epochs): 82.14% at 1,000 iterations; with `factor=2` 83.81% at
-1,000, 84.42% at 3,000 and 84.67% at 6,000 (plateau; random subset 76.99%); 1,000 more at
-lr_img 0.1 (a resume with `--option lr_img=0.1`) 84.84%, +7.85. That set, evaluated with the
-papers' width-128 ConvNet-3, scores 85.68% against the random subset's 77.21% (+8.47, the
-issue's bar). ipc 1: 71.1-71.8% from 100 to 620 iterations (random 55.55%). ipc 50: 85.05%
-at 250 iterations, 85.51% at 500, 85.86% at 766 (random 84.32%). Command: `hasten distill
---data fashion-mnist --method dm --ipc 10 --factor 2 --width 64 --batch-real 128 --budget
-6000steps`.
+Departures on purpose: one shared forward pass for every class (same result as a loop).
+Results: docs/benchmarks.md, "Dataset distillation".
 """
 
 from __future__ import annotations

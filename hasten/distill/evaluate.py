@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hasten import distributed
 from hasten.data.vision import VisionData
 from hasten.distill.augment import DSA, dsa_strategy
 from hasten.distill.base import ModelFn, default_model_fn, fresh_model
@@ -79,9 +80,10 @@ def evaluate(syn: SyntheticSet | tuple[torch.Tensor, torch.Tensor], data: Vision
              models: int = 3, epochs: int = 300, dsa: bool = False, lr: float = 0.01,
              momentum: float = 0.9, weight_decay: float = 5e-4, batch_size: int = 256,
              model_fn: ModelFn | None = None, width: int = 128, seed: int = 0,
-             device: str | torch.device = "cpu",
+             device: str | torch.device | None = "cpu",
              progress: Callable[[str], None] | None = None) -> EvalResult:
-    """Train `models` fresh networks on the synthetic set; test each on `data.test`."""
+    """Train `models` fresh networks on the synthetic set; test each on `data.test`
+    (`device` None: CUDA when available)."""
     x, y = syn.training_set() if isinstance(syn, SyntheticSet) else syn
     if models < 1 or epochs < 1:
         raise ConfigError(f"evaluate needs models >= 1 and epochs >= 1, got {models}, {epochs}")
@@ -94,7 +96,7 @@ def evaluate(syn: SyntheticSet | tuple[torch.Tensor, torch.Tensor], data: Vision
     if dsa and len(data.input_shape) != 3:
         raise ConfigError(f"DSA augments images; {data.name} examples have shape "
                           f"{tuple(data.input_shape)}")
-    device = torch.device(device)
+    device = distributed.init(None).device if device is None else torch.device(device)
     fn = model_fn or default_model_fn(tuple(data.input_shape), data.num_classes, width)
     aug = DSA(dsa_strategy(data.name)) if dsa else None
     x_test, y_test = data.test.tensors

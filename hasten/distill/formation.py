@@ -11,12 +11,7 @@ of one stored image. factor 1 is the identity: the standard parameterisation.
 Storage stays ipc images per class, so the papers compare it with ipc real images; the
 decoded training set has ipc * f^2 images per class.
 
-Measured here (docs/benchmarks.md, "multi-formation (IDC) at ipc 10", 2026-11-28; Fashion-MNIST,
-width 64, 1000-epoch DSA protocol): DM at factor 2 (`hasten distill --method dm --ipc 10
---factor 2 --budget 3000steps`) scores 83.81 / 84.24 / 84.42% after 1000 / 2000 / 3000
-iterations, vs 82.14 for DM at factor 1 (1000) and 76.99 for the random subset; random images
-packed at factor 2 alone score 71.68, and MTT with its factor-1 settings drops to 80.18 (83.90
-at factor 1).
+Results: docs/benchmarks.md, "Dataset distillation: multi-formation (IDC) at ipc 10".
 """
 
 from __future__ import annotations

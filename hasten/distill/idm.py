@@ -16,12 +16,9 @@ paper's released settings for ipc 10 (queue 100, a new network every 30 iteratio
 training steps per iteration); each training step costs about as much as a DM iteration on
 this CPU, so the measured runs in docs/benchmarks.md scale them down and say how.
 
-Measured here (docs/benchmarks.md, "DM at factor 2 to 6,000 iterations, and IDM", 2026-11-29):
-Fashion-MNIST ipc 10, factor 2, width 64, queue 20, a new network every 50 iterations, 1 x 2
-training steps per iteration (2.0 s per iteration on one core, DM 1.45 s). After 500
-iterations, on a validation proxy (5,000 held-out train images, one network, 150 epochs, DSA):
-these settings 77.86%, the queue alone (ce_weight 0, DM's lr_img 1) 82.38%, DM 82.26%. So
-no gain over DM was seen here at that length; it was not run longer or evaluated on test.
+Departures on purpose: the CPU runs scale the queue and its training down (the suite's
+`IDM_CPU` says how). Results: docs/benchmarks.md, "Dataset distillation: DM at factor 2 to
+6,000 iterations, and IDM".
 
 The queue is stored as flat parameter and momentum tensors, so checkpoints keep it and a
 resumed run continues exactly.

@@ -8,14 +8,9 @@ with a learnable step size alpha (initialised to `lr_teacher`), and minimise
 ||theta_hat_{t+N} - theta*_{t+M}||^2 / ||theta*_t - theta*_{t+M}||^2 (M = `expert_epochs`),
 updating the pixels (lr_img, momentum 0.5) and alpha (lr_lr, momentum 0.5) through the unroll.
 
-Measured here (docs/benchmarks.md, 2026-11-28/29): Fashion-MNIST ipc 10, width 64, 4 experts
-x 12 epochs, ~960 iterations in 75 CPU-minutes: 83.90 +- 0.64% (1000-epoch DSA protocol; 84.33
-with the learned step size) vs 76.99 for the random subset it starts from and 82.14 for DM.
-At ipc 1 (935 iterations, 20 min): 76.05 +- 1.94% vs 55.55 random (+20.5, the best method
-measured; at the papers' evaluation width 128: 76.79% vs 54.89%, +21.9). At ipc 50 (620
-iterations of mini-batches of 100, 50 min, untuned): 83.79 +- 0.18%, below the random
-subset's 84.32. At ipc 10 with multi-formation (factor 2, batch_syn 100, the same settings,
-890 iterations): 80.18 +- 0.63%, worse than factor 1.
+Departures on purpose: fewer and shorter expert runs than the paper's on a CPU (set by the
+caller). Results: docs/benchmarks.md, "Dataset distillation: DSA at ipc 1 and 10, MTT at
+ipc 1 and 50".
 
 Trajectories are stored as safetensors (`expert-000.safetensors`, key "trajectory", shape
 (epochs + 1, parameters)); the distillation reuses those already in `expert_dir`.

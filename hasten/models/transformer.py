@@ -24,8 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hasten.data.translation import trim_batch
-
 Cache = list[dict[str, torch.Tensor]]
 
 
@@ -202,6 +200,14 @@ def per_token_loss(logits: torch.Tensor, labels: torch.Tensor, pad_id: int = 0,
     return loss.view(b, n) * (labels != pad_id)
 
 
+def trim_padding(x: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """A right-padded [B, T] batch of token ids cut to its longest row (at least 1 column),
+    so padding to a corpus-wide length costs nothing."""
+    used = (x != pad_id).any(0)
+    width = int(used.nonzero().max()) + 1 if bool(used.any()) else 1
+    return x[:, :width]
+
+
 def translation_loss(label_smoothing: float = 0.1, weighting: str = "sentence"
                      ) -> Callable[[nn.Module, Any], torch.Tensor]:
     """A trainer `loss_fn(model, (src, tgt)) -> [B]`.
@@ -217,7 +223,7 @@ def translation_loss(label_smoothing: float = 0.1, weighting: str = "sentence"
     def loss_fn(model: nn.Module, batch: Any) -> torch.Tensor:
         raw = getattr(model, "module", model)
         pad = raw.config.pad_id
-        src, tgt = trim_batch(batch, pad)
+        src, tgt = trim_padding(batch[0], pad), trim_padding(batch[1], pad)
         logits = model(src, tgt[:, :-1])
         labels = tgt[:, 1:]
         per_tok = per_token_loss(logits, labels, pad, label_smoothing)

@@ -377,14 +377,16 @@ def _check_out_dir(out: Path, inp: PruneInput, overwrite: bool) -> None:
 
 def write_pruned(inp: PruneInput, keep_indices: Any, out_dir: str | Path,
                  scores: Scores | None = None, *, overwrite: bool = False,
-                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                 extra: dict[str, Any] | None = None,
+                 settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the kept examples of `inp` to `out_dir` atomically; returns the summary.
 
     `keep_indices` are example indices (or a boolean keep mask). `out_dir` receives the pruned
     data in the input's format, `scores.npy`/`scores.json` (if `scores`), `kept.npy` (sorted
     kept indices) and `summary.json`. Everything is written to a temporary sibling folder that
     is renamed into place at the end; an existing non-empty `out_dir` is refused unless
-    `overwrite`, and on any error it is left as it was. `extra` adds keys to the summary.
+    `overwrite`, and on any error it is left as it was. `extra` adds keys to the summary;
+    `settings` (the resolved settings of the run) go to `config.json` beside it.
     """
     keep = _keep_indices(keep_indices, inp.n)
     if scores is not None:
@@ -397,6 +399,10 @@ def write_pruned(inp: PruneInput, keep_indices: Any, out_dir: str | Path,
             scores.save(tmp / "scores")
             files += ["scores.npy", "scores.json"]
         np.save(tmp / "kept.npy", keep, allow_pickle=False)
+        if settings is not None:
+            (tmp / "config.json").write_text(json.dumps(settings, indent=1, default=str) + "\n",
+                                             encoding="utf-8")
+            files.append("config.json")
         summary: dict[str, Any] = {
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "input": inp.describe(),

@@ -12,21 +12,28 @@ saved scores) -> select round(keep * m) of the m remaining examples with an expl
 
 Classification scorers (`hasten.select.scorers.SCORERS`) need (x, y) data; text scorers
 (`TEXT_SCORERS`) need documents; `random` works on both. Under torchrun every rank scores its
-shard and selects the same subset; only rank 0 writes.
+shard and selects the same subset; only rank 0 writes. A stop signal while scoring writes
+nothing: a proxy cut short never produces a pruned set.
+
+Results: docs/benchmarks.md, "Data pruning".
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
+from hasten import stop
+from hasten.config import option
 from hasten.errors import ConfigError, DataError
 from hasten.select.scores import Scores
 
@@ -38,6 +45,7 @@ TEXT_SCORERS = {"tokens-per-char": "tokens_per_char", "length": "length_chars",
 SELECT_METHODS = ("hardest", "easiest", "random", "ccs", "offset", "balanced")
 MODELS = ("auto", "mlp", "cnn1d", "convnet3")
 PROXY_WIDTH = 32  # channels of the convnet3 / cnn1d proxies
+NOTHING_WRITTEN = "nothing written: scores from a cut run never make a pruned set"
 
 
 def default_select(scorer: str | None) -> str:
@@ -46,8 +54,15 @@ def default_select(scorer: str | None) -> str:
     return "easiest" if scorer in ("tokens-per-char", "tokens_per_char") else "hardest"
 
 
+def classification_scorers() -> list[str]:
+    """The built-in classification scorers, then any added to `scorers.SCORERS`."""
+    from hasten.select.scorers import SCORERS
+
+    return list(dict.fromkeys([*CLASSIFICATION_SCORERS, *SCORERS]))
+
+
 def _known_scorers() -> str:
-    return ", ".join(list(CLASSIFICATION_SCORERS) + list(TEXT_SCORERS))
+    return ", ".join(classification_scorers() + list(TEXT_SCORERS))
 
 
 def _check_options(scorer: str | None, keep: float, select: str | None, scores: Any,
@@ -57,7 +72,8 @@ def _check_options(scorer: str | None, keep: float, select: str | None, scores: 
         raise ConfigError(f"keep must be a fraction in (0, 1], got {keep}")
     if scorer is None and scores is None:
         raise ConfigError("give a scorer (--scorer) or saved scores (--scores)")
-    if scorer is not None and scorer not in CLASSIFICATION_SCORERS and scorer not in TEXT_SCORERS:
+    if scorer is not None and scorer not in classification_scorers() \
+            and scorer not in TEXT_SCORERS:
         raise ConfigError(f"unknown scorer {scorer!r}; known: {_known_scorers()}")
     if select is not None and select not in SELECT_METHODS:
         raise ConfigError(f"unknown selector {select!r}; known: {', '.join(SELECT_METHODS)}")
@@ -233,133 +249,225 @@ def _load_scores(path: str | Path | Scores, n: int, scorer: str | None) -> Score
     return s
 
 
+def _needed(reason: str) -> Any:
+    """A field with no default: the run cannot guess it."""
+    return field(metadata={"reason": reason, "help": reason, "choices": None, "flag": True})
+
+
+@dataclass
+class PruneConfig:
+    """What `hasten prune` does: every setting, each default with its reason."""
+
+    data: str = _needed("a .npz/.npy/.jsonl/.txt file, a folder, an HF save_to_disk folder "
+                        "or a dataset name (digits, fashion-mnist, mnist1d)")
+    keep: float = _needed("the fraction of examples kept, in (0, 1]")
+    out: str = _needed("the output folder: kept data, scores, kept.npy, summary.json")
+    scorer: str | None = option(None, "None only with saved scores (--scores); else one of "
+                                      "random, loss, el2n, grand, entropy, margin, "
+                                      "prototypes, forgetting, aum; text: tokens-per-char, "
+                                      "length, rarity")
+    select: str | None = option(None, "None: hardest, or easiest for tokens-per-char (drop the "
+                                      "text hard to compress, as Cramming does); also "
+                                      "random, ccs, offset, balanced")
+    scores: str | None = option(None, "None: score now; a scores.npy saved by an earlier run "
+                                      "reuses it")
+    beta: float | None = option(None, "ccs: None drops nothing first (beta 0)")
+    strata: int | None = option(None, "ccs: None means 50 strata, as in the CCS paper")
+    offset: float | None = option(None, "offset: None skips nothing (offset 0)")
+    balance: bool = option(False, "keep each class's share only when asked")
+    epochs: float = option(1.0, "a short proxy run: EL2N-style scores are read early in "
+                                "training (Paul et al. 2021)")
+    runs: int = option(1, "one proxy; more average out the proxy's noise at that cost")
+    lr: float = option(1e-3, "AdamW's usual step for a small proxy")
+    batch_size: int = option(128, "the proxy's global batch (split across torchrun ranks)")
+    model: str = option("auto", "auto: convnet3 for images, cnn1d for signals, mlp for "
+                                "features", choices=MODELS)
+    seed: int = option(0, "one fixed draw of proxies and random choices")
+    device: str | None = option(None, "None: CUDA when available, else the CPU")
+    precision: str = option("fp32", "exact scores; bf16 is faster on recent hardware",
+                            choices=("fp32", "bf16"))
+    text_unit: str = option("line", "one document per line, as HF datasets' text loader "
+                                    "reads text", choices=("line", "paragraph"))
+    text_field: str = option("text", "the field HF datasets and JSONL corpora use")
+    dedup: bool = option(False, "text: keep duplicates unless asked")
+    cutoff: float | None = option(None, "text: None applies no filter; Cramming keeps a "
+                                        "document iff tokens < CUTOFF * chars (0.3)")
+    vocab_size: int = option(8192, "text: a WordPiece vocabulary large enough for English")
+    overwrite: bool = option(False, "never replace a non-empty folder unless asked")
+    quiet: bool = option(False, "progress lines unless asked for silence")
+
+
 def prune(data: str | Path | Any, scorer: str | None, keep: float, select: str | None = None,
-          *, out: str | Path, scores: str | Path | Scores | None = None,
-          beta: float | None = None, offset: float | None = None, strata: int | None = None,
-          balance: bool = False, epochs: float = 1.0, runs: int = 1, lr: float = 1e-3,
-          batch_size: int = 128, model: str = "auto", seed: int = 0, device: str | None = None,
-          precision: str = "fp32", text_unit: str = "line", text_field: str = "text",
-          dedup: bool = False, cutoff: float | None = None, vocab_size: int = 8192,
-          overwrite: bool = False, quiet: bool = True,
-          progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+          *, out: str | Path, progress: Callable[[str], None] | None = None,
+          quiet: bool = True, **settings: Any) -> dict[str, Any]:
     """Score `data`, keep the fraction `keep` with selector `select`, write it all to `out`.
 
     `data` is a path, a vision dataset name or a loaded `PruneInput`. `scorer` is a
     classification scorer (`CLASSIFICATION_SCORERS`) or a text scorer (`TEXT_SCORERS`);
     `scores` (a `Scores.save` file or a `Scores`) replaces scoring. `select` is hardest,
     easiest, random, ccs (options `beta`, `strata`), offset (option `offset`) or balanced
-    (= hardest with `balance`); None means `default_select(scorer)`. For text, `dedup` and
-    `cutoff` drop documents first and `keep` is a fraction of what remains.
+    (= hardest with `balance`); None means `default_select(scorer)`. Other keywords are
+    `PruneConfig` fields. See `prune_with`.
+    """
+    config = PruneConfig(data=data, keep=keep, out=str(out), scorer=scorer, select=select,
+                         quiet=quiet, **settings)
+    return prune_with(config, progress)
+
+
+def prune_with(c: PruneConfig, progress: Callable[[str], None] | None = None,
+               record: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run `c`: load, (text: dedup and filter,) score or reuse scores, select, write.
 
     Returns the summary written to `out/summary.json` (on rank 0; other torchrun ranks write
     nothing and get the same fields, without `files`). User errors raise `HastenError`s before
-    anything is written.
+    anything is written. A stop signal (SIGTERM, SIGINT) during scoring raises
+    `hasten.stop.Stopped` and writes nothing: scores from a proxy cut short never make a set.
+    The settings (and `record`, e.g. the command line) go to `out/config.json`.
     """
-    from hasten.select.io import PruneInput, _check_out_dir, load_prune_input, write_pruned
-    from hasten.select.selectors import select as run_selector
+    from hasten.select.io import PruneInput, load_prune_input
 
     say = progress or (lambda _line: None)
-    t_start = time.perf_counter()
-    _check_options(scorer, keep, select, scores, model, cutoff)
-    inp = data if isinstance(data, PruneInput) else load_prune_input(
-        data, text_unit=text_unit, text_field=text_field)  # type: ignore[arg-type]
-    t_loaded = time.perf_counter()
-    is_text = inp.is_text
-    if scorer in TEXT_SCORERS and not is_text:
-        raise ConfigError(f"scorer {scorer!r} needs text input, but {inp.source} is "
-                          f"{inp.kind} data; use one of: {', '.join(CLASSIFICATION_SCORERS)}")
-    if scorer in CLASSIFICATION_SCORERS and scorer != "random":
-        if is_text:
-            raise ConfigError(f"scorer {scorer!r} needs classification data (x, y), but "
-                              f"{inp.source} is text; use one of: {', '.join(TEXT_SCORERS)} "
-                              "or random")
-        if inp.data is None:
-            raise DataError(f"{inp.source} has neither x/y columns nor a text field "
-                            f"{text_field!r}; pass saved scores (--scores)")
-    if scorer in TEXT_SCORERS and inp.docs is None:
-        raise DataError(f"{inp.source} has no text field {text_field!r}")
-    if (dedup or cutoff is not None) and not is_text:
-        raise ConfigError("dedup (--dedup) and cutoff (--cutoff) apply only to text input")
-    out_dir = Path(out).expanduser()
-    _check_out_dir(out_dir, inp, overwrite)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        from hasten import distributed
-
-        # every rank has checked the output folder before rank 0 can write it
-        distributed.barrier(distributed.init(device))
-
-    saved = _load_scores(scores, inp.n, scorer) if scores is not None else None
-    scorer_name = scorer or next((k for k, v in TEXT_SCORERS.items() if v == saved.name),
-                                 saved.name)  # type: ignore[union-attr]
-    chosen = select or default_select(scorer_name)
-
+    t = {"start": time.perf_counter()}
+    _check_options(c.scorer, c.keep, c.select, c.scores, c.model, c.cutoff)
+    inp = c.data if isinstance(c.data, PruneInput) else load_prune_input(
+        c.data, text_unit=c.text_unit, text_field=c.text_field)  # type: ignore[arg-type]
+    t["loaded"] = time.perf_counter()
+    _check_input(c, inp)
+    out_dir = _prepare_out(c, inp)
+    saved = _load_scores(c.scores, inp.n, c.scorer) if c.scores is not None else None
+    scorer_name = c.scorer or next((k for k, v in TEXT_SCORERS.items() if v == saved.name),
+                                   saved.name)  # type: ignore[union-attr]
+    chosen = c.select or default_select(scorer_name)
     labels = None
-    if not is_text and inp.data is not None:
+    if not inp.is_text and inp.data is not None:
         labels = inp.data.tensors[1].numpy().reshape(-1)
-    method, sel_kw, sel_info = _selection(chosen, balance, beta, offset, strata, seed,
+    method, sel_kw, sel_info = _selection(chosen, c.balance, c.beta, c.offset, c.strata, c.seed,
                                           labels if labels is not None and labels.ndim == 1
                                           else None)
-
-    # text: drop duplicates and hard-to-compress documents first
-    alive = np.ones(inp.n, dtype=bool)
-    tokenizer, tok_seconds, prefilter = None, 0.0, None
-    if is_text and (dedup or cutoff is not None or
-                    (scorer == "tokens-per-char" and saved is None)):
-        alive, tokenizer, tok_seconds, prefilter = _text_prefilter(
-            inp.docs, dedup, cutoff, scorer == "tokens-per-char" and saved is None,
-            vocab_size, say)
-    t_prefiltered = time.perf_counter()
-
-    # score every example (so saved scores always match the input), or reuse saved ones
-    scorer_options: dict[str, Any] = {}
-    if saved is not None:
-        sc = saved
-        say(f"reusing {sc.name} scores from {scores} ({len(sc)} values)")
-    elif scorer == "random":
-        sc = _random(inp.n, seed)
-    elif scorer in TEXT_SCORERS:
-        say(f"scoring {inp.n} documents with {scorer}")
-        sc = _score_text(scorer, inp.docs, tokenizer, tok_seconds)  # type: ignore[arg-type]
-    else:
-        from hasten.select.scorers import ScoringSpec
-        from hasten.select.scorers import score as run_scorer
-
-        dataset, num_classes = classification_data(inp)
-        model_name, make = proxy_model(model, tuple(dataset.tensors[0].shape[1:]), num_classes)
-        spec = ScoringSpec(make_model=make, epochs=epochs, lr=lr, batch_size=batch_size,
-                           seed=seed, device=device, precision=precision, runs=runs,
-                           quiet=quiet)
-        spec.validate()
-        scorer_options = {"model": model_name, "num_classes": num_classes, **spec.meta()}
-        say(f"scoring {inp.n} examples with {scorer}: {runs} x {epochs:g} epoch(s) of a "
-            f"{model_name} proxy")
-        sc = run_scorer(scorer, dataset, spec)  # type: ignore[arg-type]
-    t_scored = time.perf_counter()
-
-    # select among the examples that survived the prefilter
-    idx = np.flatnonzero(alive)
-    sub = sc if len(idx) == inp.n else Scores(sc.values[idx], sc.name, sc.higher_is)
-    if "labels" in sel_kw:
-        sel_kw["labels"] = sel_kw["labels"][idx]
-    kept = idx[run_selector(method, sub, keep, n=len(idx), **sel_kw)]
-    t_selected = time.perf_counter()
-
-    extra: dict[str, Any] = {
-        "keep": keep, "select": chosen, "selection": sel_info,
-        "scores_reused": str(scores) if scores is not None else None,
-        "scorer_options": scorer_options,
-        "prefilter": prefilter,
-        "ranks": int(os.environ.get("WORLD_SIZE", "1")),
-        "seconds": {"load": t_loaded - t_start, "prefilter": t_prefiltered - t_loaded,
-                    "scoring": t_scored - t_prefiltered, "select": t_selected - t_scored,
-                    "total": t_selected - t_start},  # writing excluded
-    }
+    with stop.watch():
+        try:
+            alive, tokenizer, tok_seconds, prefilter = _prefilter(c, inp, saved, say)
+            t["prefiltered"] = time.perf_counter()
+            sc, scorer_options = _scores(c, inp, saved, tokenizer, tok_seconds, say)
+            t["scored"] = time.perf_counter()
+            stop.check(NOTHING_WRITTEN)
+        except KeyboardInterrupt:
+            raise stop.Stopped("sigint", NOTHING_WRITTEN) from None
+        except stop.Stopped as err:
+            raise stop.Stopped(err.signal, NOTHING_WRITTEN) from None
+    kept = _select(sc, alive, inp.n, method, sel_kw, c.keep)
+    t["selected"] = time.perf_counter()
+    extra = _summary_extra(c, chosen, sel_info, scorer_options, prefilter, t)
     if int(os.environ.get("RANK", "0")) != 0:
         return {"before": inp.n, "after": int(len(kept)), "removed": inp.n - int(len(kept)),
                 "keep_fraction": len(kept) / inp.n, "scorer": sc.name,
                 "direction": sc.higher_is, "scoring_seconds": sc.seconds,
                 "output": str(out_dir), **extra}
-    return write_pruned(inp, kept, out_dir, sc, overwrite=overwrite, extra=extra)
+    from hasten.select.io import write_pruned
+
+    given = c.scores if c.scores is None or isinstance(c.scores, (str, Path)) else "a Scores"
+    settings = {**dataclasses.asdict(replace(c, data=str(inp.source), scores=given)),
+                **(record or {})}
+    return write_pruned(inp, kept, out_dir, sc, overwrite=c.overwrite, extra=extra,
+                        settings=settings)
+
+
+def _check_input(c: PruneConfig, inp: Any) -> None:
+    """ConfigErrors for a scorer or a text option that does not fit the data."""
+    is_text = inp.is_text
+    if c.scorer in TEXT_SCORERS and not is_text:
+        raise ConfigError(f"scorer {c.scorer!r} needs text input, but {inp.source} is "
+                          f"{inp.kind} data; use one of: {', '.join(classification_scorers())}")
+    if c.scorer in classification_scorers() and c.scorer != "random":
+        if is_text:
+            raise ConfigError(f"scorer {c.scorer!r} needs classification data (x, y), but "
+                              f"{inp.source} is text; use one of: {', '.join(TEXT_SCORERS)} "
+                              "or random")
+        if inp.data is None:
+            raise DataError(f"{inp.source} has neither x/y columns nor a text field "
+                            f"{c.text_field!r}; pass saved scores (--scores)")
+    if c.scorer in TEXT_SCORERS and inp.docs is None:
+        raise DataError(f"{inp.source} has no text field {c.text_field!r}")
+    if (c.dedup or c.cutoff is not None) and not is_text:
+        raise ConfigError("dedup (--dedup) and cutoff (--cutoff) apply only to text input")
+
+
+def _prepare_out(c: PruneConfig, inp: Any) -> Path:
+    """The output folder, checked (and, under torchrun, checked by every rank first)."""
+    from hasten.select.io import _check_out_dir
+
+    out_dir = Path(c.out).expanduser()
+    _check_out_dir(out_dir, inp, c.overwrite)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from hasten import distributed
+
+        # every rank has checked the output folder before rank 0 can write it
+        distributed.barrier(distributed.init(c.device))
+    return out_dir
+
+
+def _prefilter(c: PruneConfig, inp: Any, saved: Scores | None, say: Callable[[str], None]
+               ) -> tuple[np.ndarray, Any, float, dict[str, Any] | None]:
+    """Text only: drop duplicates and hard-to-compress documents first."""
+    needs_tokenizer = c.scorer == "tokens-per-char" and saved is None
+    if inp.is_text and (c.dedup or c.cutoff is not None or needs_tokenizer):
+        return _text_prefilter(inp.docs, c.dedup, c.cutoff, needs_tokenizer, c.vocab_size,
+                               say)
+    return np.ones(inp.n, dtype=bool), None, 0.0, None
+
+
+def _scores(c: PruneConfig, inp: Any, saved: Scores | None, tokenizer: Any,
+            tok_seconds: float, say: Callable[[str], None]) -> tuple[Scores, dict[str, Any]]:
+    """Every example's score (so saved scores always match the input), or the saved ones."""
+    if saved is not None:
+        say(f"reusing {saved.name} scores from {c.scores} ({len(saved)} values)")
+        return saved, {}
+    if c.scorer == "random":
+        return _random(inp.n, c.seed), {}
+    if c.scorer in TEXT_SCORERS:
+        say(f"scoring {inp.n} documents with {c.scorer}")
+        return _score_text(c.scorer, inp.docs, tokenizer, tok_seconds), {}  # type: ignore
+    from hasten.select.scorers import ScoringSpec
+    from hasten.select.scorers import score as run_scorer
+
+    dataset, num_classes = classification_data(inp)
+    model_name, make = proxy_model(c.model, tuple(dataset.tensors[0].shape[1:]), num_classes)
+    spec = ScoringSpec(make_model=make, epochs=c.epochs, lr=c.lr, batch_size=c.batch_size,
+                       seed=c.seed, device=c.device, precision=c.precision, runs=c.runs,
+                       quiet=c.quiet)
+    spec.validate()
+    say(f"scoring {inp.n} examples with {c.scorer}: {c.runs} x {c.epochs:g} epoch(s) of a "
+        f"{model_name} proxy")
+    sc = run_scorer(str(c.scorer), dataset, spec)
+    return sc, {"model": model_name, "num_classes": num_classes, **spec.meta()}
+
+
+def _select(sc: Scores, alive: np.ndarray, n: int, method: str, sel_kw: dict[str, Any],
+            keep: float) -> np.ndarray:
+    """The kept indices, chosen among the examples that survived the prefilter."""
+    from hasten.select.selectors import select as run_selector
+
+    idx = np.flatnonzero(alive)
+    sub = sc if len(idx) == n else Scores(sc.values[idx], sc.name, sc.higher_is)
+    if "labels" in sel_kw:
+        sel_kw = {**sel_kw, "labels": sel_kw["labels"][idx]}
+    return idx[run_selector(method, sub, keep, n=len(idx), **sel_kw)]
+
+
+def _summary_extra(c: PruneConfig, chosen: str, sel_info: dict[str, Any],
+                   scorer_options: dict[str, Any], prefilter: dict[str, Any] | None,
+                   t: dict[str, float]) -> dict[str, Any]:
+    return {
+        "keep": c.keep, "select": chosen, "selection": sel_info,
+        "scores_reused": str(c.scores) if c.scores is not None else None,
+        "scorer_options": scorer_options, "prefilter": prefilter,
+        "ranks": int(os.environ.get("WORLD_SIZE", "1")),
+        "seconds": {"load": t["loaded"] - t["start"],
+                    "prefilter": t["prefiltered"] - t["loaded"],
+                    "scoring": t["scored"] - t["prefiltered"],
+                    "select": t["selected"] - t["scored"],
+                    "total": t["selected"] - t["start"]},  # writing excluded
+    }
 
 
 def _random(n: int, seed: int) -> Scores:

@@ -1,7 +1,8 @@
 """The distill suite (quick mode, digits): sets built once and reused, build time charged,
-cross-seed rows in the report, the disk cache, the accuracy-vs-iterations helper, the CLI."""
+cross-seed rows in the report, the disk cache, the suite's options (no module state), the
+accuracy-vs-iterations helper, the CLI."""
 
-from dataclasses import replace
+import json
 
 import pytest
 
@@ -13,12 +14,8 @@ from hasten.errors import ConfigError
 
 @pytest.fixture
 def fresh(monkeypatch):
-    """Empty in-process caches for the test, restored afterwards."""
+    """An empty in-process set cache for the test, restored afterwards."""
     monkeypatch.setattr(bd, "_sets", {})
-    monkeypatch.setattr(bd, "_book", {})
-    bd.set_distill_budget(None)
-    yield
-    bd.set_distill_budget(None)
 
 
 def test_suite_lists_tasks_and_methods():
@@ -66,20 +63,25 @@ def test_quick_ipc1_runs_reuse_the_set_and_charge_its_time(fresh):
 
 
 def test_disk_cache_is_keyed_and_reused(fresh, monkeypatch, tmp_path):
-    monkeypatch.setattr(bd, "QUICK", replace(bd.QUICK, cache_dir=str(tmp_path)))
-    first = bd.build_set("dm", 1, 0, quick=True)
+    cached = bd.DistillOptions(cache_dir=str(tmp_path))
+    first = bd.build_set("dm", 1, 0, quick=True, options=cached)
     assert first.cached is None and (tmp_path / f"{first.key}.safetensors").is_file()
-    assert bd.build_set("dm", 1, 0, quick=True).cached == "memory"
+    assert bd.build_set("dm", 1, 0, quick=True, options=cached).cached == "memory"
     monkeypatch.setattr(bd, "_sets", {})
-    again = bd.build_set("dm", 1, 0, quick=True)
+    again = bd.build_set("dm", 1, 0, quick=True, options=cached)
     assert again.cached == "disk" and again.seconds == pytest.approx(first.seconds)
     assert again.syn.images.shape == (10, 1, 8, 8)
-    bd.set_distill_budget("dm=1steps")  # another budget is another set
-    other = bd.build_set("dm", 1, 0, quick=True)
+    # another budget is another set
+    other = bd.build_set("dm", 1, 0, quick=True,
+                         options=bd.DistillOptions(distill_budget="dm=1steps",
+                                                   cache_dir=str(tmp_path)))
     assert other.cached is None and other.key != first.key
     assert other.syn.meta["iterations"] == 1
+    # the options are per call: nothing stays behind for the next one
+    assert bd.settings_for(True).budgets["dm"] == "2steps"
     # MTT's experts are trained once and charged to every ipc
-    a, b = bd.build_set("mtt", 1, 0, quick=True), bd.build_set("mtt", 10, 0, quick=True)
+    a = bd.build_set("mtt", 1, 0, quick=True, options=cached)
+    b = bd.build_set("mtt", 10, 0, quick=True, options=cached)
     assert a.syn.meta["experts_trained"] == 1 and b.syn.meta["experts_trained"] == 0
     assert b.seconds > b.syn.meta["train_seconds"]
 
@@ -98,6 +100,15 @@ def test_iteration_curve_evaluates_one_run_at_each_checkpoint(fresh):
     assert all(0 <= r["accuracy_mean"] <= 100 for r in rows)
 
 
+def test_options_settings_and_cache_dir():
+    assert bd.settings_for(False).cache_dir == "runs/distill-cache"
+    assert bd.settings_for(True).cache_dir is None
+    assert bd.settings_for(False, bd.DistillOptions(cache_dir="none")).cache_dir is None
+    s = bd.settings_for(False, bd.DistillOptions(distill_budget="5m"))
+    assert s.budgets == {m: "5m" for m in bd.DISTILLERS}
+    assert SUITES["distill"].options is bd.DistillOptions
+
+
 def test_distill_budget_parsing():
     assert bd.parse_distill_budget("5m") == {m: "5m" for m in bd.DISTILLERS}
     assert bd.parse_distill_budget("dm=2m,mtt=100steps") == {"dm": "2m", "mtt": "100steps"}
@@ -114,3 +125,8 @@ def test_cli_runs_the_quick_suite(hasten_cli, tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = (tmp_path / "report.md").read_text()
     assert "## distill-ipc1" in report and "| distill s |" in report
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["options"] == {"distill_budget": "1steps", "cache_dir": "auto"}
+    assert results["status"] == "complete"
+    assert json.loads((tmp_path / "config.json").read_text())["options"]["distill_budget"] \
+        == "1steps"

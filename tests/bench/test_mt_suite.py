@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import hasten.bench.mt as mt
-from hasten.bench.harness import METHODS, SUITES, TASKS, run_one
+from hasten.bench.harness import METHODS, SUITES, TASKS, run_one, suite_tasks
 from hasten.bench.report import fill_targets, markdown_report
 from hasten.cli import main
 from hasten.data.vision import data_root
@@ -18,7 +18,8 @@ HAS_MULTI30K = (data_root() / "multi30k" / "train.en.gz").is_file()
 def test_suite_lists_the_six_methods_with_plain_star_first():
     suite = SUITES["mt"]
     assert suite.methods == ["plain*", "plain", "sl-linear", "sl-sqrt", "sr-linear", "sr-sqrt"]
-    assert suite.tasks == ["mt-en-de"] and suite.margin == 0.0
+    assert suite_tasks(suite, mt.MTOptions()) == ["mt-en-de"] and suite.margin == 0.0
+    assert suite_tasks(suite, mt.MTOptions(pair="fr-en")) == ["mt-fr-en"]
     assert all(m in METHODS for m in suite.methods)
     assert {"mt-en-de", "mt-fr-en", "mt-en-cs", "mt-cs-de"} <= set(TASKS)
 

@@ -10,13 +10,13 @@ import statistics
 import pytest
 from rich.console import Console
 
+from hasten.bench.curves import plot_curves
 from hasten.bench.report import (
     NOT_REACHED,
     fill_targets,
     load_results,
     markdown_report,
     merge_results,
-    plot_curves,
     rich_tables,
     summarize,
     write_report,

@@ -1,19 +1,25 @@
-"""`hasten distill` and `hasten distill eval`, through the module's own entry point."""
+"""`hasten distill` and `hasten distill eval`: `--out` is a folder holding set.safetensors,
+set.png, config.json and checkpoints/."""
 
 import json
 
-from hasten.distill.cli import main
+from hasten.cli import main
 
 
 def test_distill_then_eval(tmp_path, capsys):
-    out = tmp_path / "syn.safetensors"
+    folder = tmp_path / "syn"
+    out = folder / "set.safetensors"
     rc = main(["distill", "--data", "digits", "--method", "dm", "--ipc", "2", "--budget",
-               "2steps", "--width", "8", "--batch-real", "16", "--out", str(out), "--quiet",
+               "2steps", "--width", "8", "--batch-real", "16", "--out", str(folder), "--quiet",
                "--checkpoint-dir", str(tmp_path / "ck"), "--option", "lr_img=0.5",
                "--snapshot-every", "1"])
-    assert rc == 0 and out.is_file() and out.with_suffix(".png").is_file()
-    assert sorted(p.name for p in (tmp_path / "syn-snapshots").iterdir()) == [
+    assert rc == 0 and out.is_file() and (folder / "set.png").is_file()
+    assert sorted(p.name for p in (folder / "snapshots").iterdir()) == [
         "it000001.safetensors", "it000002.safetensors"]
+    assert (tmp_path / "ck").is_dir()
+    config = json.loads((folder / "config.json").read_text())
+    assert config["options"] == {"lr_img": 0.5} and config["ipc"] == 2
+    assert config["command"].startswith("hasten distill")
     assert "wrote 20 images (2 per class)" in capsys.readouterr().out
     rc = main(["distill", "eval", str(out), "--models", "2", "--epochs", "3", "--width", "8",
                "--quiet"])
@@ -23,15 +29,19 @@ def test_distill_then_eval(tmp_path, capsys):
 
 
 def test_baseline_and_errors(tmp_path, capsys):
-    out = tmp_path / "r.safetensors"
+    out = tmp_path / "r"
     assert main(["distill", "--data", "digits", "--method", "random", "--ipc", "1",
                  "--out", str(out), "--quiet"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "set.png",
+                                                     "set.safetensors"]
     capsys.readouterr()
-    assert main(["distill", "--data", "digits", "--method", "nope", "--out", str(out)]) == 2
+    assert main(["distill", "--data", "digits", "--method", "nope", "--out",
+                 str(tmp_path / "n")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("hasten: error: unknown distillation method 'nope'")
     assert len(err.strip().splitlines()) == 1
-    assert main(["distill", "--data", "digits", "--ipc", "0", "--out", str(out)]) == 2
+    assert main(["distill", "--data", "digits", "--ipc", "0", "--out",
+                 str(tmp_path / "z")]) == 2
     assert "integer >= 1" in capsys.readouterr().err
     assert main(["distill", "eval", str(tmp_path / "missing.safetensors")]) == 2
     assert "file not found" in capsys.readouterr().err
@@ -42,16 +52,16 @@ def test_baseline_and_errors(tmp_path, capsys):
 
 def test_hasten_command_runs_distill_and_rejects_bad_ipc(tmp_path, hasten_cli):
     """Through the installed `hasten` entry point: a tiny DM run, then one-line errors."""
-    out = tmp_path / "syn.safetensors"
+    out = tmp_path / "syn"
     proc = hasten_cli("distill", "--data", "digits", "--method", "dm", "--ipc", "1",
                       "--budget", "2steps", "--width", "8", "--batch-real", "16",
                       "--out", out, "--quiet", check=True)
-    assert out.is_file(), proc.stdout
+    assert (out / "set.safetensors").is_file(), proc.stdout
     proc = hasten_cli("distill", "--data", "digits", "--method", "dm", "--ipc", "100000",
-                      "--budget", "2steps", "--out", tmp_path / "big.safetensors")
+                      "--budget", "2steps", "--out", tmp_path / "big")
     assert proc.returncode == 2 and proc.stderr.startswith("hasten: error:")
     assert len(proc.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "big.safetensors").exists()
+    assert not (tmp_path / "big").exists()
 
 
 def test_eval_many_sets_into_one_json(tmp_path, capsys):
@@ -59,9 +69,9 @@ def test_eval_many_sets_into_one_json(tmp_path, capsys):
     bad input fails before any training and writes nothing."""
     files = []
     for seed in (0, 1):
-        files.append(tmp_path / f"r{seed}.safetensors")
+        files.append(tmp_path / f"r{seed}" / "set.safetensors")
         assert main(["distill", "--data", "digits", "--method", "random", "--ipc", "1",
-                     "--seed", str(seed), "--out", str(files[-1]), "--quiet"]) == 0
+                     "--seed", str(seed), "--out", str(files[-1].parent), "--quiet"]) == 0
     capsys.readouterr()
     out = tmp_path / "res" / "eval.json"
     common = ["--models", "1", "--epochs", "2", "--width", "8", "--quiet", "--seed", "3"]
@@ -96,20 +106,20 @@ def test_eval_many_sets_into_one_json(tmp_path, capsys):
         assert message in err and len(err.strip().splitlines()) == 1, err
     assert not bad.exists()
     assert main(["distill", "--data", "digits", "--method", "random", "--out",
-                 str(tmp_path / "x.safetensors"), "--json", str(bad)]) == 2
+                 str(tmp_path / "x"), "--json", str(bad)]) == 2
     assert "--validation and --json belong to `hasten distill eval`" in capsys.readouterr().err
     assert main(["distill", "--data", "digits", "--method", "dm", "--eval", "--lr", "learned",
-                 "--out", str(tmp_path / "x.safetensors")]) == 2
+                 "--out", str(tmp_path / "x")]) == 2
     assert "--lr learned needs --method mtt" in capsys.readouterr().err
-    assert not (tmp_path / "x.safetensors").exists()
+    assert not (tmp_path / "x").exists()
 
 
 def test_eval_with_the_learned_step_size(tmp_path, capsys):
     from hasten.distill.synthetic import SyntheticSet
 
-    plain = tmp_path / "r.safetensors"
+    plain = tmp_path / "r" / "set.safetensors"
     assert main(["distill", "--data", "digits", "--method", "random", "--ipc", "1",
-                 "--out", str(plain), "--quiet"]) == 0
+                 "--out", str(plain.parent), "--quiet"]) == 0
     syn = SyntheticSet.load(plain)
     mtt = tmp_path / "m.safetensors"
     SyntheticSet(syn.images, syn.labels, {**syn.meta, "method": "mtt", "syn_lr": 0.0234}
@@ -124,9 +134,9 @@ def test_eval_with_the_learned_step_size(tmp_path, capsys):
 def test_eval_names_the_set_without_a_dataset_and_mixed_datasets(tmp_path, capsys):
     from hasten.distill.synthetic import SyntheticSet
 
-    good = tmp_path / "r.safetensors"
+    good = tmp_path / "r" / "set.safetensors"
     assert main(["distill", "--data", "digits", "--method", "random", "--ipc", "1",
-                 "--out", str(good), "--quiet"]) == 0
+                 "--out", str(good.parent), "--quiet"]) == 0
     syn = SyntheticSet.load(good)
     bare, other = tmp_path / "bare.safetensors", tmp_path / "other.safetensors"
     SyntheticSet(syn.images, syn.labels, {"method": "random"}).save(bare)

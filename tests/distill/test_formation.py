@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hasten.cli import main
 from hasten.data.vision import load_vision
 from hasten.distill import distill, evaluate, random_subset
-from hasten.distill.cli import main
 from hasten.distill.coreset import formed
 from hasten.distill.formation import check_factor, decode, decode_labels, encode
 from hasten.distill.methods import init_images
@@ -156,9 +156,9 @@ def test_formed_random_subset_is_idc_init():
 
 
 def test_cli_factor(tmp_path, capsys):
-    out = tmp_path / "r.safetensors"
+    out = tmp_path / "r" / "set.safetensors"
     assert main(["distill", "--data", "digits", "--method", "random", "--ipc", "2",
-                 "--factor", "2", "--out", str(out), "--quiet"]) == 0
+                 "--factor", "2", "--out", str(out.parent), "--quiet"]) == 0
     assert "wrote 20 images (2 per class, each holding 4)" in capsys.readouterr().out
     assert SyntheticSet.load(out).factor == 2
     assert main(["distill", "eval", str(out), "--models", "1", "--epochs", "1", "--width",
@@ -167,6 +167,6 @@ def test_cli_factor(tmp_path, capsys):
     assert "random ipc 2 (factor 2) on digits" in lines[-2]
     assert '"factor": 2' in lines[-1] and '"train_examples": 80' in lines[-1]
     assert main(["distill", "--data", "digits", "--method", "dm", "--factor", "3",
-                 "--out", str(out)]) == 2
+                 "--out", str(tmp_path / "f3")]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "hasten: error: factor 3 does not divide the image size 8x8"

@@ -135,15 +135,16 @@ def test_bad_options_are_refused(opts, match):
 def test_cli_distills_with_idm_and_its_options(tmp_path, capsys):
     from hasten.cli import main
 
-    out = tmp_path / "idm.safetensors"
+    out = tmp_path / "idm" / "set.safetensors"
     rc = main(["distill", "--data", "digits", "--method", "idm", "--ipc", "1", "--budget",
-               "3steps", "--width", "8", "--batch-real", "16", "--out", str(out), "--quiet",
-               "--option", "pool=3", "--option", "train_steps=1", "--option", "train_batch=32"])
+               "3steps", "--width", "8", "--batch-real", "16", "--out", str(out.parent),
+               "--quiet", "--option", "pool=3", "--option", "train_steps=1", "--option",
+               "train_batch=32"])
     assert rc == 0 and out.exists() and out.with_suffix(".png").exists()
     from hasten.distill import SyntheticSet
     syn = SyntheticSet.load(out)
     assert syn.meta["method"] == "idm" and syn.meta["options"]["pool"] == 3
     rc = main(["distill", "--data", "digits", "--method", "idm", "--budget", "1steps",
-               "--out", str(tmp_path / "bad.safetensors"), "--option", "pool=0"])
+               "--out", str(tmp_path / "bad"), "--option", "pool=0"])
     assert rc == 2 and "pool must be >= 1" in capsys.readouterr().err
-    assert not (tmp_path / "bad.safetensors").exists()
+    assert not (tmp_path / "bad").exists()

@@ -1,0 +1,55 @@
+"""`hasten cram`: pretrain a BERT-style encoder from text under a budget (the Cramming
+recipe, or the original BERT's) and export it as a transformers model folder. By default the
+model is sized to the budget and the machine (`hasten.objectives.sizing`); `--set` sets any
+shape or recipe value."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from hasten.cli import common
+from hasten.config import settings_help
+
+NAME = "cram"
+HELP = "pretrain a BERT-style encoder from text under a budget (Cramming recipe)"
+
+
+def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
+    from hasten.cram import CramConfig
+
+    p = sub.add_parser(NAME, help=HELP, description=__doc__,
+                       epilog=settings_help(CramConfig),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--corpus", nargs="+", default=argparse.SUPPRESS, metavar="PATH",
+                   help="text files or folders (.txt, .gz, .jsonl)")
+    common.add_settings(p, CramConfig, skip=("corpus",))
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from hasten.cram import CramConfig, cram
+    from hasten.errors import ConfigError
+
+    fixed = {"corpus": list(args.corpus)} if getattr(args, "corpus", None) else {}
+    (c,) = common.settle([CramConfig], args, NAME, fixed=fixed)
+    if not c.corpus:
+        raise ConfigError("--corpus is required (text files or folders)")
+    common.check_out(c.out)
+    s = cram(c)
+    if s["stopped"] != "budget":
+        from hasten.stop import EXIT_CODES
+
+        name = {"sigterm": "SIGTERM", "sigint": "SIGINT (Ctrl-C)"}.get(s["stopped"],
+                                                                       s["stopped"])
+        if s["stopped"] == "nonfinite":
+            return common.nonfinite_exit(f"cram {c.out}")
+        print(f"hasten: stopped by {name} after {s['steps']} steps; checkpoint in "
+              f"{c.out}/checkpoints (continue with --resume); nothing exported")
+        return EXIT_CODES.get(s["stopped"], 1)
+    loss = s["heldout_loss"]
+    print(f"{s['recipe']['name']} / {s['arch']} / {s['objective']}: {s['steps']} steps, "
+          f"{s['work']['tokens']:,} tokens, held-out loss "
+          f"{'n/a' if loss is None else f'{loss:.3f}'}; wrote {c.out}")
+    return 0

@@ -1,0 +1,48 @@
+"""`hasten demo`: the quick `demo` suite on embedded data (fp32 vs bf16 autocast on digits
+and MNIST-1D), its tables, a report and curves: about a minute on 2 CPU cores."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any
+
+from hasten.cli import common
+from hasten.config import option, settings_help
+
+NAME = "demo"
+HELP = "quick suite on embedded data (about a minute on 2 cores)"
+
+
+@dataclass
+class DemoCommand:
+    """`hasten demo`: every setting, each default with its reason."""
+
+    out: str = option("runs/demo", "beside other runs, out of the source tree's way")
+    seeds: int = option(3, "three seeds: enough for a median and a range")
+    quiet: bool = option(False, "a line per run")
+
+
+def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
+    p = sub.add_parser(NAME, help=HELP, description=__doc__,
+                       epilog=settings_help(DemoCommand),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.add_settings(p, DemoCommand)
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from hasten.bench import harness
+    from hasten.bench.suites import load_suites
+    from hasten.cli.bench import report_results
+
+    (c,) = common.settle([DemoCommand], args, NAME)
+    out = common.check_out(c.out)
+    load_suites()
+    common.write_settings(out, c)
+    results = harness.run_suite("demo", quick=True, seeds=c.seeds, out=out,
+                                progress=common.sayer(c.quiet),
+                                hooks=[common.progress_hook(c.quiet)],
+                                command=common.command_text())
+    return report_results(results, out, c.quiet)

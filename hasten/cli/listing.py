@@ -1,0 +1,149 @@
+"""`hasten list [WHAT]`: what hasten knows, one line each, read from its registries: suites,
+tasks (and installed ones), methods (and where each applies), scorers, selectors,
+distillation methods, pretraining recipes and objectives."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+NAME = "list"
+HELP = "list suites, tasks, methods, scorers, selectors, distillers, recipes"
+WHAT = ("suites", "tasks", "methods", "scorers", "selectors", "distillers", "recipes")
+
+
+def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
+    p = sub.add_parser(NAME, help=HELP, description=__doc__)
+    p.add_argument("what", nargs="?", choices=WHAT, help="one kind (default: all)")
+    p.add_argument("--suite", help="methods and tasks: only those of this suite")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from hasten.bench.suites import load_suites
+
+    load_suites()
+    kinds = [args.what] if args.what else list(WHAT)
+    for kind in kinds:
+        lines = list(SECTIONS[kind](args.suite))
+        if len(kinds) > 1:
+            print(f"{kind}:")
+        width = max((len(name) for name, _ in lines), default=0)
+        for name, text in lines:
+            print(f"  {name:<{width}}  {text}" if len(kinds) > 1 else f"{name:<{width}}  {text}")
+    return 0
+
+
+def _doc(obj: Any) -> str:
+    text = inspect.getdoc(obj) or ""
+    return " ".join(text.split("\n\n")[0].split())
+
+
+def _suite_of(suite: str | None) -> Any:
+    from hasten.bench.harness import SUITES, lookup
+
+    return lookup("suite", SUITES, suite) if suite else None
+
+
+def _suites(_: str | None) -> Iterable[tuple[str, str]]:
+    from hasten.bench.harness import SUITES
+    from hasten.cli.bench import PRETRAIN_SUITES
+
+    for s in SUITES.values():
+        options = f"; options: {', '.join(s.options.__dataclass_fields__)}" if s.options else ""
+        yield s.name, f"{s.description} ({len(s.methods)} methods{options})"
+    for name in PRETRAIN_SUITES:
+        yield name, "pretraining rows scored on GLUE-small (their own runner)"
+
+
+def _tasks(suite: str | None) -> Iterable[tuple[str, str]]:
+    from hasten.bench.harness import SUITES, TASKS, suite_tasks
+    from hasten.bench.own import installed_tasks
+
+    chosen = _suite_of(suite)
+    used: dict[str, list[str]] = {}
+    for s in SUITES.values():
+        for t in (suite_tasks(s, _default_options(s))):
+            used.setdefault(t, []).append(s.name)
+    for name, fn in TASKS.items():
+        if chosen is not None and chosen.name not in used.get(name, []):
+            continue
+        where = f" [suite {', '.join(used[name])}]" if name in used else ""
+        yield name, (_doc(fn) or "a registered task") + where
+    if chosen is None:
+        for name, target in installed_tasks().items():
+            yield name, f"installed ({target})"
+
+
+def _default_options(suite: Any) -> Any:
+    return suite.options() if suite.options is not None else None
+
+
+def _methods(suite: str | None) -> Iterable[tuple[str, str]]:
+    from hasten.bench.harness import METHODS, SUITES, applies, suite_tasks
+
+    chosen = _suite_of(suite)
+    for name, fn in METHODS.items():
+        where = [s.name for s in SUITES.values()
+                 if all(applies(name, t) for t in suite_tasks(s, _default_options(s)))]
+        if chosen is not None and chosen.name not in where:
+            continue
+        scope = "every task" if all(
+            applies(name, t) for s in SUITES.values()
+            for t in suite_tasks(s, _default_options(s))) else f"suites {', '.join(where)}"
+        yield name, f"{_doc(fn) or 'a registered method'} [{scope}]"
+
+
+def _scorers(_: str | None) -> Iterable[tuple[str, str]]:
+    from hasten.select import text
+    from hasten.select.prune import TEXT_SCORERS, classification_scorers
+    from hasten.select.scorers import SCORERS
+
+    for name in classification_scorers():
+        yield name, _doc(SCORERS[name]) or "a classification scorer"
+    functions: dict[str, Callable[..., Any]] = {
+        "tokens-per-char": text.tokens_per_char, "length": text.length,
+        "rarity": text.unigram_rarity}
+    for name in TEXT_SCORERS:
+        yield name, f"text: {_doc(functions[name])}"
+
+
+def _selectors(_: str | None) -> Iterable[tuple[str, str]]:
+    from hasten.select.prune import SELECT_METHODS
+    from hasten.select.selectors import SELECTORS
+
+    own = {"balanced": "hardest, each class keeping its share",
+           "random": "a uniform random subset (seeded)"}
+    for name in SELECT_METHODS:
+        yield name, own.get(name) or _doc(SELECTORS[name])
+
+
+def _distillers(_: str | None) -> Iterable[tuple[str, str]]:
+    from hasten.cli.distill import BASELINES
+    from hasten.distill.methods import METHODS
+
+    for name, cls in METHODS.items():
+        text = _doc(sys.modules[cls.__module__]).split(". ")[0] or "a distillation method"
+        yield name, text + (" (DC with DSA augmentation)" if name == "dsa" else "")
+    for name in BASELINES:
+        yield name, "coreset baseline (no budget)"
+
+
+def _recipes(_: str | None) -> Iterable[tuple[str, str]]:
+    from hasten.objectives import available
+    from hasten.objectives.recipes import RECIPES
+
+    for name, recipe in RECIPES.items():
+        yield name, (f"pretraining recipe: {recipe.get('arch', '?')} encoder, "
+                     f"{recipe.get('hidden', '?')} hidden x {recipe.get('layers', '?')} layers")
+    for name in available():
+        yield f"objective {name}", "a pretraining objective (hasten cram --objective)"
+
+
+SECTIONS: dict[str, Callable[[str | None], Iterable[tuple[str, str]]]] = {
+    "suites": _suites, "tasks": _tasks, "methods": _methods, "scorers": _scorers,
+    "selectors": _selectors, "distillers": _distillers, "recipes": _recipes}

@@ -1,0 +1,57 @@
+"""`hasten prune`: score every example, keep a fraction, write the kept data, the scores and a
+summary into a folder (atomically). `hasten train --data OUT` then trains on the kept set."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from hasten.cli import common
+from hasten.config import settings_help
+
+NAME = "prune"
+HELP = "score a dataset, keep a fraction, write it and the scores"
+
+
+def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
+    from hasten.select.prune import PruneConfig
+
+    p = sub.add_parser(NAME, help=HELP, description=__doc__, epilog=settings_help(PruneConfig),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.add_settings(p, PruneConfig)
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from hasten.distributed import shutdown
+    from hasten.select.prune import PruneConfig, prune_with
+
+    (c,) = common.settle([PruneConfig], args, NAME)
+    common.check_out(c.out, empty=True, overwrite=c.overwrite)
+    try:
+        s = prune_with(c, progress=common.sayer(c.quiet),
+                       record={"command": common.command_text()})
+    finally:
+        shutdown()
+    if not common.is_main_process():
+        return 0
+    _print_summary(s)
+    return 0
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    reused = f" (reused from {s['scores_reused']})" if s["scores_reused"] else ""
+    pre = s["prefilter"]
+    pre_line = (f"; {pre['documents'] - pre['remaining']} dropped by "
+                f"{' and '.join(k for k in ('dedup', 'cutoff') if k in pre)} first"
+                if pre and ("dedup" in pre or "cutoff" in pre) else "")
+    print(f"{s['input']['source']}: {s['before']} -> {s['after']} examples "
+          f"({100 * s['keep_fraction']:.1f}% kept{pre_line})")
+    sel = dict(s["selection"])
+    method = sel.pop("method")
+    how = (f"{sel['which']}, class-balanced" if method == "class_balanced" else
+           ", ".join([method] + [f"{k} {v}" for k, v in sel.items()]))
+    print(f"scorer {s['scorer']} (higher = {s['direction']}), select {how}; "
+          f"scoring {s['scoring_seconds']:.1f}s{reused}")
+    print(f"wrote {s['output']}: {', '.join(s['files'])}")

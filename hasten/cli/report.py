@@ -1,0 +1,53 @@
+"""`hasten report FILE...`: render results files (any layout ever written: see
+`hasten.bench.records`); several files of one suite run in parts are joined first."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any
+
+from hasten.cli import common
+from hasten.config import option, settings_help
+
+NAME = "report"
+HELP = "render results files (old layouts too); join parts of one suite run apart"
+
+
+@dataclass
+class ReportCommand:
+    """`hasten report`: every setting, each default with its reason."""
+
+    files: list[str] = field(metadata={"reason": "required", "flag": False,
+                                       "help": "results files (results.json or any file in "
+                                               "benchmarks/results/)"})
+    out: str | None = option(None, "None: print the tables only; a folder gets results.json, "
+                                   "report.md and curves.png")
+    quiet: bool = option(False, "print the tables")
+
+
+def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
+    p = sub.add_parser(NAME, help=HELP, description=__doc__,
+                       epilog=settings_help(ReportCommand),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("files", nargs="+", metavar="FILE", help="results files")
+    common.add_settings(p, ReportCommand, skip=("files",))
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from hasten.bench.records import load_record
+    from hasten.bench.report import merge_results, rich_tables, write_report
+
+    (c,) = common.settle([ReportCommand], args, NAME, fixed={"files": args.files})
+    out = common.check_out(c.out) if c.out else None
+    records = [load_record(p) for p in c.files]
+    results = records[0] if len(records) == 1 else merge_results(records)
+    if not c.quiet:
+        common.print_tables(rich_tables(results))
+    if out is not None:
+        paths = write_report(results, out)
+        common.write_settings(out, c)
+        print(f"report: {paths['report']}  results: {paths['results']}")
+    return 0

@@ -1,0 +1,119 @@
+"""`hasten train`: one training run of a task (registered, or your own), resumable, under
+torchrun too; optionally on data hasten wrote (`--data`: a pruned or distilled set)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hasten.cli import common
+from hasten.config import option, settings_help
+
+NAME = "train"
+HELP = "one training run of a task (yours too: --task FILE.py:FUNCTION)"
+
+
+@dataclass
+class TrainCommand:
+    """`hasten train`: every setting, each default with its reason."""
+
+    task: str = field(metadata={"reason": "required", "flag": True, "help":
+                                "a registered task (hasten list tasks), FILE.py:FUNCTION or "
+                                "MODULE:FUNCTION returning a Recipe"})
+    out: str = field(metadata={"reason": "required", "flag": True,
+                               "help": "the run folder: checkpoints, logs, weights, result"})
+    method: str = option("baseline", "the task's own recipe")
+    data: str | None = option(None, "None: the task's own training set; else a pruned "
+                                    "data.npz (or its folder), a distilled .safetensors set "
+                                    "(or its folder) or an HF save_to_disk folder")
+    budget: str | None = option(None, "None: the task's own budget (in examples or steps: "
+                                      "the same work on every machine)")
+    seed: int = option(0, "one fixed draw; vary it to measure the spread")
+    quick: bool = option(False, "the task's full recipe; --quick is a smoke test")
+    resume: bool = option(False, "start fresh unless asked")
+    checkpoint_every: int = option(0, "0: checkpoint only on SIGTERM/SIGINT (and resume "
+                                      "from there)")
+    batch_size: int | None = option(None, "None: the task's examples per micro-batch per "
+                                          "process")
+    precision: str | None = option(None, "None: the task's", choices=(None, "fp32", "bf16"))
+    lr: float | None = option(None, "None: the task's peak learning rate")
+    compile: bool = option(False, "eager: compiling pays off only on long runs")
+    device: str | None = option(None, "None: CUDA when available, else the CPU")
+    quiet: bool = option(False, "a progress bar on a terminal, a line every 30 s off one")
+
+
+def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
+    p = sub.add_parser(NAME, help=HELP, description=__doc__,
+                       epilog=settings_help(TrainCommand),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.add_settings(p, TrainCommand, aliases={"--micro-batch": "batch_size"})
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from hasten.bench.harness import build_recipe, train_recipe
+    from hasten.bench.own import task_name, training_set, use_training_set
+    from hasten.bench.suites import load_suites
+    from hasten.distributed import shutdown
+
+    (c,) = common.settle([TrainCommand], args, NAME)
+    out = common.check_out(c.out)
+    load_suites()
+    task = task_name(c.task)
+    data = training_set(c.data) if c.data else None
+    overrides: dict[str, Any] = {"out_dir": str(out), "resume": c.resume,
+                                 "checkpoint_every": c.checkpoint_every}
+    for key, value in (("micro_batch", c.batch_size), ("precision", c.precision),
+                       ("lr", c.lr), ("device", c.device)):
+        if value is not None:
+            overrides[key] = value
+    if c.compile:
+        overrides["compile"] = True
+    try:
+        recipe = build_recipe(task, c.method, c.seed, c.quick, c.budget, quiet=c.quiet)
+        if data is not None:
+            recipe = use_training_set(recipe, data, str(c.data))
+        result, model = train_recipe(recipe, task, c.method,
+                                     hooks=[common.progress_hook(c.quiet)], **overrides)
+    finally:
+        shutdown()
+    return _finish(c, out, result, model)
+
+
+def _finish(c: TrainCommand, out: Path, result: dict[str, Any], model: Any) -> int:
+    """Write the weights and the result (main process), print one line, choose the code."""
+    from safetensors.torch import save_model
+
+    from hasten import stop
+    from hasten.atomic import atomic_write
+    from hasten.bench.records import write_record
+
+    if not common.is_main_process():
+        return 0 if result["stopped"] == "budget" else 1
+    common.write_settings(out, c)
+    if result["stopped"] in stop.EXIT_CODES:
+        raise stop.Stopped(result["stopped"], f"checkpoint after {result['steps']} steps in "
+                                              f"{out / 'checkpoints'}; continue with the same "
+                                              "command and --resume")
+    write_record(result, out / "result.json")
+    if result["stopped"] == "nonfinite":
+        return common.nonfinite_exit(f"{result['task']} / {result['method']}")
+    atomic_write(out / "model.safetensors",
+                 lambda fh: fh.write(_weights(model, save_model)))
+    final = "n/a" if result["final"] is None else f"{result['final']:.2f}"
+    print(f"{result['task']} / {result['method']}: {result['metric']} {final} after "
+          f"{result['steps']} steps, {result['train_seconds']:.1f}s train; wrote {out}")
+    return 0
+
+
+def _weights(model: Any, save_model: Any) -> bytes:
+    """The model's weights as safetensors bytes."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.safetensors"
+        save_model(model, str(path))
+        return path.read_bytes()
