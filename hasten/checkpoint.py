@@ -210,8 +210,8 @@ def save_checkpoint(
         pointer.write_text(final.name + "\n")
         os.replace(pointer, folder / LATEST)
     except (OSError, SafetensorError) as err:
-        previous = [p.name for _, p in checkpoint_steps(folder)] if folder.is_dir() else []
-        intact = f"{previous[0]} is intact" if previous else "no earlier checkpoint exists"
+        previous = checkpoint_steps(folder)
+        intact = f"step-{previous[0][0]} is intact" if previous else "no earlier checkpoint exists"
         raise CheckpointError(f"cannot write checkpoint step-{step} in {folder} "
                               f"({_reason(err)}); {intact}") from None
     finally:

@@ -43,7 +43,8 @@ def sharded_eval(partial: PartialFn, finish: FinishFn) -> Callable[..., dict[str
     """An evaluate function over `partial(model, rank, world_size)` (additive sums over this
     rank's share of the evaluation set, e.g. {"correct": 812, "count": 1000}) and
     `finish(totals) -> metrics`. Under DDP the trainer calls it with `shard=(rank,
-    world_size)` and the sums are all-reduced; `evaluate(model)` scores the whole set."""
+    world_size)` and the sums are all-reduced; `evaluate(model)` scores the whole set.
+    The parts stay reachable as `evaluate.partial` and `evaluate.finish`."""
 
     def evaluate(model: nn.Module, shard: tuple[int, int] = (0, 1)) -> dict[str, float]:
         rank, world = shard
@@ -58,6 +59,7 @@ def sharded_eval(partial: PartialFn, finish: FinishFn) -> Callable[..., dict[str
         return finish(sums)
 
     evaluate.__doc__ = partial.__doc__
+    evaluate.partial, evaluate.finish = partial, finish  # type: ignore[attr-defined]
     return evaluate
 
 

@@ -43,23 +43,29 @@ def save_run(state: TrainState, sampler: Sampler, hooks: Sequence[Hook], plan: E
     """Write a checkpoint of the whole run at `state.step` (every rank takes part; the main
     rank writes)."""
     with state.budget.ledger.phase("checkpoint"):
-        rngs = distributed.all_gather_object(state.dist, rng_state(), doing="a checkpoint")
+        # each rank's own RNG, sampler and hook state (a selection queue differs per rank)
+        mine = {"rng": rng_state(), "sampler": sampler.state_dict(),
+                "hooks": [h.state_dict() for h in hooks]}
+        ranks = distributed.all_gather_object(state.dist, mine, doing="a checkpoint")
         if state.dist.is_main:
             payload = {
                 "optimizer": optimizer_state(state.optimizer),
                 "budget": state.budget.state_dict(),
-                "sampler": sampler.state_dict(),
+                "sampler": mine["sampler"],
                 "curve": state.curve,
                 "metrics": state.metrics,
                 "flops": [state.flops_forward, state.flops_train, state.flops_unit],
-                "hooks": [h.state_dict() for h in hooks],
-                "rng": rngs if state.dist.enabled else rngs[0],
+                "hooks": mine["hooks"],
+                "rng": [r["rng"] for r in ranks] if state.dist.enabled else mine["rng"],
                 "config": asdict(state.config),
                 "guard": {"lr_scale": state.lr_scale, "skipped_steps": state.skipped_steps,
                           "rollbacks": state.rollbacks},
                 "eval_plan": plan.state_dict(),
                 "wall": state.wall_before + time.perf_counter() - wall_started,
             }
+            if state.dist.enabled:
+                payload["sampler_by_rank"] = [r["sampler"] for r in ranks]
+                payload["hooks_by_rank"] = [r["hooks"] for r in ranks]
             save_checkpoint(Path(out) / CHECKPOINTS, state.step, state.raw_model, payload,
                             keep=state.config.keep_checkpoints)
         distributed.barrier(state.dist, doing="a checkpoint")
@@ -123,13 +129,11 @@ def _restore(state: TrainState, sampler: Sampler, hooks: Sequence[Hook], plan: E
              saved: dict[str, Any], where: str) -> None:
     load_optimizer_state(state.optimizer, saved["optimizer"])
     state.budget.load_state_dict(saved["budget"])
-    sampler.load_state_dict(saved["sampler"])
     state.curve, state.metrics = saved["curve"], saved["metrics"]
     flops = saved["flops"]  # [forward, train] before the unit was saved: per example
     state.flops_forward, state.flops_train = flops[0], flops[1]
     state.flops_unit = flops[2] if len(flops) > 2 else "example"
-    _restore_hooks(hooks, saved.get("hooks", []), where)
-    _restore_rng(state, saved["rng"])
+    _restore_ranked(state, sampler, hooks, saved, where)
     guard = saved.get("guard", {})
     state.lr_scale = float(guard.get("lr_scale", 1.0))
     state.skipped_steps = int(guard.get("skipped_steps", 0))
@@ -139,21 +143,28 @@ def _restore(state: TrainState, sampler: Sampler, hooks: Sequence[Hook], plan: E
     state.wall_before = float(saved.get("wall", 0.0))
 
 
+def _restore_ranked(state: TrainState, sampler: Sampler, hooks: Sequence[Hook],
+                    saved: dict[str, Any], where: str) -> None:
+    """This rank's RNG, sampler and hook state. Older checkpoints hold rank 0's sampler and
+    hooks only; a job resumed on more ranks than it was saved from gives the new ranks rank
+    0's (it continues, but not bit-exactly)."""
+    def mine(key: str, fallback: Any) -> Any:
+        values = saved.get(key)
+        if not isinstance(values, list):
+            return fallback
+        return values[state.dist.rank] if state.dist.rank < len(values) else values[0]
+
+    set_rng_state(mine("rng", saved["rng"]))
+    sampler.load_state_dict(mine("sampler_by_rank", saved["sampler"]))
+    _restore_hooks(hooks, mine("hooks_by_rank", saved.get("hooks", [])), where)
+
+
 def _restore_hooks(hooks: Sequence[Hook], states: list[Any], where: str) -> None:
     if len(states) != len(hooks):
         raise CheckpointError(f"checkpoint {where} was saved with {len(states)} hooks, "
                               f"this run has {len(hooks)}")
     for h, s in zip(hooks, states, strict=True):
         h.load_state_dict(s)
-
-
-def _restore_rng(state: TrainState, rng: Any) -> None:
-    if isinstance(rng, list):
-        if len(rng) != state.dist.world_size:
-            raise CheckpointError(f"the checkpoint was saved by {len(rng)} processes, this "
-                                  f"run has {state.dist.world_size}")
-        rng = rng[state.dist.rank]
-    set_rng_state(rng)
 
 
 def rollback(state: TrainState, sampler: Sampler, hooks: Sequence[Hook],
@@ -170,9 +181,7 @@ def rollback(state: TrainState, sampler: Sampler, hooks: Sequence[Hook],
     body = load_checkpoint(found.path, state.raw_model)
     saved = body["state"]
     load_optimizer_state(state.optimizer, saved["optimizer"])
-    sampler.load_state_dict(saved["sampler"])
-    _restore_hooks(hooks, saved.get("hooks", []), str(found.path))
-    _restore_rng(state, saved["rng"])
+    _restore_ranked(state, sampler, hooks, saved, str(found.path))
     state.lr_scale *= 0.5
     state.rollbacks += 1
     return found.step
