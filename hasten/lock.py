@@ -23,20 +23,21 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 LOCK_FILE = ".lock"
-_held: dict[str, list[int]] = {}  # resolved folder -> [file descriptor, depth]
+_held: dict[str, list[int]] = {}  # resolved folder -> [descriptor, depth, created it]
 
 
 def acquire(folder: str | Path) -> None:
     """Lock `folder` (creating it) for this process, or raise a one-line ConfigError naming
     the process that holds it."""
     folder = Path(folder)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     key = str(folder.resolve())
     if key in _held:
         _held[key][1] += 1
         return
     if fcntl is None:  # pragma: no cover
-        _held[key] = [-1, 1]
+        _held[key] = [-1, 1, int(created)]
         return
     fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -44,17 +45,32 @@ def acquire(folder: str | Path) -> None:
     except OSError:
         owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)
+        if created:
+            _remove_if_empty(folder)
         raise ConfigError(f"{folder} is in use by another run (pid {owner} holds "
                           f"{folder / LOCK_FILE}); wait for it or choose another output "
                           "folder") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    _held[key] = [fd, 1]
+    _held[key] = [fd, 1, int(created)]
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove a folder `acquire` created when nothing but the lock file went into it (a run
+    that failed before writing anything leaves no folder behind)."""
+    try:
+        if {p.name for p in folder.iterdir()} <= {LOCK_FILE}:
+            (folder / LOCK_FILE).unlink(missing_ok=True)
+            folder.rmdir()
+    except OSError:
+        pass
 
 
 def release(folder: str | Path) -> None:
-    """Undo one `acquire` of `folder`; the lock goes when the outermost one is undone."""
-    key = str(Path(folder).resolve())
+    """Undo one `acquire` of `folder`; the lock goes when the outermost one is undone (and
+    the folder too, if this process created it and wrote nothing else there)."""
+    folder = Path(folder)
+    key = str(folder.resolve())
     entry = _held.get(key)
     if entry is None:
         return
@@ -62,6 +78,8 @@ def release(folder: str | Path) -> None:
     if entry[1] > 0:
         return
     del _held[key]
+    if entry[2]:
+        _remove_if_empty(folder)  # while still holding the lock
     if entry[0] >= 0:
         os.close(entry[0])  # closing the descriptor drops the flock
 
