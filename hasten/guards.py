@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import signal
 import sys
@@ -93,8 +94,7 @@ def total_grad_norm(model: nn.Module, clip: float | None) -> torch.Tensor:
         return torch.nn.utils.clip_grad_norm_(params, clip)
     if not params:
         return torch.zeros(())
-    norms = torch._foreach_norm([p.grad for p in params])
-    return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+    return torch.nn.utils.get_total_norm([p.grad for p in params])
 
 
 def nonfinite_step(loss: torch.Tensor, grad_norm: torch.Tensor,
@@ -212,11 +212,25 @@ def check_memory(model: nn.Module, loss_fn: Callable[..., torch.Tensor],
     moments = {"adamw": 2, "sgd": 1}.get(optimizer, 2) * params
     activations = max(0, growth - params) * micro_batch / k
     need = activations + params + moments
+    if device.type == "cpu":  # the ranks of a CPU job on this machine share its memory
+        need *= int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     if need > available:
         raise ConfigError(f"micro_batch {micro_batch} needs about {need / 2**30:.1f} GiB "
                           f"(measured on {k} examples), {available / 2**30:.1f} GiB is "
                           "available; use a smaller micro_batch (batch_start/batch_end keep "
                           "the batch by accumulation)")
+
+
+def stop_line(stopped: str, steps: int, out_dir: str | None) -> str | None:
+    """The line a command prints for a run that did not finish (None for a finished one).
+    The non-finite case was already explained by the trainer; this line says what to do."""
+    if stopped == "budget":
+        return None
+    saved = (f"; checkpoint saved in {out_dir}/checkpoints (continue with --resume)"
+             if out_dir else "; nothing saved (no output folder)")
+    what = {"sigterm": "stopped by SIGTERM", "sigint": "stopped by Ctrl-C (SIGINT)",
+            "nonfinite": "stopped by a non-finite loss or gradient"}[stopped]
+    return f"{what} after {steps} steps{saved}"
 
 
 def slow_step_line(seconds: float, budget_seconds: float) -> str:

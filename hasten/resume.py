@@ -20,6 +20,7 @@ import torch
 from hasten import distributed
 from hasten.budget import Budget
 from hasten.checkpoint import (
+    checkpoint_steps,
     clean_partial,
     find_checkpoint,
     load_checkpoint,
@@ -105,6 +106,10 @@ def open_run(state: TrainState, sampler: Sampler, hooks: Sequence[Hook], plan: E
     if state.dist.is_main:
         clean_partial(folder)
     if not state.config.resume:
+        earlier = checkpoint_steps(folder)
+        if earlier:  # a later resume would pick them up as this run's
+            raise ConfigError(f"{folder} holds checkpoints of an earlier run (newest "
+                              f"step-{earlier[0][0]}); resume it or use another output folder")
         return [], None
     found = find_checkpoint(folder)
     _agree(state, found.step, folder)

@@ -17,6 +17,7 @@ from hasten.guards import (
     nonfinite_step,
     peak_memory,
     slow_step_line,
+    stop_line,
     total_grad_norm,
 )
 from hasten.trainer import STOP_REASONS, TrainConfig, train
@@ -95,3 +96,14 @@ def test_slow_step_line():
     assert slow_step_line(1.234, 15.0) == (
         "warning: one micro-batch takes 1.2s, 8% of the 15s budget; a smaller micro_batch, "
         "or a batch ramp (batch_start < batch_end), keeps steps short")
+
+
+def test_stop_lines_for_a_command():
+    assert stop_line("budget", 10, "runs/x") is None
+    assert stop_line("sigint", 7, "runs/x") == ("stopped by Ctrl-C (SIGINT) after 7 steps; "
+                                                "checkpoint saved in runs/x/checkpoints "
+                                                "(continue with --resume)")
+    assert stop_line("sigterm", 3, None) == ("stopped by SIGTERM after 3 steps; nothing saved "
+                                             "(no output folder)")
+    assert stop_line("nonfinite", 6, "o").startswith("stopped by a non-finite loss or "
+                                                     "gradient after 6 steps; checkpoint")

@@ -104,6 +104,14 @@ def test_resume_without_a_folder_is_refused_and_an_empty_one_starts_fresh(tmp_pa
     assert res.resumed_from is None and _same(fresh, resumed)
 
 
+def test_a_fresh_run_refuses_a_folder_with_an_earlier_runs_checkpoints(tmp_path):
+    train(_model(), _data(), ce, _cfg(tmp_path), hooks=[SendSignal(5)])
+    with pytest.raises(ConfigError) as err:
+        train(_model(), _data(), ce, _cfg(tmp_path), hooks=[SendSignal(-1)])
+    assert str(err.value) == (f"{tmp_path / 'checkpoints'} holds checkpoints of an earlier run "
+                              "(newest step-5); resume it or use another output folder")
+
+
 def test_a_changed_budget_is_refused_unless_allowed(tmp_path, capfd):
     train(_model(), _data(), ce, _cfg(tmp_path), hooks=[SendSignal(5)])
     with pytest.raises(ConfigError) as err:

@@ -81,6 +81,22 @@ class ChaosRecord:
     survivor_lines: list[str] = field(default_factory=list)  # DDP: its stderr lines
     seconds: float = 0.0  # wall time of the whole chaos run
 
+    @property
+    def ok(self) -> bool:
+        """Every kill happened, every run worked, and the result is bit-identical."""
+        return self.identical and not self.problems
+
+    def summary(self) -> str:
+        """One line for a command to print."""
+        verdict = "bit-identical" if self.identical else f"DIFFERENT ({'; '.join(self.mismatches)})"
+        line = (f"{self.kills} kills ({self.kills_in_save} inside a save), {self.resumes} "
+                f"resumes, {self.fallbacks} fallbacks: {verdict}")
+        if self.survivor_exit_seconds:
+            line += f"; survivor exited in {max(self.survivor_exit_seconds):.1f}s"
+        if self.problems:
+            line += f"; problems: {'; '.join(self.problems)}"
+        return f"{line}; {self.seconds:.1f}s"
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
