@@ -3,7 +3,7 @@
 - `StopSignals` turns SIGTERM and SIGINT (Ctrl-C) into a flag the trainer checks once per
   micro-batch, so a stop always ends at a step boundary with a checkpoint; inside an
   evaluation (no training state changes there) it interrupts at once instead.
-- `nonfinite_step` tells whether a step's loss or gradient norm is NaN/Inf before the
+- `nonfinite_step` tells whether a step's loss or gradients are NaN/Inf before the
   optimizer applies it, so poisoned weights are never written.
 - `check_memory` refuses a micro-batch that clearly cannot fit, from a small probe's
   measured memory growth, before the run allocates it.
@@ -87,21 +87,32 @@ class StopSignals:
             self._raise = False
 
 
-def total_grad_norm(model: nn.Module, clip: float | None) -> torch.Tensor:
-    """The gradients' total L2 norm, clipping them to `clip` first when it is set."""
+def clip_and_check(model: nn.Module, clip: float | None) -> torch.Tensor:
+    """Clip the gradients to total norm `clip` when it is set; return a tensor that is
+    finite iff every gradient is (the total norm when clipping, else 0 or inf from one fused
+    pass per device, the check torch's GradScaler uses)."""
     params = [p for p in model.parameters() if p.grad is not None]
     if clip is not None:
         return torch.nn.utils.clip_grad_norm_(params, clip)
-    if not params:
+    flags = []
+    by_device: dict[torch.device, list[torch.Tensor]] = {}
+    for p in params:
+        by_device.setdefault(p.grad.device, []).append(p.grad)
+    for device, grads in by_device.items():
+        found = torch.zeros(1, device=device)
+        torch._amp_foreach_non_finite_check_and_unscale_(grads, found, torch.ones(1, device=device))
+        flags.append(found.to(params[0].device).reshape(()))
+    if not flags:
         return torch.zeros(())
-    return torch.nn.utils.get_total_norm([p.grad for p in params])
+    total = torch.stack(flags).sum()
+    return torch.where(total > 0, torch.full_like(total, float("inf")), torch.zeros_like(total))
 
 
-def nonfinite_step(loss: torch.Tensor, grad_norm: torch.Tensor,
+def nonfinite_step(loss: torch.Tensor, grad_check: torch.Tensor,
                    all_reduce: Callable[[torch.Tensor], None] | None = None) -> bool:
-    """Whether this step's mean loss or gradient norm is NaN/Inf, on any rank (`all_reduce`
-    takes the max of a flag across ranks). One host sync."""
-    bad = (~torch.isfinite(loss.detach().float()) | ~torch.isfinite(grad_norm.float()))
+    """Whether this step's mean loss or its gradients (`clip_and_check`) are NaN/Inf, on any
+    rank (`all_reduce` takes the max of a flag across ranks). One host sync."""
+    bad = ~torch.isfinite(loss.detach().float()) | ~torch.isfinite(grad_check.float())
     flag = bad.to(torch.float64).reshape(1)
     if all_reduce is not None:
         all_reduce(flag)
@@ -205,7 +216,10 @@ def check_memory(model: nn.Module, loss_fn: Callable[..., torch.Tensor],
     if available is None:
         return
     k = max(1, min(micro_batch, max(2, micro_batch // 8), 16))
-    growth = _probe_growth(model, loss_fn, small_batch(k), device, precision)
+    try:
+        growth = _probe_growth(model, loss_fn, small_batch(k), device, precision)
+    except Exception:  # e.g. a loss that needs a full batch: the real probe will tell
+        return
     if growth is None:
         return
     params = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)

@@ -3,7 +3,7 @@
 Each optimizer step: project where the budget will be when it ends, set the LR and the
 number of micro-batches, run them (checking stop signals and a seconds budget between
 micro-batches: a step cut short applies the gradient of the micro-batches it ran), check
-the loss and gradient norm for NaN/Inf, step, count work. Between steps the ranks of a DDP
+the loss and gradients for NaN/Inf, step, count work. Between steps the ranks of a DDP
 job agree on the clock, the last step's cost and any stop signal with one all-reduce, so
 every decision after it (evaluate, checkpoint, stop) is the same on every rank.
 """
@@ -29,9 +29,9 @@ from hasten.guards import (
     SLOW_STEP_SHARE,
     Interrupted,
     StopSignals,
+    clip_and_check,
     nonfinite_step,
     slow_step_line,
-    total_grad_norm,
 )
 from hasten.resume import rollback, save_run
 from hasten.runlog import RunLog
@@ -148,7 +148,7 @@ def _begin_step(run: Run, overrun: bool) -> tuple[bool, int]:
 
 def _train_step(run: Run, accum: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """Run the step's `accum` micro-batches and apply the update unless it is non-finite.
-    Returns (mean loss, gradient norm, whether it was non-finite)."""
+    Returns (mean loss, the gradient check, whether it was non-finite)."""
     s, cfg, budget, d = run.state, run.state.config, run.state.budget, run.state.dist
     before = budget.used()
     # with torch.compile the first step mostly compiles: it is booked apart, off the budget
@@ -167,16 +167,16 @@ def _train_step(run: Run, accum: int) -> tuple[torch.Tensor, torch.Tensor, bool]
         if done < accum:
             _finish_early(run, done, accum)
         loss = step_loss / done
-        norm = total_grad_norm(s.raw_model, cfg.clip)
+        grads = clip_and_check(s.raw_model, cfg.clip)
         reduce = (lambda t: distributed.all_reduce(d, t, "max")) if d.enabled else None
-        bad = nonfinite_step(loss, norm, reduce)
+        bad = nonfinite_step(loss, grads, reduce)
         if not bad:
             s.optimizer.step()
         s.optimizer.zero_grad(set_to_none=True)
         s._commit_work()
         s.step += 1
     run.step_cost = budget.used() - before
-    return loss, norm, bad
+    return loss, grads, bad
 
 
 def _micro_batch(run: Run, sync: bool, accum: int) -> torch.Tensor:
@@ -241,11 +241,12 @@ def _warn_if_slow(run: Run, seconds: float) -> None:
     run.log.notice(slow_step_line(seconds, budget.amount), kind="warning", step=run.state.step)
 
 
-def _nonfinite(run: Run, loss: torch.Tensor, norm: torch.Tensor) -> bool:
+def _nonfinite(run: Run, loss: torch.Tensor, grads: torch.Tensor) -> bool:
     """Act on a step whose update was withheld; returns whether the run stops."""
     s, cfg = run.state, run.state.config
     s.skipped_steps += 1
-    what = f"step {s.step}: loss {float(loss):.4g}, gradient norm {float(norm):.4g}"
+    kind = "finite" if bool(torch.isfinite(grads)) else "non-finite"
+    what = f"step {s.step}: loss {float(loss):.4g}, {kind} gradients"
     if cfg.on_nonfinite == "skip":
         if s.skipped_steps == 1:
             run.log.notice(f"{what}; update skipped (later skips are only counted)",

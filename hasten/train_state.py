@@ -25,7 +25,7 @@ EvalFn = Callable[..., dict[str, float]]  # evaluate(model) or evaluate(model, s
 
 # RunResult.stopped: why a run ended. "budget": it spent its budget (finished);
 # "sigterm" / "sigint": a stop signal, after a checkpoint when there is an output folder;
-# "nonfinite": its loss or gradient norm became NaN/Inf (see TrainConfig.on_nonfinite).
+# "nonfinite": its loss or gradients became NaN/Inf (see TrainConfig.on_nonfinite).
 STOP_REASONS = ("budget", "sigterm", "sigint", "nonfinite")
 
 

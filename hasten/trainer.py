@@ -9,7 +9,7 @@ What it does, in order, each optimizer step (`hasten.train_loop`):
   3. per micro-batch: draw indices from the sampler, gather, let hooks change the batch,
      forward under autocast, backward (DDP syncs only on the last micro-batch); stop
      signals and a seconds budget are checked between micro-batches;
-  4. check the loss and gradient norm for NaN/Inf (`on_nonfinite`), clip, step, count work
+  4. check the loss and gradients for NaN/Inf (`on_nonfinite`), clip, step, count work
      (examples forwarded / backpropagated, tokens, FLOPs);
   5. evaluate each time progress crosses another `eval_every` (with a seconds budget, as
      many as fit in `eval_share` of it; `hasten.evaluation`), checkpoint when due.

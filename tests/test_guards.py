@@ -14,11 +14,11 @@ from hasten.guards import (
     Interrupted,
     StopSignals,
     check_memory,
+    clip_and_check,
     nonfinite_step,
     peak_memory,
     slow_step_line,
     stop_line,
-    total_grad_norm,
 )
 from hasten.trainer import STOP_REASONS, TrainConfig, train
 
@@ -51,18 +51,27 @@ def test_signals_become_a_flag_and_handlers_come_back():
     assert signal.getsignal(signal.SIGINT) is before
 
 
-def test_nonfinite_step_sees_nan_or_inf_in_loss_or_gradient_norm():
+def test_nonfinite_step_sees_nan_or_inf_in_loss_or_gradients():
     one = torch.tensor(1.0)
     assert not nonfinite_step(one, one)
     assert nonfinite_step(torch.tensor(float("nan")), one)
     assert nonfinite_step(one, torch.tensor(float("inf")))
     model = nn.Linear(3, 1)
     model(torch.ones(2, 3)).sum().backward()
-    expected = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in model.parameters()]))
-    torch.testing.assert_close(total_grad_norm(model, None), expected)
-    torch.testing.assert_close(total_grad_norm(model, 1e-3), expected)  # before clipping
+    grads = [p.grad.clone() for p in model.parameters()]
+    assert float(clip_and_check(model, None)) == 0.0
+    assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), grads, strict=True))
+    model.bias.grad[0] = float("nan")
+    assert nonfinite_step(one, clip_and_check(model, None))
+    model.bias.grad[0] = 1.0
+    norm = clip_and_check(model, 1e-3)  # clipping: the norm before it
+    expected = torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads[:1]] +
+                                                  [torch.ones(1)]))
+    torch.testing.assert_close(norm, expected)
     after = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in model.parameters()]))
     assert float(after) == pytest.approx(1e-3, rel=1e-4)
+    model.weight.grad[0, 0] = float("inf")
+    assert nonfinite_step(one, clip_and_check(model, 1.0))
 
 
 def test_a_micro_batch_that_cannot_fit_is_refused_in_one_line(monkeypatch):

@@ -66,14 +66,14 @@ def test_stop_keeps_the_last_good_weights_and_saves_them(tmp_path, capfd):
     for p, q in zip(saved.parameters(), good, strict=True):
         assert torch.equal(p, q)
     err = capfd.readouterr().err.splitlines()
-    assert err == [f"step 6: loss nan, gradient norm nan; stopped without applying it; the "
+    assert err == [f"step 6: loss nan, non-finite gradients; stopped without applying it; the "
                    f"weights before it are saved in {tmp_path / 'checkpoints'}"]
 
 
 def test_stop_without_an_output_folder_saves_nothing_and_says_so(capfd):
     res = train(_model(), _data(), ce, _cfg(), hooks=[Poison(at={0})])
     assert res.stopped == "nonfinite" and res.steps == 1
-    assert capfd.readouterr().err.strip() == ("step 1: loss nan, gradient norm nan; stopped "
+    assert capfd.readouterr().err.strip() == ("step 1: loss nan, non-finite gradients; stopped "
                                               "without applying it")
 
 
@@ -87,7 +87,7 @@ def test_skip_drops_the_update_counts_it_and_goes_on(capfd):
             assert torch.equal(p, q)
     assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
     lines = capfd.readouterr().err.splitlines()
-    assert lines == ["step 4: loss nan, gradient norm nan; update skipped (later skips are "
+    assert lines == ["step 4: loss nan, non-finite gradients; update skipped (later skips are "
                      "only counted)"]
 
 
@@ -103,7 +103,7 @@ def test_rollback_reloads_the_last_checkpoint_at_half_the_lr(tmp_path, capfd):
     for p, q in zip(poison.weights[11], poison.weights[8], strict=True):
         assert not torch.equal(p, q)  # and training goes on from them
     err = capfd.readouterr().err.splitlines()
-    assert err == ["step 10: loss nan, gradient norm nan; rolled back to step-8 with the "
+    assert err == ["step 10: loss nan, non-finite gradients; rolled back to step-8 with the "
                    "learning rate halved"]
 
 
@@ -113,7 +113,7 @@ def test_a_second_failure_after_a_rollback_stops(tmp_path, capfd):
     assert res.stopped == "nonfinite" and res.rollbacks == 1 and res.steps == 14
     err = capfd.readouterr().err.splitlines()
     assert len(err) == 2 and re.fullmatch(
-        r"step 14: loss nan, gradient norm nan again after a rollback; stopped without "
+        r"step 14: loss nan, non-finite gradients again after a rollback; stopped without "
         r"applying it; the weights before it are saved in .*checkpoints", err[1])
 
 
