@@ -105,10 +105,10 @@ def run_loop(run: Run) -> str:
         if last_step and (not budget.is_wall_clock or budget.exhausted()):
             break
     if run.evaluate is not None:
-        run.log.progress(1.0, f"step {s.step} evaluating", eta=run.plan.cost, force=True)
+        run.log.progress(1.0, f"step {s.step} evaluating", eta=run.plan.cost)
         if not _evaluate(run, final=True):
             return _stop_for_signal(run)
-    run.log.progress(1.0, f"step {s.step} done", eta=0.0, force=True)
+    run.log.progress(1.0, f"step {s.step} done", eta=0.0)
     return "budget"
 
 
