@@ -1,11 +1,18 @@
-"""Checkpoints: safetensors for tensors, JSON for everything else, written atomically.
+"""Checkpoints: safetensors for tensors, JSON for everything else, written atomically and
+verified on load.
 
 A checkpoint is a folder `step-<N>/` holding `model.safetensors` (the weights),
 `state.safetensors` (optimizer moments, RNG states and any other tensor state) and
 `state.json` (step, budget clock and work counters, sampler position, hook state, config).
-It is written to a temporary folder and renamed into place; the `latest` file naming it is
-replaced atomically last. A run killed at any instant leaves either the old or the new
-checkpoint, never half of one. Nothing is ever unpickled.
+`state.json` records the sha256 and size of both tensor files and a sha256 of its own
+content, so a flipped byte or a truncated file anywhere is caught before anything is
+loaded. It is written to a temporary folder, synced and renamed into place; the `latest`
+file naming it is replaced atomically last. A run killed at any instant leaves either the
+old or the new checkpoint, never half of one. The newest `keep` are kept.
+
+`find_checkpoint` picks the newest checkpoint that verifies, and says in one line per
+damaged one which it fell back from. Nothing is ever unpickled, and a safetensors header
+longer than `MAX_HEADER_BYTES` is refused before it is parsed.
 """
 
 from __future__ import annotations
@@ -14,8 +21,11 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +38,11 @@ from hasten.distributed import unwrap_model
 from hasten.errors import CheckpointError
 
 LATEST = "latest"
+MODEL_FILE, TENSORS_FILE, BODY_FILE = "model.safetensors", "state.safetensors", "state.json"
+MAX_HEADER_BYTES = 100 * 2**20  # a safetensors header (JSON) longer than this is refused
+PAUSE_ENV = "HASTEN_CHAOS_SAVE_PAUSE"  # seconds to pause between files (chaos tests only)
+DAMAGED_PREFIX = "damaged-"
+_STEP = re.compile(r"^step-(\d+)$")
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:
@@ -113,78 +128,298 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
             group.update(settings)
 
 
+# --- writing -------------------------------------------------------------------------------
+
+
+def _pause() -> None:
+    """Chaos tests set `HASTEN_CHAOS_SAVE_PAUSE` so a kill can land inside a save."""
+    seconds = float(os.environ.get(PAUSE_ENV) or 0)
+    if seconds > 0:
+        time.sleep(seconds)
+
+
+def file_digest(path: str | Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _body_digest(body: dict[str, Any]) -> str:
+    """The sha256 of `state.json`'s content without its own `checksum` field."""
+    rest = {k: v for k, v in body.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_files(tmp: Path, step: int, model: torch.nn.Module, state: dict[str, Any]) -> None:
+    save_model(model, str(tmp / MODEL_FILE))
+    _pause()
+    tensors: dict[str, torch.Tensor] = {}
+    body: dict[str, Any] = {"step": step, "fingerprint": model_fingerprint(model),
+                            "state": split_tensors(state, tensors)}
+    save_file(tensors, str(tmp / TENSORS_FILE))
+    _pause()
+    body["files"] = {name: {"sha256": file_digest(tmp / name), "bytes": (tmp / name).stat().st_size}
+                     for name in (MODEL_FILE, TENSORS_FILE)}
+    body["checksum"] = _body_digest(body)
+    (tmp / BODY_FILE).write_text(json.dumps(body, indent=1))
+    for f in tmp.iterdir():
+        _fsync(f)
+    _pause()
+
+
+def step_name(step: int) -> str:
+    return f"step-{step:09d}"
+
+
 def save_checkpoint(
     folder: str | Path, step: int, model: torch.nn.Module, state: dict[str, Any], keep: int = 2
 ) -> Path:
     """Write checkpoint `step-<step>` under `folder` atomically and point `latest` at it.
 
     `state` may hold tensors anywhere (optimizer state, RNG, hook state): they go to
-    `state.safetensors`, the rest to `state.json`. Keeps the newest `keep` checkpoints.
+    `state.safetensors`, the rest to `state.json`. Keeps the newest `keep` checkpoints
+    (0: all). A write error (a full disk) removes the partial folder, leaves the previous
+    checkpoints as they were and raises a one-line CheckpointError.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     model = unwrap_model(model)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=folder))
+    tmp: Path | None = None
     try:
-        save_model(model, str(tmp / "model.safetensors"))
-        tensors: dict[str, torch.Tensor] = {}
-        body = {"step": step, "fingerprint": model_fingerprint(model),
-                "state": split_tensors(state, tensors)}
-        save_file(tensors, str(tmp / "state.safetensors"))
-        (tmp / "state.json").write_text(json.dumps(body, indent=1))
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        final = folder / f"step-{step:09d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=folder))
+        _write_files(tmp, step, model, state)
+        final = folder / step_name(step)
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    pointer = folder / f".{LATEST}.tmp"
-    pointer.write_text(final.name + "\n")
-    os.replace(pointer, folder / LATEST)
-    for old in sorted(folder.glob("step-*"))[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+        tmp = None
+        _fsync(folder)
+        _pause()
+        pointer = folder / f".{LATEST}.tmp"
+        pointer.write_text(final.name + "\n")
+        os.replace(pointer, folder / LATEST)
+    except (OSError, SafetensorError) as err:
+        previous = checkpoint_steps(folder)
+        intact = f"step-{previous[0][0]} is intact" if previous else "no earlier checkpoint exists"
+        raise CheckpointError(f"cannot write checkpoint step-{step} in {folder} "
+                              f"({_reason(err)}); {intact}") from None
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if keep > 0:
+        for _, old in checkpoint_steps(folder)[keep:]:
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def latest_checkpoint(folder: str | Path) -> Path | None:
-    """The checkpoint folder `latest` points at, or None if `folder` holds none."""
+def _reason(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    return " ".join(str(err).split())[:200]
+
+
+def clean_partial(folder: str | Path) -> None:
+    """Remove what a save killed mid-way left behind (temporary folders and pointer files).
+    Call it only while holding the run folder's lock."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for p in folder.glob(".tmp-ckpt-*"):
+        shutil.rmtree(p, ignore_errors=True)
+    (folder / f".{LATEST}.tmp").unlink(missing_ok=True)
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def checkpoint_steps(folder: str | Path) -> list[tuple[int, Path]]:
+    """The `step-<N>` folders under `folder` as (N, path), newest first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir()
+             if (m := _STEP.match(p.name)) and p.is_dir()]
+    return sorted(found, reverse=True)
+
+
+def read_pointer(folder: str | Path) -> str | None:
+    """The checkpoint name in `folder/latest`; None when there is no pointer; raises
+    CheckpointError when its content is not a checkpoint name."""
     pointer = Path(folder) / LATEST
-    if not pointer.exists():
+    try:
+        raw = pointer.read_bytes()
+    except FileNotFoundError:
         return None
-    path = Path(folder) / pointer.read_text().strip()
-    if not path.is_dir():
-        raise CheckpointError(f"{pointer} names {path.name}, which does not exist")
-    return path
+    except OSError as err:
+        raise CheckpointError(f"unreadable pointer: {_reason(err)}") from None
+    try:
+        name = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise CheckpointError("the pointer holds binary garbage") from None
+    if not _STEP.match(name):
+        raise CheckpointError(f"the pointer holds {name[:40]!r}, not a checkpoint name")
+    return name
+
+
+def latest_checkpoint(folder: str | Path) -> Path | None:
+    """The newest checkpoint folder under `folder` (the one `latest` names, or a newer
+    complete one a kill left unnamed), or None if `folder` holds none. Nothing is verified
+    here: `load_checkpoint` or `find_checkpoint` do that."""
+    steps = checkpoint_steps(folder)
+    try:
+        name = read_pointer(folder)
+    except CheckpointError:
+        name = None
+    named = Path(folder) / name if name else None
+    if named is not None and named.is_dir() and (not steps or named == steps[0][1]):
+        return named
+    return steps[0][1] if steps else None
+
+
+def check_safetensors_header(path: str | Path) -> None:
+    """Refuse a safetensors file whose 8-byte header length is absurd (longer than the file or
+    than `MAX_HEADER_BYTES`) before any parser reads it."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if len(head) < 8:
+        raise CheckpointError(f"{path.name} is truncated ({size} bytes)")
+    length = int.from_bytes(head, "little")
+    if length > MAX_HEADER_BYTES or length > size - 8:
+        raise CheckpointError(f"{path.name} claims a {length}-byte header in a {size}-byte "
+                              "file")
+
+
+def verify_checkpoint(path: str | Path) -> dict[str, Any]:
+    """`state.json` of the checkpoint at `path`, after checking that every file is there and
+    matches its recorded size and sha256. Raises CheckpointError with the reason (without
+    the path) otherwise. Checkpoints written before checksums existed are checked for
+    completeness only."""
+    path = Path(path)
+    for name in (BODY_FILE, MODEL_FILE, TENSORS_FILE):
+        if not (path / name).is_file():
+            raise CheckpointError(f"incomplete: {name} is missing")
+    try:
+        body = json.loads((path / BODY_FILE).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{BODY_FILE} is not valid JSON") from None
+    if not isinstance(body, dict) or "state" not in body or "step" not in body:
+        raise CheckpointError(f"{BODY_FILE} lacks the step or the state")
+    if ("files" in body) != ("checksum" in body):
+        raise CheckpointError(f"{BODY_FILE} has lost part of its checksums")
+    if "checksum" in body and body["checksum"] != _body_digest(body):
+        raise CheckpointError(f"{BODY_FILE} does not match its checksum")
+    for name, want in body.get("files", {}).items():
+        size = (path / name).stat().st_size
+        if size != want["bytes"]:
+            raise CheckpointError(f"{name} has {size} bytes, {want['bytes']} were written")
+        if file_digest(path / name) != want["sha256"]:
+            raise CheckpointError(f"{name} does not match its sha256")
+    for name in (MODEL_FILE, TENSORS_FILE):
+        check_safetensors_header(path / name)
+    return body
 
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module) -> dict[str, Any]:
-    """Load weights into `model` and return the saved state (tensors restored).
+    """Verify the checkpoint at `path`, load its weights into `model` and return the saved
+    state (tensors restored).
 
-    Raises CheckpointError for a missing or corrupt checkpoint, or one from another model.
+    Raises CheckpointError for a missing, damaged or incomplete checkpoint (before touching
+    `model`), or one from another model.
     """
     path = Path(path)
     try:
-        body = json.loads((path / "state.json").read_text())
-        tensors = load_file(str(path / "state.safetensors"))
-        weights_file = path / "model.safetensors"
-        if not weights_file.exists():
-            raise FileNotFoundError(2, "missing", str(weights_file))
-    except FileNotFoundError as err:
-        raise CheckpointError(f"checkpoint {path} is incomplete: {Path(err.filename).name} "
-                              "is missing") from None
-    except (json.JSONDecodeError, SafetensorError, OSError) as err:
-        raise CheckpointError(f"checkpoint {path} is corrupt: {err}") from None
+        body = verify_checkpoint(path)
+        tensors = load_file(str(path / TENSORS_FILE))
+    except CheckpointError as err:
+        raise CheckpointError(f"checkpoint {path} is {_damage(err)}") from None
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"checkpoint {path} is corrupt: {_reason(err)}") from None
     model = unwrap_model(model)
     if body.get("fingerprint") != model_fingerprint(model):
         raise CheckpointError(f"checkpoint {path} was saved from another model "
                               "(parameter names or shapes differ)")
     try:
-        load_model(model, str(weights_file), strict=True)
+        load_model(model, str(path / MODEL_FILE), strict=True)
     except (SafetensorError, RuntimeError) as err:
-        raise CheckpointError(f"checkpoint {path} has unreadable weights: {err}") from None
+        raise CheckpointError(f"checkpoint {path} has unreadable weights: "
+                              f"{_reason(err)}") from None
     body["state"] = join_tensors(body["state"], tensors)
     return body
+
+
+def _damage(err: CheckpointError) -> str:
+    text = str(err)
+    return text if text.startswith("incomplete") else f"corrupt: {text}"
+
+
+@dataclass
+class Found:
+    """What `find_checkpoint` chose: the checkpoint to load (None: the folder holds none),
+    one warning line per damaged checkpoint passed over, and those checkpoints' folders."""
+
+    path: Path | None
+    step: int | None
+    warnings: list[str] = field(default_factory=list)
+    damaged: list[Path] = field(default_factory=list)
+    body: dict[str, Any] | None = None  # its verified state.json (tensors not loaded)
+
+
+def find_checkpoint(folder: str | Path) -> Found:
+    """The newest checkpoint under `folder` that verifies (`verify_checkpoint`).
+
+    Each damaged newer one (corrupt, truncated, incomplete, or named by a `latest` pointer
+    that is garbage or names a missing folder) adds the warning line
+    `checkpoint step-N is damaged (<reason>); falling back to step-M`. When checkpoints exist
+    but none verifies, raises CheckpointError listing them.
+    """
+    folder = Path(folder)
+    steps = checkpoint_steps(folder)
+    bad: list[tuple[str, str, Path | None]] = []  # (label, reason, folder)
+    try:
+        name = read_pointer(folder)
+        if name is not None and not (folder / name).is_dir():
+            newest = steps[0][0] if steps else -1
+            if int(name.split("-")[1]) > newest:
+                bad.append((f"step-{int(name.split('-')[1])}", "its folder is missing", None))
+    except CheckpointError as err:
+        bad.append((LATEST, str(err), None))
+    for step, path in steps:
+        try:
+            body = verify_checkpoint(path)
+        except (CheckpointError, OSError) as err:
+            reason = str(err) if isinstance(err, CheckpointError) else _reason(err)
+            bad.append((f"step-{step}", reason, path))
+            continue
+        found = Found(path, step, body=body)
+        found.warnings = [f"checkpoint {label} is damaged ({reason}); falling back to "
+                          f"step-{step}" for label, reason, _ in bad]
+        found.damaged = [p for _, _, p in bad if p is not None]
+        return found
+    if any(p is not None for _, _, p in bad):
+        listed = "; ".join(f"{label}: {reason}" for label, reason, _ in bad)
+        raise CheckpointError(f"no usable checkpoint in {folder} ({listed})")
+    return Found(None, None)
+
+
+def set_aside(path: str | Path) -> Path:
+    """Rename a damaged checkpoint folder to `damaged-step-<N>` (kept for inspection, out of
+    the way of resumes and of `keep`)."""
+    path = Path(path)
+    target = path.with_name(DAMAGED_PREFIX + path.name)
+    if target.exists():
+        shutil.rmtree(target)
+    os.rename(path, target)
+    return target

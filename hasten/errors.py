@@ -27,7 +27,15 @@ class DataError(HastenError):
 
 
 class CheckpointError(HastenError):
-    """A checkpoint that is missing, corrupt or belongs to another model."""
+    """A checkpoint that is missing, corrupt or belongs to another model, or one that cannot
+    be written (a full disk)."""
+
+
+class DistributedError(HastenError):
+    """Another rank of a distributed job died or stopped answering. Not the user's input, so
+    it exits with 1; the message names the rank and says how to continue."""
+
+    exit_code = 1
 
 
 def check_options(kind: str, name: str, fn: Callable[..., Any], options: Iterable[str],

@@ -1,3 +1,4 @@
+import errno
 import json
 import os
 import signal
@@ -12,7 +13,15 @@ from conftest import ROOT, run_hasten
 from safetensors.torch import load_file
 from torch import nn
 
-from hasten.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+import hasten.checkpoint as checkpoint_module
+from hasten.checkpoint import (
+    MAX_HEADER_BYTES,
+    check_safetensors_header,
+    find_checkpoint,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from hasten.errors import CheckpointError
 
 
@@ -64,6 +73,130 @@ def test_corrupt_and_incomplete_checkpoints(tmp_path):
     (path / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="incomplete: model.safetensors is missing"):
         load_checkpoint(path, _net())
+
+
+def _flip_byte(path: Path, offset: int = -3) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_byte_anywhere_is_caught_before_loading(tmp_path):
+    net = _net()
+    path = save_checkpoint(tmp_path, 1, net, {"t": torch.arange(6)})
+    _flip_byte(path / "model.safetensors")
+    target = _net(8)
+    with torch.no_grad():
+        for p in target.parameters():
+            p.fill_(7.0)
+    with pytest.raises(CheckpointError, match=r"is corrupt: model.safetensors does not match "
+                                              r"its sha256$"):
+        load_checkpoint(path, target)
+    assert all(bool((p == 7.0).all()) for p in target.parameters())  # untouched
+    path = save_checkpoint(tmp_path, 2, net, {"t": torch.arange(6)})
+    _flip_byte(path / "state.safetensors")
+    with pytest.raises(CheckpointError, match="state.safetensors does not match its sha256"):
+        load_checkpoint(path, _net())
+    path = save_checkpoint(tmp_path, 3, net, {"lr": 0.5})
+    body = json.loads((path / "state.json").read_text())
+    body["state"]["lr"] = 0.25  # an edit that leaves valid JSON
+    (path / "state.json").write_text(json.dumps(body))
+    with pytest.raises(CheckpointError, match="state.json does not match its checksum"):
+        load_checkpoint(path, _net())
+
+
+def test_truncated_file_is_named_with_its_sizes(tmp_path):
+    path = save_checkpoint(tmp_path, 1, _net(), {"t": torch.arange(100)})
+    f = path / "state.safetensors"
+    size = f.stat().st_size
+    f.write_bytes(f.read_bytes()[:-10])
+    with pytest.raises(CheckpointError, match=f"state.safetensors has {size - 10} bytes, "
+                                              f"{size} were written"):
+        load_checkpoint(path, _net())
+
+
+def test_absurd_safetensors_header_is_refused_before_parsing(tmp_path):
+    bad = tmp_path / "x.safetensors"
+    bad.write_bytes((2**62).to_bytes(8, "little") + b"{}")
+    with pytest.raises(CheckpointError, match=r"x.safetensors claims a 4611686018427387904-byte "
+                                              r"header in a 10-byte file"):
+        check_safetensors_header(bad)
+    big = tmp_path / "y.safetensors"
+    big.write_bytes((MAX_HEADER_BYTES + 1).to_bytes(8, "little") + b" " * 64)
+    with pytest.raises(CheckpointError, match="claims"):
+        check_safetensors_header(big)
+    # a checkpoint from before checksums: the header check still guards the parser
+    path = save_checkpoint(tmp_path / "ck", 1, _net(), {})
+    body = json.loads((path / "state.json").read_text())
+    del body["files"], body["checksum"]
+    (path / "state.json").write_text(json.dumps(body))
+    load_checkpoint(path, _net())  # loads unverified
+    (path / "state.safetensors").write_bytes((2**40).to_bytes(8, "little") + b"{}")
+    with pytest.raises(CheckpointError, match="state.safetensors claims a"):
+        load_checkpoint(path, _net())
+
+
+def test_damaged_newest_falls_back_with_one_line_each(tmp_path):
+    net = _net()
+    for step in (1, 2, 3):
+        save_checkpoint(tmp_path, step, net, {}, keep=3)
+    _flip_byte(tmp_path / "step-000000003" / "model.safetensors")
+    found = find_checkpoint(tmp_path)
+    assert found.step == 2 and found.path.name == "step-000000002"
+    assert found.warnings == ["checkpoint step-3 is damaged (model.safetensors does not match "
+                              "its sha256); falling back to step-2"]
+    assert found.damaged == [tmp_path / "step-000000003"]
+    (tmp_path / "step-000000002" / "state.json").unlink()
+    found = find_checkpoint(tmp_path)
+    assert found.step == 1
+    assert found.warnings[1] == ("checkpoint step-2 is damaged (incomplete: state.json is "
+                                 "missing); falling back to step-1")
+    (tmp_path / "step-000000001" / "state.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"^no usable checkpoint in .*step-3: .*; step-2: "
+                                              r"incomplete.*; step-1: .*"):
+        find_checkpoint(tmp_path)
+
+
+def test_garbage_or_dangling_latest_pointer(tmp_path):
+    net = _net()
+    for step in (1, 2):
+        save_checkpoint(tmp_path, step, net, {})
+    (tmp_path / "latest").write_bytes(b"\x80\xff\x00\x13garbage")
+    assert latest_checkpoint(tmp_path).name == "step-000000002"  # no UnicodeDecodeError
+    found = find_checkpoint(tmp_path)
+    assert found.step == 2 and found.warnings == [
+        "checkpoint latest is damaged (the pointer holds binary garbage); falling back to "
+        "step-2"]
+    (tmp_path / "latest").write_text("step-000000009\n")  # names a folder that is gone
+    found = find_checkpoint(tmp_path)
+    assert found.warnings == ["checkpoint step-9 is damaged (its folder is missing); falling "
+                              "back to step-2"]
+    (tmp_path / "latest").write_text("step-000000001\n")  # older than a complete newer one
+    assert find_checkpoint(tmp_path).step == 2 and not find_checkpoint(tmp_path).warnings
+    assert find_checkpoint(tmp_path / "none").path is None
+
+
+def test_disk_full_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    net = _net()
+    save_checkpoint(tmp_path, 1, net, {"a": 1})
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint_module, "save_file", full)
+    with pytest.raises(CheckpointError) as err:
+        save_checkpoint(tmp_path, 2, net, {"a": 2})
+    assert str(err.value) == (f"cannot write checkpoint step-2 in {tmp_path} (No space left "
+                              "on device); step-1 is intact")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "step-000000001"]
+    assert load_checkpoint(latest_checkpoint(tmp_path), _net())["state"]["a"] == 1
+
+
+def test_keeps_the_newest_k(tmp_path):
+    for step in range(1, 6):
+        save_checkpoint(tmp_path, step, _net(), {}, keep=3)
+    assert sorted(p.name for p in tmp_path.glob("step-*")) == [
+        "step-000000003", "step-000000004", "step-000000005"]
 
 
 TRAIN = ["train", "--task", "digits", "--budget", "400steps", "--checkpoint-every", "20",

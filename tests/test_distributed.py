@@ -1,10 +1,22 @@
+import json
 import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from conftest import ROOT, run_hasten
 from safetensors.torch import load_file
+
+from hasten import distributed
+from hasten.distributed import (
+    default_device,
+    is_main_process,
+    rank_from_env,
+    resolve_device,
+    world_size_from_env,
+)
+from hasten.errors import ConfigError
 
 ARGS = ["train", "--task", "digits", "--budget", "30steps", "--device", "cpu", "--quiet"]
 
@@ -25,3 +37,47 @@ def test_two_process_ddp_equals_one_process_with_same_global_batch(tmp_path):
     # only rank 0 writes: one metrics file, one checkpoint folder at most
     assert (two / "metrics.jsonl").exists()
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
+    # sharded evaluation: the ranks' partial counts add up to exactly what one process
+    # scores on the whole test set with the final weights
+    from hasten.bench.vision import _data, accuracy_on
+    from hasten.models.vision import build_model
+
+    model = build_model("convnet3", _data("digits"), width=32, depth=2)
+    model.load_state_dict(b)
+    model.eval()
+    with torch.no_grad():
+        single = accuracy_on(_data("digits").test)(model)
+    result = json.loads((two / "result.json").read_text())
+    assert result["metrics"]["accuracy"] == single["accuracy"]
+
+
+def test_device_is_checked_in_one_line(monkeypatch):
+    with pytest.raises(ConfigError, match=r"^unknown device 'tpu'; use cpu, cuda, cuda:N or mps$"):
+        distributed.init("tpu")
+    if torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="GPU"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")
+    else:
+        with pytest.raises(ConfigError, match=r"^device 'cuda' asked for, but (this torch build "
+                                              r"has no CUDA support|no CUDA GPU is visible); "
+                                              r"use --device cpu$"):
+            distributed.init("cuda")
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert default_device() == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_rank_helpers_read_torchrun_variables(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert rank_from_env() == 0 and world_size_from_env() == 1 and is_main_process()
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert rank_from_env() == 3 and world_size_from_env() == 4 and not is_main_process()
+
+
+def test_cli_device_errors_are_one_line(tmp_path):
+    proc = run_hasten("train", "--task", "digits", "--budget", "2steps", "--device", "tpu",
+                      "--quiet", "--out", tmp_path / "r")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("hasten: error: unknown device 'tpu'; use cpu, cuda, "
+                                   "cuda:N or mps")

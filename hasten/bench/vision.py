@@ -26,7 +26,7 @@ from torch.utils.data import TensorDataset
 from hasten.bench.harness import Recipe, Suite, register_method, register_suite, register_task
 from hasten.data.vision import VisionData, holdout_split, load_vision
 from hasten.models.vision import build_model
-from hasten.trainer import TrainConfig
+from hasten.trainer import TrainConfig, shard_bounds, sharded_eval
 
 # tasks whose batches are (x, y) class-labelled examples: the methods that select or reweigh
 # examples by their losses apply to these (suites with such tasks add theirs)
@@ -41,21 +41,29 @@ def per_example_cross_entropy(model: nn.Module, batch: Any) -> torch.Tensor:
 
 
 def accuracy_on(test: TensorDataset, batch: int = 1000):
-    """An evaluate() function: top-1 accuracy in % on `test` (the trainer runs it in the
-    run's precision, under no_grad, in eval mode)."""
+    """An evaluate() function: top-1 accuracy in % and mean cross-entropy on `test` (the
+    trainer runs it in the run's precision, under no_grad, in eval mode). Under DDP each
+    rank scores its share of `test` and the counts are summed (`sharded_eval`), so every
+    rank reports the same numbers."""
     x_all, y_all = test.tensors
 
-    def evaluate(model: nn.Module) -> dict[str, float]:
+    def sums(model: nn.Module, rank: int, world_size: int) -> dict[str, float]:
         device = next(model.parameters()).device
+        lo, hi = shard_bounds(len(y_all), rank, world_size)
         correct, losses = 0, 0.0
-        for i in range(0, len(y_all), batch):
-            x, y = x_all[i:i + batch].to(device), y_all[i:i + batch].to(device)
+        for i in range(lo, hi, batch):
+            j = min(i + batch, hi)
+            x, y = x_all[i:j].to(device), y_all[i:j].to(device)
             logits = model(x).float()
             correct += int((logits.argmax(1) == y).sum())
             losses += float(F.cross_entropy(logits, y, reduction="sum"))
-        return {"accuracy": 100.0 * correct / len(y_all), "test_loss": losses / len(y_all)}
+        return {"correct": correct, "loss": losses, "count": hi - lo}
 
-    return evaluate
+    def finish(total: dict[str, float]) -> dict[str, float]:
+        return {"accuracy": 100.0 * total["correct"] / total["count"],
+                "test_loss": total["loss"] / total["count"]}
+
+    return sharded_eval(sums, finish)
 
 
 VALIDATION_SIZE = 5000  # training images held out by the "-val" tasks
