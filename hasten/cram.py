@@ -144,6 +144,7 @@ def size_recipe(cfg: CramConfig, r: dict[str, Any], say: Callable[[str], None]
     recipe's) still gets its batch cut so no step takes over `step_fraction` of a wall-clock
     budget. Returns (recipe, size info)."""
     from hasten.budget import parse_budget
+    from hasten.distributed import default_device
     from hasten.objectives.sizing import (
         cap_step,
         choose_size,
@@ -152,7 +153,7 @@ def size_recipe(cfg: CramConfig, r: dict[str, Any], say: Callable[[str], None]
         shape_of,
     )
 
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = cfg.device or default_device()
     t0 = time.perf_counter()
 
     def measure(shape: Any, rows: int) -> float:

@@ -177,7 +177,9 @@ def finetune(model_dir: str | Path, task: str, seed: int, settings: GlueSettings
     t0 = time.perf_counter()
     torch.manual_seed(seed)  # the new head's initialisation
     model, tok = _load(path, t, settings)
-    device = torch.device(settings.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from hasten.distributed import default_device
+
+    device = torch.device(settings.device or default_device())
     model.to(device)
     max_len = min(settings.max_len, int(getattr(tok, "model_max_length", 10**9) or 10**9),
                   int(getattr(model.config, "max_position_embeddings", 10**9)))

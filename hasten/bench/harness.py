@@ -305,6 +305,7 @@ def train_recipe(recipe: Recipe, task: str, method: str, hooks: Sequence[Hook] =
         "ledger": result.ledger, "overhead_seconds": shift, "steps": result.steps,
         "stopped": result.stopped,
         "budget": cfg.budget, "config": _jsonable(asdict(cfg)), "notes": recipe.notes,
+        **_jsonable(result.record()),
     }
     return run, recipe.model
 

@@ -319,7 +319,9 @@ def run_row(rung: float, row: Row, seed: int, ladder: Ladder,
             say(f"{task} / {method} / seed {seed}: stopped ({result.stopped}); it resumes")
             return None
     else:
-        model.to(o.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        from hasten.distributed import default_device
+
+        model.to(o.device or default_device())
     metrics = runner.evaluate_checkpoint(model, prep.tokenizer, prep.heldout,
                                          rows=o.eval_rows, precision=o.precision,
                                          lmeval=lmeval_settings(o, rung))

@@ -38,7 +38,9 @@ class Parser(argparse.ArgumentParser):
 
 def is_main_process() -> bool:
     """True on the process that prints and writes (rank 0 under torchrun, or alone)."""
-    return int(os.environ.get("RANK", "0")) == 0
+    from hasten.distributed import is_main_process as main
+
+    return main()
 
 
 # --- settings ------------------------------------------------------------------------------

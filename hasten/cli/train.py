@@ -40,6 +40,13 @@ class TrainCommand:
     precision: str | None = option(None, "None: the task's", choices=(None, "fp32", "bf16"))
     lr: float | None = option(None, "None: the task's peak learning rate")
     compile: bool = option(False, "eager: compiling pays off only on long runs")
+    on_nonfinite: str = option("stop", "a NaN/Inf loss or gradient stops the run with the "
+                               "last good checkpoint; skip: drop that step; rollback: reload "
+                               "the last checkpoint at half the LR",
+                               choices=("stop", "skip", "rollback"))
+    keep_checkpoints: int = option(2, "the newest and one to fall back on if it is damaged")
+    allow_budget_change: bool = option(False, "a resume with another budget is refused "
+                                       "unless asked for (the change is logged)")
     device: str | None = option(None, "None: CUDA when available, else the CPU")
     quiet: bool = option(False, "a progress bar on a terminal, a line every 30 s off one")
 
@@ -72,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
             overrides[key] = value
     if c.compile:
         overrides["compile"] = True
+    overrides.update(on_nonfinite=c.on_nonfinite, keep_checkpoints=c.keep_checkpoints,
+                     allow_budget_change=c.allow_budget_change)
     try:
         recipe = build_recipe(task, c.method, c.seed, c.quick, c.budget, quiet=c.quiet)
         if data is not None:

@@ -65,7 +65,9 @@ def _one_line(err: BaseException) -> str:
 
 def _device(device: str | torch.device | None) -> torch.device:
     if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        from hasten.distributed import default_device
+
+        return torch.device(default_device())
     try:
         return torch.device(device)
     except (RuntimeError, TypeError) as err:

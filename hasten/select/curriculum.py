@@ -49,7 +49,6 @@ Results: docs/benchmarks.md, "Competence-based curriculum for MT: Multi30k en-de
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -131,10 +130,9 @@ def _hardness(difficulty: Scores | Sequence[float] | np.ndarray) -> np.ndarray:
 def _dist_place(rank: int | None, world_size: int | None) -> tuple[int, int]:
     if rank is not None and world_size is not None:
         return rank, world_size
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        r, w = torch.distributed.get_rank(), torch.distributed.get_world_size()
-    else:  # torchrun's variables, as hasten.distributed.init reads them
-        r, w = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    from hasten.distributed import rank_from_env, world_size_from_env
+
+    r, w = rank_from_env(), world_size_from_env()
     return (r if rank is None else rank), (w if world_size is None else world_size)
 
 

@@ -60,7 +60,6 @@ Where its result is shown: docs/benchmarks.md, "Dynamic data pruning (InfoBatch)
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -148,10 +147,9 @@ def plan_epoch(scores: torch.Tensor, seen: torch.Tensor, ratio: float, rule: str
 def _world(rank: int | None, world_size: int | None) -> tuple[int, int]:
     if rank is not None and world_size is not None:
         return rank, world_size
-    if tdist.is_available() and tdist.is_initialized():
-        return tdist.get_rank(), tdist.get_world_size()
-    # torchrun's variables, as hasten.distributed.init reads them (before the group exists)
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    from hasten.distributed import rank_from_env, world_size_from_env
+
+    return rank_from_env(), world_size_from_env()
 
 
 class InfoBatch:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -34,6 +33,7 @@ import numpy as np
 
 from hasten import stop
 from hasten.config import option
+from hasten.distributed import is_main_process, world_size_from_env
 from hasten.errors import ConfigError, DataError
 from hasten.select.scores import Scores
 
@@ -358,7 +358,7 @@ def prune_with(c: PruneConfig, progress: Callable[[str], None] | None = None,
     kept = _select(sc, alive, inp.n, method, sel_kw, c.keep)
     t["selected"] = time.perf_counter()
     extra = _summary_extra(c, chosen, sel_info, scorer_options, prefilter, t)
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not is_main_process():
         return {"before": inp.n, "after": int(len(kept)), "removed": inp.n - int(len(kept)),
                 "keep_fraction": len(kept) / inp.n, "scorer": sc.name,
                 "direction": sc.higher_is, "scoring_seconds": sc.seconds,
@@ -398,7 +398,7 @@ def _prepare_out(c: PruneConfig, inp: Any) -> Path:
 
     out_dir = Path(c.out).expanduser()
     _check_out_dir(out_dir, inp, c.overwrite)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if world_size_from_env() > 1:
         from hasten import distributed
 
         # every rank has checked the output folder before rank 0 can write it
@@ -461,7 +461,7 @@ def _summary_extra(c: PruneConfig, chosen: str, sel_info: dict[str, Any],
         "keep": c.keep, "select": chosen, "selection": sel_info,
         "scores_reused": str(c.scores) if c.scores is not None else None,
         "scorer_options": scorer_options, "prefilter": prefilter,
-        "ranks": int(os.environ.get("WORLD_SIZE", "1")),
+        "ranks": world_size_from_env(),
         "seconds": {"load": t["loaded"] - t["start"],
                     "prefilter": t["prefiltered"] - t["loaded"],
                     "scoring": t["scored"] - t["prefiltered"],
