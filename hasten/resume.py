@@ -31,9 +31,9 @@ from hasten.checkpoint import (
     set_aside,
     set_rng_state,
 )
-from hasten.data.sampling import Sampler
 from hasten.errors import CheckpointError, ConfigError
 from hasten.evaluation import EvalPlan
+from hasten.sampling import Sampler
 from hasten.train_state import Hook, TrainState
 
 CHECKPOINTS = "checkpoints"

@@ -22,7 +22,6 @@ import torch
 from torch.utils.data import Dataset
 
 from hasten import distributed
-from hasten.data.sampling import Sampler, batch_size, gather, to_device
 from hasten.errors import ConfigError
 from hasten.evaluation import EvalPlan, takes_shard
 from hasten.guards import (
@@ -35,6 +34,7 @@ from hasten.guards import (
 )
 from hasten.resume import rollback, save_run
 from hasten.runlog import RunLog
+from hasten.sampling import Sampler, batch_size, gather, to_device
 from hasten.schedules import batch_multiple
 from hasten.train_state import EvalFn, Hook, TrainState, autocast_for
 

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from hasten import distributed
 from hasten.budget import Budget
-from hasten.data.sampling import CollateFn
+from hasten.sampling import CollateFn
 
 if TYPE_CHECKING:
     from hasten.trainer import TrainConfig

@@ -38,7 +38,6 @@ from torch.utils.data import Dataset
 from hasten import distributed
 from hasten.budget import Budget
 from hasten.config import option
-from hasten.data.sampling import CollateFn, Sampler, ShuffledSampler, batch_size, gather, to_device
 from hasten.errors import ConfigError, DataError
 from hasten.evaluation import EvalPlan, shard_bounds, sharded_eval
 from hasten.flops import flop_counter
@@ -53,6 +52,7 @@ from hasten.guards import (
 from hasten.lock import folder_lock
 from hasten.resume import open_run
 from hasten.runlog import RunLog
+from hasten.sampling import CollateFn, Sampler, ShuffledSampler, batch_size, gather, to_device
 from hasten.schedules import batch_multiple, make_schedule
 from hasten.train_loop import Run, run_loop
 from hasten.train_state import (
@@ -274,7 +274,7 @@ def train(
     tokens: the run then counts tokens, and its FLOPs per token (for variable-length data).
     `collate_fn(items)` turns a list of dataset items into a batch (e.g. padding tokenized
     rows of different lengths); batches are fetched with one indexing call where the dataset
-    supports it (see `hasten.data.sampling.gather`). Run it under `torchrun` for DDP.
+    supports it (see `hasten.sampling.gather`). Run it under `torchrun` for DDP.
     With `out_dir` the folder is locked for this run (`hasten.lock`).
     """
     started = time.perf_counter()

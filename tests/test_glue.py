@@ -77,7 +77,7 @@ def test_readers_match_the_split_sizes():
 
 @pytest.fixture(scope="module")
 def tiny_export(tmp_path_factory):
-    from hasten.cram import cram
+    from hasten.cram import CramConfig, cram
 
     tmp = tmp_path_factory.mktemp("glue")
     words = "the a cat dog sat ran on under mat tree quickly slowly and but not".split()
@@ -85,9 +85,9 @@ def tiny_export(tmp_path_factory):
     docs = [" ".join(rng.choice(words, size=30)) + "." for _ in range(200)]
     corpus = tmp / "corpus.txt"
     corpus.write_text("\n\n".join(docs))
-    cram([corpus], "5steps", tmp / "run", vocab_size=200, seq_len=32, cutoff=None,
-         hidden=32, layers=1, heads=2, intermediate=64, batch=8, micro_batch=8,
-         precision="fp32", quiet=True)
+    cram(CramConfig(corpus=[str(corpus)], budget="5steps", out=str(tmp / "run"), vocab_size=200,
+                    seq_len=32, filter=False, layers=1, hidden=32, heads=2, intermediate=64,
+                    batch=8, micro_batch=8, precision="fp32", quiet=True))
     return tmp / "run" / "model"
 
 

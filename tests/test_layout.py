@@ -26,7 +26,8 @@ MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 80
 
 CORE = {"budget", "schedules", "trainer", "checkpoint", "config", "errors", "atomic",
-        "distributed", "runlog", "flops", "target", "stop"}
+        "distributed", "runlog", "flops", "target", "stop", "guards", "evaluation", "lock",
+        "sampling", "train_state", "train_loop", "resume"}
 METHODS = {"data", "models", "text", "objectives", "select", "steps", "distill", "lmeval",
            "cram", "glue"}
 HARNESS = {"bench", "integrations"}

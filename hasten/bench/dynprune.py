@@ -56,19 +56,24 @@ def _options(recipe: Recipe) -> tuple[float, float]:
     return (float(getattr(opts, "prune_ratio", RATIO)), float(getattr(opts, "anneal", ANNEAL)))
 
 
-@register_method("infobatch")
+# every task whose examples are drawn by index (vision and the stack's tasks)
+PRUNABLE = ("digits", "mnist1d", "fashion-mnist", "fashion-mnist-val", "fashion-prune-cnn",
+            "fashion-stack", "fashion-stack-val", "sst2-small", "sst2-small-val")
+
+
+@register_method("infobatch", applies=PRUNABLE)
 def infobatch(recipe: Recipe) -> Recipe:
     """InfoBatch: prune below-mean losses with probability r, rescale the rest, anneal."""
     return add_pruning(recipe, "infobatch", *_options(recipe))
 
 
-@register_method("random-drop")
+@register_method("random-drop", applies=PRUNABLE)
 def random_drop(recipe: Recipe) -> Recipe:
     """The control: as many examples as InfoBatch prunes, dropped at random, no rescaling."""
     return add_pruning(recipe, "random-drop", *_options(recipe))
 
 
-@register_method("drop-easiest")
+@register_method("drop-easiest", applies=PRUNABLE)
 def drop_easiest(recipe: Recipe) -> Recipe:
     """As many examples as InfoBatch prunes, the lowest losses, no rescaling."""
     return add_pruning(recipe, "drop-easiest", *_options(recipe))

@@ -48,8 +48,8 @@ from hasten.bench.records import (  # noqa: F401  (re-exported: where callers fo
     write_record,
 )
 from hasten.budget import parse_budget, seconds_spec
-from hasten.data.sampling import CollateFn, Sampler
 from hasten.errors import ConfigError
+from hasten.sampling import CollateFn, Sampler
 from hasten.trainer import EvalFn, Hook, LossFn, TrainConfig, train
 
 RESULTS_FILE = "results.json"

@@ -370,20 +370,24 @@ def _levers_in(recipe: Recipe) -> list[str]:
     return list((recipe.options or StackOptions()).levers)
 
 
-@register_method("stack")
+# the tasks built for the stack (their validation twins choose the settings)
+STACK_TASKS = ("fashion-stack", "fashion-stack-val", "sst2-small", "sst2-small-val")
+
+
+@register_method("stack", applies=STACK_TASKS)
 def stack(recipe: Recipe) -> Recipe:
     """Every lever of the options at once, at `fraction` of the budget."""
     return apply_levers(recipe, _levers_in(recipe))
 
 
 for _lever in LEVERS:
-    register_method(f"only-{_lever}")(
+    register_method(f"only-{_lever}", applies=STACK_TASKS)(
         lambda recipe, x=_lever: apply_levers(recipe, [x]))
-    register_method(f"stack-minus-{_lever}")(
+    register_method(f"stack-minus-{_lever}", applies=STACK_TASKS)(
         lambda recipe, x=_lever: apply_levers(recipe, [y for y in _levers_in(recipe) if y != x]))
 
 
-@register_method("tuned-baseline")
+@register_method("tuned-baseline", applies=STACK_TASKS)
 def tuned_baseline(recipe: Recipe) -> Recipe:
     """The plain recipe (micro-batch, LR, precision) that scored best on the validation
     twin, at the full budget."""

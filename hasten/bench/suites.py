@@ -12,6 +12,9 @@ SUITE_MODULES = (
     "hasten.bench.prune",
     "hasten.bench.distill",
     "hasten.bench.mt",
+    "hasten.bench.dynprune",
+    "hasten.bench.sst2",
+    "hasten.bench.stack",
 )
 
 

@@ -32,7 +32,11 @@ def run(args: argparse.Namespace) -> int:
     from hasten.cram import CramConfig, cram
     from hasten.errors import ConfigError
 
-    fixed = {"corpus": list(args.corpus)} if getattr(args, "corpus", None) else {}
+    fixed: dict[str, Any] = {"corpus": list(args.corpus)} if getattr(args, "corpus", None) \
+        else {}
+    if str(getattr(args, "cutoff", "")).lower() in ("none", "off", "no"):  # no filter
+        del args.cutoff
+        fixed["filter"] = False
     (c,) = common.settle([CramConfig], args, NAME, fixed=fixed)
     if not c.corpus:
         raise ConfigError("--corpus is required (text files or folders)")

@@ -28,8 +28,8 @@ from typing import Any
 from torch.utils.data import Sampler as TorchSampler
 
 from hasten.budget import Budget
-from hasten.data.sampling import Sampler
 from hasten.errors import ConfigError, DataError
+from hasten.sampling import Sampler
 
 Progress = Budget | Callable[[], float]
 

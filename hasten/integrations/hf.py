@@ -42,9 +42,9 @@ from transformers.trainer_callback import ExportableState
 
 from hasten.budget import Budget
 from hasten.data.batch_sampler import CompetenceIndexSampler
-from hasten.data.sampling import Sampler
 from hasten.errors import ConfigError
 from hasten.integrations.clock import share_budget
+from hasten.sampling import Sampler
 from hasten.schedules import BudgetLR, budget_lr
 from hasten.steps.selective_backprop import LossHistory, select_biggest_losers, top_k_mask
 from hasten.trainer import param_groups

@@ -32,9 +32,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from hasten.budget import Budget
 from hasten.data.batch_sampler import CompetenceBatchSampler
-from hasten.data.sampling import Sampler, batch_size
 from hasten.errors import ConfigError
 from hasten.integrations.clock import share_budget
+from hasten.sampling import Sampler, batch_size
 from hasten.schedules import make_schedule, next_step_progress
 
 

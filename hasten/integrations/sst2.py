@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from hasten.data.padding import pad_collate
-from hasten.data.sampling import CollateFn, to_device
 from hasten.data.vision import data_root
 from hasten.errors import DataError
+from hasten.sampling import CollateFn, to_device
 
 
 def read_sst2(split: str, limit: int | None = None) -> tuple[list[str], list[int]]:

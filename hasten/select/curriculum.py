@@ -12,7 +12,7 @@ from them; from t = T on it is plain uniform sampling. c0 = 0.01 is the paper's 
 every configuration (T = 3k steps for its En-Vi RNN, 20k for its Transformers).
 
 `CompetenceSampler` implements the trainer's sampler protocol (`sample(n, progress)`,
-`state_dict`, `load_state_dict`, see `hasten.data.sampling`), so
+`state_dict`, `load_state_dict`, see `hasten.sampling`), so
 
     train(model, data, loss_fn, config, sampler=CompetenceSampler(scores, p=2, T=2000))
 

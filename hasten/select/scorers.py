@@ -39,8 +39,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from hasten import distributed
-from hasten.data.sampling import CollateFn, gather, to_device
 from hasten.errors import ConfigError, DataError, check_options
+from hasten.sampling import CollateFn, gather, to_device
 from hasten.select.dynamics import (
     DynamicsRecorder,
     aum,

@@ -30,9 +30,9 @@ from torch import nn
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from hasten import distributed
-from hasten.data.sampling import CollateFn, batch_size, gather, to_device
 from hasten.errors import ConfigError
 from hasten.flops import flop_counter
+from hasten.sampling import CollateFn, batch_size, gather, to_device
 from hasten.select.scores import Direction, Scores
 from hasten.select.shard import gather_rows, shard_of
 from hasten.trainer import Hook, TrainConfig, precision_context, train

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hasten.data.sampling import batch_size, gather, to_device
+from hasten.sampling import batch_size, gather, to_device
 from hasten.trainer import Hook, TrainState, autocast_for, measure_flops, probe_batch
 
 

@@ -19,7 +19,7 @@ from hasten.bench.stack import (
 from hasten.bench.stack_report import lever_verdicts, stack_table, verdict, write_stack_report
 from hasten.budget import Budget
 from hasten.config import resolve
-from hasten.data.sampling import ShuffledSampler
+from hasten.sampling import ShuffledSampler
 from hasten.select.infobatch import InfoBatch
 from hasten.steps.selective_backprop import SelectiveBackprop
 from hasten.trainer import TrainConfig, TrainState

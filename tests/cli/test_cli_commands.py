@@ -30,7 +30,8 @@ def test_version_and_list(capsys):
     assert main(["list", "suites"]) == 0
     suites = capsys.readouterr().out.splitlines()
     assert sorted(line.split()[0] for line in suites) == sorted([
-        "vision", "demo", "steps", "selective", "prune", "distill", "mt", "mlm", "electra"])
+        "vision", "demo", "steps", "selective", "prune", "distill", "mt", "mlm", "electra",
+        "pretrain-ladder", "infobatch", "stack", "stack-sst2"])
     assert main(["list", "methods", "--suite", "mt"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     assert {"plain*", "sr-sqrt", "baseline", "bf16"} <= set(names)

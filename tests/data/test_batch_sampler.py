@@ -5,8 +5,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from hasten.budget import Budget
 from hasten.data import CompetenceBatchSampler, CompetenceIndexSampler
-from hasten.data.sampling import ShuffledSampler
 from hasten.errors import ConfigError, DataError
+from hasten.sampling import ShuffledSampler
 from hasten.select.curriculum import CompetenceSampler
 
 

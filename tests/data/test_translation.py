@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from hasten.bench.mt_metrics import bleu
-from hasten.data.sampling import gather
 from hasten.data.translation import (
     TranslationData,
     count_tokens,
@@ -19,6 +18,7 @@ from hasten.data.translation import (
 )
 from hasten.data.vision import data_root
 from hasten.errors import ConfigError, DataError
+from hasten.sampling import gather
 
 
 def test_mismatched_parallel_files_are_rejected_with_one_clear_line(tmp_path):

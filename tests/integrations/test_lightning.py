@@ -6,10 +6,10 @@ import pytorch_lightning as pl
 import torch
 
 from hasten import Budget
-from hasten.data.sampling import ShuffledSampler
 from hasten.errors import ConfigError
 from hasten.integrations.lightning import BudgetCallback, budget_dataloader
 from hasten.integrations.sst2 import load_sst2, sequence_loss, tiny_bert
+from hasten.sampling import ShuffledSampler
 from hasten.select.curriculum import CompetenceSampler
 
 LR = 1e-3

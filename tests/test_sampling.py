@@ -1,7 +1,7 @@
 import torch
 from torch.utils.data import TensorDataset
 
-from hasten.data.sampling import ShuffledSampler, batch_size, gather
+from hasten.sampling import ShuffledSampler, batch_size, gather
 
 
 def test_epochs_are_permutations_and_batches_cross_epoch_ends():
@@ -38,7 +38,7 @@ def test_gather_tensor_and_generic_datasets():
 
 
 def test_fetch_uses_getitems_once():
-    from hasten.data.sampling import fetch, gather
+    from hasten.sampling import fetch, gather
 
     class Rows(torch.utils.data.Dataset):
         calls = 0
@@ -68,7 +68,7 @@ def test_fetch_uses_getitems_once():
 def test_gather_tensor_dataset_with_and_without_collate():
     from torch.utils.data import TensorDataset
 
-    from hasten.data.sampling import gather
+    from hasten.sampling import gather
 
     ds = TensorDataset(torch.arange(6).view(3, 2), torch.tensor([7, 8, 9]))
     x, y = gather(ds, [2, 0])
