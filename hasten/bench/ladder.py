@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -123,6 +124,8 @@ class LadderOptions:
                          "noise); the others are report rows",
                          choices=("blimp", "probe_sst2", "probe_stsb", "mlm_loss_15"))
     eval_rows: int = option(256, "held-out rows for mlm_loss_15")
+    only_rungs: list[float] = option([], "empty: run every rung; else only these (one "
+                                     "process per rung or row, the same out folder)")
     lmeval: dict = option({}, "EvalLMConfig settings over the ladder's own (see "
                           "lmeval_settings)")
     full_blimp_at_largest: bool = option(True, "the largest rung's rows decide: score them on "
@@ -351,7 +354,7 @@ def run_ladder(options: LadderOptions, rows: list[str] | None = None,
     full plan found under `options.out` (rows other processes ran included) into the
     harness-layout results dict."""
     ladder = Ladder(options)
-    todo = plan(options, rows, rungs)
+    todo = plan(options, rows, rungs or options.only_rungs or None)
     say(f"{len(todo)} row runs; shapes: " + "; ".join(
         f"{task_name(g)} {rung_size(g, options).shape.layers} x "
         f"{rung_size(g, options).shape.hidden}" for g in sorted(set(options.rungs))))
@@ -416,7 +419,14 @@ def options_from_args(args: argparse.Namespace) -> tuple[LadderOptions, list[str
         if unit != "flops":
             raise ConfigError(f"pretrain-ladder rungs are FLOPs (e.g. 1e14flop), got "
                               f"{args.budget!r}")
-        options = replace(options, rungs=[amount])
+        declared = [float(r) for r in options.rungs]
+        if not any(math.isclose(amount, r, rel_tol=1e-9) for r in declared):
+            raise ConfigError(f"--budget {args.budget}: not one of the ladder's rungs "
+                              f"({', '.join(f'{r:g}' for r in declared)}); change them with "
+                              "--set rungs=[...]")
+        # one rung of the declared ladder: which rows run there, and how they are scored,
+        # stay what the whole ladder says
+        options = replace(options, only_rungs=[amount])
     rows = args.methods.split(",") if getattr(args, "methods", None) else None
     return options, rows
 
