@@ -76,13 +76,11 @@ def _break_even_lines(a: dict[str, Any]) -> list[str]:
     how = "keep x full_time" if a["subset_time_estimated"] else "as given"
     times = (f"full data {a['full_time']:.1f}s, kept subset {a['subset_time']:.1f}s "
              f"({how}) per training")
-
-    def count(value: float | None) -> str:
-        return "never (the kept subset is not faster)" if value is None else f"{value:.2f}"
-
-    lines = [f"break-even: {count(a['break_even'])} trainings on the kept subset repay the "
+    if a["break_even"] is None:
+        return [f"break-even: never, the kept subset is not faster; {times}"]
+    lines = [f"break-even: {a['break_even']:.2f} trainings on the kept subset repay the "
              f"scoring; {times}"]
-    if "break_even_in_run" in a:
-        lines.append(f"break-even inside a full-data run: {count(a['break_even_in_run'])} "
+    if a.get("break_even_in_run") is not None:
+        lines.append(f"break-even inside a full-data run: {a['break_even_in_run']:.2f} "
                      "trainings (only the recording is paid)")
     return lines
