@@ -59,8 +59,8 @@ core, parts joined by `hasten report`; stack-sst2 / sst2-small the same, with th
     hasten report runs/stack-a/results.json runs/stack-b/results.json --out runs/stack
 
 Part `levers`: tuned-baseline, stack, stack-minus-X per kept lever; part `controls`: only-X
-for every lever, baseline, baseline@F. `--set 'levers=["bf16","batch"]' $C` instead of
-`$V` names the levers by hand.
+for every lever the validation phase weighed, baseline, baseline@F. `--set
+'levers=["bf16","batch"]' $C` instead of `$V` names the levers by hand.
 
 Where its result is shown: docs/benchmarks.md, "A lever stack at one budget".
 """

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,7 @@ def _choose(task: str, quick: bool, options: Any, out: Path, quiet: bool) -> Any
     OUT/choices.json at once (other processes reuse it with --choices)."""
     from hasten import stop
     from hasten.bench import stack_plan
+    from hasten.bench.stack import lever_table
 
     say = common.sayer(quiet)
     if not options.choices and say is not None:
@@ -126,7 +128,9 @@ def _choose(task: str, quick: bool, options: Any, out: Path, quiet: bool) -> Any
     choices = stack_plan.tune(task, quick, options)
     stop.check("the settings were not all chosen; nothing saved")
     path = stack_plan.save_choices(choices, out / stack_plan.CHOICES_FILE)
-    levers = ", ".join(f"{k} #{v}" for k, v in choices["levers"].items()) or "none to choose"
+    table = lever_table(options)
+    levers = "; ".join(f"{x} {json.dumps(table[x][1][k])}" for x, k in
+                       choices["levers"].items()) or "none to choose"
     print(f"choices: levers {levers}; plain {choices['plain']}; {len(choices['trials'])} "
           f"trials; wrote {path} (other processes: --choices {path})", flush=True)
     return dataclasses.replace(options, choices=choices)
