@@ -73,7 +73,7 @@ def run(args: argparse.Namespace, suite: Any) -> int:
                             "selection": selection, "choices_file": sc.choices_file}}
     results = run_planned(c, suite, options, tasks, out, methods, baseline, (sc,), notes)
     code = report_results(results, out, c.quiet)
-    report_stack(results, out, options.pays)
+    report_stack(results, out, options.pays, tables=not c.quiet)
     return code
 
 
@@ -136,24 +136,27 @@ def _choose(task: str, quick: bool, options: Any, out: Path, quiet: bool) -> Any
     return dataclasses.replace(options, choices=choices)
 
 
-def report_stack(results: dict[str, Any], out: Path, threshold: float = 0.05) -> None:
+def report_stack(results: dict[str, Any], out: Path, threshold: float = 0.05,
+                 tables: bool = True) -> None:
     """stack.md and stack.png into `out`, then `print_stack`."""
     from hasten.bench.stack_report import write_stack_report
 
     paths = write_stack_report(results, out, threshold)
-    print_stack(results, threshold, out / "results.json")
+    print_stack(results, threshold, out / "results.json", tables)
     print(f"stack report: {paths['table']}  plot: {paths['plot']}", flush=True)
 
 
-def print_stack(results: dict[str, Any], threshold: float, record: Path | None) -> None:
-    """Per task: the ablation table, the verdict and, on a validation twin, the levers the
-    test phase keeps (`record`: the results file to pass it as --levers-from)."""
+def print_stack(results: dict[str, Any], threshold: float, record: Path | None,
+                tables: bool = True) -> None:
+    """Per task: the ablation table (with `tables`), the verdict and, on a validation twin,
+    the levers the test phase keeps (`record`: the results file to pass as --levers-from)."""
     from hasten.bench import stack_plan
     from hasten.bench.stack_report import select_levers, stack_table, verdict
 
     tasks = list(dict.fromkeys(str(r["task"]) for r in results.get("runs", [])))
     for task in tasks:
-        print(f"\n{task}\n\n{stack_table(results, threshold, task)}")
+        if tables:
+            print(f"\n{task}\n\n{stack_table(results, threshold, task)}")
         v = verdict(results, threshold=threshold, task=task)
         rel = v["relative_time"]
         print(f"verdict: {'PASS' if v['pass'] else 'FAIL'}: the stack's median relative time "

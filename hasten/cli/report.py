@@ -57,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
     if results.get("suite") in bench_stack.SUITES:
         threshold = float((results.get("options") or {}).get("pays", 0.05))
         if out is not None:
-            bench_stack.report_stack(results, out, threshold)
-        elif not c.quiet:
-            bench_stack.print_stack(results, threshold, None)
+            bench_stack.report_stack(results, out, threshold, tables=not c.quiet)
+        else:
+            bench_stack.print_stack(results, threshold, None, tables=not c.quiet)
     return 0
 
 
