@@ -302,8 +302,8 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, names: Sequence[str] |
             continue
         flag = "--" + rename.get(f.name, f.name.replace("_", "-"))
         tp = hints.get(f.name, Any)
-        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,
-                              "help": f.metadata.get("help") or None}
+        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,  # % is literal
+                              "help": (f.metadata.get("help") or "").replace("%", "%%") or None}
         if tp is bool:
             kw["action"] = argparse.BooleanOptionalAction
         else:

@@ -92,6 +92,43 @@ def test_scores_reuse_gives_the_same_kept_set_without_scoring(blobs, tmp_path, c
                                   np.load(tmp_path / "b" / "kept.npy"))
 
 
+def test_el2n_first_epoch_reports_its_cost_and_the_break_even(blobs, tmp_path, capsys):
+    path, _, _ = blobs
+    out = tmp_path / "o"
+    rc, stdout, err = _cli(capsys, "prune", "--data", path, "--scorer", "el2n-first-epoch",
+                           "--keep", "0.5", "--epochs", "2", "--set", "full_time=10",
+                           "--device", "cpu", "--out", out, "--quiet")
+    assert rc == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    a = summary["amortisation"]
+    assert a["scoring_seconds"] == summary["scoring_seconds"] > a["recording_seconds"] > 0
+    assert a["scoring_flops"] == summary["scoring_work"]["flops"] > 0
+    # the 2 epochs of 200 trained, in batches of 128: 4 steps
+    assert summary["scoring_work"]["examples_backpropagated"] == 512
+    assert (a["full_time"], a["subset_time"], a["subset_time_estimated"]) == (10, 5.0, True)
+    assert a["break_even"] == a["scoring_seconds"] / 5.0
+    assert a["break_even_in_run"] == a["recording_seconds"] / 5.0
+    info = json.loads((out / "scores.json").read_text())
+    assert info["name"] == "el2n-first-epoch" and info["higher_is"] == "harder"
+    lines = stdout.splitlines()
+    assert lines[1] == (
+        f"scorer el2n-first-epoch (higher = harder), select hardest; scoring "
+        f"{a['scoring_seconds']:.1f}s, {a['scoring_flops']:.3g} FLOPs "
+        f"({a['recording_seconds']:.2f}s of it recording EL2N; the rest trains the epoch a "
+        "full-data run trains anyway)")
+    assert lines[2] == (f"break-even: {a['break_even']:.2f} trainings on the kept subset "
+                        "repay the scoring; full data 10.0s, kept subset 5.0s (keep x "
+                        "full_time) per training")
+    assert lines[3] == (f"break-even inside a full-data run: {a['break_even_in_run']:.2f} "
+                        "trainings (only the recording is paid)")
+    rc, stdout, err = _cli(capsys, "prune", "--data", path, "--scorer", "random", "--keep",
+                           "0.5", "--set", "full_time=10", "--set", "subset_time=12",
+                           "--out", tmp_path / "never", "--quiet")
+    assert rc == 0, err
+    assert ("break-even: never, the kept subset is not faster; full data 10.0s, kept "
+            "subset 12.0s (as given) per training") in stdout.splitlines()
+
+
 def test_random_ccs_on_images(images, tmp_path, capsys):
     out = tmp_path / "o"
     rc, stdout, err = _cli(capsys, "prune", "--data", images, "--scorer", "random", "--keep",
@@ -159,6 +196,12 @@ def test_bad_input_in_a_subprocess_has_no_traceback(blobs, tmp_path):
     (["--scorer", "el2n", "--keep", "0.5", "--beta", "0.1"], "applies only to the ccs"),
     (["--scorer", "el2n", "--keep", "0.5", "--dedup"], "apply only to text input"),
     (["--scorer", "forgetting", "--keep", "0.5", "--epochs", "0.5"], "epochs must be >= 1"),
+    (["--scorer", "el2n-first-epoch", "--keep", "0.5", "--epochs", "0.5"],
+     "el2n-first-epoch records over the first epoch: epochs must be >= 1, got 0.5"),
+    (["--scorer", "random", "--keep", "0.5", "--set", "full_time=-1"],
+     "full_time must be a number of seconds > 0, got -1.0"),
+    (["--scorer", "random", "--keep", "0.5", "--set", "subset_time=3"],
+     "subset_time needs full_time (the full-data training time to compare it with)"),
 ])
 def test_bad_input_is_one_line_and_exit_2(blobs, tmp_path, capsys, args, fragment):
     path, _, _ = blobs

@@ -17,7 +17,8 @@ fraction. `baseline@0.7` and `baseline@0.8` are the plain recipe given as little
 
 Task `fashion-prune-cnn` (ConvNet-3, width 32, depth 2, `hasten.bench.prune`) at 20 epochs,
 evaluated every 2% of the budget; target = the baseline's median - 0.2 points. `verdict`
-applies the pre-registered decision rule to a results dict.
+applies the pre-registered decision rule to a results dict. The suite's options are r and
+delta (`hasten bench infobatch --prune-ratio R --anneal D`; the paper's by default).
 
 Where its result is shown: docs/benchmarks.md, "Dynamic data pruning (InfoBatch)".
 """
@@ -25,14 +26,25 @@ Where its result is shown: docs/benchmarks.md, "Dynamic data pruning (InfoBatch)
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import hasten.bench.prune  # noqa: F401  (registers the fashion-prune tasks)
 from hasten.bench.harness import Recipe, Suite, register_method, register_suite
+from hasten.config import option
 from hasten.errors import ConfigError
 from hasten.select.infobatch import InfoBatch, InfoBatchHook
 
 RATIO, ANNEAL = 0.5, 0.875  # the paper's defaults
+
+
+@dataclass
+class InfoBatchOptions:
+    """Settings of `hasten bench infobatch`."""
+
+    prune_ratio: float = option(RATIO, "InfoBatch's r, the paper's default")
+    anneal: float = option(ANNEAL, "InfoBatch's delta, the paper's default: full data for "
+                           "the last eighth of the budget")
 
 
 def add_pruning(recipe: Recipe, rule: str, ratio: float = RATIO,
@@ -85,6 +97,7 @@ register_suite(Suite(
     methods=["baseline", f"infobatch@{FRACTION}", f"random-drop@{FRACTION}",
              f"drop-easiest@{FRACTION}", f"baseline@{FRACTION}", "baseline@0.8"],
     margin=0.2, budgets={"fashion-prune-cnn": "1200000ex"}, overrides={"eval_every": 0.02},
+    options=InfoBatchOptions,
     description="InfoBatch dynamic pruning vs random-drop and plain training at 70% budget"))
 
 

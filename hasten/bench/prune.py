@@ -25,11 +25,21 @@ Proxies are the task's own model and recipe. Scores are computed once per (score
 and reused across keep fractions, but every row is charged the full scoring time (a user
 pruning once pays it once).
 
+Static pruning is paid once and repaid over every later training on the kept subset, so the
+table has a row "break-even trainings" (`break_even_rows`): the scoring seconds over the time
+to target a training on the subset saves (the baseline's median time to target less the
+run's own, without its scoring), from the measured times of the record; n/a where the run
+or the baseline never reached the target, or the subset was not faster. Also registered,
+outside the suite's default runs: `el2n-first-epoch-KEEP`, EL2N recorded during one epoch of
+training the task's model (`hasten.select.amortise.first_epoch_el2n`), charged that epoch.
+
 Results: docs/benchmarks.md, "Data pruning".
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +50,7 @@ from torch.utils.data import TensorDataset
 from hasten.bench.harness import Recipe, Suite, register_method, register_suite, register_task
 from hasten.bench.vision import CLASSIFICATION_TASKS, _data, _recipe
 from hasten.models.vision import build_model
+from hasten.select.amortise import break_even
 from hasten.select.scorers import ScoringSpec, score
 from hasten.select.scores import Scores
 from hasten.select.selectors import ccs, class_balanced, keep_random
@@ -64,13 +75,15 @@ PRUNE_TASKS = {
         model=("mlp", {"hidden": (256, 256)}), epochs=20,
         recipe={"lr": 2e-3, "weight_decay": 0.05, "micro_batch": 256, "precision": "bf16"},
         scoring={"el2n": ({"epochs": 2, "runs": 4}, {}), "forgetting": ({"epochs": 10}, {}),
-                 "aum": ({"epochs": 10}, {}), "prototypes": ({"epochs": 2}, {"k": 10})}),
+                 "aum": ({"epochs": 10}, {}), "prototypes": ({"epochs": 2}, {"k": 10}),
+                 "el2n-first-epoch": ({"epochs": 1}, {})}),
     # the same protocol with a small ConvNet: 8 epochs, scorers at the same fractions
     "fashion-prune-cnn": PruneTask(
         model=("convnet3", {"width": 32, "depth": 2}), epochs=8,
         recipe={"lr": 2e-3, "weight_decay": 0.05, "micro_batch": 256, "precision": "bf16"},
         scoring={"el2n": ({"epochs": 1, "runs": 2}, {}), "forgetting": ({"epochs": 4}, {}),
-                 "aum": ({"epochs": 4}, {}), "prototypes": ({"epochs": 1}, {"k": 10})}),
+                 "aum": ({"epochs": 4}, {}), "prototypes": ({"epochs": 1}, {"k": 10}),
+                 "el2n-first-epoch": ({"epochs": 1}, {})}),
 }
 _cache: dict[tuple[str, str, int, bool], Scores] = {}
 
@@ -159,13 +172,38 @@ def _pruning_method(scorer: str, keep: float):
 
 
 SCORER_NAMES = ("random", "el2n", "forgetting", "aum", "ccs", "ccs-el2n", "prototypes")
-for _scorer in SCORER_NAMES:
+for _scorer in (*SCORER_NAMES, "el2n-first-epoch"):
     for _keep in KEEPS:
         register_method(f"{_scorer}-{_keep:g}", applies=PRUNE_TASKS)(
             _pruning_method(_scorer, _keep))
 
+BREAK_EVEN_ROW = "break-even trainings"
+
+
+def break_even_rows(results: dict[str, Any]) -> None:
+    """Add to each run other than its task's baseline the report row "break-even
+    trainings": `break_even(scoring seconds, baseline's median time to target, the run's time
+    to target less its scoring)`; None where either never reached the target or the subset
+    was not faster. Targets must be filled (the harness calls this after `fill_targets`)."""
+    runs = results.get("runs") or []
+    for task in dict.fromkeys(r.get("task") for r in runs):
+        mine = [r for r in runs if r.get("task") == task]
+        times = [r["time_to_target"] for r in mine if r.get("method") == r.get("baseline")
+                 and r.get("time_to_target") is not None]
+        full = statistics.median(times) if times else None
+        for run in mine:
+            if run.get("method") == run.get("baseline"):
+                continue
+            value, reached = None, run.get("time_to_target")
+            if full is not None and reached is not None:
+                scoring = float(run.get("overhead_seconds") or 0.0)
+                value = break_even(scoring, full, max(0.0, reached - scoring))
+            rows = run.setdefault("notes", {}).setdefault("report_rows", {})
+            rows[BREAK_EVEN_ROW] = value if value is not None and math.isfinite(value) else None
+
+
 register_suite(Suite(
     name="prune", tasks=["fashion-prune"],
     methods=["baseline"] + [f"{s}-{k:g}" for k in KEEPS for s in SCORER_NAMES],
-    margin=0.5,
+    margin=0.5, after_run=break_even_rows,
     description="data pruning: keep fractions x scorers, scoring time charged"))

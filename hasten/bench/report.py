@@ -409,7 +409,18 @@ def _task_table(task: str, methods: Mapping[str, Mapping[str, Any]]) -> _TaskTab
 
 
 def _task_tables(results: Mapping[str, Any]) -> list[_TaskTable]:
-    return [_task_table(task, methods) for task, methods in summarize(results).items()]
+    """Each task's table; columns with a run timed on a busy machine get the timing marker
+    in their header, and the table's note says which runs and why."""
+    from hasten.bench.machine import timing_marker, timing_note
+
+    tables = []
+    for task, methods in summarize(results).items():
+        t, runs = _task_table(task, methods), _group(_runs(results), "task")[task]
+        by_method = _group(runs, "method")
+        header = t.header[:1] + [m + timing_marker(by_method[m]) for m in t.header[1:]]
+        note = "\n\n".join(x for x in (t.note, timing_note(runs)) if x)
+        tables.append(_TaskTable(task, header, t.rows, note))
+    return tables
 
 
 def _md_cell(text: str) -> str:

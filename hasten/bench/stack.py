@@ -1,4 +1,4 @@
-"""The lever stack: compose what saves time under one budget, and keep only what pays.
+r"""The lever stack: compose what saves time under one budget, and keep only what pays.
 
 Levers (each a function of a recipe and its chosen setting), applied in this order:
   schedule    the LR schedule's shape; candidates: one-cycle peaking at 10%, linear decay
@@ -28,12 +28,39 @@ candidate (seed `tune_seed`, the lever budget); the best final validation metric
 tuned baseline gets as many trials as those choices took: plain recipes (micro-batch, LR,
 precision) drawn from a grid, the task's own first; the best final validation metric at the
 full budget wins. Choices are deterministic (metrics, not times), made once per process
-and recorded in every run's notes; `choices` passes them in (e.g. to split seeds across
-processes without re-tuning: `write_choices(results, "choices.json")`, then
-`--config choices.json`).
+and recorded in every run's notes; `choices` passes them in (`hasten.bench.stack_plan`:
+`save_choices`, `write_choices`; on the command line `--choices FILE`), so other processes
+skip the trials.
 
 `hasten.bench.stack_report` applies the pay rule (a lever stays if removing it costs >= 5%
 time to target on every seed) and writes the ablation table and plot.
+
+The pre-registered plan as commands (`hasten.bench.stack_plan`; each part pinned to its own
+core, parts joined by `hasten report`; stack-sst2 / sst2-small the same, with the curriculum):
+
+    # 0. choose the settings on the validation twin, once
+    hasten bench stack --task fashion-stack-val --tune-only --out runs/stack-choices
+    # 1. validation phase: which levers pay (tuned baseline, stack, stack-minus-X each)
+    C=--choices=runs/stack-choices/choices.json
+    A=tuned-baseline,stack,stack-minus-schedule,stack-minus-bf16
+    B=stack-minus-batch,stack-minus-compile,stack-minus-infobatch,stack-minus-proxy
+    taskset -c 0 env OMP_NUM_THREADS=1 hasten bench stack --task fashion-stack-val $C \
+      --methods $A --seeds 3 --out runs/stack-val-a &
+    taskset -c 1 env OMP_NUM_THREADS=1 hasten bench stack --task fashion-stack-val $C \
+      --methods $B --baseline tuned-baseline --seeds 3 --out runs/stack-val-b; wait
+    hasten report runs/stack-val-a/results.json runs/stack-val-b/results.json \
+      --out runs/stack-val   # prints the levers kept: dropped if < 5% on every seed
+    # 2. test phase: the kept levers and the choices, read from the validation record
+    V=--levers-from=runs/stack-val/results.json
+    taskset -c 0 env OMP_NUM_THREADS=1 hasten bench stack --task fashion-stack $V \
+      --part levers --seeds 3 --out runs/stack-a &
+    taskset -c 1 env OMP_NUM_THREADS=1 hasten bench stack --task fashion-stack $V \
+      --part controls --seeds 3 --out runs/stack-b; wait
+    hasten report runs/stack-a/results.json runs/stack-b/results.json --out runs/stack
+
+Part `levers`: tuned-baseline, stack, stack-minus-X per kept lever; part `controls`: only-X
+for every lever the validation phase weighed, baseline, baseline@F. `--set
+'levers=["bf16","batch"]' $C` instead of `$V` names the levers by hand.
 
 Where its result is shown: docs/benchmarks.md, "A lever stack at one budget".
 """
@@ -45,7 +72,6 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,7 +79,6 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 import hasten.bench.sst2 as sst2
-from hasten.atomic import atomic_write
 from hasten.bench.dynprune import add_pruning
 from hasten.bench.harness import (
     TASKS,
@@ -82,6 +107,9 @@ LEVERS = ("schedule", "bf16", "batch", "compile", "curriculum", "infobatch", "pr
 class StackOptions:
     """Settings of `hasten bench stack`."""
 
+    task: str | None = option(None, "None: the suite's task (stack: fashion-stack, "
+                              "stack-sst2: sst2-small); a validation twin for the lever "
+                              "choice")
     levers: list[str] = option(list(LEVERS), "every lever; those a task lacks (curriculum "
                                "without a difficulty) are skipped")
     fraction: float = option(0.6, "lever runs train 60% of the baseline's examples: the goal "
@@ -253,8 +281,10 @@ def lever_table(options: StackOptions) -> dict[str, Lever]:
 
 
 def applies(lever: str, recipe: Recipe) -> bool:
-    """Whether `lever` can act on this task (the curriculum needs a difficulty)."""
-    return lever != "curriculum" or recipe.notes.get("model", "") in DIFFICULTIES
+    """Whether `lever` can act on this task (the curriculum needs a difficulty, the proxy
+    a small model)."""
+    model = recipe.notes.get("model", "")
+    return {"curriculum": model in DIFFICULTIES, "proxy": model in PROXY_MODELS}.get(lever, True)
 
 
 # -----------------------------------------------------------------------------
@@ -370,24 +400,25 @@ def _levers_in(recipe: Recipe) -> list[str]:
     return list((recipe.options or StackOptions()).levers)
 
 
-# the tasks built for the stack (their validation twins choose the settings)
-STACK_TASKS = ("fashion-stack", "fashion-stack-val", "sst2-small", "sst2-small-val")
+# the tasks built for the stack (their validation twins choose the settings); a task of
+# your own joins by adding its name and its twin's
+STACK_TASKS = {"fashion-stack", "fashion-stack-val", "sst2-small", "sst2-small-val"}
 
 
-@register_method("stack", applies=STACK_TASKS)
+@register_method("stack", applies=STACK_TASKS.__contains__)
 def stack(recipe: Recipe) -> Recipe:
     """Every lever of the options at once, at `fraction` of the budget."""
     return apply_levers(recipe, _levers_in(recipe))
 
 
 for _lever in LEVERS:
-    register_method(f"only-{_lever}", applies=STACK_TASKS)(
+    register_method(f"only-{_lever}", applies=STACK_TASKS.__contains__)(
         lambda recipe, x=_lever: apply_levers(recipe, [x]))
-    register_method(f"stack-minus-{_lever}", applies=STACK_TASKS)(
+    register_method(f"stack-minus-{_lever}", applies=STACK_TASKS.__contains__)(
         lambda recipe, x=_lever: apply_levers(recipe, [y for y in _levers_in(recipe) if y != x]))
 
 
-@register_method("tuned-baseline", applies=STACK_TASKS)
+@register_method("tuned-baseline", applies=STACK_TASKS.__contains__)
 def tuned_baseline(recipe: Recipe) -> Recipe:
     """The plain recipe (micro-batch, LR, precision) that scored best on the validation
     twin, at the full budget."""
@@ -397,22 +428,6 @@ def tuned_baseline(recipe: Recipe) -> Recipe:
     recipe.notes["stack"] = {"plain": picks["plain"], "trials": picks["trials"],
                              "choices": {"levers": picks["levers"], "plain": picks["plain"]}}
     return recipe
-
-
-def choices_from(results: dict[str, Any]) -> dict[str, Any]:
-    """The settings a results dict's tuned-baseline runs were chosen with, as the
-    `choices` option (so later runs, e.g. other seeds on another core, skip the trials)."""
-    for run in results.get("runs", []):
-        if run.get("method") == "tuned-baseline":
-            return dict(run["notes"]["stack"]["choices"])
-    raise ConfigError("no tuned-baseline run in these results to take the choices from")
-
-
-def write_choices(results: dict[str, Any], path: str | Path) -> Path:
-    """`choices_from(results)` as a JSON config file (`--config FILE`), written atomically."""
-    body = json.dumps({"choices": choices_from(results)}, indent=1) + "\n"
-    atomic_write(Path(path), lambda fh: fh.write(body.encode("utf-8")))
-    return Path(path)
 
 
 def methods_for(levers: list[str] | tuple[str, ...] = LEVERS, fraction: float = 0.6,
@@ -434,10 +449,14 @@ def stack_methods(task: str, options: StackOptions | None = None) -> list[str]:
     return methods_for(options.levers, options.fraction, applies("curriculum", recipe))
 
 
+def _task_or(default: str) -> Callable[[Any], list[str]]:
+    return lambda options: [getattr(options, "task", None) or default]
+
+
 register_suite(Suite(
-    name="stack", tasks=["fashion-stack"], methods=methods_for(), margin=0.2,
+    name="stack", tasks=_task_or("fashion-stack"), methods=methods_for(), margin=0.2,
     options=StackOptions,
     description="levers alone, together and each removed, against a tuned baseline"))
 register_suite(Suite(
-    name="stack-sst2", tasks=["sst2-small"], methods=methods_for(curriculum=True), margin=0.2,
-    options=StackOptions, description="the lever stack on SST-2 from scratch"))
+    name="stack-sst2", tasks=_task_or("sst2-small"), methods=methods_for(curriculum=True),
+    margin=0.2, options=StackOptions, description="the lever stack on SST-2 from scratch"))

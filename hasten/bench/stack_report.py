@@ -9,6 +9,11 @@ The pay rule: a lever stays in the stack only if removing it costs at least `thr
 target costs infinitely much; a seed where the stack itself never reaches it cannot show
 a cost, so the lever does not pay there). The table says which levers do not pay here.
 
+`select_levers` is the validation phase's rule, milder on purpose: a lever is dropped from
+the stack before the test runs only when removing it cost less than `threshold` on every
+validation seed (one seed where it cost more keeps it; a seed where the stack missed the
+target shows no cost).
+
 `verdict` applies the pre-registered decision rule: the stack reaches the target in
 <= `max_relative` (0.6) x the tuned baseline's time on the median seed (a seed that never
 reaches counts as infinitely slow), with every lever paying its way.
@@ -71,6 +76,18 @@ def lever_verdicts(results: Mapping[str, Any], threshold: float = 0.05,
         pays = bool(costs) and all(c is not None and c >= threshold for c in costs.values())
         out[lever] = {"costs": costs, "pays": pays, "threshold": threshold}
     return out
+
+
+def select_levers(results: Mapping[str, Any], threshold: float = 0.05,
+                  task: str | None = None) -> dict[str, Any]:
+    """The validation phase's lever choice: `kept`, the levers whose removal cost at least
+    `threshold` on some seed; `dropped`, those whose removal cost less on every seed (or
+    could not be compared); `costs` per lever and seed (`lever_verdicts`)."""
+    verdicts = lever_verdicts(results, threshold, task)
+    kept = [x for x, v in verdicts.items()
+            if any(c is not None and c >= threshold for c in v["costs"].values())]
+    return {"kept": kept, "dropped": [x for x in verdicts if x not in kept],
+            "costs": {x: v["costs"] for x, v in verdicts.items()}, "threshold": threshold}
 
 
 def _median(values: Iterable[float]) -> float | None:

@@ -8,7 +8,10 @@
     hasten distill --data D --method dm --ipc 10 --out DIR  distil a dataset (or `eval FILE`)
     hasten cram --corpus PATH... --budget 30m --out DIR    budgeted BERT pretraining + export
     hasten glue MODEL_DIR [--out DIR]    GLUE-small fine-tuning (CoLA, SST-2, MRPC, STS-B, RTE)
-    hasten list [WHAT]                   suites, tasks, methods, scorers, selectors, recipes
+    hasten eval-lm MODEL_DIR [--out DIR] BLiMP, linear probes and held-out MLM loss of a model
+    hasten bench stack --task T ...      the lever stack's plan (choices once, parts, verdict)
+    hasten bench chaos [--kills N] ...   kill a run at random moments, resume, compare
+    hasten list [WHAT]                   commands, suites, tasks, methods, scorers, ...
 
 Every command takes `--config FILE.toml` and `--set KEY=VALUE` (flags win over both, `--set`
 over the file) and writes the resolved settings to `config.json` in the folder it writes.
@@ -35,7 +38,7 @@ from hasten.errors import ConfigError, HastenError
 # command -> its module in hasten.cli
 COMMANDS = {"demo": "demo", "bench": "bench", "report": "report", "train": "train",
             "prune": "prune", "distill": "distill", "cram": "cram", "glue": "glue",
-            "list": "listing"}
+            "eval-lm": "eval_lm", "list": "listing"}
 
 
 def build_parser(argv: Sequence[str] = ()) -> Parser:

@@ -1,5 +1,11 @@
 """`hasten bench SUITE`: run a suite's tasks x methods x seeds, interleaved, into a results
-record, a report and curves. `hasten bench SUITE --help` lists the suite's own options."""
+record, a report and curves. `hasten bench SUITE --help` lists the suite's own options.
+
+Besides the harness's suites: the pretraining tables (`mlm`, `electra`, `pretrain-ladder`,
+their own runner), `chaos` (kill a run at random moments and resume it,
+`hasten.cli.bench_chaos`), and the lever stack's plan (`stack`, `stack-sst2`: settings chosen
+once, parts, the validation phase's lever choice; `hasten.cli.bench_stack`). torch's threads
+are set to the cores the process may use (`taskset` pins them) and recorded."""
 
 from __future__ import annotations
 
@@ -19,6 +25,8 @@ HELP = "run a benchmark suite (hasten list suites)"
 # into the harness
 PRETRAIN_SUITES = {"mlm": "hasten.bench.mlm", "electra": "hasten.bench.electra",
                    "pretrain-ladder": "hasten.bench.ladder"}
+# suites with their own settings and runner: module with HELP, add_settings(parser), run(args)
+OWN_SUITES = {"chaos": "hasten.cli.bench_chaos"}
 
 
 @dataclass
@@ -40,6 +48,9 @@ class BenchCommand:
     out: str | None = option(None, "None: runs/bench-SUITE")
     resume: bool = option(False, "start over unless asked to carry on a stopped record")
     overwrite: bool = option(False, "a finished record is never replaced unless asked")
+    repeat_flagged: bool = option(False, "a run timed on a busy machine is flagged in the "
+                                  "report; --repeat-flagged runs it once more, keeping the "
+                                  "second")
     quiet: bool = option(False, "a line per run, and off a terminal a line every 30 s")
 
 
@@ -50,8 +61,12 @@ def _suite_name(argv: list[str]) -> str | None:
 
 
 def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
+    from hasten.cli import bench_stack
+
     name = _suite_name(argv)
     suite = None
+    if name in OWN_SUITES:
+        return _own_parser(sub, importlib.import_module(OWN_SUITES[name]))
     if name is not None and name not in PRETRAIN_SUITES:
         from hasten.bench.harness import SUITES
         from hasten.bench.suites import load_suites
@@ -61,15 +76,30 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
     epilog = settings_help(BenchCommand)
     if suite is not None:
         epilog += _suite_epilog(suite)
+    stack = name in bench_stack.SUITES
+    if stack:
+        epilog += "\n" + bench_stack.epilog()
     p = sub.add_parser(NAME, help=HELP, description=__doc__, epilog=epilog,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("suite", help="a suite (hasten list suites); `hasten bench SUITE --help` "
                                  "shows its options")
     classes = [BenchCommand] + ([suite.options] if suite and suite.options else [])
-    common.add_settings(p, *classes)
+    if stack:
+        classes.append(bench_stack.StackCommand)
+    common.add_settings(p, *classes, rename=bench_stack.RENAME if stack else None)
     if name in PRETRAIN_SUITES:
         p.add_argument("--corpus", nargs="+", help="text files or folders (default "
                                                    "$HASTEN_DATA/gutenberg)")
+    p.set_defaults(run=run)
+    return p
+
+
+def _own_parser(sub: Any, module: Any) -> argparse.ArgumentParser:
+    """`hasten bench NAME` for a suite with its own settings (not the harness's)."""
+    p = sub.add_parser(NAME, help=HELP, description=module.__doc__, epilog=module.epilog(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("suite", help="a suite (hasten list suites)")
+    module.add_settings(p)
     p.set_defaults(run=run)
     return p
 
@@ -106,32 +136,56 @@ def unknown_hint(args: argparse.Namespace, extras: list[str]) -> str | None:
 def run(args: argparse.Namespace) -> int:
     from hasten.bench import harness
     from hasten.bench.suites import load_suites
+    from hasten.cli import bench_stack
 
     load_suites()
     if args.suite in PRETRAIN_SUITES:
         return _pretrain(args)
+    if args.suite in OWN_SUITES:
+        return int(importlib.import_module(OWN_SUITES[args.suite]).run(args))
     if args.suite not in harness.SUITES:
-        known = sorted({*harness.SUITES, *PRETRAIN_SUITES})
+        known = sorted({*harness.SUITES, *PRETRAIN_SUITES, *OWN_SUITES})
         raise ConfigError(f"unknown suite {args.suite!r}; known: {', '.join(known)}")
     suite = harness.SUITES[args.suite]
+    if suite.name in bench_stack.SUITES:
+        return bench_stack.run(args, suite)
     classes = [BenchCommand] + ([suite.options] if suite.options else [])
     c, *rest = common.settle(classes, args, NAME)
     options = rest[0] if rest else None
     tasks = _tasks(c, suite, options)
+    out = open_out(c, suite)
+    harness.plan(suite, c.seeds, tasks, c.methods, c.first_seed, options)
+    results = run_planned(c, suite, options, tasks, out)
+    return report_results(results, out, c.quiet)
+
+
+def open_out(c: BenchCommand, suite: Any) -> Path:
+    """The output folder, checked before any work (a finished record needs --overwrite)."""
     out = common.check_out(c.out or f"runs/bench-{suite.name}")
     _check_record(out, c)
-    harness.plan(suite, c.seeds, tasks, c.methods, c.first_seed, options)
+    return out
+
+
+def run_planned(c: BenchCommand, suite: Any, options: Any, tasks: list[str], out: Path,
+                methods: list[str] | None = None, baseline: str | None = None,
+                settings: tuple[Any, ...] = (), notes: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
+    """Choose the threads, write config.json (`c`, `settings` and the suite's options),
+    run the suite into `out`; the record. `methods` and `baseline` default to `c`'s."""
+    from hasten.bench import harness
     from hasten.config import to_dict
 
-    common.write_settings(out, c, extra={"suite": suite.name,
-                                         "options": to_dict(options) if options else {}})
-    results = harness.run_suite(
+    threads = common.choose_threads()
+    common.write_settings(out, c, *settings, extra={
+        "suite": suite.name, "options": to_dict(options) if options else {},
+        "threads": threads})
+    return harness.run_suite(
         suite.name, quick=c.quick, seeds=c.seeds, budget=c.budget, tasks=tasks,
-        methods=c.methods, progress=common.sayer(c.quiet), quiet=c.quiet,
-        first_seed=c.first_seed, baseline=c.baseline, options=options, out=out,
+        methods=methods or c.methods, progress=common.sayer(c.quiet), quiet=c.quiet,
+        first_seed=c.first_seed, baseline=baseline or c.baseline, options=options, out=out,
         resume=c.resume, hooks=[common.progress_hook(c.quiet)],
-        command=common.command_text())
-    return report_results(results, out, c.quiet)
+        command=common.command_text(), notes={"threads": threads, **(notes or {})},
+        repeat_flagged=c.repeat_flagged)
 
 
 def _tasks(c: BenchCommand, suite: Any, options: Any) -> list[str]:
@@ -199,8 +253,12 @@ def _pretrain(args: argparse.Namespace) -> int:
                                 corpus=getattr(args, "corpus", None), quiet=c.quiet, **own)
     say = common.sayer(c.quiet) or (lambda line: None)
     module = importlib.import_module(PRETRAIN_SUITES[args.suite])
+    threads = common.choose_threads()
     results, out_dir, title, notes = module.run(legacy, say)
     paths = write_results(results, out_dir, title, notes)
+    common.write_settings(out_dir, c, extra={
+        "suite": args.suite, "options": results.get("options") or {}, "threads": threads,
+        "corpus": legacy.corpus, "set": list(own["set"] or []), "config": own["config"]})
     if not c.quiet:
         common.print_tables([rich_table(results, title)])
     print(f"report: {paths['report']}  results: {paths['results']}")

@@ -43,6 +43,15 @@ def is_main_process() -> bool:
     return main()
 
 
+def choose_threads() -> dict[str, Any]:
+    """torch's threads for a benchmark, chosen on purpose and returned for the record: the
+    cores this process may use (`taskset` pins them), or OMP_NUM_THREADS where it is set."""
+    from hasten.bench.machine import choose_threads as choose
+
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return choose(int(value) if value.isdigit() and int(value) >= 1 else None)
+
+
 # --- settings ------------------------------------------------------------------------------
 
 

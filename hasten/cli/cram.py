@@ -6,6 +6,7 @@ shape or recipe value."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from hasten.cli import common
@@ -28,6 +29,17 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
     return p
 
 
+def _add_command(out: Path) -> None:
+    """The command line into the config.json `cram` wrote (its resolved settings)."""
+    import json
+
+    from hasten.config import CONFIG_FILE
+
+    path = out / CONFIG_FILE
+    if path.is_file() and common.is_main_process():
+        common.write_settings(out, json.loads(path.read_text(encoding="utf-8")))
+
+
 def run(args: argparse.Namespace) -> int:
     from hasten.cram import CramConfig, cram
     from hasten.errors import ConfigError
@@ -42,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--corpus is required (text files or folders)")
     common.check_out(c.out)
     s = cram(c)
+    _add_command(Path(c.out))
     if s["stopped"] != "budget":
         from hasten.stop import EXIT_CODES
 

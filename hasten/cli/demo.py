@@ -40,9 +40,10 @@ def run(args: argparse.Namespace) -> int:
     (c,) = common.settle([DemoCommand], args, NAME)
     out = common.check_out(c.out)
     load_suites()
-    common.write_settings(out, c)
+    threads = common.choose_threads()
+    common.write_settings(out, c, extra={"threads": threads})
     results = harness.run_suite("demo", quick=True, seeds=c.seeds, out=out,
                                 progress=common.sayer(c.quiet),
                                 hooks=[common.progress_hook(c.quiet)],
-                                command=common.command_text())
+                                command=common.command_text(), notes={"threads": threads})
     return report_results(results, out, c.quiet)

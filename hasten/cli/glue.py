@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
                       max_train_examples=args.max_train_examples, jobs=args.jobs,
                       out=out / RESULTS_FILE if out else None, quiet=args.quiet, **settings)
     if out is not None:
-        common.write_settings(out, {k: v for k, v in vars(args).items() if k != "run"})
+        common.write_settings(out, {k: v for k, v in vars(args).items()
+                                    if k not in ("run", "command")})
     for task, r in s["tasks"].items():
         print(f"{task:5s} {r['metric']:8s} {r['score']:6.2f}")
     print(f"average        {s['average']:6.2f}  (median of {args.seeds} seed(s) per task)"

@@ -1,6 +1,6 @@
-"""`hasten list [WHAT]`: what hasten knows, one line each, read from its registries: suites,
-tasks (and installed ones), methods (and where each applies), scorers, selectors,
-distillation methods, pretraining recipes and objectives."""
+"""`hasten list [WHAT]`: what hasten knows, one line each, read from its registries:
+commands, suites, tasks (and installed ones), methods (and where each applies), scorers,
+selectors, distillation methods, pretraining recipes and objectives."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 NAME = "list"
-HELP = "list suites, tasks, methods, scorers, selectors, distillers, recipes"
-WHAT = ("suites", "tasks", "methods", "scorers", "selectors", "distillers", "recipes")
+HELP = "list commands, suites, tasks, methods, scorers, selectors, distillers, recipes"
+WHAT = ("commands", "suites", "tasks", "methods", "scorers", "selectors", "distillers",
+        "recipes")
 
 
 def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
@@ -49,15 +50,31 @@ def _suite_of(suite: str | None) -> Any:
     return lookup("suite", SUITES, suite) if suite else None
 
 
+def _commands(_: str | None) -> Iterable[tuple[str, str]]:
+    import importlib
+
+    from hasten.cli import COMMANDS
+
+    for name, module in COMMANDS.items():
+        yield name, importlib.import_module(f"hasten.cli.{module}").HELP
+
+
 def _suites(_: str | None) -> Iterable[tuple[str, str]]:
+    import importlib
+
     from hasten.bench.harness import SUITES
-    from hasten.cli.bench import PRETRAIN_SUITES
+    from hasten.cli.bench import OWN_SUITES, PRETRAIN_SUITES
 
     for s in SUITES.values():
         options = f"; options: {', '.join(s.options.__dataclass_fields__)}" if s.options else ""
         yield s.name, f"{s.description} ({len(s.methods)} methods{options})"
     for name in PRETRAIN_SUITES:
-        yield name, "pretraining rows scored on GLUE-small (their own runner)"
+        what = ("Cramming's ablation and ELECTRA at a ladder of FLOP budgets, scored by BLiMP "
+                "and probes" if name == "pretrain-ladder" else "pretraining rows scored on "
+                "GLUE-small")
+        yield name, f"{what} (their own runner)"
+    for name, module in OWN_SUITES.items():
+        yield name, f"{importlib.import_module(module).HELP} (its own runner)"
 
 
 def _tasks(suite: str | None) -> Iterable[tuple[str, str]]:
@@ -145,5 +162,5 @@ def _recipes(_: str | None) -> Iterable[tuple[str, str]]:
 
 
 SECTIONS: dict[str, Callable[[str | None], Iterable[tuple[str, str]]]] = {
-    "suites": _suites, "tasks": _tasks, "methods": _methods, "scorers": _scorers,
-    "selectors": _selectors, "distillers": _distillers, "recipes": _recipes}
+    "commands": _commands, "suites": _suites, "tasks": _tasks, "methods": _methods,
+    "scorers": _scorers, "selectors": _selectors, "distillers": _distillers, "recipes": _recipes}

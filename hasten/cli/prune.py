@@ -53,5 +53,34 @@ def _print_summary(s: dict[str, Any]) -> None:
     how = (f"{sel['which']}, class-balanced" if method == "class_balanced" else
            ", ".join([method] + [f"{k} {v}" for k, v in sel.items()]))
     print(f"scorer {s['scorer']} (higher = {s['direction']}), select {how}; "
-          f"scoring {s['scoring_seconds']:.1f}s{reused}")
+          f"scoring {_cost(s['amortisation'])}{reused}")
+    for line in _break_even_lines(s["amortisation"]):
+        print(line)
     print(f"wrote {s['output']}: {', '.join(s['files'])}")
+
+
+def _cost(a: dict[str, Any]) -> str:
+    """Scoring's seconds and FLOPs (and the recording alone, for a scorer that records
+    inside a training run)."""
+    flops = f", {a['scoring_flops']:.3g} FLOPs" if a.get("scoring_flops") else ""
+    in_run = (f" ({a['recording_seconds']:.2f}s of it recording EL2N; the rest trains the "
+              "epoch a full-data run trains anyway)" if "recording_seconds" in a else "")
+    return f"{a['scoring_seconds']:.1f}s{flops}{in_run}"
+
+
+def _break_even_lines(a: dict[str, Any]) -> list[str]:
+    """How many trainings on the kept subset repay the scoring, when the full-data time was
+    given (`--set full_time=SECONDS`)."""
+    if "full_time" not in a:
+        return []
+    how = "keep x full_time" if a["subset_time_estimated"] else "as given"
+    times = (f"full data {a['full_time']:.1f}s, kept subset {a['subset_time']:.1f}s "
+             f"({how}) per training")
+    if a["break_even"] is None:
+        return [f"break-even: never, the kept subset is not faster; {times}"]
+    lines = [f"break-even: {a['break_even']:.2f} trainings on the kept subset repay the "
+             f"scoring; {times}"]
+    if a.get("break_even_in_run") is not None:
+        lines.append(f"break-even inside a full-data run: {a['break_even_in_run']:.2f} "
+                     "trainings (only the recording is paid)")
+    return lines

@@ -1,5 +1,8 @@
 """`hasten report FILE...`: render results files (any layout ever written: see
-`hasten.bench.records`); several files of one suite run in parts are joined first."""
+`hasten.bench.records`); several files of one suite run in parts are joined first, and a
+joined suite's rows that need every run (the prune suite's break-even trainings) are made
+again. A lever stack's record also gets its ablation table, verdict and, on a validation
+twin, the levers kept (with `--out`: stack.md and stack.png)."""
 
 from __future__ import annotations
 
@@ -38,16 +41,38 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from hasten.bench.records import load_record
-    from hasten.bench.report import merge_results, rich_tables, write_report
+    from hasten.bench.report import rich_tables, write_report
+    from hasten.cli import bench_stack
 
     (c,) = common.settle([ReportCommand], args, NAME, fixed={"files": args.files})
     out = common.check_out(c.out) if c.out else None
     records = [load_record(p) for p in c.files]
-    results = records[0] if len(records) == 1 else merge_results(records)
+    results = records[0] if len(records) == 1 else _joined(records)
     if not c.quiet:
         common.print_tables(rich_tables(results))
     if out is not None:
         paths = write_report(results, out)
         common.write_settings(out, c)
         print(f"report: {paths['report']}  results: {paths['results']}")
+    if results.get("suite") in bench_stack.SUITES:
+        threshold = float((results.get("options") or {}).get("pays", 0.05))
+        if out is not None:
+            bench_stack.report_stack(results, out, threshold, tables=not c.quiet)
+        else:
+            bench_stack.print_stack(results, threshold, None, tables=not c.quiet)
     return 0
+
+
+def _joined(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The parts of one suite run apart, joined; the suite's own after-run rows made again
+    over every run (a registered suite's `after_run`)."""
+    from hasten.bench.harness import SUITES
+    from hasten.bench.report import merge_results
+    from hasten.bench.suites import load_suites
+
+    results = merge_results(records)
+    load_suites()
+    suite = SUITES.get(str(results.get("suite")))
+    if suite is not None and suite.after_run is not None:
+        suite.after_run(results)
+    return results

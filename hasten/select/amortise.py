@@ -1,7 +1,9 @@
 """Amortised static pruning: when scoring pays for itself, and EL2N at no extra pass.
 
 Static pruning pays its scoring once and saves on every training run on the kept subset.
-`break_even` says after how many such runs the scoring is repaid.
+`break_even` says after how many such runs the scoring is repaid; `amortisation` gathers
+the scoring's cost (seconds, FLOPs) and that count for a summary (`hasten prune --set
+full_time=SECONDS`).
 
 `FirstEpochEL2N` records EL2N, ||softmax(f(x)) - onehot(y)||_2 (Paul, Ganguli, Dziugaite
 2021, "Deep Learning on a Data Diet: Finding Important Examples Early in Training"), from the
@@ -14,6 +16,10 @@ checkpoint (early in training, averaged over 10 runs); here each example is scor
 model as it was when the example was presented in the first `epochs` epochs (the mean over
 those presentations), so early examples are scored by a less trained model. It is the
 cheapest EL2N there is, not the paper's; `hasten.select.scorers.el2n` is the paper's.
+`first_epoch_el2n` is the same recording as a scorer (`hasten prune --scorer
+el2n-first-epoch`): it trains the model for `spec.epochs` epochs and records EL2N over the
+first. Used alone it pays for that training; inside a full-data run it costs only the
+recording (`meta["recording_seconds"]`).
 
 Where its result is shown: docs/benchmarks.md, "Data pruning (`hasten bench prune`)".
 """
@@ -24,13 +30,14 @@ import math
 import time
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hasten.errors import ConfigError, DataError
 from hasten.select.infobatch import gather_records
-from hasten.select.scorers import el2n_values
+from hasten.select.scorers import SCORERS, ScoringSpec, el2n_values, train_proxy
 from hasten.select.scores import Scores
 from hasten.trainer import Hook, TrainState
 
@@ -49,6 +56,43 @@ def break_even(scoring_seconds: float, full_time_to_target: float,
     if saving <= 0:
         return math.inf
     return scoring_seconds / saving
+
+
+def check_times(full_time: float | None, subset_time: float | None) -> None:
+    """ConfigErrors for training times that cannot be used (checked before any scoring)."""
+    if full_time is not None and not (math.isfinite(full_time) and full_time > 0):
+        raise ConfigError(f"full_time must be a number of seconds > 0, got {full_time}")
+    if subset_time is not None and not (math.isfinite(subset_time) and subset_time >= 0):
+        raise ConfigError(f"subset_time must be a number of seconds >= 0, got {subset_time}")
+    if subset_time is not None and full_time is None:
+        raise ConfigError("subset_time needs full_time (the full-data training time to "
+                          "compare it with)")
+
+
+def amortisation(scores: Scores, before: int, after: int, full_time: float | None = None,
+                 subset_time: float | None = None) -> dict[str, Any]:
+    """What scoring cost and, given the full-data training time to target `full_time`, after
+    how many trainings on the kept `after` of `before` examples it is repaid (`break_even`;
+    None when never). Without `subset_time` a training on the subset is estimated to take
+    `after / before` of `full_time` (the same epochs over fewer examples). A scorer that
+    can record inside a full-data run (`meta["recording_seconds"]`) also gets the count for
+    that case (`break_even_in_run`)."""
+    check_times(full_time, subset_time)
+    out: dict[str, Any] = {"scoring_seconds": scores.seconds,
+                           "scoring_flops": scores.work.get("flops")}
+    in_run = scores.meta.get("recording_seconds")
+    if in_run is not None:
+        out["recording_seconds"] = float(in_run)  # type: ignore[arg-type]
+    if full_time is None:
+        return out
+    estimated = subset_time is None
+    subset = full_time * after / before if estimated else float(subset_time)  # type: ignore
+    out.update(full_time=full_time, subset_time=subset, subset_time_estimated=estimated)
+    for key, cost in (("break_even", scores.seconds), ("break_even_in_run", in_run)):
+        if cost is not None:
+            value = break_even(float(cost), full_time, subset)  # type: ignore[arg-type]
+            out[key] = value if math.isfinite(value) else None
+    return out
 
 
 class FirstEpochEL2N(Hook):
@@ -137,3 +181,38 @@ class FirstEpochEL2N(Hook):
         self.total = state["total"].clone().to(torch.float64)
         self.count = state["count"].clone().to(torch.long)
         self.drawn, self.seconds = int(state["drawn"]), float(state["seconds"])
+
+
+def first_epoch_el2n(data: Any, spec: ScoringSpec) -> Scores:
+    """EL2N recorded over the first epoch of training the model for `spec.epochs` (>= 1)
+    epochs, averaged over `spec.runs` runs; no scoring pass. `seconds` and `work` are the
+    whole training (what scoring costs when the run serves only to score);
+    `meta["recording_seconds"]` is the recording alone (what it costs inside a full-data run
+    trained anyway)."""
+    spec.validate()
+    if spec.epochs < 1:
+        raise ConfigError(f"el2n-first-epoch records over the first epoch: epochs must be "
+                          f">= 1, got {spec.epochs}")
+    start, total = time.perf_counter(), np.zeros(len(data))
+    work: dict[str, float] = {}
+    recording = 0.0
+    for r in range(spec.runs):
+        rec = FirstEpochEL2N(len(data), epochs=1.0)
+
+        def loss_fn(model: nn.Module, batch: Any, rec: FirstEpochEL2N = rec) -> torch.Tensor:
+            logits, labels = spec.logits()(model, batch)
+            rec.record(logits, labels)
+            return F.cross_entropy(logits.float(), labels, reduction="none")
+
+        _, trained = train_proxy(data, spec, spec.seed + r, hooks=[rec], loss_fn=loss_fn)
+        total += rec.scores().values
+        recording += rec.seconds
+        for key, value in trained.items():
+            work[key] = work.get(key, 0.0) + value
+    return Scores(total / spec.runs, "el2n-first-epoch", "harder",
+                  seconds=time.perf_counter() - start, work=work,
+                  meta={**spec.meta(), "recording_seconds": recording,
+                        "source": "training forward passes of the first epoch"})
+
+
+SCORERS["el2n-first-epoch"] = first_epoch_el2n

@@ -37,8 +37,8 @@ from hasten.distributed import is_main_process, world_size_from_env
 from hasten.errors import ConfigError, DataError
 from hasten.select.scores import Scores
 
-CLASSIFICATION_SCORERS = ("random", "loss", "el2n", "grand", "entropy", "margin", "prototypes",
-                          "forgetting", "aum")
+CLASSIFICATION_SCORERS = ("random", "loss", "el2n", "el2n-first-epoch", "grand", "entropy",
+                          "margin", "prototypes", "forgetting", "aum")
 # CLI name -> the `Scores.name` the scorer writes
 TEXT_SCORERS = {"tokens-per-char": "tokens_per_char", "length": "length_chars",
                 "rarity": "unigram_rarity"}
@@ -56,6 +56,7 @@ def default_select(scorer: str | None) -> str:
 
 def classification_scorers() -> list[str]:
     """The built-in classification scorers, then any added to `scorers.SCORERS`."""
+    import hasten.select.amortise  # noqa: F401  (registers el2n-first-epoch)
     from hasten.select.scorers import SCORERS
 
     return list(dict.fromkeys([*CLASSIFICATION_SCORERS, *SCORERS]))
@@ -67,7 +68,8 @@ def _known_scorers() -> str:
 
 def _check_options(scorer: str | None, keep: float, select: str | None, scores: Any,
                    model: str, cutoff: float | None) -> None:
-    """ConfigErrors for options that are wrong whatever the data."""
+    """ConfigErrors for options that are wrong whatever the data (the training times are
+    checked by `amortise.check_times`)."""
     if not (isinstance(keep, (int, float)) and 0 < keep <= 1):
         raise ConfigError(f"keep must be a fraction in (0, 1], got {keep}")
     if scorer is None and scores is None:
@@ -263,9 +265,9 @@ class PruneConfig:
     keep: float = _needed("the fraction of examples kept, in (0, 1]")
     out: str = _needed("the output folder: kept data, scores, kept.npy, summary.json")
     scorer: str | None = option(None, "None only with saved scores (--scores); else one of "
-                                      "random, loss, el2n, grand, entropy, margin, "
-                                      "prototypes, forgetting, aum; text: tokens-per-char, "
-                                      "length, rarity")
+                                      "random, loss, el2n, el2n-first-epoch, grand, entropy, "
+                                      "margin, prototypes, forgetting, aum; text: "
+                                      "tokens-per-char, length, rarity")
     select: str | None = option(None, "None: hardest, or easiest for tokens-per-char (drop the "
                                       "text hard to compress, as Cramming does); also "
                                       "random, ccs, offset, balanced")
@@ -293,6 +295,11 @@ class PruneConfig:
     cutoff: float | None = option(None, "text: None applies no filter; Cramming keeps a "
                                         "document iff tokens < CUTOFF * chars (0.3)")
     vocab_size: int = option(8192, "text: a WordPiece vocabulary large enough for English")
+    full_time: float | None = option(None, "None: no break-even; the seconds a full-data "
+                                           "training takes to its target: how many trainings "
+                                           "on the kept subset repay the scoring")
+    subset_time: float | None = option(None, "None: keep x full_time (the same epochs over "
+                                             "the kept examples); else measured seconds")
     overwrite: bool = option(False, "never replace a non-empty folder unless asked")
     quiet: bool = option(False, "progress lines unless asked for silence")
 
@@ -324,11 +331,13 @@ def prune_with(c: PruneConfig, progress: Callable[[str], None] | None = None,
     `hasten.stop.Stopped` and writes nothing: scores from a proxy cut short never make a set.
     The settings (and `record`, e.g. the command line) go to `out/config.json`.
     """
+    from hasten.select.amortise import amortisation, check_times
     from hasten.select.io import PruneInput, load_prune_input
 
     say = progress or (lambda _line: None)
     t = {"start": time.perf_counter()}
     _check_options(c.scorer, c.keep, c.select, c.scores, c.model, c.cutoff)
+    check_times(c.full_time, c.subset_time)
     inp = c.data if isinstance(c.data, PruneInput) else load_prune_input(
         c.data, text_unit=c.text_unit, text_field=c.text_field)  # type: ignore[arg-type]
     t["loaded"] = time.perf_counter()
@@ -358,6 +367,7 @@ def prune_with(c: PruneConfig, progress: Callable[[str], None] | None = None,
     kept = _select(sc, alive, inp.n, method, sel_kw, c.keep)
     t["selected"] = time.perf_counter()
     extra = _summary_extra(c, chosen, sel_info, scorer_options, prefilter, t)
+    extra["amortisation"] = amortisation(sc, inp.n, len(kept), c.full_time, c.subset_time)
     if not is_main_process():
         return {"before": inp.n, "after": int(len(kept)), "removed": inp.n - int(len(kept)),
                 "keep_fraction": len(kept) / inp.n, "scorer": sc.name,

@@ -33,3 +33,45 @@ def test_ccs_reuses_the_aum_scores_of_the_same_seed():
     a = prune.scores_for("aum", 0, True, "fashion-prune")
     assert prune.scores_for("aum", 0, True) is a
     assert a.higher_is == "easier" and len(a) == 60000
+
+
+def _run(method, seed, time_to_target, overhead=0.0):
+    return {"task": "fashion-prune", "method": method, "seed": seed, "baseline": "baseline",
+            "time_to_target": time_to_target, "overhead_seconds": overhead, "notes": {}}
+
+
+def test_break_even_rows_come_from_the_measured_times():
+    results = {"runs": [
+        _run("baseline", 0, 10.0), _run("baseline", 1, 14.0), _run("baseline", 2, None),
+        _run("el2n-0.5", 0, 9.0, overhead=3.0),  # 6 s trained: 6 s saved on 12, 3 s scoring
+        _run("el2n-0.5", 1, 15.0, overhead=5.0),  # 10 s: 2 s saved, 5 s scoring
+        _run("random-0.5", 0, 7.0),  # free scoring: repaid at once
+        _run("aum-0.1", 0, None, overhead=2.0),  # never reached
+        _run("forgetting-0.1", 0, 13.0, overhead=0.5)]}  # 12.5 s: slower than full data
+    prune.break_even_rows(results)
+    rows = {(r["method"], r["seed"]): r["notes"].get("report_rows") for r in results["runs"]}
+    assert rows[("baseline", 0)] is None and rows[("baseline", 2)] is None
+    assert rows[("el2n-0.5", 0)] == {prune.BREAK_EVEN_ROW: 0.5}
+    assert rows[("el2n-0.5", 1)] == {prune.BREAK_EVEN_ROW: 2.5}
+    assert rows[("random-0.5", 0)] == {prune.BREAK_EVEN_ROW: 0.0}
+    assert rows[("aum-0.1", 0)] == {prune.BREAK_EVEN_ROW: None}
+    assert rows[("forgetting-0.1", 0)] == {prune.BREAK_EVEN_ROW: None}
+    assert SUITES["prune"].after_run is prune.break_even_rows
+
+
+def test_a_joined_record_gets_its_break_even_rows_again(tmp_path, capsys):
+    import json
+
+    from hasten.cli import main
+
+    def part(runs, **extra):
+        return {"suite": "prune", "quick": True, "margin": 0.5, "runs": [
+            {**r, "metric": "accuracy", "final": 90.0, "train_seconds": 20.0,
+             "curve": [[r["time_to_target"], {}, 90.0]]} for r in runs], **extra}
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(part([_run("baseline", 0, 12.0)])))
+    b.write_text(json.dumps(part([_run("el2n-0.5", 0, 9.0, overhead=3.0)])))
+    assert main(["report", str(a), str(b), "--out", str(tmp_path / "ab"), "--quiet"]) == 0
+    text = (tmp_path / "ab" / "report.md").read_text()
+    assert "| break-even trainings | n/a | 0.5 |" in text  # 3 s of scoring, 12 - 6 s saved

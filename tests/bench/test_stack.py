@@ -7,18 +7,31 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from hasten import distributed
-from hasten.bench import stack
-from hasten.bench.harness import Recipe, register_task, run_one, run_suite
+from hasten.bench import harness, stack
+from hasten.bench.harness import Recipe, run_one, run_suite
 from hasten.bench.stack import (
     PhasedSampler,
     StackOptions,
     methods_for,
     plain_trials,
+)
+from hasten.bench.stack_plan import (
+    from_validation,
+    load_choices,
+    plan_methods,
+    save_choices,
     write_choices,
 )
-from hasten.bench.stack_report import lever_verdicts, stack_table, verdict, write_stack_report
+from hasten.bench.stack_report import (
+    lever_verdicts,
+    select_levers,
+    stack_table,
+    verdict,
+    write_stack_report,
+)
 from hasten.budget import Budget
 from hasten.config import resolve
+from hasten.errors import ConfigError, DataError
 from hasten.sampling import ShuffledSampler
 from hasten.select.infobatch import InfoBatch
 from hasten.steps.selective_backprop import SelectiveBackprop
@@ -135,9 +148,17 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_stack_suite_end_to_end_on_a_tiny_task(tmp_path, monkeypatch, one_thread):
-    register_task("tiny-stack")(_tiny_task(False))
-    register_task("tiny-stack-val")(_tiny_task(True))
+@pytest.fixture
+def tiny(monkeypatch):
+    monkeypatch.setitem(harness.TASKS, "tiny-stack", _tiny_task(False))
+    monkeypatch.setitem(harness.TASKS, "tiny-stack-val", _tiny_task(True))
+    monkeypatch.setattr(stack, "_chosen", {})
+    stack.STACK_TASKS.update(("tiny-stack", "tiny-stack-val"))  # the stack's methods apply
+    yield
+    stack.STACK_TASKS.difference_update(("tiny-stack", "tiny-stack-val"))
+
+
+def test_stack_suite_end_to_end_on_a_tiny_task(tmp_path, monkeypatch, one_thread, tiny):
     monkeypatch.setitem(stack.PROXY_MODELS, "tiny-linear", lambda recipe: nn.Linear(6, 3))
     monkeypatch.setitem(stack.DIFFICULTIES, "tiny-linear",
                         lambda recipe: recipe.train_data.tensors[0].norm(dim=1).numpy())
@@ -173,7 +194,9 @@ def test_stack_suite_end_to_end_on_a_tiny_task(tmp_path, monkeypatch, one_thread
     # the choices, written once, let another process skip the validation trials
     path = write_choices(results, tmp_path / "choices.json")
     options = resolve(StackOptions, file=path, flags={"levers": levers})
-    assert options.choices == runs["tuned-baseline"]["notes"]["stack"]["choices"]
+    assert options.choices == {**runs["tuned-baseline"]["notes"]["stack"]["choices"],
+                               "trials": tuned["trials"]}
+    assert load_choices(path) == options.choices
     assert set(options.choices["levers"]) == {"schedule", "batch", "curriculum"}
     monkeypatch.setattr(stack, "_chosen", {})
     monkeypatch.setattr(stack, "_tune", lambda *a: pytest.fail("tuned again"))
@@ -191,3 +214,78 @@ def test_compile_lever_charges_the_compile_seconds():
     state.budget.ledger.seconds["compile"] = 2.5
     recipe.hooks[-1].on_step_end(state)
     assert recipe.overhead_seconds == 3.5 and recipe.notes["compile_seconds"] == 2.5
+
+
+def test_validation_keeps_a_lever_that_cost_on_some_seed():
+    results = {"runs": [
+        _run("stack", 0, 10.0), _run("stack", 1, 20.0), _run("stack", 2, None),
+        _run("stack-minus-a", 0, 10.2), _run("stack-minus-a", 1, 21.0),  # +2%, +5%
+        _run("stack-minus-b", 0, 10.4), _run("stack-minus-b", 1, 20.2),  # +4%, +1%
+        _run("stack-minus-c", 0, None), _run("stack-minus-c", 1, 19.0),  # never, -5%
+        _run("stack-minus-d", 0, 9.0), _run("stack-minus-d", 2, 1.0)]}  # -10%, no compare
+    chosen = select_levers(results, 0.05)
+    assert chosen["kept"] == ["a", "c"] and chosen["dropped"] == ["b", "d"]
+    assert chosen["costs"]["a"] == {0: pytest.approx(0.02), 1: pytest.approx(0.05),
+                                    2: None}
+    assert chosen["costs"]["c"][0] == math.inf and chosen["threshold"] == 0.05
+    assert select_levers(results, 0.06)["kept"] == ["c"]
+    # the test phase's pay rule is stricter: every seed (none of these pays there)
+    assert verdict(results)["kept"] == []
+
+
+def _val_run(method, seed, t, notes=None):
+    return {**_run(method, seed, t), "task": "fashion-stack-val", "notes": notes or {}}
+
+
+def test_the_test_phase_reads_its_levers_and_choices_from_the_validation_record(tmp_path):
+    picked = {"levers": {"schedule": 2, "batch": 0}, "plain": {"micro_batch": 128,
+                                                              "lr_scale": 2.0,
+                                                              "precision": "bf16"}}
+    trials = [{"kind": "plain", "final": 88.0}]
+    val = {"runs": [
+        _val_run("tuned-baseline", 0, 20.0, {"stack": {"choices": picked, "trials": trials}}),
+        _val_run("stack", 0, 10.0), _val_run("stack-minus-bf16", 0, 12.0),
+        _val_run("stack-minus-batch", 0, 10.1), _val_run("stack-minus-proxy", 0, None)]}
+    options, selection = from_validation(val, "fashion-stack", StackOptions(), "val.json")
+    assert options.levers == ["bf16", "proxy"]
+    assert options.choices == {**picked, "trials": trials}
+    assert selection["kept"] == ["bf16", "proxy"] and selection["dropped"] == ["batch"]
+    assert (selection["source"], selection["task"]) == ("val.json", "fashion-stack-val")
+    every = selection["kept"] + selection["dropped"]
+    assert plan_methods("fashion-stack", options, "levers", every) == [
+        "tuned-baseline", "stack", "stack-minus-bf16", "stack-minus-proxy"]
+    assert plan_methods("fashion-stack", options, "controls", every) == [
+        "only-bf16", "only-batch", "only-proxy", "baseline", "baseline@0.6"]
+    assert plan_methods("fashion-stack", StackOptions(fraction=0.5))[-2:] == [
+        "baseline", "baseline@0.5"]
+    assert "only-curriculum" not in plan_methods("fashion-stack", StackOptions())
+    given = StackOptions(choices={"levers": {}, "plain": {}})
+    assert from_validation(val, "fashion-stack", given, "v")[0].choices == given.choices
+    with pytest.raises(ConfigError, match=r"^v holds runs of fashion-stack-val, not of "
+                                          r"sst2-small-val \(the validation twin of "
+                                          r"sst2-small\)$"):
+        from_validation(val, "sst2-small", StackOptions(), "v")
+    with pytest.raises(ConfigError, match="part: 'half' is not one of all, levers, controls"):
+        plan_methods("fashion-stack", options, "half")
+
+
+def test_choices_files_round_trip_and_bad_ones_are_named(tmp_path):
+    choices = {"levers": {"batch": 1}, "plain": {"micro_batch": 256}, "trials": []}
+    path = save_choices(choices, tmp_path / "c.json")
+    assert load_choices(path) == choices
+    assert resolve(StackOptions, file=path).choices == choices  # also a --config file
+    with pytest.raises(DataError, match=f"^choices file not found: {tmp_path / 'no.json'}$"):
+        load_choices(tmp_path / "no.json")
+    (tmp_path / "bad.json").write_text('{"choices": {"levers": {}}}')
+    with pytest.raises(DataError, match="not a choices file \\(no 'choices' with 'levers' "
+                                        "and 'plain'\\)$"):
+        load_choices(tmp_path / "bad.json")
+
+
+def test_the_proxy_and_curriculum_levers_apply_where_the_task_has_their_parts():
+    recipe = Recipe(nn.Linear(2, 2), None, None, None, TrainConfig(),
+                    notes={"model": "no-such-model"})
+    assert [x for x in stack.LEVERS if stack.applies(x, recipe)] == [
+        "schedule", "bf16", "batch", "compile", "infobatch"]
+    recipe.notes["model"] = "sst2-encoder"
+    assert all(stack.applies(x, recipe) for x in stack.LEVERS)

@@ -31,15 +31,15 @@ def test_version_and_list(capsys):
     suites = capsys.readouterr().out.splitlines()
     assert sorted(line.split()[0] for line in suites) == sorted([
         "vision", "demo", "steps", "selective", "prune", "distill", "mt", "mlm", "electra",
-        "pretrain-ladder", "infobatch", "stack", "stack-sst2"])
+        "pretrain-ladder", "infobatch", "stack", "stack-sst2", "chaos"])
     assert main(["list", "methods", "--suite", "mt"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     assert {"plain*", "sr-sqrt", "baseline", "bf16"} <= set(names)
     assert not {"el2n-0.5", "dm", "proxy", "channels-last"} & set(names)
     assert main(["list"]) == 0
     text = capsys.readouterr().out
-    for heading in ("suites:", "tasks:", "methods:", "scorers:", "selectors:", "distillers:",
-                    "recipes:"):
+    for heading in ("commands:", "suites:", "tasks:", "methods:", "scorers:", "selectors:",
+                    "distillers:", "recipes:"):
         assert heading in text
     assert "el2n" in text and "ccs" in text and "crammed" in text
 

@@ -1,13 +1,21 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from hasten.errors import ConfigError, DataError
-from hasten.select.amortise import FirstEpochEL2N, break_even
-from hasten.select.scorers import el2n_values
+from hasten.select.amortise import (
+    FirstEpochEL2N,
+    amortisation,
+    break_even,
+    check_times,
+    first_epoch_el2n,
+)
+from hasten.select.scorers import ScoringSpec, el2n_values, score
+from hasten.select.scores import Scores
 from hasten.trainer import Hook, TrainConfig, train
 
 
@@ -79,3 +87,46 @@ def test_first_epoch_el2n_state_round_trip():
     other = FirstEpochEL2N(4)
     other.load_state_dict(rec.state_dict())
     assert other.scores().values.tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_amortisation_counts_the_trainings_that_repay_scoring():
+    scores = Scores(np.zeros(4), "x", "harder", seconds=3.0, work={"flops": 2e9},
+                    meta={"recording_seconds": 0.5})
+    assert amortisation(scores, 200, 50) == {"scoring_seconds": 3.0, "scoring_flops": 2e9,
+                                             "recording_seconds": 0.5}
+    # a kept quarter trains in a quarter of the full 8 s: 6 s saved per training
+    assert amortisation(scores, 200, 50, full_time=8.0) == {
+        "scoring_seconds": 3.0, "scoring_flops": 2e9, "recording_seconds": 0.5,
+        "full_time": 8.0, "subset_time": 2.0, "subset_time_estimated": True,
+        "break_even": 0.5, "break_even_in_run": 0.5 / 6.0}
+    given = amortisation(Scores(np.zeros(4), "x", "harder", seconds=4.0), 200, 50,
+                         full_time=8.0, subset_time=6.0)
+    assert (given["subset_time"], given["subset_time_estimated"]) == (6.0, False)
+    assert given["break_even"] == 2.0 and "break_even_in_run" not in given
+    assert amortisation(scores, 200, 50, 8.0, 9.0)["break_even"] is None  # never repaid
+    with pytest.raises(ConfigError, match="^full_time must be a number of seconds > 0, got 0$"):
+        amortisation(scores, 200, 50, full_time=0)
+    with pytest.raises(ConfigError, match="^subset_time must be a number of seconds >= 0, "
+                                          "got -1$"):
+        check_times(1.0, -1)
+
+
+def test_first_epoch_el2n_scorer_equals_el2n_of_the_model_as_built():
+    data = _data()
+
+    def make():
+        return nn.Linear(5, 3)
+
+    # a learning rate far below fp32 resolution: the recorded EL2N is the built model's
+    spec = ScoringSpec(make_model=make, epochs=2, lr=1e-30, batch_size=16, seed=4)
+    scores = score("el2n-first-epoch", data, spec)
+    torch.manual_seed(4)
+    with torch.no_grad():
+        want = el2n_values(make()(data.tensors[0]), data.tensors[1]).double()
+    assert torch.allclose(torch.from_numpy(scores.values), want, atol=1e-6, rtol=0)
+    assert scores.name == "el2n-first-epoch" and scores.higher_is == "harder"
+    assert scores.work["examples_backpropagated"] == 128  # both epochs: the whole cost
+    assert 0 < scores.meta["recording_seconds"] < scores.seconds
+    assert scores.meta["epochs"] == 2
+    with pytest.raises(ConfigError, match="epochs must be >= 1, got 0.5"):
+        first_epoch_el2n(data, ScoringSpec(make_model=make, epochs=0.5))

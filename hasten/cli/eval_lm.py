@@ -1,0 +1,75 @@
+"""`hasten eval-lm MODEL_DIR`: score a masked-LM folder (any transformers masked LM, or what
+`hasten cram` exported) with the evaluations that can see small-compute pretraining: BLiMP
+zero-shot by pseudo-log-likelihood, linear probes on SST-2 and STS-B, held-out MLM loss
+(`hasten.lmeval`). `--out DIR` gets eval.json and config.json."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hasten.cli import common
+from hasten.config import option, settings_help
+
+NAME = "eval-lm"
+HELP = "score a masked-LM folder: BLiMP, linear probes (SST-2, STS-B), held-out MLM loss"
+
+
+@dataclass
+class EvalLMCommand:
+    """`hasten eval-lm`: the settings beside `EvalLMConfig`'s."""
+
+    quiet: bool = option(False, "a line per evaluation unless asked for silence")
+
+
+def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
+    from hasten.lmeval.evaluate import EvalLMConfig
+
+    p = sub.add_parser(NAME, help=HELP, description=__doc__,
+                       epilog=settings_help(EvalLMConfig),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model_dir", help="a transformers masked-LM folder (e.g. hasten cram's "
+                                     "model/)")
+    common.add_settings(p, EvalLMConfig, EvalLMCommand, skip=("model_dir",))
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from hasten.errors import DataError
+    from hasten.lmeval.evaluate import EvalLMConfig, check_config, eval_lm
+
+    c, cmd = common.settle([EvalLMConfig, EvalLMCommand], args, NAME,
+                           fixed={"model_dir": args.model_dir})
+    check_config(c)
+    if not Path(c.model_dir).is_dir():
+        raise DataError(f"model folder not found: {c.model_dir}")
+    out = common.check_out(c.out) if c.out else None
+    say = common.sayer(cmd.quiet) or (lambda line: None)
+    results = eval_lm(c, say)
+    if out is not None and common.is_main_process():
+        common.write_settings(out, c, cmd)
+    for line in summary_lines(results):
+        print(line)
+    if out is not None:
+        print(f"wrote {out / 'eval.json'}")
+    return 0
+
+
+def summary_lines(results: dict[str, Any]) -> list[str]:
+    """One line per metric that ran (and why the others did not)."""
+    lines = []
+    if results.get("blimp") is not None:
+        lo, hi = results["blimp_interval"]
+        lines.append(f"blimp        {results['blimp']:6.2f}  (95% interval {lo:.2f} to "
+                     f"{hi:.2f})")
+    for key, label in (("probe_sst2", "accuracy"), ("probe_stsb", "Spearman")):
+        if results.get(key) is not None:
+            lines.append(f"{key:12s} {results[key]:6.2f}  ({label} x 100)")
+    if results.get("mlm_loss_15") is not None:
+        lines.append(f"mlm_loss_15  {results['mlm_loss_15']:6.4f}  (nats per masked token)")
+    for key, why in {**results.get("not_run", {}), **results.get("not_applicable", {})}.items():
+        lines.append(f"{key:12s} {'n/a':>6s}  ({why})")
+    return lines
