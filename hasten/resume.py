@@ -10,7 +10,8 @@ picks the newest checkpoint that verifies (`hasten.checkpoint.find_checkpoint`),
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -116,18 +117,32 @@ def open_run(state: TrainState, sampler: Sampler, hooks: Sequence[Hook], plan: E
     if found.path is None:
         return [f"no checkpoint in {folder} yet; starting fresh"], None
     assert found.body is not None
-    change = _check_budget(state, found.body["state"]["budget"]["spec"], out)
+    with _unusable(found.path):
+        change = _check_budget(state, found.body["state"]["budget"]["spec"], out)
     distributed.barrier(state.dist, doing="a resume")
     if state.dist.is_main:
         for path in found.damaged:
             set_aside(path)
     body = load_checkpoint(found.path, state.raw_model)
-    _restore(state, sampler, hooks, plan, body["state"], str(found.path))
+    with _unusable(found.path):
+        _restore(state, sampler, hooks, plan, body["state"], str(found.path))
     state.step = state.resumed_from = body["step"]
     lines = [*found.warnings, *([change] if change else []), f"resumed from step {state.step}"]
     budget_change = {"old": found.body["state"]["budget"]["spec"],
                      "new": state.budget.spec} if change else None
     return lines, budget_change
+
+
+@contextmanager
+def _unusable(path: Path) -> Iterator[None]:
+    """A checkpoint that verifies but holds values this run cannot take (wrong types, missing
+    parts, another optimizer's moments) becomes one CheckpointError line."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as err:
+        reason = " ".join(str(err).split())[:200]
+        raise CheckpointError(f"checkpoint {path} holds a state this run cannot use "
+                              f"({type(err).__name__}: {reason})") from None
 
 
 def _restore(state: TrainState, sampler: Sampler, hooks: Sequence[Hook], plan: EvalPlan,
