@@ -430,7 +430,9 @@ def find_checkpoint(folder: str | Path) -> Found:
     if any(p is not None for _, _, p in bad):
         listed = "; ".join(f"{label}: {reason}" for label, reason, _ in bad)
         raise CheckpointError(f"no usable checkpoint in {folder} ({listed})")
-    return Found(None, None)
+    # no checkpoint at all, but a damaged pointer: say so (the caller starts fresh)
+    return Found(None, None, [f"checkpoint {label} is damaged ({reason})"
+                              for label, reason, _ in bad])
 
 
 def set_aside(path: str | Path) -> Path:

@@ -114,8 +114,9 @@ def open_run(state: TrainState, sampler: Sampler, hooks: Sequence[Hook], plan: E
         return [], None
     found = find_checkpoint(folder)
     _agree(state, found.step, folder)
-    if found.path is None:
-        return [f"no checkpoint in {folder} yet; starting fresh"], None
+    if found.path is None:  # one line, naming a damaged pointer if there is one
+        return ["; ".join([*found.warnings, f"no checkpoint in {folder} yet; starting fresh"])
+                ], None
     assert found.body is not None
     with _unusable(found.path):
         change = _check_budget(state, found.body["state"]["budget"]["spec"], out)

@@ -6,6 +6,7 @@ shape or recipe value."""
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from hasten.cli import common
@@ -50,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         if s["stopped"] == "nonfinite":
             return common.nonfinite_exit(f"cram {c.out}")
         print(f"hasten: stopped by {name} after {s['steps']} steps; checkpoint in "
-              f"{c.out}/checkpoints (continue with --resume); nothing exported")
+              f"{c.out}/checkpoints (continue with --resume); nothing exported",
+              file=sys.stderr)
         return EXIT_CODES.get(s["stopped"], 1)
     loss = s["heldout_loss"]
     print(f"{s['recipe']['name']} / {s['arch']} / {s['objective']}: {s['steps']} steps, "
