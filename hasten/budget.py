@@ -205,4 +205,5 @@ class Budget:
 
     def load_state_dict(self, state: dict) -> None:
         self.ledger.load_state_dict(state["ledger"])
-        self.work = Work(**state["work"])
+        kinds = Work()  # each counter keeps its type (a wrong one is a TypeError here)
+        self.work = Work(**{k: type(getattr(kinds, k))(v) for k, v in state["work"].items()})

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hasten.budget import Budget
 from hasten.config import option, to_dict, write_config
 from hasten.distributed import resolve_device
 from hasten.errors import ConfigError
@@ -309,7 +310,6 @@ def _shape_from_saved(out: Path) -> dict[str, Any]:
 
 def setup(cfg: CramConfig, say: Callable[[str], None]) -> dict[str, Any]:
     """Checks, recipe, size and prepared corpus: everything before the model exists."""
-    from hasten.budget import Budget
     out = Path(cfg.out)
     Budget(cfg.budget)  # parse the budget before any work
     if cfg.device is not None:  # an unknown or missing device, before the corpus

@@ -150,10 +150,13 @@ def _restore(state: TrainState, sampler: Sampler, hooks: Sequence[Hook], plan: E
              saved: dict[str, Any], where: str) -> None:
     load_optimizer_state(state.optimizer, saved["optimizer"])
     state.budget.load_state_dict(saved["budget"])
-    state.curve, state.metrics = saved["curve"], saved["metrics"]
+    if not isinstance(saved["curve"], list) or not isinstance(saved["metrics"], dict):
+        raise TypeError("the curve or the metrics are not a list and a table")
+    state.curve = saved["curve"]
+    state.metrics = {k: float(v) for k, v in saved["metrics"].items()}
     flops = saved["flops"]  # [forward, train] before the unit was saved: per example
-    state.flops_forward, state.flops_train = flops[0], flops[1]
-    state.flops_unit = flops[2] if len(flops) > 2 else "example"
+    state.flops_forward, state.flops_train = float(flops[0]), float(flops[1])
+    state.flops_unit = str(flops[2]) if len(flops) > 2 else "example"
     _restore_ranked(state, sampler, hooks, saved, where)
     guard = saved.get("guard", {})
     state.lr_scale = float(guard.get("lr_scale", 1.0))
