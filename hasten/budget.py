@@ -13,6 +13,7 @@ checkpoint, setup, compile) apart, so evaluation or checkpointing never eat the 
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -59,8 +60,10 @@ def parse_budget(text: str) -> tuple[str, float]:
         )
     unit, scale = _SUFFIX[suffix]
     amount = float(match.group(1)) * scale
-    if amount <= 0:
+    if not amount > 0:
         raise ConfigError(f"budget {text!r} must be positive")
+    if not math.isfinite(amount):
+        raise ConfigError(f"budget {text!r} is too large to count")
     return unit, amount
 
 
@@ -202,4 +205,5 @@ class Budget:
 
     def load_state_dict(self, state: dict) -> None:
         self.ledger.load_state_dict(state["ledger"])
-        self.work = Work(**state["work"])
+        kinds = Work()  # each counter keeps its type (a wrong one is a TypeError here)
+        self.work = Work(**{k: type(getattr(kinds, k))(v) for k, v in state["work"].items()})

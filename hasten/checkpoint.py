@@ -321,6 +321,11 @@ def verify_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{BODY_FILE} has lost part of its checksums")
     if "checksum" in body and body["checksum"] != _body_digest(body):
         raise CheckpointError(f"{BODY_FILE} does not match its checksum")
+    _check_layout(body)
+    named = _STEP.match(path.name)
+    if named and int(named.group(1)) != body["step"]:
+        raise CheckpointError(f"{BODY_FILE} holds step {body['step']}, its folder is "
+                              f"{path.name}")
     for name, want in body.get("files", {}).items():
         size = (path / name).stat().st_size
         if size != want["bytes"]:
@@ -330,6 +335,20 @@ def verify_checkpoint(path: str | Path) -> dict[str, Any]:
     for name in (MODEL_FILE, TENSORS_FILE):
         check_safetensors_header(path / name)
     return body
+
+
+def _check_layout(body: dict[str, Any]) -> None:
+    """The fields every load reads have the types it expects (a file that matches its
+    checksum can still hold wrong values, if whatever wrote it was wrong)."""
+    step, state, files = body["step"], body["state"], body.get("files", {})
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"{BODY_FILE} holds step {str(step)[:40]!r}, not a step count")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{BODY_FILE} holds a state that is not a table")
+    if not isinstance(files, dict) or set(files) - {MODEL_FILE, TENSORS_FILE} or any(
+            not isinstance(w, dict) or not isinstance(w.get("bytes"), int)
+            or not isinstance(w.get("sha256"), str) for w in files.values()):
+        raise CheckpointError(f"{BODY_FILE} holds a malformed list of files")
 
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module) -> dict[str, Any]:
@@ -411,7 +430,9 @@ def find_checkpoint(folder: str | Path) -> Found:
     if any(p is not None for _, _, p in bad):
         listed = "; ".join(f"{label}: {reason}" for label, reason, _ in bad)
         raise CheckpointError(f"no usable checkpoint in {folder} ({listed})")
-    return Found(None, None)
+    # no checkpoint at all, but a damaged pointer: say so (the caller starts fresh)
+    return Found(None, None, [f"checkpoint {label} is damaged ({reason})"
+                              for label, reason, _ in bad])
 
 
 def set_aside(path: str | Path) -> Path:

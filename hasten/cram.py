@@ -40,7 +40,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from hasten.budget import Budget
 from hasten.config import option, to_dict, write_config
+from hasten.distributed import resolve_device
 from hasten.errors import ConfigError
 from hasten.trainer import Hook
 
@@ -285,9 +287,11 @@ def check_out(out: Path, overwrite: bool, resume: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} exists and is not a folder")
     if resume:
-        if not (out / "config.json").is_file():
+        if not out.is_dir():
+            raise ConfigError(f"cannot resume: {out} does not exist")
+        if not (out / "config.json").is_file() and any(out.iterdir()):
             raise ConfigError(f"cannot resume: {out} holds no config.json of a cram run")
-        return
+        return  # an empty folder starts fresh (the trainer says so)
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise ConfigError(f"{out} exists and is not empty (pass overwrite / --overwrite, "
                           "or resume / --resume)")
@@ -306,16 +310,16 @@ def _shape_from_saved(out: Path) -> dict[str, Any]:
 
 def setup(cfg: CramConfig, say: Callable[[str], None]) -> dict[str, Any]:
     """Checks, recipe, size and prepared corpus: everything before the model exists."""
-    from hasten.budget import Budget
-
     out = Path(cfg.out)
     Budget(cfg.budget)  # parse the budget before any work
+    if cfg.device is not None:  # an unknown or missing device, before the corpus
+        resolve_device(cfg.device)
     check_out(out, cfg.overwrite, cfg.resume)
     r = resolve(cfg)
     if r["vocab_size"] <= 5 and cfg.vocab_size is not None:
         raise ConfigError(f"vocab_size must exceed the 5 special tokens ([PAD] [UNK] [CLS] "
                           f"[SEP] [MASK]), got {r['vocab_size']}")
-    if cfg.resume:
+    if cfg.resume and (out / "config.json").is_file():
         saved = _shape_from_saved(out)
         r = {**r, **{k: saved["recipe_resolved"][k] for k in SHAPE_KEYS}}
         size_info = saved.get("size", {})

@@ -4,8 +4,10 @@
 the final one) run. With a step, example, token or FLOP budget all of them run. With a
 seconds budget the user waits for evaluations too, so they get at most `share` of it: the
 first evaluation is timed, the remaining ones that fit are spread evenly over the rest of the
-run (with one evaluation's time kept for the final), and the others are skipped. A test
-set that takes longer to score than the whole budget then costs two evaluations, not ten.
+run (with one evaluation's time kept for the final), and the others are skipped. The first
+is cut short (single process) once it has taken the whole allowance, so a test set that
+takes longer to score than the whole budget costs the allowance and one (the final)
+evaluation, not ten evaluations, nor two.
 
 `sharded_eval(partial, finish)` builds an `evaluate(model, shard=(rank, world_size))`:
 each rank scores its contiguous slice (`shard_bounds`), the partial sums are all-reduced
@@ -99,15 +101,36 @@ class EvalPlan:
 
     @property
     def cost(self) -> float | None:
-        """Mean seconds of one evaluation, once one ran."""
-        return self.seconds / self.done if self.done else None
+        """Mean seconds of one evaluation, once one ran (a lower bound, the seconds of the
+        one cut short, if none finished yet)."""
+        return self.seconds / self.done if self.done else (self.seconds or None)
+
+    def limit(self, final: bool) -> float | None:
+        """Seconds the evaluation about to run may take before it is cut short (None: not
+        cut). With a seconds budget the first intermediate one may take the whole allowance
+        of all evaluations, no more. The final one (the run's result) and the planned ones
+        (they fit) are never cut."""
+        if self.allowance is None or final or self.done or self.planned is not None:
+            return None
+        return self.allowance
+
+    def cut(self, seconds: float) -> str:
+        """Book an evaluation cut short at its `limit` after `seconds`: no intermediate
+        evaluation runs after it, only the final one. Returns the line that says so."""
+        self.seconds += seconds
+        self.skipped += 1
+        self.planned = []
+        return (f"evaluation takes over {seconds:.1f}s, more than the {self.allowance:.1f}s "
+                "allowed for all evaluations: it was cut short and only the final one runs")
 
     def should_run(self, point: float) -> bool:
         """Whether the intermediate evaluation due at `point` runs."""
-        if self.allowance is None or self.done == 0:
+        if self.allowance is None:
             return True
         if self.planned is not None and not any(abs(point - p) < 1e-9 for p in self.planned):
             return False
+        if self.done == 0:
+            return True
         cost = self.cost or 0.0
         return self.seconds + 2 * cost <= self.allowance + 1e-9  # this one and the final
 

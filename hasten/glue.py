@@ -93,6 +93,10 @@ class GlueSettings:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ConfigError(f"{name} must be >= 1, got {v}")
+        if self.device is not None:
+            from hasten.distributed import resolve_device
+
+            resolve_device(self.device)  # an unknown or missing device: one line, up front
 
 
 def check_model_dir(model_dir: str | Path) -> Path:

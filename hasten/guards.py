@@ -16,6 +16,8 @@ import os
 import resource
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -36,6 +38,40 @@ SLOW_STEP_SHARE = 0.05  # a micro-batch longer than this share of a seconds budg
 
 class Interrupted(Exception):
     """Raised inside `StopSignals.interruptible()` when a stop signal arrives."""
+
+
+class TimedOut(Exception):
+    """Raised inside `time_limit(seconds)` when the block runs longer."""
+
+
+@contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise `TimedOut` in the block once it has run `seconds` (SIGALRM; main thread only,
+    elsewhere, without SIGALRM or with `seconds=None` the block runs unlimited). An alarm
+    set outside is suspended for the block and set again after it, less the time spent."""
+    if seconds is None or not hasattr(signal, "setitimer") or \
+            threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    armed = [True]
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        if armed[0]:
+            armed[0] = False
+            raise TimedOut(f"over {seconds:.1f}s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    started = time.monotonic()
+    outer, interval = signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
+    try:
+        yield
+    finally:
+        armed[0] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if outer > 0:
+            left = max(1e-3, outer - (time.monotonic() - started))
+            signal.setitimer(signal.ITIMER_REAL, left, interval)
 
 
 class StopSignals:

@@ -10,7 +10,8 @@ picks the newest checkpoint that verifies (`hasten.checkpoint.find_checkpoint`),
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -113,16 +114,19 @@ def open_run(state: TrainState, sampler: Sampler, hooks: Sequence[Hook], plan: E
         return [], None
     found = find_checkpoint(folder)
     _agree(state, found.step, folder)
-    if found.path is None:
-        return [f"no checkpoint in {folder} yet; starting fresh"], None
+    if found.path is None:  # one line, naming a damaged pointer if there is one
+        return ["; ".join([*found.warnings, f"no checkpoint in {folder} yet; starting fresh"])
+                ], None
     assert found.body is not None
-    change = _check_budget(state, found.body["state"]["budget"]["spec"], out)
+    with _unusable(found.path):
+        change = _check_budget(state, found.body["state"]["budget"]["spec"], out)
     distributed.barrier(state.dist, doing="a resume")
     if state.dist.is_main:
         for path in found.damaged:
             set_aside(path)
     body = load_checkpoint(found.path, state.raw_model)
-    _restore(state, sampler, hooks, plan, body["state"], str(found.path))
+    with _unusable(found.path):
+        _restore(state, sampler, hooks, plan, body["state"], str(found.path))
     state.step = state.resumed_from = body["step"]
     lines = [*found.warnings, *([change] if change else []), f"resumed from step {state.step}"]
     budget_change = {"old": found.body["state"]["budget"]["spec"],
@@ -130,14 +134,29 @@ def open_run(state: TrainState, sampler: Sampler, hooks: Sequence[Hook], plan: E
     return lines, budget_change
 
 
+@contextmanager
+def _unusable(path: Path) -> Iterator[None]:
+    """A checkpoint that verifies but holds values this run cannot take (wrong types, missing
+    parts, another optimizer's moments) becomes one CheckpointError line."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as err:
+        reason = " ".join(str(err).split())[:200]
+        raise CheckpointError(f"checkpoint {path} holds a state this run cannot use "
+                              f"({type(err).__name__}: {reason})") from None
+
+
 def _restore(state: TrainState, sampler: Sampler, hooks: Sequence[Hook], plan: EvalPlan,
              saved: dict[str, Any], where: str) -> None:
     load_optimizer_state(state.optimizer, saved["optimizer"])
     state.budget.load_state_dict(saved["budget"])
-    state.curve, state.metrics = saved["curve"], saved["metrics"]
+    if not isinstance(saved["curve"], list) or not isinstance(saved["metrics"], dict):
+        raise TypeError("the curve or the metrics are not a list and a table")
+    state.curve = saved["curve"]
+    state.metrics = {k: float(v) for k, v in saved["metrics"].items()}
     flops = saved["flops"]  # [forward, train] before the unit was saved: per example
-    state.flops_forward, state.flops_train = flops[0], flops[1]
-    state.flops_unit = flops[2] if len(flops) > 2 else "example"
+    state.flops_forward, state.flops_train = float(flops[0]), float(flops[1])
+    state.flops_unit = str(flops[2]) if len(flops) > 2 else "example"
     _restore_ranked(state, sampler, hooks, saved, where)
     guard = saved.get("guard", {})
     state.lr_scale = float(guard.get("lr_scale", 1.0))

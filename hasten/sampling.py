@@ -66,7 +66,11 @@ class ShuffledSampler:
         return {"epoch": self.epoch, "offset": self.offset, "seed": self.seed}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch, self.offset, self.seed = state["epoch"], state["offset"], state["seed"]
+        epoch, offset, seed = state["epoch"], state["offset"], state["seed"]
+        if any(not isinstance(v, int) or isinstance(v, bool) or v < 0
+               for v in (epoch, offset, seed)):
+            raise ValueError(f"sampler state {str(state)[:80]} is not three counts")
+        self.epoch, self.offset, self.seed = epoch, offset, seed
         self._perm = None
 
 

@@ -28,9 +28,11 @@ from hasten.guards import (
     SLOW_STEP_SHARE,
     Interrupted,
     StopSignals,
+    TimedOut,
     clip_and_check,
     nonfinite_step,
     slow_step_line,
+    time_limit,
 )
 from hasten.resume import rollback, save_run
 from hasten.runlog import RunLog
@@ -324,8 +326,10 @@ def _evaluate(run: Run, final: bool) -> bool:
     assert run.evaluate is not None
     started = time.perf_counter()
     guard = run.signals.interruptible() if not d.enabled else nullcontext()
+    # under DDP the ranks finish an evaluation together: none is cut short alone
+    limit = run.plan.limit(final) if not d.enabled else None
     try:
-        with budget.ledger.phase("eval"), guard:
+        with budget.ledger.phase("eval"), guard, time_limit(limit):
             was_training = s.raw_model.training
             s.raw_model.eval()
             try:
@@ -336,6 +340,12 @@ def _evaluate(run: Run, final: bool) -> bool:
                 s.raw_model.train(was_training)
     except Interrupted:
         return False
+    except TimedOut:
+        line = run.plan.cut(time.perf_counter() - started)
+        run.log.log("eval_plan", s.step, run.plan.summary())
+        if not cfg.quiet:
+            run.log.notice(line, kind="eval_plan", step=s.step)
+        return True
     metrics = {k: float(v) for k, v in raw.items()}
     _record_eval(run, time.perf_counter() - started, final)
     if cfg.metric not in metrics:

@@ -301,35 +301,38 @@ def _train_locked(model: nn.Module, train_data: Dataset, loss_fn: LossFn, config
     allowance = config.eval_share * budget.amount if budget.is_wall_clock else None
     plan = EvalPlan(config.eval_every, allowance)
     log: RunLog | None = None
-    try:
-        with budget.ledger.phase("setup"):
-            state, sampler = _setup(model, train_data, loss_fn, config, d, budget, sampler,
-                                    tokens_fn, collate_fn)
-            lines, change = (open_run(state, sampler, hooks, plan, out) if out is not None
-                             else ([], None))
-            # files are created only once set-up (and any resume) succeeded
-            log = RunLog(out if d.is_main else None, enabled=d.is_main, quiet=config.quiet,
-                         tensorboard=config.tensorboard, progress_every=config.progress_every)
-        for line in lines:
-            log.notice(line, step=state.step)
-        if change is not None:
-            log.log("budget_change", state.step, change)
-        for h in hooks:
-            h.on_start(state)
-        with StopSignals() as signals:
+    # a stop signal during set-up is kept for the loop, which then stops at once (with a
+    # checkpoint): the whole run, from here to its result, is one stop-aware stretch
+    with StopSignals() as signals:
+        try:
+            with budget.ledger.phase("setup"):
+                state, sampler = _setup(model, train_data, loss_fn, config, d, budget,
+                                        sampler, tokens_fn, collate_fn)
+                lines, change = (open_run(state, sampler, hooks, plan, out)
+                                 if out is not None else ([], None))
+                # files are created only once set-up (and any resume) succeeded
+                log = RunLog(out if d.is_main else None, enabled=d.is_main,
+                             quiet=config.quiet, tensorboard=config.tensorboard,
+                             progress_every=config.progress_every)
+            for line in lines:
+                log.notice(line, step=state.step)
+            if change is not None:
+                log.log("budget_change", state.step, change)
+            for h in hooks:
+                h.on_start(state)
             run = Run(state=state, data=train_data, sampler=sampler, schedule=schedule,
                       evaluate=evaluate, hooks=hooks, tokens_fn=tokens_fn, log=log, out=out,
                       signals=signals, plan=plan, wall_started=started)
             stopped = _run_guarded(run)
-        result = _result(state, stopped, plan, started)
-        if out is not None and d.is_main:
-            log.log("end", state.step, {"final": result.final, "stopped": stopped,
-                                        "work": result.work, "ledger": result.ledger,
-                                        "seconds": result.seconds})
-        return result
-    finally:
-        if log is not None:
-            log.close()
+            result = _result(state, stopped, plan, started)
+            if out is not None and d.is_main:
+                log.log("end", state.step, {"final": result.final, "stopped": stopped,
+                                            "work": result.work, "ledger": result.ledger,
+                                            "seconds": result.seconds})
+            return result
+        finally:
+            if log is not None:
+                log.close()
 
 
 def _run_guarded(run: Run) -> str:

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -357,7 +358,7 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
 
     monitor = TimingMonitor(repeat=repeat_flagged, quick=quick)
     run_fn: Callable[..., tuple[dict[str, Any], nn.Module]] = partial(monitor.measure, run_one)
-    with stop.watch():
+    with stop.watch(), _stopped_between_runs(save, path, results, len(order)):
         for i, (seed, task, method) in enumerate(order):
             if (seed, task, method) in done:
                 continue
@@ -375,6 +376,23 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
                          f"{run['train_seconds']:.1f}s train, {run['work']['steps']} steps")
     save("complete")
     return results
+
+
+@contextmanager
+def _stopped_between_runs(save: Callable[..., None], path: Path | None,
+                          results: dict[str, Any], planned: int) -> Iterator[None]:
+    """A stop signal that lands between two runs (outside `_guarded_run`) also records the
+    suite as stopped, with the runs finished so far."""
+    try:
+        yield
+    except (stop.Stopped, KeyboardInterrupt) as err:
+        if isinstance(err, stop.Stopped) and err.saved:  # `_guarded_run` recorded it
+            raise
+        name = err.signal if isinstance(err, stop.Stopped) else "sigint"
+        save("stopped", stopped=name)
+        raise stop.Stopped(name, f"{len(results['runs'])} of {planned} runs finished and kept "
+                                 f"in {path if path is not None else 'memory'}; the same "
+                                 "command with --resume runs the rest") from None
 
 
 def _guarded_run(run_fn: Callable[..., tuple[dict[str, Any], nn.Module]],

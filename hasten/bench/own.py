@@ -160,9 +160,18 @@ def _pruned_file(folder: Path) -> Path:
     """The data file inside a folder `hasten prune` wrote (named in its summary)."""
     import json
 
-    files = json.loads((folder / "summary.json").read_text()).get("files") or []
-    data = [f for f in files if f not in ("scores.npy", "scores.json", "kept.npy",
-                                          "summary.json")]
+    where = folder / "summary.json"
+    try:
+        summary = json.loads(where.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise DataError(f"{where}: not a readable summary ({' '.join(str(err).split())})"
+                        ) from None
+    files = summary.get("files") if isinstance(summary, dict) else None
+    if not isinstance(files, list):
+        raise DataError(f"{where}: no list of files")
+    # plain names inside the folder only: a summary never points elsewhere
+    data = [f for f in files if isinstance(f, str) and f and Path(f).name == f
+            and f not in ("scores.npy", "scores.json", "kept.npy", "summary.json")]
     if not data:
         raise DataError(f"{folder}: its summary names no data file")
     return folder / data[0]

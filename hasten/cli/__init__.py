@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ConfigError(_unknown(args, extras))
             return int(args.run(args))
     except HastenError as err:
-        print(f"hasten: error: {err}", file=sys.stderr)
+        print(f"hasten: error: {one_line(str(err))}", file=sys.stderr)
         return err.exit_code
     except stop.Stopped as err:
         print(stop_line(err), file=sys.stderr)
@@ -78,6 +78,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(stop_line(stop.Stopped("sigint")), file=sys.stderr)
         return stop.EXIT_CODES["sigint"]
+
+
+def one_line(text: str) -> str:
+    """`text` with every character that would break or hide a line (newlines, carriage
+    returns, other control and separator characters, e.g. from an argument) escaped."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                   for ch in text)
 
 
 def _unknown(args: object, extras: list[str]) -> str:

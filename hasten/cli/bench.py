@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,6 +204,10 @@ def _check_record(out: Path, c: BenchCommand) -> None:
     from hasten.bench.harness import RESULTS_FILE
 
     path = out / RESULTS_FILE
+    if c.resume and not out.is_dir():
+        raise ConfigError(f"cannot resume: {out} does not exist")
+    if c.resume and not path.is_file():
+        print(f"no record in {out} yet; starting fresh", file=sys.stderr)
     if not path.is_file() or c.overwrite or c.resume:
         return
     from hasten.bench.records import load_record

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+import sys
 from typing import Any
 
 from hasten.cli import common
@@ -63,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         if s["stopped"] == "nonfinite":
             return common.nonfinite_exit(f"cram {c.out}")
         print(f"hasten: stopped by {name} after {s['steps']} steps; checkpoint in "
-              f"{c.out}/checkpoints (continue with --resume); nothing exported")
+              f"{c.out}/checkpoints (continue with --resume); nothing exported",
+              file=sys.stderr)
         return EXIT_CODES.get(s["stopped"], 1)
     loss = s["heldout_loss"]
     print(f"{s['recipe']['name']} / {s['arch']} / {s['objective']}: {s['steps']} steps, "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -86,11 +87,13 @@ def run(args: argparse.Namespace) -> int:
         if bad:
             raise bad
         c, config = common.settle([DistillCommand, DistillConfig], args, NAME)
+        _check_device(config.device)
         return _evaluate_files(args.files, c, config)
     if args.files:
         raise ConfigError(f"unexpected argument {args.files[0]!r}; did you mean "
                           f"`hasten distill eval {args.files[0]}`?")
     c, config = common.settle([DistillCommand, DistillConfig], args, NAME)
+    _check_device(config.device)
     if c.validation or c.json:
         raise ConfigError("--validation and --json belong to `hasten distill eval`")
     if not c.out:
@@ -100,6 +103,25 @@ def run(args: argparse.Namespace) -> int:
     if not c.data:
         raise ConfigError("distill needs --data (digits, fashion-mnist, mnist1d)")
     return _distill(c, config)
+
+
+def _check_resume(out: Path, checkpoints: Path) -> None:
+    """--resume: refused for a folder that does not exist; one line when there is nothing
+    to resume yet (the run starts fresh)."""
+    from hasten.checkpoint import latest_checkpoint
+
+    if not out.is_dir():
+        raise ConfigError(f"cannot resume: {out} does not exist")
+    if latest_checkpoint(checkpoints) is None:
+        print(f"no checkpoint in {checkpoints} yet; starting fresh", file=sys.stderr)
+
+
+def _check_device(device: str | None) -> None:
+    """An unknown or missing device is one line before any data is read."""
+    if device not in (None, "None"):
+        from hasten.distributed import resolve_device
+
+        resolve_device(device)
 
 
 def _options_to_settings(args: argparse.Namespace) -> ConfigError | None:
@@ -118,6 +140,8 @@ def _distill(c: DistillCommand, config: DistillConfig) -> int:
     from hasten.data.vision import load_vision
 
     out = common.check_out(str(c.out), empty=True, overwrite=c.overwrite or config.resume)
+    if config.resume:
+        _check_resume(out, Path(config.checkpoint_dir or out / "checkpoints"))
     method = config.method.lower()
     if method not in BASELINES:
         from hasten.distill.methods import METHODS

@@ -107,11 +107,12 @@ def _finish(c: TrainCommand, out: Path, result: dict[str, Any], model: Any) -> i
         raise stop.Stopped(result["stopped"], f"checkpoint after {result['steps']} steps in "
                                               f"{out / 'checkpoints'}; continue with the same "
                                               "command and --resume")
-    write_record(result, out / "result.json")
     if result["stopped"] == "nonfinite":
+        write_record(result, out / "result.json")
         return common.nonfinite_exit(f"{result['task']} / {result['method']}")
     atomic_write(out / "model.safetensors",
                  lambda fh: fh.write(_weights(model, save_model)))
+    write_record(result, out / "result.json")  # last: a result.json means a finished run
     final = "n/a" if result["final"] is None else f"{result['final']:.2f}"
     print(f"{result['task']} / {result['method']}: {result['metric']} {final} after "
           f"{result['steps']} steps, {result['train_seconds']:.1f}s train; wrote {out}")

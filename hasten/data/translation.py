@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gzip
 import tarfile
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,8 +90,8 @@ def read_lines(path: str | Path) -> list[str]:
         raise DataError(f"file not found: {p}")
     try:
         raw = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise DataError(f"cannot read {p}: {e}") from None
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
+        raise DataError(f"cannot read {p}: {' '.join(str(e).split())}") from None
     return _split_lines(_decode(raw, str(p)))
 
 
@@ -106,8 +107,8 @@ def read_tar_member(archive: str | Path, member: str) -> list[str]:
                 raise DataError(f"{p} has no member {member!r} (it has {sorted(names)})")
             f = tar.extractfile(names[member])
             raw = f.read() if f is not None else b""
-    except (OSError, EOFError, tarfile.TarError) as e:
-        raise DataError(f"cannot read {p}: {e}") from None
+    except (OSError, EOFError, zlib.error, tarfile.TarError) as e:
+        raise DataError(f"cannot read {p}: {' '.join(str(e).split())}") from None
     return _split_lines(_decode(raw, f"{p}:{member}"))
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ from hasten.distill.idm import IDM
 from hasten.distill.mtt import MTT
 from hasten.distill.synthetic import SyntheticSet
 from hasten.errors import CheckpointError, ConfigError, DataError
+from hasten.guards import SLOW_STEP_SHARE
 from hasten.runlog import RunLog
 
 METHODS: dict[str, type[Method]] = {"dm": DM, "idm": IDM, "dc": DC, "dsa": DC, "mtt": MTT}
@@ -194,7 +196,7 @@ def distill_with(data: VisionData, config: DistillConfig, *, model_fn: ModelFn |
     key, cls = _check(data, config)
     budget = _budget(config.budget)
     device = distributed.init(config.device).device if config.device in (None, "None") \
-        else torch.device(config.device)
+        else distributed.resolve_device(config.device)
     ckpt = Path(config.checkpoint_dir) if config.checkpoint_dir is not None else None
     with budget.ledger.phase("setup"):
         run = _setup(key, cls, data, config, budget, device, model_fn, ckpt)
@@ -252,6 +254,8 @@ class _Run:
     iteration: int = 0
     losses: list[float] = dataclasses.field(default_factory=list)
     started: float = 0.0
+    first_iteration: int = 0  # where this process began (the first iteration is not timed)
+    warned_slow: bool = False
 
 
 def _setup(key: str, cls: type[Method], data: VisionData, c: DistillConfig, budget: Budget,
@@ -289,11 +293,13 @@ def _loop(run: _Run, budget: Budget, c: DistillConfig, ckpt: Path | None,
     log = RunLog(None, enabled=progress is True, quiet=progress is not True,
                  description=f"distill {run.config['method']}")
     next_line = 0.1
-    run.started = time.perf_counter()
+    run.started, run.first_iteration = time.perf_counter(), run.iteration
     try:
         with stop.deferred() as flag:
             while not budget.exhausted() and flag.signal is None:
+                started = time.perf_counter()
                 loss = _iterate(run, budget)
+                _warn_if_slow(run, budget, time.perf_counter() - started)
                 if log.shows_progress:
                     log.progress(budget.progress(), f"it {run.iteration}  loss {loss:.4g}")
                 if say is not None and (budget.progress() >= next_line or budget.exhausted()):
@@ -310,6 +316,18 @@ def _loop(run: _Run, budget: Budget, c: DistillConfig, ckpt: Path | None,
         saved = (f"checkpoint of iteration {run.iteration} saved in {ckpt} (continue with "
                  "--resume)" if ckpt is not None else "nothing saved (no checkpoint folder)")
         raise stop.Stopped(flag.signal, saved)
+
+
+def _warn_if_slow(run: _Run, budget: Budget, seconds: float) -> None:
+    """One warning (the trainer's) when an iteration after the first takes more than 5% of a
+    seconds budget: the run then ends on a coarse grid and may overrun by that much."""
+    if budget.is_wall_clock and not run.warned_slow and run.iteration > run.first_iteration + 1 \
+            and seconds > SLOW_STEP_SHARE * budget.amount:
+        run.warned_slow = True
+        print(f"warning: one iteration takes {seconds:.1f}s, "
+              f"{100 * seconds / budget.amount:.0f}% of the {budget.amount:g}s budget; a "
+              "smaller ipc, batch_real or width keeps iterations short", file=sys.stderr,
+              flush=True)
 
 
 def _iterate(run: _Run, budget: Budget) -> float:

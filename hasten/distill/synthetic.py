@@ -114,6 +114,8 @@ class SyntheticSet:
             meta = json.loads(header.get(META_KEY, "{}"))
         except json.JSONDecodeError as err:
             raise DataError(f"{path}: corrupt metadata ({err})") from None
+        if not isinstance(meta, dict):
+            raise DataError(f"{path}: corrupt metadata (not a JSON object)")
         return cls(images, labels, meta)
 
     def save_grid_png(self, path: str | Path, max_per_class: int = 10) -> Path:

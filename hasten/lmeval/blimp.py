@@ -69,7 +69,7 @@ def _lines(path: Path) -> Iterable[str]:
     try:
         with opener(path, "rt", encoding="utf-8") as fh:
             yield from fh
-    except (OSError, EOFError) as err:  # not gzip, truncated gzip
+    except (OSError, EOFError, zlib.error) as err:  # not gzip, truncated or damaged gzip
         raise DataError(f"{path}: cannot read ({' '.join(str(err).split())})") from None
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not valid UTF-8 ({err.reason})") from None

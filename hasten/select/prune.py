@@ -33,7 +33,7 @@ import numpy as np
 
 from hasten import stop
 from hasten.config import option
-from hasten.distributed import is_main_process, world_size_from_env
+from hasten.distributed import is_main_process, resolve_device, world_size_from_env
 from hasten.errors import ConfigError, DataError
 from hasten.select.scores import Scores
 
@@ -338,6 +338,8 @@ def prune_with(c: PruneConfig, progress: Callable[[str], None] | None = None,
     t = {"start": time.perf_counter()}
     _check_options(c.scorer, c.keep, c.select, c.scores, c.model, c.cutoff)
     check_times(c.full_time, c.subset_time)
+    if c.device is not None:  # an unknown or missing device, whether scoring uses it or not
+        resolve_device(c.device)
     inp = c.data if isinstance(c.data, PruneInput) else load_prune_input(
         c.data, text_unit=c.text_unit, text_field=c.text_field)  # type: ignore[arg-type]
     t["loaded"] = time.perf_counter()

@@ -29,6 +29,7 @@ import gzip
 import json
 import re
 import unicodedata
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,8 +82,9 @@ def read_bytes(path: str | Path) -> bytes:
         return gzip.decompress(raw) if p.name.endswith(".gz") else raw
     except FileNotFoundError:
         raise DataError(f"file not found: {p}") from None
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise DataError(f"cannot read {p}: {getattr(e, 'strerror', None) or e}") from None
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
+        reason = getattr(e, "strerror", None) or e
+        raise DataError(f"cannot read {p}: {' '.join(str(reason).split())}") from None
 
 
 def read_text(path: str | Path) -> str:
