@@ -6,8 +6,8 @@ shape or recipe value."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 import sys
+from pathlib import Path
 from typing import Any
 
 from hasten.cli import common
