@@ -3,7 +3,7 @@ training FLOPs (generator included) and at a quarter of them, with the untrained
 the ELECTRA rows of the pretraining ladder (`hasten.bench.ladder`). The paper: ELECTRA-Small
 79.9 GLUE vs BERT-Small 75.1 at equal FLOPs, 74.1 at 6.25% of its training.
 
-Evidence: docs/benchmarks.md ("Pretraining ladder").
+Evidence: docs/benchmarks.md ("ELECTRA: no gain over MLM that GLUE-small can see").
 """
 
 from __future__ import annotations

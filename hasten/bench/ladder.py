@@ -37,7 +37,7 @@ at the small rungs, control, crammed, original-setup and electra at the largest.
 Rows run through `hasten.bench.pretrain.run_row`-style folders: a finished row is reused, one
 row per process splits the ladder over cores. Metrics per row: `blimp`, `probe_sst2`,
 `probe_stsb` (`hasten.lmeval`, through `evaluate_checkpoint`) and `mlm_loss_15`.
-Results: docs/benchmarks.md ("Pretraining ladder").
+Results: docs/benchmarks.md ("Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget").
 """
 
 from __future__ import annotations

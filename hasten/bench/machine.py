@@ -31,7 +31,7 @@ machine's cores, not the cores given to the run, because it counts every process
 pinned one per core would each see a load of 2 on their 1 core while neither waits. The
 run-queue wait measures contention on the run's own cores directly.
 
-Where its result is shown: docs/benchmarks.md, "Timing a user can trust".
+Where its result is shown: docs/benchmarks.md, "How to read these figures".
 """
 
 from __future__ import annotations

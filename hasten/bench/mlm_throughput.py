@@ -19,7 +19,7 @@ steps on a fixed batch, and every per-repeat number is kept.
 
 writes benchmarks/results/mlm-throughput-<YYYYMMDD>.json (machine, command, date, commit,
 torch and transformers versions, every per-repeat number) and prints medians and ratios.
-Results: docs/benchmarks.md ("Pretraining").
+Results: docs/benchmarks.md ("Sparse MLM head: where the encoder's speed over HF BERT comes from").
 """
 
 from __future__ import annotations

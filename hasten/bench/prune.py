@@ -33,7 +33,8 @@ or the baseline never reached the target, or the subset was not faster. Also reg
 outside the suite's default runs: `el2n-first-epoch-KEEP`, EL2N recorded during one epoch of
 training the task's model (`hasten.select.amortise.first_epoch_el2n`), charged that epoch.
 
-Results: docs/benchmarks.md, "Data pruning".
+Results: docs/benchmarks.md, "Static pruning: keep 0.5 matches full data but scoring costs more
+than it saves".
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ class-labelled (x, y) batches; the proxy methods to the vision suite's own tasks
 models have a small proxy here.
 
 Paper: Jiang et al., "Accelerating Deep Learning by Focusing on the Biggest Losers" (2019).
-Results: docs/benchmarks.md, "Selective backprop".
+Results: docs/benchmarks.md, "Selective backprop: a trained proxy pays, the paper's scoring forward
+does not".
 """
 
 from __future__ import annotations

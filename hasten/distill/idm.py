@@ -17,8 +17,8 @@ training steps per iteration); each training step costs about as much as a DM it
 this CPU, so the measured runs in docs/benchmarks.md scale them down and say how.
 
 Departures on purpose: the CPU runs scale the queue and its training down (the suite's
-`IDM_CPU` says how). Results: docs/benchmarks.md, "Dataset distillation: DM at factor 2 to
-6,000 iterations, and IDM".
+`IDM_CPU` says how). Results: docs/benchmarks.md, "Dataset distillation: beats random subsets, not
+full-data training time".
 
 The queue is stored as flat parameter and momentum tensors, so checkpoints keep it and a
 resumed run continues exactly.

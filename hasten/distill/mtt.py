@@ -9,8 +9,8 @@ with a learnable step size alpha (initialised to `lr_teacher`), and minimise
 updating the pixels (lr_img, momentum 0.5) and alpha (lr_lr, momentum 0.5) through the unroll.
 
 Departures on purpose: fewer and shorter expert runs than the paper's on a CPU (set by the
-caller). Results: docs/benchmarks.md, "Dataset distillation: DSA at ipc 1 and 10, MTT at
-ipc 1 and 50".
+caller). Results: docs/benchmarks.md, "Dataset distillation: beats random subsets, not full-data
+training time".
 
 Trajectories are stored as safetensors (`expert-000.safetensors`, key "trajectory", shape
 (epochs + 1, parameters)); the distillation reuses those already in `expert_dir`.

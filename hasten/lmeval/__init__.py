@@ -12,7 +12,7 @@ from no pretraining; these can, because nothing is fine-tuned:
 - `evaluate`: `eval_lm(EvalLMConfig)` runs them and writes `eval.json`.
 
 `glue_tasks` holds the GLUE readers and metrics that `hasten.glue` shares. The results are
-shown in docs/benchmarks.md, "Pretraining evaluations (hasten eval-lm)".
+shown in docs/benchmarks.md, "Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget".
 """
 
 from hasten.lmeval.blimp import (

@@ -16,7 +16,7 @@ Speed: every masked copy of a sentence goes into the same forward, sentences are
 length into batches of about `batch_tokens` tokens (little padding), and the MLM head runs only
 on the one scored row of each copy (`logits_at`). Departures: sentences longer than the
 model's maximum length are truncated (BLiMP sentences never are). The results are shown in
-docs/benchmarks.md, "Pretraining evaluations (hasten eval-lm)".
+docs/benchmarks.md, "Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget".
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ Conneau & Kiela 2018), without fine-tuning noise.
   sparse and not standardised.
 
 Departures from SentEval: no tuning of the logistic penalty, no MLP probe, the GLUE dev sets
-as test sets. The results are shown in docs/benchmarks.md, "Pretraining evaluations
-(hasten eval-lm)".
+as test sets. The results are shown in docs/benchmarks.md, "Pretraining ladder: BLiMP, probes and
+held-out loss by FLOP budget".
 """
 
 from __future__ import annotations

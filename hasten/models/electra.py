@@ -22,7 +22,8 @@ decoder [V, H_d]. The embedding size thus *is* the discriminator's width, and th
 discriminator stays a plain ModernBERT (`hasten.models.export_hf.export_discriminator`).
 
 The corruption, the losses, the health monitor and the FLOP count are in
-`hasten.objectives.electra`; results are in docs/benchmarks.md ("Pretraining ladder").
+`hasten.objectives.electra`; results are in docs/benchmarks.md ("ELECTRA: no gain over MLM that
+GLUE-small can see").
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ The objective, as the paper and its code define it:
 included) are `hasten.objectives.flops.electra_flops_per_token`, and the trainer's own
 `measure_flops` counts both networks too, since the loss runs both. Departure: the generator
 and discriminator are the crammed encoder (pre-norm, GLU, rotary), not BERT's layers.
-Results: docs/benchmarks.md ("Pretraining ladder").
+Results: docs/benchmarks.md ("ELECTRA: no gain over MLM that GLUE-small can see").
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ el2n-first-epoch`): it trains the model for `spec.epochs` epochs and records EL2
 first. Used alone it pays for that training; inside a full-data run it costs only the
 recording (`meta["recording_seconds"]`).
 
-Where its result is shown: docs/benchmarks.md, "Data pruning (`hasten bench prune`)".
+Where its result is shown: docs/benchmarks.md, "Static pruning: keep 0.5 matches full data but
+scoring costs more than it saves".
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ trains on their cross-entropy, so any classification task scores. Departure on p
 examples never classified correctly get the largest presentation count (see
 `forgetting_counts`) rather than an infinite count, so the values stay finite.
 
-Where it is shown: docs/benchmarks.md, "Data pruning". Registered in `hasten.select.scorers`.
+Where it is shown: docs/benchmarks.md, "Static pruning: keep 0.5 matches full data but scoring
+costs more than it saves". Registered in `hasten.select.scorers`.
 """
 
 from __future__ import annotations

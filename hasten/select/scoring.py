@@ -13,7 +13,8 @@ labels [B]) for the scorers defined on class probabilities (EL2N, entropy, margi
 prototypes, forgetting, AUM). Both default to `(x, y)` batches with cross-entropy, and
 `spec.collate_fn` builds batches of any shape (e.g. padded text).
 
-Where it is shown: docs/benchmarks.md, "Data pruning".
+Where it is shown: docs/benchmarks.md, "Static pruning: keep 0.5 matches full data but scoring
+costs more than it saves".
 """
 
 from __future__ import annotations
