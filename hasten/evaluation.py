@@ -9,6 +9,14 @@ is cut short (single process) once it has taken the whole allowance, so a test s
 takes longer to score than the whole budget costs the allowance and one (the final)
 evaluation, not ten evaluations, nor two.
 
+With a seconds budget the final evaluation also ends by a deadline: when the wall limit
+(1.25 x budget + 15 s) comes, less a small reserve for writing results. In a command the
+limit counts from the process start, or from the end of the previous run in the same process
+(`count_wall_from`); elsewhere from the run's start. An evaluate function that takes
+`deadline` (as `sharded_eval`'s do) scores its set in `EVAL_PARTS` contiguous parts and stops
+after the part that passes it, reporting the fraction scored as `eval_fraction`; one that
+does not runs whole.
+
 `sharded_eval(partial, finish)` builds an `evaluate(model, shard=(rank, world_size))`:
 each rank scores its contiguous slice (`shard_bounds`), the partial sums are all-reduced
 (float64), and `finish` turns the totals into metrics, so every rank reports the same
@@ -20,6 +28,8 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +38,44 @@ import torch
 from torch import nn
 
 from hasten import distributed
+
+EVAL_PARTS = 10  # a final evaluation cut by its deadline still scores whole tenths of the set
+WRITE_RESERVE = 2.0  # seconds kept after the final evaluation for results and checkpoints
+
+
+def process_start() -> float:
+    """`time.monotonic()` at this process's start (Linux: from /proc; elsewhere, the
+    moment hasten was imported)."""
+    try:
+        ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
+        uptime = float(open("/proc/uptime").read().split()[0])
+        age = uptime - ticks / os.sysconf("SC_CLK_TCK")
+        return time.monotonic() - max(0.0, age)
+    except (OSError, ValueError, IndexError):
+        return time.monotonic()
+
+
+_WALL: dict[str, float | None] = {"since": None}
+
+
+def count_wall_from(moment: float | None) -> None:
+    """Count the next run's wall limit from `moment` (`time.monotonic()`; a command passes
+    `process_start()`, so imports and data loading count), and each later run's from the end
+    of the one before (a suite runs many). None: each run counts from its own start (the
+    default for `train()` called from a user's program)."""
+    _WALL["since"] = moment
+
+
+def wall_since() -> float | None:
+    """Where the next run's wall limit counts from (None: the run's own start)."""
+    return _WALL["since"]
+
+
+def mark_run_end() -> None:
+    """A run ended: in a command, the next run's wall limit counts from now."""
+    if _WALL["since"] is not None:
+        _WALL["since"] = time.monotonic()
+
 
 PartialFn = Callable[[nn.Module, int, int], dict[str, float]]
 FinishFn = Callable[[dict[str, float]], dict[str, float]]
@@ -48,8 +96,11 @@ def sharded_eval(partial: PartialFn, finish: FinishFn) -> Callable[..., dict[str
     world_size)` and the sums are all-reduced; `evaluate(model)` scores the whole set.
     The parts stay reachable as `evaluate.partial` and `evaluate.finish`."""
 
-    def evaluate(model: nn.Module, shard: tuple[int, int] = (0, 1)) -> dict[str, float]:
+    def evaluate(model: nn.Module, shard: tuple[int, int] = (0, 1),
+                 deadline: float | None = None) -> dict[str, float]:
         rank, world = shard
+        if deadline is not None and world == 1:
+            return _by_deadline(model, partial, finish, deadline)
         sums = partial(model, rank, world)
         if world > 1:
             keys = sorted(sums)
@@ -63,6 +114,32 @@ def sharded_eval(partial: PartialFn, finish: FinishFn) -> Callable[..., dict[str
     evaluate.__doc__ = partial.__doc__
     evaluate.partial, evaluate.finish = partial, finish  # type: ignore[attr-defined]
     return evaluate
+
+
+def _by_deadline(model: nn.Module, partial: PartialFn, finish: FinishFn,
+                 deadline: float) -> dict[str, float]:
+    """Score `EVAL_PARTS` contiguous parts in turn, stopping after the one that ends past
+    `deadline` (`time.monotonic()`); `eval_fraction` says how much was scored when not all."""
+    sums: dict[str, float] = {}
+    done = 0
+    for part in range(EVAL_PARTS):
+        for k, v in partial(model, part, EVAL_PARTS).items():
+            sums[k] = sums.get(k, 0) + v
+        done += 1
+        if time.monotonic() >= deadline:
+            break
+    metrics = finish(sums)
+    if done < EVAL_PARTS:
+        metrics = {**metrics, "eval_fraction": done / EVAL_PARTS}
+    return metrics
+
+
+def takes_deadline(evaluate: Callable[..., Any]) -> bool:
+    """Whether an evaluate function accepts the `deadline` keyword."""
+    try:
+        return "deadline" in inspect.signature(evaluate).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def takes_shard(evaluate: Callable[..., Any]) -> bool:

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from hasten import distributed
 from hasten.errors import ConfigError
-from hasten.evaluation import EvalPlan, takes_shard
+from hasten.evaluation import EvalPlan, takes_deadline, takes_shard
 from hasten.guards import (
     SLOW_STEP_SHARE,
     Interrupted,
@@ -57,6 +57,7 @@ class Run:
     signals: StopSignals
     plan: EvalPlan
     wall_started: float
+    wall_deadline: float | None = None  # monotonic time the final evaluation ends by
     first_step: int = 0
     step_cost: float = 0.0  # the last step's cost in the budget's unit
     stop_code: int = 0  # stop signal agreed by every rank at the last sync
@@ -334,8 +335,7 @@ def _evaluate(run: Run, final: bool) -> bool:
             s.raw_model.eval()
             try:
                 with torch.no_grad(), run.autocast:
-                    raw = (run.evaluate(s.raw_model, shard=(d.rank, d.world_size))
-                           if takes_shard(run.evaluate) else run.evaluate(s.raw_model))
+                    raw = run.evaluate(s.raw_model, **_eval_kwargs(run, final))
             finally:
                 s.raw_model.train(was_training)
     except Interrupted:
@@ -348,6 +348,10 @@ def _evaluate(run: Run, final: bool) -> bool:
         return True
     metrics = {k: float(v) for k, v in raw.items()}
     _record_eval(run, time.perf_counter() - started, final)
+    if final and "eval_fraction" in metrics and not cfg.quiet:
+        run.log.notice(f"the final evaluation scored {metrics['eval_fraction']:.0%} of its set "
+                       "to end within the budget's wall limit; a longer budget scores it all",
+                       kind="eval_plan", step=s.step)
     if cfg.metric not in metrics:
         raise ConfigError(f"evaluate() returned {sorted(metrics)}, which lacks the metric "
                           f"{cfg.metric!r}")
@@ -358,6 +362,18 @@ def _evaluate(run: Run, final: bool) -> bool:
     for h in run.hooks:
         h.on_eval(s, metrics)
     return True
+
+
+def _eval_kwargs(run: Run, final: bool) -> dict[str, Any]:
+    """`shard` for an evaluate function that splits across ranks; `deadline` for a final
+    evaluation of a seconds budget in one process, when the function takes it."""
+    d, kwargs = run.state.dist, {}
+    if takes_shard(run.evaluate):
+        kwargs["shard"] = (d.rank, d.world_size)
+    if final and not d.enabled and run.wall_deadline is not None and \
+            takes_deadline(run.evaluate):
+        kwargs["deadline"] = run.wall_deadline
+    return kwargs
 
 
 def _record_eval(run: Run, seconds: float, final: bool) -> None:

@@ -39,7 +39,14 @@ from hasten import distributed
 from hasten.budget import Budget
 from hasten.config import option
 from hasten.errors import ConfigError, DataError
-from hasten.evaluation import EvalPlan, shard_bounds, sharded_eval
+from hasten.evaluation import (
+    WRITE_RESERVE,
+    EvalPlan,
+    mark_run_end,
+    shard_bounds,
+    sharded_eval,
+    wall_since,
+)
 from hasten.flops import flop_counter
 from hasten.guards import (
     EXIT_CODES,
@@ -209,6 +216,19 @@ def wall_limit(budget: Budget) -> float | None:
     return 1.25 * budget.amount + 15.0 if budget.is_wall_clock else None
 
 
+def _deadline(budget: Budget, started: float) -> float | None:
+    """When a seconds-budgeted run's final evaluation should end (`time.monotonic()`): its
+    wall limit counted from `wall_since()` (else from `started`, a `perf_counter` time),
+    less a reserve for writing results."""
+    limit = wall_limit(budget)
+    if limit is None:
+        return None
+    since = wall_since()
+    if since is None:
+        since = time.monotonic() - (time.perf_counter() - started)
+    return since + limit - WRITE_RESERVE
+
+
 def _check_countable(budget: Budget, tokens_fn: Callable[[Any], int] | None) -> None:
     if budget.unit == "tokens" and tokens_fn is None:
         raise ConfigError(f"budget {budget.spec} counts tokens, but this run has no tokens_fn "
@@ -322,7 +342,8 @@ def _train_locked(model: nn.Module, train_data: Dataset, loss_fn: LossFn, config
                 h.on_start(state)
             run = Run(state=state, data=train_data, sampler=sampler, schedule=schedule,
                       evaluate=evaluate, hooks=hooks, tokens_fn=tokens_fn, log=log, out=out,
-                      signals=signals, plan=plan, wall_started=started)
+                      signals=signals, plan=plan, wall_started=started,
+                      wall_deadline=_deadline(budget, started))
             stopped = _run_guarded(run)
             result = _result(state, stopped, plan, started)
             if out is not None and d.is_main:
@@ -331,6 +352,7 @@ def _train_locked(model: nn.Module, train_data: Dataset, loss_fn: LossFn, config
                                             "seconds": result.seconds})
             return result
         finally:
+            mark_run_end()
             if log is not None:
                 log.close()
 

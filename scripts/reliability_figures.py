@@ -202,9 +202,10 @@ def chaos(kills: int = 20, save_kills: int = 4, seed: int = 0, steps: int | None
     """One process killed `kills` times (`save_kills` inside a save), resumed each time."""
     from hasten.bench.chaos import ChaosConfig, run_chaos
 
-    config = ChaosConfig(kills=kills, save_kills=save_kills, seed=seed)
-    if steps is not None:
-        config.steps = steps
+    # a kill lands up to 1.5 checkpoint intervals after a resume: 40 steps a kill leave
+    # room for every kill before the run ends
+    config = ChaosConfig(kills=kills, save_kills=save_kills, seed=seed,
+                         steps=steps if steps is not None else max(300, 40 * kills))
     record = run_chaos(config, say=say)
     figures = {"kills": record.kills, "kills_in_save": record.kills_in_save,
                "resumes": record.resumes, "fallbacks": record.fallbacks,

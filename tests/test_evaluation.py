@@ -12,7 +12,17 @@ from torch.utils.data import TensorDataset
 
 from hasten.bench.vision import accuracy_on
 from hasten.budget import Budget
-from hasten.evaluation import EvalPlan, shard_bounds, takes_shard
+from hasten.evaluation import (
+    EVAL_PARTS,
+    EvalPlan,
+    count_wall_from,
+    mark_run_end,
+    process_start,
+    shard_bounds,
+    takes_deadline,
+    takes_shard,
+    wall_since,
+)
 from hasten.train_loop import eta_seconds
 from hasten.trainer import TrainConfig, train
 
@@ -137,3 +147,52 @@ def test_progress_lines_without_a_terminal_show_no_loss_before_there_is_one(capf
     assert all("loss" not in line for line in lines[:5]) and "nan" not in "".join(lines)
     assert re.fullmatch(r"train  50\.0% step 6 loss \d\.\d{4} eta 0:00:\d\d", lines[5])
     assert lines[-1] == "train 100.0% step 12 done eta 0:00:00"
+
+
+def test_a_final_evaluation_past_its_deadline_scores_whole_tenths():
+    test = _data(1000)
+    torch.manual_seed(0)
+    model = nn.Linear(8, 3)
+    evaluate = accuracy_on(test, batch=100)
+    assert takes_deadline(evaluate) and not takes_deadline(lambda m, shard=(0, 1): {})
+    with torch.no_grad():
+        whole = evaluate(model)
+        late = evaluate(model, deadline=time.monotonic() - 1.0)  # one part, then stop
+        first = evaluate.finish(evaluate.partial(model, 0, EVAL_PARTS))
+        early = evaluate(model, deadline=time.monotonic() + 60.0)
+    assert late == {**first, "eval_fraction": 1 / EVAL_PARTS}
+    assert early["accuracy"] == whole["accuracy"] and "eval_fraction" not in early
+    assert early["test_loss"] == pytest.approx(whole["test_loss"], rel=1e-6)
+
+
+def test_process_start_is_before_now_and_marks_move_only_in_a_command():
+    assert time.monotonic() - 3600 * 24 * 365 < process_start() <= time.monotonic()
+    count_wall_from(None)
+    mark_run_end()
+    assert wall_since() is None  # train() from a program: each run counts from its start
+    count_wall_from(123.0)
+    try:
+        before = time.monotonic()
+        mark_run_end()
+        assert wall_since() >= before  # in a command the next run counts from here
+    finally:
+        count_wall_from(None)
+
+
+def test_a_command_long_past_its_limit_scores_a_tenth_and_says_so(capfd):
+    test = _data(1000)
+    count_wall_from(time.monotonic() - 1000.0)  # as if the command had started long ago
+    try:
+        res = train(nn.Linear(8, 3), _data(), ce,
+                    TrainConfig(budget="1s", micro_batch=16, progress_every=0),
+                    evaluate=accuracy_on(test, batch=100))
+    finally:
+        count_wall_from(None)
+    assert res.metrics["eval_fraction"] == 1 / EVAL_PARTS
+    err = capfd.readouterr().err
+    assert "the final evaluation scored 10% of its set to end within the budget's wall " \
+           "limit; a longer budget scores it all" in err
+    res = train(nn.Linear(8, 3), _data(), ce,
+                TrainConfig(budget="1s", micro_batch=16, progress_every=0),
+                evaluate=accuracy_on(test, batch=100))
+    assert "eval_fraction" not in res.metrics  # counted from its own start: time to spare

@@ -34,6 +34,7 @@ from hasten import __version__, stop
 from hasten.cli import common
 from hasten.cli.common import Parser, stop_line
 from hasten.errors import ConfigError, HastenError
+from hasten.evaluation import count_wall_from, process_start
 
 # command -> its module in hasten.cli
 COMMANDS = {"demo": "demo", "bench": "bench", "report": "report", "train": "train",
@@ -61,6 +62,8 @@ def build_parser(argv: Sequence[str] = ()) -> Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the exit code (see the module docstring)."""
+    if argv is None:  # a command: its wall limit counts from the process start
+        count_wall_from(process_start())
     argv = list(sys.argv[1:] if argv is None else argv)
     common.ARGV[:] = argv
     try:
