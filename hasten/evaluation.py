@@ -13,9 +13,9 @@ With a seconds budget the final evaluation also ends by a deadline: when the wal
 (1.25 x budget + 15 s) comes, less a small reserve for writing results. In a command the
 limit counts from the process start, or from the end of the previous run in the same process
 (`count_wall_from`); elsewhere from the run's start. An evaluate function that takes
-`deadline` (as `sharded_eval`'s do) scores its set in `EVAL_PARTS` contiguous parts and stops
-after the part that passes it, reporting the fraction scored as `eval_fraction`; one that
-does not runs whole.
+`deadline` (as `sharded_eval`'s do) scores its set in `EVAL_PARTS` contiguous parts and
+stops before a part that would end past it, reporting the fraction scored as
+`eval_fraction`; one that does not runs whole.
 
 `sharded_eval(partial, finish)` builds an `evaluate(model, shard=(rank, world_size))`:
 each rank scores its contiguous slice (`shard_bounds`), the partial sums are all-reduced
@@ -40,7 +40,7 @@ from torch import nn
 from hasten import distributed
 
 EVAL_PARTS = 10  # a final evaluation cut by its deadline still scores whole tenths of the set
-WRITE_RESERVE = 2.0  # seconds kept after the final evaluation for results and checkpoints
+WRITE_RESERVE = 4.0  # seconds kept after the final evaluation: results, a report, a plot, exit
 
 
 def process_start() -> float:
@@ -118,15 +118,17 @@ def sharded_eval(partial: PartialFn, finish: FinishFn) -> Callable[..., dict[str
 
 def _by_deadline(model: nn.Module, partial: PartialFn, finish: FinishFn,
                  deadline: float) -> dict[str, float]:
-    """Score `EVAL_PARTS` contiguous parts in turn, stopping after the one that ends past
-    `deadline` (`time.monotonic()`); `eval_fraction` says how much was scored when not all."""
+    """Score `EVAL_PARTS` contiguous parts in turn (at least one), stopping before a part
+    that, at the mean pace so far, would end past `deadline` (`time.monotonic()`);
+    `eval_fraction` says how much was scored when not all."""
     sums: dict[str, float] = {}
-    done = 0
+    done, started = 0, time.monotonic()
     for part in range(EVAL_PARTS):
         for k, v in partial(model, part, EVAL_PARTS).items():
             sums[k] = sums.get(k, 0) + v
         done += 1
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if now + (now - started) / done > deadline:
             break
     metrics = finish(sums)
     if done < EVAL_PARTS:
