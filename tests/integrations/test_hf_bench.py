@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from hasten.bench.records import load_record
 from hasten.errors import ConfigError
 from hasten.integrations.hf_bench import HFBenchConfig, main
 
@@ -15,8 +16,13 @@ def test_quick_mode_records_both_arms(tmp_path, capsys):
     assert [(r["seed"], r["arm"]) for r in results["runs"]] == [(0, "hf-linear"), (0, "hasten")]
     hf, ours = results["runs"]
     keys = {"seed", "arm", "accuracy", "train_seconds", "wall_seconds", "ended_on_time",
-            "callback_us_per_step", "stopped_by", "steps", "max_steps", "last_lr_fraction"}
+            "callback_us_per_step", "stopped_by", "steps", "max_steps", "last_lr_fraction",
+            "task", "method", "metric", "higher_is_better", "final"}
     assert set(hf) == set(ours) == keys
+    assert [(r["method"], r["final"]) for r in results["runs"]] == [
+        (r["arm"], r["accuracy"]) for r in results["runs"]]
+    record = load_record(tmp_path / "results.json")  # the record layout, read as it is
+    assert record["source"]["layout"] == "record" and record["suite"] == "hf-bench"
     assert hf["max_steps"] == results["max_steps_guess"]
     assert hf["stopped_by"] in ("max_steps", "wall clock")
     assert ours["stopped_by"] == "budget" and ours["max_steps"] is None
