@@ -21,3 +21,12 @@ def run_hasten(*args, env=None, timeout=300, check=False):
 @pytest.fixture
 def hasten_cli():
     return run_hasten
+
+
+def help_text(capsys, *argv: str) -> str:
+    """What `hasten ARGV --help` prints (in-process; --help exits)."""
+    from hasten.cli import main
+
+    with pytest.raises(SystemExit):
+        main([*argv, "--help"])
+    return capsys.readouterr().out

@@ -1,13 +1,12 @@
 import math
 
 import pytest
+import tiny_stack
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import TensorDataset
 
 from hasten import distributed
-from hasten.bench import harness, stack
+from hasten.bench import stack
 from hasten.bench.harness import Recipe, run_one, run_suite
 from hasten.bench.stack import (
     PhasedSampler,
@@ -116,29 +115,6 @@ def test_selective_backprop_names_the_ids_of_the_rows_it_hands_on():
     assert state.batch_indices == [12, 14, 15, 17]
 
 
-def _tiny_task(validation: bool):
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(320, 6, generator=g)
-    y = (x @ torch.randn(6, 3, generator=g)).argmax(1)
-    rows = slice(0, 256) if not validation else slice(64, 320)
-    held = slice(256, 320) if not validation else slice(0, 64)
-    train, test = TensorDataset(x[rows], y[rows]), (x[held], y[held])
-
-    def task(seed: int, quick: bool) -> Recipe:
-        torch.manual_seed(seed)
-        cfg = TrainConfig(budget="640ex", lr=0.05, micro_batch=32, eval_every=0.25,
-                          schedule="one-cycle")
-
-        def evaluate(m):
-            return {"accuracy": 100.0 * (m(test[0]).argmax(1) == test[1]).float().mean().item()}
-
-        return Recipe(nn.Linear(6, 3), train,
-                      lambda m, b: F.cross_entropy(m(b[0]), b[1], reduction="none"),
-                      evaluate, cfg, notes={"model": "tiny-linear", "quick": quick,
-                                            "val_task": "tiny-stack-val"})
-    return task
-
-
 @pytest.fixture
 def one_thread():
     """Tiny models run fastest on one thread (and do not stall on a shared machine)."""
@@ -150,12 +126,9 @@ def one_thread():
 
 @pytest.fixture
 def tiny(monkeypatch):
-    monkeypatch.setitem(harness.TASKS, "tiny-stack", _tiny_task(False))
-    monkeypatch.setitem(harness.TASKS, "tiny-stack-val", _tiny_task(True))
-    monkeypatch.setattr(stack, "_chosen", {})
-    stack.STACK_TASKS.update(("tiny-stack", "tiny-stack-val"))  # the stack's methods apply
+    tiny_stack.register(monkeypatch)  # tiny-stack and tiny-stack-val; the stack applies
     yield
-    stack.STACK_TASKS.difference_update(("tiny-stack", "tiny-stack-val"))
+    tiny_stack.unregister()
 
 
 def test_stack_suite_end_to_end_on_a_tiny_task(tmp_path, monkeypatch, one_thread, tiny):
