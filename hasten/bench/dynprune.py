@@ -140,3 +140,25 @@ def verdict(results: Mapping[str, Any], method: str = f"infobatch@{FRACTION}",
     return {"pass": bool(per_seed) and all(s["pass"] for s in per_seed.values()),
             "seeds": per_seed, "method": method, "rivals": list(rivals),
             "max_relative": max_relative}
+
+
+def verdict_lines(results: Mapping[str, Any]) -> list[str]:
+    """`verdict(results)` as lines a person reads: the rule's outcome, then one line a seed.
+    Runs without targets get them first (the record's margin, else the suite's)."""
+    if any("target" not in r for r in results.get("runs", [])):
+        from hasten.bench.report import fill_targets
+
+        margin = float(results["margin"] if results.get("margin") is not None else 0.2)
+        results = fill_targets(dict(results, runs=[dict(r) for r in results["runs"]]),
+                               margins={r["task"]: margin for r in results["runs"]})
+    v = verdict(results)
+    lines = [f"verdict: {'PASS' if v['pass'] else 'FAIL'}: {v['method']} reaches the target "
+             f"within {v['max_relative']:g}x the baseline's time and is ahead of "
+             f"{' and '.join(v['rivals'])} at that moment, on every seed"]
+    for seed, s in sorted(v["seeds"].items()):
+        rel = s["relative_time"]
+        when = "never reaches the target" if rel is None else f"relative time {rel:.2f}"
+        ahead = ", ".join(f"{'ahead of' if ok else 'not ahead of'} {rival}"
+                          for rival, ok in s["ahead"].items())
+        lines.append(f"  seed {seed}: {when}; {ahead}: {'pass' if s['pass'] else 'miss'}")
+    return lines

@@ -2,7 +2,8 @@
 `hasten.bench.records`); several files of one suite run in parts are joined first, and a
 joined suite's rows that need every run (the prune suite's break-even trainings) are made
 again. A lever stack's record also gets its ablation table, verdict and, on a validation
-twin, the levers kept (with `--out`: stack.md and stack.png)."""
+twin, the levers kept (with `--out`: stack.md and stack.png); an InfoBatch record its
+pre-registered verdict, seed by seed."""
 
 from __future__ import annotations
 
@@ -54,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
         paths = write_report(results, out)
         common.write_settings(out, c)
         print(f"report: {paths['report']}  results: {paths['results']}")
+    if results.get("suite") == "infobatch":
+        from hasten.bench.dynprune import verdict_lines
+
+        print("\n".join(verdict_lines(results)))
     if results.get("suite") in bench_stack.SUITES:
         threshold = float((results.get("options") or {}).get("pays", 0.05))
         if out is not None:

@@ -71,5 +71,11 @@ def test_verdict_applies_the_preregistered_rule():
     assert out["seeds"][1] == {"relative_time": None, "within": False,
                                "ahead": {"baseline@0.8": False, "random-drop@0.7": False},
                                "pass": False}
+    assert dynprune.verdict_lines(fill_targets({"runs": runs}, margins={"t": 0.2})) == [
+        "verdict: FAIL: infobatch@0.7 reaches the target within 0.8x the baseline's time and "
+        "is ahead of baseline@0.8 and random-drop@0.7 at that moment, on every seed",
+        "  seed 0: relative time 0.70; ahead of baseline@0.8, ahead of random-drop@0.7: pass",
+        "  seed 1: never reaches the target; not ahead of baseline@0.8, not ahead of "
+        "random-drop@0.7: miss"]
     assert dynprune.value_at([[1.0, {}, 5.0], [2.0, {}, 6.0]], 1.5) == 5.0
     assert dynprune.value_at([[1.0, {}, 5.0]], 0.5) is None

@@ -140,3 +140,22 @@ def test_list_names_the_commands_and_suites(capsys):
     assert "kill a run at random moments" in lines["chaos"]
     assert main(["list", "scorers"]) == 0
     assert "el2n-first-epoch" in capsys.readouterr().out
+
+
+def test_report_of_an_infobatch_record_prints_its_verdict_seed_by_seed(tmp_path, capsys):
+    def run(method, curve):
+        return {"task": "t", "method": method, "seed": 0, "metric": "accuracy",
+                "higher_is_better": True, "final": curve[-1][1], "baseline": "baseline",
+                "curve": [[t, {"examples_backpropagated": t, "flops": t}, v] for t, v in curve]}
+
+    runs = [run("baseline", [(10.0, 80.0), (100.0, 90.0)]),
+            run("infobatch@0.7", [(10.0, 85.0), (70.0, 89.9)]),
+            run("baseline@0.8", [(10.0, 82.0), (70.0, 89.5)]),
+            run("random-drop@0.7", [(10.0, 84.0), (70.0, 89.7)])]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"suite": "infobatch", "margin": 0.2, "runs": runs}))
+    assert main(["report", str(path), "--quiet"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2].startswith("verdict: PASS: infobatch@0.7 reaches the target within 0.8x")
+    assert out[-1] == ("  seed 0: relative time 0.70; ahead of baseline@0.8, ahead of "
+                       "random-drop@0.7: pass")
