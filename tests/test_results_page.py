@@ -60,7 +60,6 @@ def test_every_named_results_file_exists_or_is_marked_pending() -> None:
 
 def test_pending_sections_name_their_files() -> None:
     lines = [line for line in page_text().splitlines() if PENDING in line]
-    assert len(lines) == 5
     assert all(line.startswith("Results file: benchmarks/results/") for line in lines)
 
 
