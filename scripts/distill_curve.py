@@ -1,8 +1,9 @@
 """Accuracy vs distillation iterations for one method and ipc on Fashion-MNIST.
 
-Issue #5 asks, when the CPU forces fewer iterations than the papers run, for the curve of
-accuracy against iterations. This distils once, resuming, to each checkpoint (iteration
-counts, so a busy machine changes the time, not the result) and evaluates each intermediate
+When the CPU forces fewer iterations than the papers run, the curve of accuracy against
+iterations shows what more iterations would buy. This distils once, resuming, to each
+checkpoint (iteration counts, so a busy machine changes the time, not the result) and
+evaluates each intermediate
 set with `hasten bench distill`'s settings (width 64), optionally under the DSA/DM/MTT
 papers' protocol (1000 epochs, DSA on):
 

@@ -4,7 +4,7 @@ evaluation, checkpoints, writing its results) stays within `1.25 x budget + 15 s
 evaluation too slow for the budget is cut short instead of stretching the wait; a step or
 an iteration longer than 5% of the budget warns once.
 
-The command-family tests run in this process (the imports are paid once per test session,
+The command-family tests run in this process (the imports are paid once per test run,
 so the measured wait is the command's own) with a 4-second budget and tiny settings: each
 takes the budget plus the command's fixed costs, about 5-7 s."""
 
