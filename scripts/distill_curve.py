@@ -3,9 +3,8 @@
 When the CPU forces fewer iterations than the papers run, the curve of accuracy against
 iterations shows what more iterations would buy. This distils once, resuming, to each
 checkpoint (iteration counts, so a busy machine changes the time, not the result) and
-evaluates each intermediate
-set with `hasten bench distill`'s settings (width 64), optionally under the DSA/DM/MTT
-papers' protocol (1000 epochs, DSA on):
+evaluates each intermediate set with `hasten bench distill`'s settings (width 64),
+optionally under the DSA/DM/MTT papers' protocol (1000 epochs, DSA on):
 
     taskset -c 1 env OMP_NUM_THREADS=1 .venv/bin/python scripts/distill_curve.py dm 10 \
         300 600 1200 2400 --dsa-protocol --out benchmarks/results/distill-curve-dm-ipc10.json
