@@ -255,6 +255,8 @@ SCORERS: dict[str, Callable[..., Scores]] = {
 
 def score(name: str, data: Dataset, spec: ScoringSpec, **kw: Any) -> Scores:
     """Score `data` with the scorer `name` (extra options, e.g. prototypes' k, go in `kw`)."""
+    import hasten.select.amortise  # noqa: F401  (registers el2n-first-epoch, which uses us)
+
     if name not in SCORERS:
         raise ConfigError(f"unknown scorer {name!r}; known: {', '.join(sorted(SCORERS))}")
     if len(data) == 0:

@@ -31,6 +31,15 @@ TINY_CRAM = [a for kv in ("layers=1", "hidden=32", "heads=2", "intermediate=64",
                           "filter=false") for a in ("--set", kv)]
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_interrupts():
+    """Ctrl-C raises KeyboardInterrupt here as in a terminal, even when the test run itself was
+    started with SIGINT ignored (a background job of a non-interactive shell)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _signalled(argv: list[str], ready: Callable[[], bool], signum: int,
                timeout: float = 240.0) -> int:
     """`main(argv)` in this process, sent `signum` as soon as `ready()` holds."""

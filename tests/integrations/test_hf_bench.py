@@ -26,7 +26,9 @@ def test_quick_mode_records_both_arms(tmp_path, capsys):
     assert hf["max_steps"] == results["max_steps_guess"]
     assert hf["stopped_by"] in ("max_steps", "wall clock")
     assert ours["stopped_by"] == "budget" and ours["max_steps"] is None
-    assert ours["train_seconds"] >= 2.0 and ours["last_lr_fraction"] == 0.0
+    # the last step's LR is set at its start, so at most about one step's share of the decay
+    # is left: none when the step began at the budget's end
+    assert ours["train_seconds"] >= 2.0 and ours["last_lr_fraction"] <= 2.0 / ours["steps"]
     assert 0 < ours["callback_us_per_step"] < 1e5
     assert 0 <= ours["accuracy"] <= 100
     assert "seed 0 hasten: accuracy" in capsys.readouterr().out
