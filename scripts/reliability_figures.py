@@ -38,6 +38,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from hasten.budget import Budget
+from hasten.trainer import wall_limit
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -155,7 +158,7 @@ def budget_overshoot(work: Path, budgets: Sequence[float] = (10, 30, 60),
             out = work / f"budget-{family}-{budget:g}"
             wall, code, err = _timed_run(family_command(family, f"{budget:g}s", out, quick),
                                          env)
-            limit = 1.25 * budget + 15.0
+            limit = wall_limit(Budget(f"{budget:g}s"))
             ratios.append(wall / budget)
             rows.append({"task": f"budget-{family}", "method": f"{budget:g}s", "seed": 0,
                          "metric": "wall / budget", "final": wall / budget, "wall": wall,

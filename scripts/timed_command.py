@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from hasten.bench.records import provenance, write_record
+from hasten.budget import Budget
+from hasten.trainer import wall_limit
 
 SUMMARY_KEYS = ("steps", "stopped", "work", "ledger", "seconds", "heldout_loss_start",
                 "heldout_loss", "parameters", "size")
@@ -35,7 +37,7 @@ SUMMARY_KEYS = ("steps", "stopped", "work", "ledger", "seconds", "heldout_loss_s
 
 def limit_seconds(budget: float) -> float:
     """The wall time a seconds budget promises at most (docs/reliability.md)."""
-    return 1.25 * budget + 15.0
+    return float(wall_limit(Budget(f"{budget}s")))
 
 
 def timed_run(command: Sequence[str], budget: float, summary: Path | None) -> dict[str, Any]:
