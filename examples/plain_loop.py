@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from hasten import Budget, budget_lr
+from hasten.core.sampling import ShuffledSampler
 from hasten.data import CompetenceBatchSampler
 from hasten.data.vision import load_digits
 from hasten.models.vision import ConvNet3
-from hasten.sampling import ShuffledSampler
 
 data = load_digits()
 torch.manual_seed(0)

@@ -12,14 +12,18 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from hasten import _moved
+
+_moved.install()  # old import paths of moved modules keep working, with a warning
+
 __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _EXPORTS = {
-    "Budget": "hasten.budget",
-    "TrainConfig": "hasten.trainer",
-    "train": "hasten.trainer",
-    "budget_lr": "hasten.schedules",
+    "Budget": "hasten.core.budget",
+    "TrainConfig": "hasten.core.trainer",
+    "train": "hasten.core.trainer",
+    "budget_lr": "hasten.core.schedules",
     "Recipe": "hasten.bench.harness",
 }
 
@@ -27,9 +31,9 @@ __all__ = ["Budget", "Recipe", "TrainConfig", "__version__", "budget_lr", "train
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time `__getattr__` loads them
     from hasten.bench.harness import Recipe
-    from hasten.budget import Budget
-    from hasten.schedules import budget_lr
-    from hasten.trainer import TrainConfig, train
+    from hasten.core.budget import Budget
+    from hasten.core.schedules import budget_lr
+    from hasten.core.trainer import TrainConfig, train
 
 
 def __getattr__(name: str) -> Any:

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import torch
 
+from hasten.core.errors import ConfigError, HastenError
 from hasten.data.vision import load_vision
 from hasten.distill.augment import DSA, dsa_strategy
 from hasten.distill.base import default_model_fn, real_set
 from hasten.distill.methods import class_tensors
 from hasten.distill.mtt import save_trajectory, train_expert
-from hasten.errors import ConfigError, HastenError
 
 
 def main() -> None:

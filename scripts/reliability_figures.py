@@ -38,8 +38,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hasten.budget import Budget
-from hasten.trainer import wall_limit
+from hasten.core.budget import Budget
+from hasten.core.trainer import wall_limit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -77,7 +77,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float) -> None:
 def sigterm_exit(work: Path, runs: int = 10, task: str = "fashion-mnist", seed: int = 0,
                  say: Say = print) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """`runs` trainings, each sent SIGTERM 0.5-3 s into its training (a seeded draw)."""
-    from hasten.checkpoint import find_checkpoint
+    from hasten.core.checkpoint import find_checkpoint
 
     rng, rows = random.Random(seed), []
     for i in range(runs):

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from hasten.bench.records import provenance, write_record
-from hasten.budget import Budget
-from hasten.trainer import wall_limit
+from hasten.core.budget import Budget
+from hasten.core.trainer import wall_limit
 
 SUMMARY_KEYS = ("steps", "stopped", "work", "ledger", "seconds", "heldout_loss_start",
                 "heldout_loss", "parameters", "size")

@@ -12,10 +12,10 @@ import hasten
 def test_stable_names_are_the_implementations():
     from hasten import Budget, Recipe, TrainConfig, budget_lr, train
     from hasten.bench.harness import Recipe as HarnessRecipe
-    from hasten.budget import Budget as CoreBudget
-    from hasten.schedules import budget_lr as schedules_budget_lr
-    from hasten.trainer import TrainConfig as CoreConfig
-    from hasten.trainer import train as core_train
+    from hasten.core.budget import Budget as CoreBudget
+    from hasten.core.schedules import budget_lr as schedules_budget_lr
+    from hasten.core.trainer import TrainConfig as CoreConfig
+    from hasten.core.trainer import train as core_train
 
     assert (Budget, Recipe, TrainConfig, budget_lr, train) == (
         CoreBudget, HarnessRecipe, CoreConfig, schedules_budget_lr, core_train)

@@ -10,7 +10,7 @@ from torch.utils.data import TensorDataset
 
 from hasten.bench import harness, stack
 from hasten.bench.harness import Recipe
-from hasten.trainer import TrainConfig
+from hasten.core.trainer import TrainConfig
 
 TASK, TWIN = "tiny-stack", "tiny-stack-val"
 

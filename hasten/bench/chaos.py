@@ -33,8 +33,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hasten.checkpoint import PAUSE_ENV, checkpoint_steps
-from hasten.config import option
+import torch
+from safetensors.torch import load_file, save_model
+from torch.utils.data import TensorDataset
+
+from hasten.bench.vision import accuracy_on, per_example_cross_entropy
+from hasten.core.atomic import atomic_write
+from hasten.core.checkpoint import PAUSE_ENV, checkpoint_steps
+from hasten.core.config import option
+from hasten.core.distributed import is_main_process, shutdown
+from hasten.core.errors import HastenError
+from hasten.core.guards import EXIT_CODES
+from hasten.core.trainer import TrainConfig, train
+from hasten.models.vision import ConvNet3
+from hasten.select.curriculum import CompetenceSampler
+from hasten.steps.selective_backprop import SelectiveBackprop
 
 FINAL = "final.safetensors"
 RESULT = "result.json"
@@ -108,14 +121,6 @@ def _recipe(steps: int, micro_batch: int, seed: int) -> dict[str, Any]:
     """A small image-classification run with state beyond the model: selective backprop,
     a competence curriculum, a batch ramp. The data is generated (8x8 images labelled by a
     fixed random teacher), so a process starts in a few seconds."""
-    import torch
-    from torch.utils.data import TensorDataset
-
-    from hasten.bench.vision import accuracy_on, per_example_cross_entropy
-    from hasten.models.vision import ConvNet3
-    from hasten.select.curriculum import CompetenceSampler
-    from hasten.steps.selective_backprop import SelectiveBackprop
-
     g = torch.Generator().manual_seed(1234)
     x = torch.randn(2048, 1, 8, 8, generator=g)
     y = (x.flatten(1) @ torch.randn(64, 10, generator=g)).argmax(1)
@@ -142,13 +147,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--collective-timeout", type=float)
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args(argv)
-    from safetensors.torch import save_model
-
-    from hasten.atomic import atomic_write
-    from hasten.distributed import is_main_process, shutdown
-    from hasten.errors import HastenError
-    from hasten.guards import EXIT_CODES
-    from hasten.trainer import TrainConfig, train
 
     try:
         parts = _recipe(args.steps, args.micro_batch, args.seed)
@@ -244,8 +242,6 @@ def _finish(procs: list[subprocess.Popen], limit: float) -> list[int]:
 
 def _compare(ref: Path, got: Path) -> list[str]:
     """What differs between two finished runs' weights, work counters and steps."""
-    from safetensors.torch import load_file
-
     if not (got / FINAL).exists():
         return ["the run under test did not finish"]
     a, b = load_file(str(ref / FINAL)), load_file(str(got / FINAL))

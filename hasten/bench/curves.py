@@ -10,11 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
-from hasten.atomic import atomic_write
-from hasten.bench.report import _first_number, _group, _is_number, _metric_label, _runs
+from hasten.bench.runs import first_number, group, is_number, metric_label, runs_of
+from hasten.core.atomic import atomic_write
 
 
 def _plot_task(ax: Any, task: str, runs: list[dict[str, Any]], colours: Mapping[str, str]) -> None:
@@ -25,7 +22,7 @@ def _plot_task(ax: Any, task: str, runs: list[dict[str, Any]], colours: Mapping[
         points = [
             (float(p[0]), float(p[2]))
             for p in run.get("curve") or []
-            if len(p) >= 3 and _is_number(p[0]) and _is_number(p[2])
+            if len(p) >= 3 and is_number(p[0]) and is_number(p[2])
         ]
         if not points:
             continue
@@ -34,20 +31,23 @@ def _plot_task(ax: Any, task: str, runs: list[dict[str, Any]], colours: Mapping[
         label = None if method in labelled else method
         labelled.add(method)
         ax.plot(xs, ys, color=colours[method], lw=1, alpha=0.7, marker=".", ms=3, label=label)
-    target = _first_number(r.get("target") for r in runs)
+    target = first_number(r.get("target") for r in runs)
     if target is not None:
         ax.axhline(target, color="black", ls="--", lw=1, label="target")
     ax.set_title(task)
     ax.set_xlabel("train seconds")
-    ax.set_ylabel(_metric_label(runs[0].get("metric")))
+    ax.set_ylabel(metric_label(runs[0].get("metric")))
     if labelled or target is not None:
         ax.legend(fontsize="small")
 
 
 def plot_curves(results: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
     """Plot metric vs train seconds, one subplot per task, to a PNG (written atomically)."""
-    runs = _runs(results)
-    tasks = _group(runs, "task")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    runs = runs_of(results)
+    tasks = group(runs, "task")
     methods = dict.fromkeys(str(r.get("method")) for r in runs)
     colours = {m: f"C{i % 10}" for i, m in enumerate(methods)}
     ncols = max(1, min(3, len(tasks)))

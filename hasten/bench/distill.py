@@ -61,8 +61,11 @@ import torch
 
 from hasten.bench.harness import Recipe, Suite, register_method, register_suite, register_task
 from hasten.bench.vision import CLASSIFICATION_TASKS, _data, accuracy_on, per_example_cross_entropy
-from hasten.budget import parse_budget, seconds_spec
-from hasten.config import option
+from hasten.core.budget import parse_budget, seconds_spec
+from hasten.core.config import option
+from hasten.core.errors import ConfigError
+from hasten.core.target import time_to_target
+from hasten.core.trainer import Hook, TrainConfig, TrainState
 from hasten.data.vision import VisionData
 from hasten.distill.augment import DSA, dsa_strategy
 from hasten.distill.base import default_model_fn
@@ -70,9 +73,6 @@ from hasten.distill.coreset import herding, k_center, random_subset
 from hasten.distill.evaluate import evaluate
 from hasten.distill.methods import DistillConfig, distill_with
 from hasten.distill.synthetic import SyntheticSet
-from hasten.errors import ConfigError
-from hasten.target import time_to_target
-from hasten.trainer import Hook, TrainConfig, TrainState
 
 IPCS = (1, 10, 50)
 DISTILLERS = ("dm", "idm", "dc", "dsa", "mtt")

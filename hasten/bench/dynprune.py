@@ -31,8 +31,9 @@ from typing import Any
 
 import hasten.bench.prune  # noqa: F401  (registers the fashion-prune tasks)
 from hasten.bench.harness import Recipe, Suite, register_method, register_suite
-from hasten.config import option
-from hasten.errors import ConfigError
+from hasten.bench.report import fill_targets
+from hasten.core.config import option
+from hasten.core.errors import ConfigError
 from hasten.select.infobatch import InfoBatch, InfoBatchHook
 
 RATIO, ANNEAL = 0.5, 0.875  # the paper's defaults
@@ -146,8 +147,6 @@ def verdict_lines(results: Mapping[str, Any]) -> list[str]:
     """`verdict(results)` as lines a person reads: the rule's outcome, then one line a seed.
     Runs without targets get them first (the record's margin, else the suite's)."""
     if any("target" not in r for r in results.get("runs", [])):
-        from hasten.bench.report import fill_targets
-
         margin = float(results["margin"] if results.get("margin") is not None else 0.2)
         results = fill_targets(dict(results, runs=[dict(r) for r in results["runs"]]),
                                margins={r["task"]: margin for r in results["runs"]})

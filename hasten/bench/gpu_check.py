@@ -31,6 +31,12 @@ from typing import Any
 
 import torch
 
+from hasten.bench.ladder import LadderOptions, run_ladder
+from hasten.bench.mlm_throughput import Shape, _batch, standard_candidates
+from hasten.core.atomic import atomic_write
+from hasten.core.flops import flop_counter
+from hasten.core.trainer import param_groups, precision_context
+
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12,
              "L4": 121e12, "RTX 4090": 165e12}  # dense bf16 FLOP/s, vendors' datasheets
 BASE = {"vocab": 32768, "hidden": 768, "layers": 12, "heads": 12, "intermediate": 3072}
@@ -42,8 +48,6 @@ def log(line: str) -> None:
 
 
 def write_json(path: Path, body: Any) -> None:
-    from hasten.atomic import atomic_write
-
     text = json.dumps(body, indent=1, default=str)
     atomic_write(path, lambda fh: fh.write(text.encode()))
 
@@ -67,9 +71,6 @@ def measure(name: str, build: Callable[[], torch.nn.Module], loss: Callable, bat
             *, device: torch.device, compile_model: bool, steps: int, warmup: int,
             precision: str, peak: float | None) -> dict[str, Any]:
     """Tokens/s, FLOPs per step and MFU of one model's training steps."""
-    from hasten.flops import flop_counter
-    from hasten.trainer import param_groups, precision_context
-
     torch.manual_seed(0)
     model = build().to(device).train()
     opt = torch.optim.AdamW(param_groups(model, 0.01), lr=1e-4, betas=(0.9, 0.98), eps=1e-12,
@@ -113,8 +114,6 @@ def measure(name: str, build: Callable[[], torch.nn.Module], loss: Callable, bat
 def throughput(out: Path, dry: bool, device: torch.device, peak: float | None,
                rows: int) -> list[dict]:
     """Our encoder and HF BERT, eager and compiled; `throughput.json` after each."""
-    from hasten.bench.mlm_throughput import Shape, _batch, standard_candidates
-
     shape = Shape(**(TINY if dry else BASE), max_len=512)
     cands = {c.name: c for c in standard_candidates(shape)}
     seq = 32 if dry else 128
@@ -143,8 +142,6 @@ def throughput(out: Path, dry: bool, device: torch.device, peak: float | None,
 def ladder_pair(out: Path, work: Path, dry: bool, rung: float, corpus: list[str] | None,
                 micro_batch: int, device: torch.device) -> dict[str, Any]:
     """Crammed MLM and ELECTRA at `rung` FLOPs; `ladder.json` after each row."""
-    from hasten.bench.ladder import LadderOptions, run_ladder
-
     options = LadderOptions(
         corpus=list(corpus or []), rungs=[rung], seeds={}, large_rows=["crammed", "electra"],
         micro_batch=micro_batch, device=device.type, compile=device.type == "cuda",

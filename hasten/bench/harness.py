@@ -14,7 +14,7 @@ default every task), so a suite, `hasten train` and `hasten list` offer it only 
 method run where it does not apply is refused before any run starts.
 
 A *suite* names its tasks and methods, the margin below the baseline that counts as
-reaching its quality, and its own typed options (a dataclass in `hasten.config` style). A
+reaching its quality, and its own typed options (a dataclass in `hasten.core.config` style). A
 method name may end in `@F` (e.g. `proxy@0.5`): the method run at fraction F of the task's
 budget, so a suite can show how little budget a method needs to reach the baseline's
 quality.
@@ -40,18 +40,22 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
-from hasten import stop
+from hasten.bench.machine import TimingMonitor
 from hasten.bench.records import (  # noqa: F401  (re-exported: where callers found them)
     code_version,
     cpu_model,
+    load_record,
     machine_description,
     provenance,
     write_record,
 )
-from hasten.budget import parse_budget, seconds_spec
-from hasten.errors import ConfigError
-from hasten.sampling import CollateFn, Sampler
-from hasten.trainer import EvalFn, Hook, LossFn, TrainConfig, train
+from hasten.bench.report import fill_targets
+from hasten.core import stop
+from hasten.core.budget import parse_budget, seconds_spec
+from hasten.core.config import resolve, to_dict
+from hasten.core.errors import ConfigError
+from hasten.core.sampling import CollateFn, Sampler
+from hasten.core.trainer import EvalFn, Hook, LossFn, TrainConfig, train
 
 RESULTS_FILE = "results.json"
 
@@ -94,7 +98,7 @@ class Suite:
     description: str = ""
     budgets: dict[str, str] = field(default_factory=dict)  # per task, overriding its own
     overrides: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields for every run
-    # the suite's own settings: a dataclass in `hasten.config` style (each field an `option`
+    # the suite's own settings: a dataclass in `hasten.core.config` style (each field an `option`
     # with its reason). `hasten bench SUITE --help` lists them; flags, `--set` and `--config`
     # fill them. A task receives them when it takes an `options` keyword; methods read
     # `recipe.options`.
@@ -209,7 +213,6 @@ def suite_options(suite: Suite, options: Any = None) -> Any:
         return None
     if isinstance(options, suite.options):
         return options
-    from hasten.config import resolve
 
     return resolve(suite.options, flags=dict(options or {}))
 
@@ -327,13 +330,10 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
     its defaults. With `out` (a folder) the record is written to `out/results.json` after
     every run, "partial" until the suite finishes; `resume=True` keeps the runs a partial
     record there already holds and runs the rest. A stop signal ends the suite with
-    `hasten.stop.Stopped` (the finished runs kept, the cut one dropped); an error writes a
+    `hasten.core.stop.Stopped` (the finished runs kept, the cut one dropped); an error writes a
     "failed" record and propagates. Each run records the machine's state around it
     (`hasten.bench.machine`); `repeat_flagged` runs a run timed on a busy machine once
     more."""
-    from hasten.bench.machine import TimingMonitor
-    from hasten.bench.report import fill_targets
-
     suite = lookup("suite", SUITES, name)
     options = suite_options(suite, options)
     if budget is not None:
@@ -427,8 +427,6 @@ def _guarded_run(run_fn: Callable[..., tuple[dict[str, Any], nn.Module]],
 def _new_record(suite: Suite, quick: bool, seeds: int, first_seed: int, options: Any,
                 command: str | None, planned: int, notes: dict[str, Any] | None
                 ) -> dict[str, Any]:
-    from hasten.config import to_dict
-
     return {"suite": suite.name, **provenance(command), "status": "partial",
             "quick": quick, "seeds": seeds, "first_seed": first_seed, "margin": suite.margin,
             "suite_methods": list(suite.methods),  # the column order when parts are merged
@@ -438,8 +436,6 @@ def _new_record(suite: Suite, quick: bool, seeds: int, first_seed: int, options:
 
 def _resumed(fresh: dict[str, Any], path: Path) -> dict[str, Any]:
     """The record at `path` to carry on with: same suite and settings, not yet complete."""
-    from hasten.bench.records import load_record
-
     if not path.is_file():
         return fresh
     old = load_record(path)

@@ -28,7 +28,7 @@ recipe (`ROWS`, with its source):
     electra@0.25    ELECTRA at a quarter of the rung's FLOPs
 
 Every row of a rung has the same shape, fixed by a FLOP rule (`rung_size`: the sizing rule of
-`hasten.objectives.sizing` at the rung's FLOPs, 20 tokens per non-embedding parameter, at
+`hasten.pretrain.objectives.sizing` at the rung's FLOPs, 20 tokens per non-embedding parameter, at
 least `min_steps` steps; no timing, so a rung's shape is the same on any machine), the same
 tokenizer (one per corpus, `hasten.text.prepare`) and the same held-out books (authors W-Z of
 gutenberg-large). Seeds: 3 for control, crammed and original-setup, 1 for the rest; every row
@@ -36,7 +36,7 @@ at the small rungs, control, crammed, original-setup and electra at the largest.
 
 Rows run through `hasten.bench.pretrain.run_row`-style folders: a finished row is reused, one
 row per process splits the ladder over cores. Metrics per row: `blimp`, `probe_sst2`,
-`probe_stsb` (`hasten.lmeval`, through `evaluate_checkpoint`) and `mlm_loss_15`.
+`probe_stsb` (`hasten.pretrain.lmeval`, through `evaluate_checkpoint`) and `mlm_loss_15`.
 Results: docs/benchmarks.md ("Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget").
 """
 
@@ -46,6 +46,7 @@ import argparse
 import json
 import math
 import shutil
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -54,9 +55,21 @@ import numpy as np
 import torch
 
 from hasten.bench import pretrain as runner
-from hasten.config import option, to_dict
-from hasten.errors import ConfigError
-from hasten.objectives.sizing import Shape, Size, choose_size
+from hasten.core.budget import parse_budget
+from hasten.core.config import option, resolve, to_dict
+from hasten.core.distributed import default_device
+from hasten.core.errors import ConfigError
+from hasten.core.flops import flop_counter
+from hasten.core.trainer import param_groups, precision_context, train
+from hasten.data.vision import data_root
+from hasten.pretrain.cram import LossRng
+from hasten.pretrain.objectives import Vocab, get_objective
+from hasten.pretrain.objectives.flops import count_parameters
+from hasten.pretrain.objectives.recipes import resolve_recipe, train_config
+from hasten.pretrain.objectives.sizing import Shape, Size, choose_size
+from hasten.text.prepare import PrepareSpec, content_hash, prepare_corpus
+from hasten.text.read import expand_paths
+from hasten.text.tokenizer import CRAM
 
 SUITE = "pretrain-ladder"
 TITLE = "hasten bench pretrain-ladder: Cramming's ablation and ELECTRA at FLOP budgets"
@@ -192,9 +205,6 @@ def plan(options: LadderOptions, rows: list[str] | None = None,
 def row_recipe(row: Row, rung: float, options: LadderOptions) -> tuple[dict[str, Any], Size]:
     """The resolved recipe of a row at a rung: the rung's shape and batch, the row's
     changes, the options' precision."""
-    from hasten.objectives import get_objective
-    from hasten.objectives.recipes import resolve_recipe
-
     size = rung_size(rung, options)
     obj = get_objective(row.objective)
     over = {**size.shape.as_recipe(), "micro_batch": size.micro_batch, "batch": size.batch,
@@ -208,9 +218,6 @@ def row_recipe(row: Row, rung: float, options: LadderOptions) -> tuple[dict[str,
 
 def prepare(ladder: Ladder, filtered: bool, say: runner.Say) -> Any:
     """The prepared corpus, filtered or not (one tokenizer for both; cached)."""
-    from hasten.text.prepare import PrepareSpec, prepare_corpus
-    from hasten.text.tokenizer import CRAM
-
     if filtered not in ladder.prepared:
         o = ladder.options
         spec = PrepareSpec(tokenizer=replace(CRAM, vocab_size=o.vocab_size),
@@ -223,7 +230,6 @@ def prepare(ladder: Ladder, filtered: bool, say: runner.Say) -> Any:
 def corpus_paths(options: LadderOptions) -> list[str]:
     if options.corpus:
         return list(options.corpus)
-    from hasten.data.vision import data_root
 
     return [str(data_root() / "gutenberg-large")]
 
@@ -245,9 +251,6 @@ def lmeval_settings(o: LadderOptions, rung: float) -> dict[str, Any]:
 
 def row_settings(row: Row, rung: float, seed: int, ladder: Ladder) -> dict[str, Any]:
     """Everything a row's result depends on (its key is their hash)."""
-    from hasten.text.prepare import content_hash
-    from hasten.text.read import expand_paths
-
     o = ladder.options
     if "content" not in ladder.corpus_keys:
         ladder.corpus_keys["content"] = content_hash(expand_paths(corpus_paths(o)))
@@ -263,11 +266,6 @@ def row_settings(row: Row, rung: float, seed: int, ladder: Ladder) -> dict[str, 
 def _train_row(row: Row, rung: float, seed: int, r: dict[str, Any], size: Size, prep: Any,
                model: torch.nn.Module, folder: Path, ladder: Ladder) -> Any:
     """Train a row's model for its FLOPs, checkpointing into `folder/train`."""
-    from hasten.cram import LossRng
-    from hasten.objectives import Vocab, get_objective
-    from hasten.objectives.recipes import train_config
-    from hasten.trainer import train
-
     o = ladder.options
     obj = get_objective(row.objective)
     loss_fn = obj.make_loss(r, Vocab.from_tokenizer(prep.tokenizer), seed)
@@ -294,9 +292,6 @@ def run_row(rung: float, row: Row, seed: int, ladder: Ladder,
             say: runner.Say = runner.say_nothing) -> dict[str, Any] | None:
     """Run (or reuse) one row; its record, or None when a stop signal ended its training
     (a checkpoint is kept and the next call resumes it)."""
-    from hasten.objectives import Vocab, get_objective
-    from hasten.objectives.flops import count_parameters
-
     o = ladder.options
     task, method = task_name(rung), row.name
     folder = Path(o.out) / task / f"{method}-seed{seed}"
@@ -322,8 +317,6 @@ def run_row(rung: float, row: Row, seed: int, ladder: Ladder,
             say(f"{task} / {method} / seed {seed}: stopped ({result.stopped}); it resumes")
             return None
     else:
-        from hasten.distributed import default_device
-
         model.to(o.device or default_device())
     metrics = runner.evaluate_checkpoint(model, prep.tokenizer, prep.heldout,
                                          rows=o.eval_rows, precision=o.precision,
@@ -398,8 +391,6 @@ def options_from_args(args: argparse.Namespace) -> tuple[LadderOptions, list[str
     """The ladder's options from `hasten bench pretrain-ladder` flags (`--set`, `--config`,
     `--corpus`, `--out`, `--budget RUNGflop` for one rung, `--quick` for a tiny ladder),
     and the rows named by `--methods`."""
-    from hasten.config import resolve
-
     flags: dict[str, Any] = {}
     if getattr(args, "corpus", None):
         flags["corpus"] = list(args.corpus)
@@ -413,8 +404,6 @@ def options_from_args(args: argparse.Namespace) -> tuple[LadderOptions, list[str
         options = replace(options, tiny=True, vocab_size=300, precision="fp32",
                           rungs=[2e10], seeds={}, min_steps=3, eval_rows=16)
     if getattr(args, "budget", None):
-        from hasten.budget import parse_budget
-
         unit, amount = parse_budget(args.budget)
         if unit != "flops":
             raise ConfigError(f"pretrain-ladder rungs are FLOPs (e.g. 1e14flop), got "
@@ -445,12 +434,6 @@ def measure_rates(options: LadderOptions, rows: tuple[str, ...] = (
     threads: `steps` timed micro-steps after one warm-up, FLOPs by torch's counter, time by
     the main thread's CPU clock (with one thread the compute runs there; other jobs on the
     machine do not enter). For `estimate`."""
-    import time
-
-    from hasten.flops import flop_counter
-    from hasten.objectives import Vocab, get_objective
-    from hasten.trainer import param_groups, precision_context
-
     torch.set_num_threads(threads)
     vocab = Vocab(size=options.vocab_size, pad=0, unk=1, cls=2, sep=3, mask=4)
     out: dict[str, dict[str, float]] = {}

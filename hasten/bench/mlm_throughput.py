@@ -42,9 +42,13 @@ import torch
 from torch import nn
 
 from hasten.bench.harness import cpu_model
-from hasten.errors import ConfigError
+from hasten.core.errors import ConfigError
+from hasten.core.trainer import param_groups, precision_context
+from hasten.models.bert import original_bert
+from hasten.models.encoder import CrammedEncoder, EncoderConfig
+from hasten.models.export_hf import hf_config
+from hasten.pretrain.objectives.mlm import mlm_loss
 from hasten.text.masking import mask_tokens
-from hasten.trainer import param_groups, precision_context
 
 
 @dataclass
@@ -76,11 +80,6 @@ SPECIALS = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
 
 def standard_candidates(shape: Shape) -> list[Candidate]:
     """Our encoder (static sparse head; dense head), HF BERT, HF ModernBERT (dense; sparse)."""
-    from hasten.models.bert import original_bert
-    from hasten.models.encoder import CrammedEncoder, EncoderConfig
-    from hasten.models.export_hf import hf_config
-    from hasten.objectives.mlm import mlm_loss
-
     cfg = EncoderConfig(vocab_size=shape.vocab, hidden=shape.hidden, layers=shape.layers,
                         heads=shape.heads, intermediate=shape.intermediate,
                         max_len=shape.max_len, pad_id=SPECIALS["pad"],

@@ -53,7 +53,9 @@ from torch import nn
 
 from hasten.bench.harness import Recipe, Suite, register_method, register_suite, register_task
 from hasten.bench.mt_metrics import bleu, translate
-from hasten.config import option
+from hasten.core.config import option
+from hasten.core.errors import ConfigError
+from hasten.core.trainer import Hook, TrainConfig, TrainState, autocast_for
 from hasten.data.translation import (
     MULTI30K_LANGS,
     BPETokenizer,
@@ -63,12 +65,10 @@ from hasten.data.translation import (
     load_multi30k,
     train_bpe,
 )
-from hasten.errors import ConfigError
 from hasten.models.transformer import build_transformer, translation_loss
 from hasten.select.curriculum import CompetenceSampler
 from hasten.select.difficulty import sentence_length, sentence_rarity
 from hasten.select.scores import Scores
-from hasten.trainer import Hook, TrainConfig, TrainState, autocast_for
 
 PAIRS = tuple(f"{s}-{t}" for s, t in itertools.permutations(MULTI30K_LANGS, 2))
 TEST_SPLIT = "test_2016_flickr"

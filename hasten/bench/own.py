@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import json
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -34,7 +35,9 @@ import torch
 from torch.utils.data import TensorDataset
 
 from hasten.bench.harness import TASKS, Recipe, register_task
-from hasten.errors import ConfigError, DataError
+from hasten.core.errors import ConfigError, DataError
+from hasten.distill.synthetic import SyntheticSet
+from hasten.select.io import load_prune_input
 
 ENTRY_POINT_GROUP = "hasten.tasks"
 
@@ -140,12 +143,9 @@ def training_set(path: str | Path) -> TensorDataset:
     if p.is_dir() and (p / "set.safetensors").is_file():
         p = p / "set.safetensors"
     if p.suffix == ".safetensors":
-        from hasten.distill.synthetic import SyntheticSet
-
         return SyntheticSet.load(p).dataset()
     if p.is_dir() and (p / "summary.json").is_file():
         p = _pruned_file(p)
-    from hasten.select.io import load_prune_input
 
     inp = load_prune_input(p)
     if inp.data is None:
@@ -158,8 +158,6 @@ def training_set(path: str | Path) -> TensorDataset:
 
 def _pruned_file(folder: Path) -> Path:
     """The data file inside a folder `hasten prune` wrote (named in its summary)."""
-    import json
-
     where = folder / "summary.json"
     try:
         summary = json.loads(where.read_text(encoding="utf-8"))

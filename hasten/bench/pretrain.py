@@ -13,7 +13,7 @@ in separate processes, the same `--out`), and a last call only assembles `result
 
 `evaluate_checkpoint(model, tokenizer, heldout)` is the one place a row's evaluation is made:
 the held-out MLM loss at 15% with fixed masks (`mlm_loss_15`) here; BLiMP and the linear
-probes come from `hasten.lmeval` through `lmeval_scores` (PLL-word-l2r BLiMP on pairs whose
+probes come from `hasten.pretrain.lmeval` through `lmeval_scores` (PLL-word-l2r BLiMP on pairs whose
 words the corpus holds; probes on frozen mean-pooled features).
 Results: docs/benchmarks.md ("Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget").
 """
@@ -30,10 +30,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Group
 from torch import nn
 
-from hasten.atomic import atomic_write
 from hasten.bench.harness import provenance
+from hasten.bench.report import fill_targets, rich_tables, write_report
+from hasten.core.atomic import atomic_write
+from hasten.core.config import resolve
+from hasten.core.trainer import precision_context
+from hasten.models.electra import ElectraModel
+from hasten.pretrain.lmeval import EvalLMConfig, evaluate_lm, wrap_lm
+from hasten.pretrain.lmeval.evaluate import read_inputs
+from hasten.text.masking import IGNORE, mask_tokens
 
 RECORD = "record.json"
 FORMAT = 1  # bump when a row's meaning changes, so old records are not reused
@@ -90,9 +98,6 @@ def heldout_mlm_loss(model: nn.Module, rows: torch.Tensor, vocab_size: int, *,
                      precision: str = "bf16") -> float:
     """Mean cross-entropy over masked tokens of held-out `rows` with masks drawn once from
     `seed` (BERT's 15%, 80/10/10; the same masks for every model), in eval mode."""
-    from hasten.text.masking import IGNORE, mask_tokens
-    from hasten.trainer import precision_context
-
     if len(rows) == 0:
         return float("nan")
     g = torch.Generator().manual_seed(seed)
@@ -121,13 +126,9 @@ _INPUTS: dict[str, Any] = {}  # BLiMP pairs and word filters read once per proce
 def lmeval_scores(model: nn.Module, tokenizer: Any, settings: Mapping[str, Any]
                   ) -> dict[str, Any]:
     """BLiMP (overall %, PLL-word-l2r) and the SST-2 / STS-B linear probes of `model` from
-    `hasten.lmeval` (`settings` are `EvalLMConfig` fields; the MLM loss is the ladder's own,
-    on its held-out books). Returns the metrics and the details a bootstrap needs (per-pair
-    correctness, the BLiMP interval, pair counts, seconds)."""
-    from hasten.config import resolve
-    from hasten.lmeval import EvalLMConfig, evaluate_lm, wrap_lm
-    from hasten.lmeval.evaluate import read_inputs
-
+    `hasten.pretrain.lmeval` (`settings` are `EvalLMConfig` fields; the MLM loss is the
+    ladder's own, on its held-out books). Returns the metrics and the details a bootstrap
+    needs (per-pair correctness, the BLiMP interval, pair counts, seconds)."""
     config = resolve(EvalLMConfig, flags={"evals": ["blimp", "probes"], **settings})
     key = json.dumps([config.blimp_pairs, config.blimp_full, config.vocab_corpus,
                       config.blimp_dir], default=str)
@@ -149,8 +150,6 @@ def evaluate_checkpoint(model: nn.Module, tokenizer: Any, heldout: np.ndarray | 
     no MLM head), and `blimp`, `probe_sst2`, `probe_stsb` from `lmeval_scores` (ELECTRA: of
     its discriminator). `lmeval` passes settings to it. The evaluation's details (per-item
     results, intervals) come back under `details`, apart from the numbers."""
-    from hasten.models.electra import ElectraModel
-
     out: dict[str, Any] = dict.fromkeys(METRICS)
     held = torch.as_tensor(np.asarray(heldout[:rows]), dtype=torch.long)
     is_electra = isinstance(model, ElectraModel)
@@ -199,8 +198,6 @@ def assemble(suite: str, records: Sequence[Mapping[str, Any]], *, baseline: str,
              options: Mapping[str, Any], methods: Sequence[str],
              command: str | None = None) -> dict[str, Any]:
     """The suite's results dict (harness layout, targets filled) from finished records."""
-    from hasten.bench.report import fill_targets
-
     runs = [{**r, "baseline": baseline} for r in records]
     results = {"suite": suite, **provenance(command), "quick": False,
                "seeds": len({r["seed"] for r in runs}), "first_seed": 0, "margin": 0.0,
@@ -211,17 +208,11 @@ def assemble(suite: str, records: Sequence[Mapping[str, Any]], *, baseline: str,
 def write_results(results: Mapping[str, Any], out_dir: Path, title: str = "",
                   notes: Sequence[str] = ()) -> dict[str, Path]:
     """results.json, report.md and curves.png (`hasten.bench.report.write_report`)."""
-    from hasten.bench.report import write_report
-
     return write_report(results, out_dir)
 
 
 def rich_table(results: Mapping[str, Any], title: str = "") -> Any:
     """The report's tables as one `rich` group, for a terminal."""
-    from rich.console import Group
-
-    from hasten.bench.report import rich_tables
-
     return Group(*rich_tables(results))
 
 

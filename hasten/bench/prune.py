@@ -50,12 +50,12 @@ from torch.utils.data import TensorDataset
 
 from hasten.bench.harness import Recipe, Suite, register_method, register_suite, register_task
 from hasten.bench.vision import CLASSIFICATION_TASKS, _data, _recipe
+from hasten.core.trainer import TrainConfig
 from hasten.models.vision import build_model
 from hasten.select.amortise import break_even
 from hasten.select.scorers import ScoringSpec, score
 from hasten.select.scores import Scores
 from hasten.select.selectors import ccs, class_balanced, keep_random
-from hasten.trainer import TrainConfig
 
 KEEPS = (0.9, 0.7, 0.5, 0.3, 0.1)
 CCS_BETA = {0.9: 0.0, 0.7: 0.0, 0.5: 0.1, 0.3: 0.2, 0.1: 0.3}

@@ -22,6 +22,7 @@ several of these), each through an adapter. Unknown extra keys are kept as they 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import numbers
@@ -38,8 +39,9 @@ from typing import Any
 
 import torch
 
-from hasten.atomic import atomic_write
-from hasten.errors import DataError
+from hasten import __version__
+from hasten.core.atomic import atomic_write
+from hasten.core.errors import DataError
 
 SCHEMA_VERSION = 1
 NOT_RECORDED = "not recorded"
@@ -70,8 +72,6 @@ def machine_description() -> str:
 def code_version(root: str | os.PathLike[str] | None = None) -> str:
     """The git commit the code runs from, with "+ uncommitted changes" when tracked files
     differ from it; "hasten VERSION" outside a git checkout (e.g. a pip install)."""
-    from hasten import __version__
-
     root = Path(root) if root is not None else Path(__file__).resolve().parents[2]
     if not (root / ".git").exists():  # e.g. site-packages inside someone else's repository
         return f"hasten {__version__}"
@@ -156,8 +156,6 @@ def json_safe(obj: Any) -> Any:
     if hasattr(obj, "tolist"):  # numpy arrays, tensors
         return json_safe(obj.tolist())
     if hasattr(obj, "__dataclass_fields__"):
-        import dataclasses
-
         return json_safe(dataclasses.asdict(obj))
     return obj
 

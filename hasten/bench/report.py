@@ -19,8 +19,6 @@ Reading and writing results files is `hasten.bench.records`; the curves are
 from __future__ import annotations
 
 import json
-import math
-import numbers
 import os
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,20 +28,24 @@ from typing import Any
 
 from rich.table import Table
 
-from hasten.atomic import atomic_write
+from hasten.bench.curves import plot_curves
+from hasten.bench.machine import timing_marker, timing_note
 from hasten.bench.records import load_record, write_record
-from hasten.errors import ConfigError
-from hasten.target import time_to_target
+from hasten.bench.runs import PERCENT_METRICS  # noqa: F401  (re-exported)
+from hasten.bench.runs import first_number as _first_number
+from hasten.bench.runs import group as _group
+from hasten.bench.runs import is_number as _is_number
+from hasten.bench.runs import metric_label as _metric_label
+from hasten.bench.runs import runs_of as _runs
+from hasten.core.atomic import atomic_write
+from hasten.core.errors import ConfigError
+from hasten.core.target import time_to_target
 
 load_results = load_record  # the name earlier code used
 
 DEFAULT_BASELINE = "baseline"
 NOT_REACHED = "not reached"
 NOT_AVAILABLE = "n/a"
-
-# Metrics reported in percent, so their table row says "(%)".
-PERCENT_METRICS = frozenset({"accuracy", "acc", "top1", "top5", "top1_accuracy",
-                             "top5_accuracy", "error_rate"})
 
 # Work counters that get a "relative ..." row in the tables: (counter name, row label).
 # Tokens get a row only where runs count them (a `tokens_fn`): with variable-length examples
@@ -59,11 +61,6 @@ OPTIONAL_WORK_ROWS = frozenset({"tokens"})
 # --- small helpers -------------------------------------------------------------------------
 
 
-def _is_number(x: Any) -> bool:
-    """True for a finite real number (not a bool, None or NaN)."""
-    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _median(values: Iterable[Any]) -> float | None:
     """Median of the finite numbers in `values`, or None if there are none."""
     xs = [float(v) for v in values if _is_number(v)]
@@ -75,18 +72,6 @@ def _ratio(num: Any, den: Any) -> float | None:
     if not _is_number(num) or not _is_number(den) or den <= 0:
         return None
     return float(num) / float(den)
-
-
-def _runs(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return list(results.get("runs") or [])
-
-
-def _group(runs: Iterable[dict[str, Any]], key: str) -> dict[str, list[dict[str, Any]]]:
-    """Group runs by a field, keeping first-appearance order."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for run in runs:
-        groups.setdefault(str(run.get(key)), []).append(run)
-    return groups
 
 
 def _higher_is_better(runs: list[dict[str, Any]]) -> bool:
@@ -114,10 +99,6 @@ def _median_work(works: Iterable[Any]) -> dict[str, float]:
     names = dict.fromkeys(name for w in dicts for name in w)
     medians = {name: _median(w.get(name) for w in dicts) for name in names}
     return {name: m for name, m in medians.items() if m is not None}
-
-
-def _first_number(values: Iterable[Any]) -> float | None:
-    return next((float(v) for v in values if _is_number(v)), None)
 
 
 # --- targets -------------------------------------------------------------------------------
@@ -304,11 +285,6 @@ class _TaskTable:
     note: str
 
 
-def _metric_label(metric: Any) -> str:
-    name = str(metric) if metric else "metric"
-    return f"{name} (%)" if name.lower() in PERCENT_METRICS else name
-
-
 def _fmt_value(x: float | None) -> str:
     """A metric value: 2 decimals, or 4 significant digits for small values like losses."""
     if x is None:
@@ -411,8 +387,6 @@ def _task_table(task: str, methods: Mapping[str, Mapping[str, Any]]) -> _TaskTab
 def _task_tables(results: Mapping[str, Any]) -> list[_TaskTable]:
     """Each task's table; columns with a run timed on a busy machine get the timing marker
     in their header, and the table's note says which runs and why."""
-    from hasten.bench.machine import timing_marker, timing_note
-
     tables = []
     for task, methods in summarize(results).items():
         t, runs = _task_table(task, methods), _group(_runs(results), "task")[task]
@@ -492,7 +466,6 @@ def write_report(results: Mapping[str, Any], out_dir: str | os.PathLike[str]) ->
     write_record(results, paths["results"])
     markdown = markdown_report(results)
     atomic_write(paths["report"], lambda fh: fh.write(markdown.encode("utf-8")))
-    from hasten.bench.curves import plot_curves
 
     plot_curves(results, paths["curves"])
     return paths

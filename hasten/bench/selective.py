@@ -37,10 +37,10 @@ from hasten.bench.vision import (
     _data,
     per_example_cross_entropy,
 )
-from hasten.budget import Budget, seconds_spec
+from hasten.core.budget import Budget, seconds_spec
+from hasten.core.trainer import TrainConfig, train
 from hasten.models.vision import build_model
 from hasten.steps.selective_backprop import SelectiveBackprop
-from hasten.trainer import TrainConfig, train
 
 PRIME = 0.1  # fraction of the budget trained on every example before selection starts
 SELECTING = CLASSIFICATION_TASKS.__contains__  # where the selection methods apply

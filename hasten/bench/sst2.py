@@ -35,9 +35,10 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from hasten.bench.harness import Recipe, register_task
-from hasten.glue import read_task
+from hasten.core.trainer import TrainConfig
 from hasten.models.encoder import Backbone, EncoderConfig
-from hasten.trainer import TrainConfig
+from hasten.pretrain.glue import read_task
+from hasten.text.tokenizer import CRAM, cached_tokenizer
 
 MAX_LEN = 80
 VALIDATION_SIZE = 2000
@@ -129,8 +130,6 @@ def _encode(tok: Any, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
 def load(quick: bool, validation: bool) -> SST2Data:
     """SST-2 tokenized (cached in-process). `validation`: train minus VALIDATION_SIZE held-out
     rows (a seeded draw), which become the scored split."""
-    from hasten.text.tokenizer import CRAM, cached_tokenizer
-
     texts, _, labels = read_task("sst2", "train")
     dev_texts, _, dev_labels = read_task("sst2", "dev")
     held = VALIDATION_SIZE // 10 if quick else VALIDATION_SIZE

@@ -93,12 +93,12 @@ from hasten.bench.harness import (
 )
 from hasten.bench.selective import PROXIES, PROXY_STEPS
 from hasten.bench.vision import _data, _recipe
-from hasten.config import option
-from hasten.errors import ConfigError
+from hasten.core.config import option
+from hasten.core.errors import ConfigError
+from hasten.core.trainer import Hook, TrainConfig, TrainState, train
 from hasten.models.vision import build_model
 from hasten.select.curriculum import CompetenceSampler
 from hasten.steps.selective_backprop import SelectiveBackprop
-from hasten.trainer import Hook, TrainConfig, TrainState, train
 
 LEVERS = ("schedule", "bf16", "batch", "compile", "curriculum", "infobatch", "proxy")
 

@@ -26,12 +26,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hasten.atomic import atomic_write
 from hasten.bench import stack
 from hasten.bench.harness import TASKS, build_recipe, lookup
 from hasten.bench.stack import LEVERS, StackOptions
 from hasten.bench.stack_report import select_levers
-from hasten.errors import ConfigError, DataError
+from hasten.core.atomic import atomic_write
+from hasten.core.errors import ConfigError, DataError
 
 CHOICES_FILE = "choices.json"
 PARTS = ("all", "levers", "controls")

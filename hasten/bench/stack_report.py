@@ -29,10 +29,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
-from hasten.atomic import atomic_write
+from hasten.core.atomic import atomic_write
 
 MINUS = "stack-minus-"
 
@@ -161,6 +158,9 @@ def stack_table(results: Mapping[str, Any], threshold: float = 0.05,
 def plot_stack(results: Mapping[str, Any], path: str | Path, task: str | None = None) -> None:
     """Horizontal bars per run: relative examples backpropagated, FLOPs and time to the
     target (medians; runs that never reached it are left out). Written atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     rows = [r for r in stack_rows(results, task) if r["relative"] is not None]
     fig = Figure(figsize=(7, 0.45 * max(4, len(rows)) + 1), layout="constrained")
     FigureCanvasAgg(fig)

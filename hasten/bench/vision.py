@@ -25,9 +25,9 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from hasten.bench.harness import Recipe, Suite, register_method, register_suite, register_task
+from hasten.core.trainer import TrainConfig, shard_bounds, sharded_eval
 from hasten.data.vision import VisionData, holdout_split, load_vision
 from hasten.models.vision import build_model
-from hasten.trainer import TrainConfig, shard_bounds, sharded_eval
 
 # tasks whose batches are (x, y) class-labelled examples: the methods that select or reweigh
 # examples by their losses apply to these (suites with such tasks add theirs)

@@ -30,11 +30,12 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from hasten import __version__, stop
+from hasten import __version__
 from hasten.cli import common
 from hasten.cli.common import Parser, stop_line
-from hasten.errors import ConfigError, HastenError
-from hasten.evaluation import count_wall_from, process_start
+from hasten.core import stop
+from hasten.core.errors import ConfigError, HastenError
+from hasten.core.eval_plan import count_wall_from, process_start
 
 # command -> its module in hasten.cli
 COMMANDS = {"demo": "demo", "bench": "bench", "report": "report", "train": "train",
@@ -52,10 +53,12 @@ def build_parser(argv: Sequence[str] = ()) -> Parser:
                                 parser_class=Parser)
     chosen = argv[0] if argv and argv[0] in COMMANDS else None
     for name, module_name in COMMANDS.items():
+        if chosen is not None and chosen != name:
+            continue  # only the command in use is imported (and its dependencies)
         module = importlib.import_module(f"hasten.cli.{module_name}")
-        if chosen == name:  # the command in use gets its flags; the others a help line
+        if chosen == name:  # the command in use gets its flags; without one, a help line each
             module.add_parser(sub, list(argv))
-        elif chosen is None:
+        else:
             sub.add_parser(name, help=module.HELP)
     return parser
 

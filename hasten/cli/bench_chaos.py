@@ -11,8 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hasten.bench import chaos
+from hasten.bench.chaos import ChaosConfig
+from hasten.bench.records import provenance, write_record
 from hasten.cli import common
-from hasten.config import option, settings_help, to_dict
+from hasten.core.config import option, settings_help, to_dict
+from hasten.core.errors import ConfigError
 
 SUITE = "chaos"
 HELP = "kill a run at random moments, resume it, check it ends bit-identical"
@@ -28,26 +32,19 @@ class ChaosCommand:
 
 
 def epilog() -> str:
-    from hasten.bench.chaos import ChaosConfig
-
     return settings_help(ChaosConfig) + "\n" + settings_help(ChaosCommand)
 
 
 def add_settings(parser: argparse.ArgumentParser) -> None:
-    from hasten.bench.chaos import ChaosConfig
-
     common.add_settings(parser, ChaosConfig, ChaosCommand)
 
 
 def run(args: argparse.Namespace) -> int:
-    from hasten.bench.chaos import ChaosConfig, run_chaos
-    from hasten.bench.records import write_record
-
     config, c = common.settle([ChaosConfig, ChaosCommand], args, "bench")
     out = common.check_out(c.out)
     _check_record(out, c.overwrite)
     common.write_settings(out, config, c, extra={"suite": SUITE})
-    record = run_chaos(config, say=common.sayer(c.quiet))
+    record = chaos.run_chaos(config, say=common.sayer(c.quiet))
     path = write_record(chaos_record(record, config, common.command_text()),
                         out / "results.json")
     print(f"chaos: {record.summary()}; wrote {path}", flush=True)
@@ -55,8 +52,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_record(out: Path, overwrite: bool) -> None:
-    from hasten.errors import ConfigError
-
     if (out / "results.json").is_file() and not overwrite:
         raise ConfigError(f"--out {out} holds a finished record; records are never "
                           "replaced: choose another folder, or pass --overwrite")
@@ -66,8 +61,6 @@ def chaos_record(record: Any, config: Any, command: str) -> dict[str, Any]:
     """A chaos run as a record in the harness layout (`hasten.bench.records`): one run whose
     `final` is 1 when the resumed run was bit-identical (0 otherwise), with the counts as
     report rows and the whole `ChaosRecord` in its notes."""
-    from hasten.bench.records import provenance
-
     task = f"chaos, {config.ranks} process{'es' if config.ranks > 1 else ''}"
     rows = {"kills": record.kills, "kills inside a save": record.kills_in_save,
             "resumes": record.resumes, "fallbacks": record.fallbacks,

@@ -19,9 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hasten.bench import harness, stack_plan
+from hasten.bench.records import load_record
+from hasten.bench.stack import LEVERS, StackOptions, lever_table
+from hasten.bench.stack_report import select_levers, stack_table, verdict, write_stack_report
 from hasten.cli import common
-from hasten.config import option, settings_help, to_dict
-from hasten.errors import ConfigError
+from hasten.cli.bench_run import BenchCommand, _tasks, open_out, report_results, run_planned
+from hasten.core import stop
+from hasten.core.config import option, settings_help, to_dict
+from hasten.core.errors import ConfigError
 
 SUITES = ("stack", "stack-sst2")
 RENAME = {"choices_file": "choices"}  # the flag is --choices FILE
@@ -49,10 +55,6 @@ def epilog() -> str:
 
 
 def run(args: argparse.Namespace, suite: Any) -> int:
-    from hasten.bench import harness
-    from hasten.bench.stack import StackOptions
-    from hasten.cli.bench import BenchCommand, _tasks, open_out, report_results, run_planned
-
     c, options, sc = common.settle([BenchCommand, StackOptions, StackCommand], args, "bench")
     tasks = _tasks(c, suite, options)
     if len(tasks) != 1:
@@ -81,10 +83,6 @@ def _resolve(options: Any, sc: StackCommand, task: str, out: Path, resume: bool
              ) -> tuple[Any, dict[str, Any] | None]:
     """The options with the given choices and levers filled in; the validation record's
     lever selection (None without --levers-from)."""
-    from hasten.bench import stack_plan
-    from hasten.bench.records import load_record
-    from hasten.bench.stack import LEVERS
-
     saved = out / stack_plan.CHOICES_FILE
     path = sc.choices_file or (saved if resume and saved.is_file() else None)
     if path is not None:
@@ -103,9 +101,6 @@ def _methods(c: Any, sc: StackCommand, task: str, options: Any,
              selection: dict[str, Any] | None) -> tuple[list[str], str]:
     """The runs and the baseline: --methods as given, else the plan's part (each lever
     alone: the levers the validation record weighed, else every lever)."""
-    from hasten.bench import stack_plan
-    from hasten.bench.stack import LEVERS
-
     if c.methods:
         if sc.part != "all":
             raise ConfigError("--part picks the plan's runs; drop it or --methods")
@@ -118,10 +113,6 @@ def _methods(c: Any, sc: StackCommand, task: str, options: Any,
 def _choose(task: str, quick: bool, options: Any, out: Path, quiet: bool) -> Any:
     """The options with their choices: chosen on the validation twin unless given, saved to
     OUT/choices.json at once (other processes reuse it with --choices)."""
-    from hasten import stop
-    from hasten.bench import stack_plan
-    from hasten.bench.stack import lever_table
-
     say = common.sayer(quiet)
     if not options.choices and say is not None:
         say(f"choosing settings on the validation twin of {task}")
@@ -139,8 +130,6 @@ def _choose(task: str, quick: bool, options: Any, out: Path, quiet: bool) -> Any
 def report_stack(results: dict[str, Any], out: Path, threshold: float = 0.05,
                  tables: bool = True) -> None:
     """stack.md and stack.png into `out`, then `print_stack`."""
-    from hasten.bench.stack_report import write_stack_report
-
     paths = write_stack_report(results, out, threshold)
     print_stack(results, threshold, out / "results.json", tables)
     print(f"stack report: {paths['table']}  plot: {paths['plot']}", flush=True)
@@ -150,9 +139,6 @@ def print_stack(results: dict[str, Any], threshold: float, record: Path | None,
                 tables: bool = True) -> None:
     """Per task: the ablation table (with `tables`), the verdict and, on a validation twin,
     the levers the test phase keeps (`record`: the results file to pass as --levers-from)."""
-    from hasten.bench import stack_plan
-    from hasten.bench.stack_report import select_levers, stack_table, verdict
-
     tasks = list(dict.fromkeys(str(r["task"]) for r in results.get("runs", [])))
     for task in tasks:
         if tables:

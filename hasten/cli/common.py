@@ -18,9 +18,23 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hasten import stop
-from hasten.config import add_config_arguments, add_flags, load_config_file, resolve
-from hasten.errors import ConfigError
+from rich.console import Console
+
+from hasten.bench.machine import choose_threads as choose
+from hasten.bench.records import command_line, write_record
+from hasten.core import stop
+from hasten.core.config import (
+    CONFIG_FILE,
+    add_config_arguments,
+    add_flags,
+    load_config_file,
+    parse_set,
+    resolve,
+    to_dict,
+)
+from hasten.core.distributed import is_main_process as main
+from hasten.core.errors import ConfigError
+from hasten.core.trainer import Hook
 
 EXIT_NONFINITE = 3
 PROGRESS_EVERY = float(os.environ.get("HASTEN_PROGRESS_EVERY", "30"))  # seconds off a tty
@@ -38,16 +52,12 @@ class Parser(argparse.ArgumentParser):
 
 def is_main_process() -> bool:
     """True on the process that prints and writes (rank 0 under torchrun, or alone)."""
-    from hasten.distributed import is_main_process as main
-
     return main()
 
 
 def choose_threads() -> dict[str, Any]:
     """torch's threads for a benchmark, chosen on purpose and returned for the record: the
     cores this process may use (`taskset` pins them), or OMP_NUM_THREADS where it is set."""
-    from hasten.bench.machine import choose_threads as choose
-
     value = os.environ.get("OMP_NUM_THREADS", "")
     return choose(int(value) if value.isdigit() and int(value) >= 1 else None)
 
@@ -101,8 +111,6 @@ def settle(classes: Sequence[type], args: argparse.Namespace, section: str,
 
 
 def _split_set(item: str) -> tuple[str, Any]:
-    from hasten.config import parse_set
-
     return parse_set(item)
 
 
@@ -121,16 +129,11 @@ ARGV: list[str] = []  # the arguments `hasten.cli.main` was given
 def command_text() -> str:
     """The command as a user would retype it (core pinning included), for records and
     config.json."""
-    from hasten.bench.records import command_line
-
     return command_line(ARGV)
 
 
 def write_settings(out: Path, *objects: Any, extra: Mapping[str, Any] | None = None) -> Path:
     """The resolved settings of a command, merged, to `out/config.json` (atomic)."""
-    from hasten.bench.records import write_record
-    from hasten.config import CONFIG_FILE, to_dict
-
     body: dict[str, Any] = {}
     for obj in objects:
         if dataclasses.is_dataclass(obj):
@@ -177,16 +180,12 @@ def on_terminal() -> bool:
 
 def console(stderr: bool = False) -> Any:
     """A rich Console; off a terminal it is wide (tables are not squeezed to 80 columns)."""
-    from rich.console import Console
-
     stream = sys.stderr if stderr else sys.stdout
     return Console(file=stream, width=None if stream.isatty() else 250, soft_wrap=True)
 
 
 def print_tables(tables: Sequence[Any]) -> None:
     """Print rich tables to stdout at their full width (a terminal's width on one)."""
-    from rich.console import Console
-
     if not tables:
         return
     if on_terminal():
@@ -215,8 +214,6 @@ def progress_hook(quiet: bool) -> Any:
     """A trainer hook that, off a terminal, prints one plain line every `PROGRESS_EVERY`
     seconds (step, budget used, last metric): a long run is never silent in a log. On a
     terminal the trainer's own bar shows progress, and the hook prints nothing."""
-    from hasten.trainer import Hook
-
     class ProgressLines(Hook):
         def __init__(self) -> None:
             self.last = time.monotonic()

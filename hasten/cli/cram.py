@@ -1,25 +1,27 @@
 """`hasten cram`: pretrain a BERT-style encoder from text under a budget (the Cramming
 recipe, or the original BERT's) and export it as a transformers model folder. By default the
-model is sized to the budget and the machine (`hasten.objectives.sizing`); `--set` sets any
+model is sized to the budget and the machine (`hasten.pretrain.objectives.sizing`); `--set` sets any
 shape or recipe value."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from hasten.cli import common
-from hasten.config import settings_help
+from hasten.core.config import CONFIG_FILE, settings_help
+from hasten.core.errors import ConfigError
+from hasten.core.stop import EXIT_CODES
+from hasten.pretrain.cram import CramConfig, cram
 
 NAME = "cram"
 HELP = "pretrain a BERT-style encoder from text under a budget (Cramming recipe)"
 
 
 def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
-    from hasten.cram import CramConfig
-
     p = sub.add_parser(NAME, help=HELP, description=__doc__,
                        epilog=settings_help(CramConfig),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -32,19 +34,12 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
 
 def _add_command(out: Path) -> None:
     """The command line into the config.json `cram` wrote (its resolved settings)."""
-    import json
-
-    from hasten.config import CONFIG_FILE
-
     path = out / CONFIG_FILE
     if path.is_file() and common.is_main_process():
         common.write_settings(out, json.loads(path.read_text(encoding="utf-8")))
 
 
 def run(args: argparse.Namespace) -> int:
-    from hasten.cram import CramConfig, cram
-    from hasten.errors import ConfigError
-
     fixed: dict[str, Any] = {"corpus": list(args.corpus)} if getattr(args, "corpus", None) \
         else {}
     if str(getattr(args, "cutoff", "")).lower() in ("none", "off", "no"):  # no filter
@@ -57,8 +52,6 @@ def run(args: argparse.Namespace) -> int:
     s = cram(c)
     _add_command(Path(c.out))
     if s["stopped"] != "budget":
-        from hasten.stop import EXIT_CODES
-
         name = {"sigterm": "SIGTERM", "sigint": "SIGINT (Ctrl-C)"}.get(s["stopped"],
                                                                        s["stopped"])
         if s["stopped"] == "nonfinite":

@@ -7,8 +7,11 @@ import argparse
 from dataclasses import dataclass
 from typing import Any
 
+from hasten.bench import harness
+from hasten.bench.suites import load_suites
 from hasten.cli import common
-from hasten.config import option, settings_help
+from hasten.cli.bench_run import report_results
+from hasten.core.config import option, settings_help
 
 NAME = "demo"
 HELP = "quick suite on embedded data (about a minute on 2 cores)"
@@ -33,10 +36,6 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hasten.bench import harness
-    from hasten.bench.suites import load_suites
-    from hasten.cli.bench import report_results
-
     (c,) = common.settle([DemoCommand], args, NAME)
     out = common.check_out(c.out)
     load_suites()

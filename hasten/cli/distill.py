@@ -23,9 +23,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hasten.bench.records import provenance, write_record
 from hasten.cli import common
-from hasten.config import option, settings_help
-from hasten.errors import ConfigError
+from hasten.core import stop
+from hasten.core.checkpoint import latest_checkpoint
+from hasten.core.config import option, settings_help
+from hasten.core.distributed import resolve_device
+from hasten.core.errors import ConfigError
+from hasten.data.vision import holdout_split, load_vision
+from hasten.distill import coreset
+from hasten.distill.evaluate import evaluate
+from hasten.distill.formation import check_factor
+from hasten.distill.methods import METHODS, DistillConfig, distill_with
+from hasten.distill.synthetic import SyntheticSet
 
 if TYPE_CHECKING:
     from hasten.distill.methods import DistillConfig
@@ -58,8 +68,6 @@ class DistillCommand:
 
 
 def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
-    from hasten.distill.methods import DistillConfig
-
     p = sub.add_parser(NAME, help=HELP, description=__doc__,
                        epilog=settings_help(DistillCommand) + "\n" +
                        settings_help(DistillConfig),
@@ -78,8 +86,6 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """`hasten distill ...` or `hasten distill eval FILE...`."""
-    from hasten.distill.methods import DistillConfig
-
     bad = _options_to_settings(args)
     if args.action == "eval":
         if not args.files:
@@ -108,8 +114,6 @@ def run(args: argparse.Namespace) -> int:
 def _check_resume(out: Path, checkpoints: Path) -> None:
     """--resume: refused for a folder that does not exist; one line when there is nothing
     to resume yet (the run starts fresh)."""
-    from hasten.checkpoint import latest_checkpoint
-
     if not out.is_dir():
         raise ConfigError(f"cannot resume: {out} does not exist")
     if latest_checkpoint(checkpoints) is None:
@@ -119,8 +123,6 @@ def _check_resume(out: Path, checkpoints: Path) -> None:
 def _check_device(device: str | None) -> None:
     """An unknown or missing device is one line before any data is read."""
     if device not in (None, "None"):
-        from hasten.distributed import resolve_device
-
         resolve_device(device)
 
 
@@ -136,16 +138,11 @@ def _options_to_settings(args: argparse.Namespace) -> ConfigError | None:
 
 
 def _distill(c: DistillCommand, config: DistillConfig) -> int:
-    from hasten import stop
-    from hasten.data.vision import load_vision
-
     out = common.check_out(str(c.out), empty=True, overwrite=c.overwrite or config.resume)
     if config.resume:
         _check_resume(out, Path(config.checkpoint_dir or out / "checkpoints"))
     method = config.method.lower()
     if method not in BASELINES:
-        from hasten.distill.methods import METHODS
-
         if method not in METHODS:
             raise ConfigError(f"unknown distillation method {config.method!r}; known: "
                               f"{', '.join([*METHODS, *BASELINES])}")
@@ -176,10 +173,6 @@ def _distill(c: DistillCommand, config: DistillConfig) -> int:
 
 def _build(method: str, data: Any, config: DistillConfig, quiet: bool) -> Any:
     """A coreset baseline, or a distilled set."""
-    from hasten.distill import coreset
-    from hasten.distill.formation import check_factor
-    from hasten.distill.methods import distill_with
-
     factor = check_factor(config.factor, tuple(data.input_shape))
     if method in BASELINES:  # ipc * factor^2 real images, packed into ipc per class
         n = config.ipc * factor * factor
@@ -201,9 +194,6 @@ def _build(method: str, data: Any, config: DistillConfig, quiet: bool) -> Any:
 
 
 def _evaluate_files(files: list[str], c: DistillCommand, config: DistillConfig) -> int:
-    from hasten.data.vision import holdout_split, load_vision
-    from hasten.distill.synthetic import SyntheticSet
-
     if c.json:
         common.check_out(Path(c.json).parent)
     # read every set (and check the options) before hours of training start
@@ -246,8 +236,6 @@ def _eval_lr(lr: str, syn: Any, path: str) -> float:
 def _report(syn: Any, data: Any, c: DistillCommand, config: DistillConfig, path: str,
             lr: float) -> dict:
     """Evaluate one set by the protocol (at `lr`); print a summary and a JSON line."""
-    from hasten.distill.evaluate import evaluate
-
     result = evaluate(syn, data, models=c.models, epochs=c.epochs, dsa=bool(config.dsa),
                       lr=lr, width=config.width, seed=config.seed, device=config.device,
                       progress=common.sayer(c.quiet))
@@ -263,8 +251,6 @@ def _report(syn: Any, data: Any, c: DistillCommand, config: DistillConfig, path:
 
 def _write_json(c: DistillCommand, config: DistillConfig, scored_on: str, rows: list[dict],
                 seconds: float) -> None:
-    from hasten.bench.records import provenance, write_record
-
     record = {**provenance(common.command_text()),
               "protocol": {"epochs": c.epochs, "dsa": bool(config.dsa), "width": config.width,
                            "models": c.models, "seed": config.seed, "lr": c.lr,

@@ -1,7 +1,7 @@
 """`hasten eval-lm MODEL_DIR`: score a masked-LM folder (any transformers masked LM, or what
 `hasten cram` exported) with the evaluations that can see small-compute pretraining: BLiMP
 zero-shot by pseudo-log-likelihood, linear probes on SST-2 and STS-B, held-out MLM loss
-(`hasten.lmeval`). `--out DIR` gets eval.json and config.json."""
+(`hasten.pretrain.lmeval`). `--out DIR` gets eval.json and config.json."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from hasten.cli import common
-from hasten.config import option, settings_help
+from hasten.core.config import option, settings_help
+from hasten.core.errors import DataError
+from hasten.pretrain.lmeval.evaluate import EvalLMConfig, check_config, eval_lm
 
 NAME = "eval-lm"
 HELP = "score a masked-LM folder: BLiMP, linear probes (SST-2, STS-B), held-out MLM loss"
@@ -25,8 +27,6 @@ class EvalLMCommand:
 
 
 def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
-    from hasten.lmeval.evaluate import EvalLMConfig
-
     p = sub.add_parser(NAME, help=HELP, description=__doc__,
                        epilog=settings_help(EvalLMConfig),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -38,9 +38,6 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hasten.errors import DataError
-    from hasten.lmeval.evaluate import EvalLMConfig, check_config, eval_lm
-
     c, cmd = common.settle([EvalLMConfig, EvalLMCommand], args, NAME,
                            fixed={"model_dir": args.model_dir})
     check_config(c)

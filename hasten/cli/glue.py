@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from hasten.cli import common
+from hasten.pretrain.glue import evaluate_glue
 
 NAME = "glue"
 HELP = "fine-tune and score a model folder on GLUE-small (CoLA, SST-2, MRPC, STS-B, RTE)"
@@ -34,8 +35,6 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hasten.glue import evaluate_glue
-
     out = common.check_out(args.out) if args.out else None
     settings = {k: getattr(args, k) for k in ("lr", "batch", "precision", "pooling", "device",
                                               "max_eval_examples")

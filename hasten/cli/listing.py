@@ -5,10 +5,25 @@ selectors, distillation methods, pretraining recipes and objectives."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import inspect
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from hasten.bench.harness import METHODS, SUITES, TASKS, applies, lookup, suite_tasks
+from hasten.bench.own import installed_tasks
+from hasten.bench.suites import load_suites
+from hasten.cli import COMMANDS
+from hasten.cli.bench import OWN_SUITES, PRETRAIN_SUITES
+from hasten.cli.distill import BASELINES
+from hasten.distill.methods import METHODS as DISTILLERS
+from hasten.pretrain.objectives import available
+from hasten.pretrain.objectives.recipes import RECIPES
+from hasten.select import text as text_scores
+from hasten.select.prune import SELECT_METHODS, TEXT_SCORERS, classification_scorers
+from hasten.select.scorers import SCORERS
+from hasten.select.selectors import SELECTORS
 
 NAME = "list"
 HELP = "list commands, suites, tasks, methods, scorers, selectors, distillers, recipes"
@@ -25,8 +40,6 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hasten.bench.suites import load_suites
-
     load_suites()
     kinds = [args.what] if args.what else list(WHAT)
     for kind in kinds:
@@ -45,26 +58,15 @@ def _doc(obj: Any) -> str:
 
 
 def _suite_of(suite: str | None) -> Any:
-    from hasten.bench.harness import SUITES, lookup
-
     return lookup("suite", SUITES, suite) if suite else None
 
 
 def _commands(_: str | None) -> Iterable[tuple[str, str]]:
-    import importlib
-
-    from hasten.cli import COMMANDS
-
     for name, module in COMMANDS.items():
         yield name, importlib.import_module(f"hasten.cli.{module}").HELP
 
 
 def _suites(_: str | None) -> Iterable[tuple[str, str]]:
-    import importlib
-
-    from hasten.bench.harness import SUITES
-    from hasten.cli.bench import OWN_SUITES, PRETRAIN_SUITES
-
     for s in SUITES.values():
         options = f"; options: {', '.join(s.options.__dataclass_fields__)}" if s.options else ""
         yield s.name, f"{s.description} ({len(s.methods)} methods{options})"
@@ -78,9 +80,6 @@ def _suites(_: str | None) -> Iterable[tuple[str, str]]:
 
 
 def _tasks(suite: str | None) -> Iterable[tuple[str, str]]:
-    from hasten.bench.harness import SUITES, TASKS, suite_tasks
-    from hasten.bench.own import installed_tasks
-
     chosen = _suite_of(suite)
     used: dict[str, list[str]] = {}
     for s in SUITES.values():
@@ -101,8 +100,6 @@ def _default_options(suite: Any) -> Any:
 
 
 def _methods(suite: str | None) -> Iterable[tuple[str, str]]:
-    from hasten.bench.harness import METHODS, SUITES, applies, suite_tasks
-
     chosen = _suite_of(suite)
     for name, fn in METHODS.items():
         where = [s.name for s in SUITES.values()
@@ -116,23 +113,16 @@ def _methods(suite: str | None) -> Iterable[tuple[str, str]]:
 
 
 def _scorers(_: str | None) -> Iterable[tuple[str, str]]:
-    from hasten.select import text
-    from hasten.select.prune import TEXT_SCORERS, classification_scorers
-    from hasten.select.scorers import SCORERS
-
     for name in classification_scorers():
         yield name, _doc(SCORERS[name]) or "a classification scorer"
     functions: dict[str, Callable[..., Any]] = {
-        "tokens-per-char": text.tokens_per_char, "length": text.length,
-        "rarity": text.unigram_rarity}
+        "tokens-per-char": text_scores.tokens_per_char, "length": text_scores.length,
+        "rarity": text_scores.unigram_rarity}
     for name in TEXT_SCORERS:
         yield name, f"text: {_doc(functions[name])}"
 
 
 def _selectors(_: str | None) -> Iterable[tuple[str, str]]:
-    from hasten.select.prune import SELECT_METHODS
-    from hasten.select.selectors import SELECTORS
-
     own = {"balanced": "hardest, each class keeping its share",
            "random": "a uniform random subset (seeded)"}
     for name in SELECT_METHODS:
@@ -140,10 +130,7 @@ def _selectors(_: str | None) -> Iterable[tuple[str, str]]:
 
 
 def _distillers(_: str | None) -> Iterable[tuple[str, str]]:
-    from hasten.cli.distill import BASELINES
-    from hasten.distill.methods import METHODS
-
-    for name, cls in METHODS.items():
+    for name, cls in DISTILLERS.items():
         text = _doc(sys.modules[cls.__module__]).split(". ")[0] or "a distillation method"
         yield name, text + (" (DC with DSA augmentation)" if name == "dsa" else "")
     for name in BASELINES:
@@ -151,9 +138,6 @@ def _distillers(_: str | None) -> Iterable[tuple[str, str]]:
 
 
 def _recipes(_: str | None) -> Iterable[tuple[str, str]]:
-    from hasten.objectives import available
-    from hasten.objectives.recipes import RECIPES
-
     for name, recipe in RECIPES.items():
         yield name, (f"pretraining recipe: {recipe.get('arch', '?')} encoder, "
                      f"{recipe.get('hidden', '?')} hidden x {recipe.get('layers', '?')} layers")

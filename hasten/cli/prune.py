@@ -7,15 +7,15 @@ import argparse
 from typing import Any
 
 from hasten.cli import common
-from hasten.config import settings_help
+from hasten.core.config import settings_help
+from hasten.core.distributed import shutdown
+from hasten.select.prune import PruneConfig, prune_with
 
 NAME = "prune"
 HELP = "score a dataset, keep a fraction, write it and the scores"
 
 
 def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
-    from hasten.select.prune import PruneConfig
-
     p = sub.add_parser(NAME, help=HELP, description=__doc__, epilog=settings_help(PruneConfig),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_settings(p, PruneConfig)
@@ -24,9 +24,6 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hasten.distributed import shutdown
-    from hasten.select.prune import PruneConfig, prune_with
-
     (c,) = common.settle([PruneConfig], args, NAME)
     common.check_out(c.out, empty=True, overwrite=c.overwrite)
     try:

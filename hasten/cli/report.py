@@ -11,8 +11,13 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any
 
-from hasten.cli import common
-from hasten.config import option, settings_help
+from hasten.bench.dynprune import verdict_lines
+from hasten.bench.harness import SUITES
+from hasten.bench.records import load_record
+from hasten.bench.report import merge_results, rich_tables, write_report
+from hasten.bench.suites import load_suites
+from hasten.cli import bench_stack, common
+from hasten.core.config import option, settings_help
 
 NAME = "report"
 HELP = "render results files (old layouts too); join parts of one suite run apart"
@@ -41,10 +46,6 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hasten.bench.records import load_record
-    from hasten.bench.report import rich_tables, write_report
-    from hasten.cli import bench_stack
-
     (c,) = common.settle([ReportCommand], args, NAME, fixed={"files": args.files})
     out = common.check_out(c.out) if c.out else None
     records = [load_record(p) for p in c.files]
@@ -56,8 +57,6 @@ def run(args: argparse.Namespace) -> int:
         common.write_settings(out, c)
         print(f"report: {paths['report']}  results: {paths['results']}")
     if results.get("suite") == "infobatch":
-        from hasten.bench.dynprune import verdict_lines
-
         print("\n".join(verdict_lines(results)))
     if results.get("suite") in bench_stack.SUITES:
         threshold = float((results.get("options") or {}).get("pays", 0.05))
@@ -71,10 +70,6 @@ def run(args: argparse.Namespace) -> int:
 def _joined(records: list[dict[str, Any]]) -> dict[str, Any]:
     """The parts of one suite run apart, joined; the suite's own after-run rows made again
     over every run (a registered suite's `after_run`)."""
-    from hasten.bench.harness import SUITES
-    from hasten.bench.report import merge_results
-    from hasten.bench.suites import load_suites
-
     results = merge_results(records)
     load_suites()
     suite = SUITES.get(str(results.get("suite")))

@@ -4,12 +4,22 @@ torchrun too; optionally on data hasten wrote (`--data`: a pruned or distilled s
 from __future__ import annotations
 
 import argparse
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from safetensors.torch import save_model
+
+from hasten.bench.harness import build_recipe, train_recipe
+from hasten.bench.own import task_name, training_set, use_training_set
+from hasten.bench.records import write_record
+from hasten.bench.suites import load_suites
 from hasten.cli import common
-from hasten.config import option, settings_help
+from hasten.core import stop
+from hasten.core.atomic import atomic_write
+from hasten.core.config import option, settings_help
+from hasten.core.distributed import shutdown
 
 NAME = "train"
 HELP = "one training run of a task (yours too: --task FILE.py:FUNCTION)"
@@ -61,11 +71,6 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hasten.bench.harness import build_recipe, train_recipe
-    from hasten.bench.own import task_name, training_set, use_training_set
-    from hasten.bench.suites import load_suites
-    from hasten.distributed import shutdown
-
     (c,) = common.settle([TrainCommand], args, NAME)
     out = common.check_out(c.out)
     load_suites()
@@ -94,12 +99,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _finish(c: TrainCommand, out: Path, result: dict[str, Any], model: Any) -> int:
     """Write the weights and the result (main process), print one line, choose the code."""
-    from safetensors.torch import save_model
-
-    from hasten import stop
-    from hasten.atomic import atomic_write
-    from hasten.bench.records import write_record
-
     if not common.is_main_process():
         return 0 if result["stopped"] == "budget" else 1
     common.write_settings(out, c)
@@ -121,8 +120,6 @@ def _finish(c: TrainCommand, out: Path, result: dict[str, Any], model: Any) -> i
 
 def _weights(model: Any, save_model: Any) -> bytes:
     """The model's weights as safetensors bytes."""
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.safetensors"
         save_model(model, str(path))

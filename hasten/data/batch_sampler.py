@@ -27,9 +27,9 @@ from typing import Any
 
 from torch.utils.data import Sampler as TorchSampler
 
-from hasten.budget import Budget
-from hasten.errors import ConfigError, DataError
-from hasten.sampling import Sampler
+from hasten.core.budget import Budget
+from hasten.core.errors import ConfigError, DataError
+from hasten.core.sampling import Sampler
 
 Progress = Budget | Callable[[], float]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from hasten.errors import DataError
+from hasten.core.errors import DataError
 
 # sequence fields padded with the pad id, and those padded with 0 whatever the pad id
 PAD_WITH_ID = ("input_ids",)

@@ -28,10 +28,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer
 from torch.utils.data import TensorDataset
 
+from hasten.core.errors import ConfigError, DataError
 from hasten.data.vision import data_root
-from hasten.errors import ConfigError, DataError
+from hasten.text.tokenizer import MT, train_tokenizer
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)  # ids 0, 1, 2, 3 (`hasten.text.tokenizer.MT_SPECIALS`)
@@ -212,8 +214,6 @@ class BPETokenizer:
 
     @classmethod
     def from_str(cls, text: str) -> BPETokenizer:
-        from tokenizers import Tokenizer
-
         return cls(Tokenizer.from_str(text))
 
 
@@ -222,8 +222,6 @@ def train_bpe(texts: Iterable[str], vocab_size: int = 8000, min_frequency: int =
     """Learn one byte-level BPE vocabulary of `vocab_size` pieces over `texts` (pass both
     languages' training sentences for a joint vocabulary), with hasten's one tokenizer
     trainer (`hasten.text.tokenizer`, preset `MT`). Specials get ids 0..3."""
-    from hasten.text.tokenizer import MT, train_tokenizer
-
     if vocab_size < 300:
         raise ConfigError(f"vocab_size must be >= 300 (256 bytes + specials), got {vocab_size}")
     tok = train_tokenizer([" " + t for t in texts], MT, vocab_size=vocab_size,

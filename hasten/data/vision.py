@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from hasten.errors import ConfigError, DataError
+from hasten.core.errors import ConfigError, DataError
 
 # -----------------------------------------------------------------------------
 # the container

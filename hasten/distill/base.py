@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from hasten.core.errors import ConfigError
 from hasten.distill.augment import DSA
 from hasten.distill.formation import decode, decode_labels
-from hasten.errors import ConfigError
 from hasten.models.vision import CNN1D, MLP, ConvNet3
 
 ModelFn = Callable[[], nn.Module]

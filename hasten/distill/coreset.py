@@ -14,11 +14,11 @@ from collections.abc import Callable
 
 import torch
 
+from hasten.core.errors import ConfigError
 from hasten.data.vision import VisionData
 from hasten.distill.formation import check_factor, encode
 from hasten.distill.methods import check_ipc, class_tensors
 from hasten.distill.synthetic import SyntheticSet
-from hasten.errors import ConfigError
 
 Embed = Callable[[torch.Tensor], torch.Tensor]
 

@@ -19,12 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hasten import distributed
+from hasten.core import distributed
+from hasten.core.errors import ConfigError, DataError
 from hasten.data.vision import VisionData
 from hasten.distill.augment import DSA, dsa_strategy
 from hasten.distill.base import ModelFn, default_model_fn, fresh_model
 from hasten.distill.synthetic import SyntheticSet
-from hasten.errors import ConfigError, DataError
 
 
 @dataclass

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from hasten.errors import ConfigError
+from hasten.core.errors import ConfigError
 
 
 def check_factor(factor: int, image_shape: tuple[int, ...]) -> int:

@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from hasten.core.errors import ConfigError
 from hasten.distill.base import fresh_model, real_set
 from hasten.distill.dm import DM
-from hasten.errors import ConfigError
 
 INITIAL_NETS = 3  # the queue starts with this many networks, as in the paper's code
 

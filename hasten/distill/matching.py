@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from hasten.errors import ConfigError
+from hasten.core.errors import ConfigError
 
 EPS = 1e-6  # DC's guard against a zero norm
 

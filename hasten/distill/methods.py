@@ -15,7 +15,7 @@ training wall clock: "20m"; setup such as MTT's experts is timed apart). A check
 written every `checkpoint_every` iterations and at the end; `resume=True` continues from the
 latest one and ends with the same images as an uninterrupted run. SIGTERM or SIGINT stops the
 loop at an iteration boundary, writes a checkpoint (with a checkpoint folder) and raises
-`hasten.stop.Stopped`, so a cut run never passes for a finished set.
+`hasten.core.stop.Stopped`, so a cut run never passes for a finished set.
 
 Departures on purpose: budgets replace fixed iteration counts; every run is resumable.
 Results: docs/benchmarks.md, "Dataset distillation: beats random subsets, not full-data training
@@ -36,16 +36,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from hasten import distributed, stop
-from hasten.budget import Budget
-from hasten.checkpoint import (
+from hasten.core import distributed, stop
+from hasten.core.budget import Budget
+from hasten.core.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     load_optimizer_state,
     optimizer_state,
     save_checkpoint,
 )
-from hasten.config import option
+from hasten.core.config import option
+from hasten.core.errors import CheckpointError, ConfigError, DataError
+from hasten.core.guards import SLOW_STEP_SHARE
+from hasten.core.runlog import RunLog
 from hasten.data.vision import VisionData
 from hasten.distill.augment import DSA, dsa_strategy
 from hasten.distill.base import Context, Method, ModelFn, default_model_fn
@@ -55,9 +58,6 @@ from hasten.distill.formation import check_factor, encode
 from hasten.distill.idm import IDM
 from hasten.distill.mtt import MTT
 from hasten.distill.synthetic import SyntheticSet
-from hasten.errors import CheckpointError, ConfigError, DataError
-from hasten.guards import SLOW_STEP_SHARE
-from hasten.runlog import RunLog
 
 METHODS: dict[str, type[Method]] = {"dm": DM, "idm": IDM, "dc": DC, "dsa": DC, "mtt": MTT}
 INITS = ("real", "noise")

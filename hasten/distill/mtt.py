@@ -29,11 +29,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.func import functional_call
 
+from hasten.core.errors import ConfigError, DataError
 from hasten.distill.augment import DSA
 from hasten.distill.base import Method, ModelFn, fresh_model, new_seed, real_set
 from hasten.distill.evaluate import train_epoch
 from hasten.distill.matching import parameter_distance
-from hasten.errors import ConfigError, DataError
 
 
 def flatten_params(model: nn.Module) -> torch.Tensor:

@@ -18,9 +18,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 from torch.utils.data import TensorDataset
 
-from hasten.atomic import atomic_write
+from hasten.core.atomic import atomic_write
+from hasten.core.errors import ConfigError, DataError
 from hasten.distill.formation import check_factor, decode, decode_labels
-from hasten.errors import ConfigError, DataError
 
 META_KEY = "hasten.distill"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from hasten.budget import Budget
+from hasten.core.budget import Budget
 
 
 def share_budget(budget: Budget, device: torch.device | str = "cpu") -> bool:

@@ -15,7 +15,7 @@ Trainer (the `hf` extra).
   processes they share the largest clock, `hasten.integrations.clock`). Its state rides
   in HF checkpoints (`ExportableState`, in `trainer_state.json`) and comes back with
   `trainer.train(resume_from_checkpoint=...)`.
-- `budget_lr` (hasten.schedules) or `budget_optimizers` give the LR scheduler to pass in
+- `budget_lr` (hasten.core.schedules) or `budget_optimizers` give the LR scheduler to pass in
   `optimizers=`; HF's own schedulers are sized by `max_steps`, which a budget does not know.
 - `SelectiveBackpropTrainer` trains each batch on the examples hasten's selector keeps
   (Jiang et al. 2019, "Accelerating Deep Learning by Focusing on the Biggest Losers"; see
@@ -40,14 +40,14 @@ from torch import nn
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from hasten.budget import Budget
+from hasten.core.budget import Budget
+from hasten.core.errors import ConfigError
+from hasten.core.sampling import Sampler
+from hasten.core.schedules import BudgetLR, budget_lr
+from hasten.core.trainer import param_groups
 from hasten.data.batch_sampler import CompetenceIndexSampler
-from hasten.errors import ConfigError
 from hasten.integrations.clock import share_budget
-from hasten.sampling import Sampler
-from hasten.schedules import BudgetLR, budget_lr
 from hasten.steps.selective_backprop import LossHistory, select_biggest_losers, top_k_mask
-from hasten.trainer import param_groups
 
 
 class BudgetCallback(TrainerCallback, ExportableState):

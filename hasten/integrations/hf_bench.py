@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,9 +36,21 @@ from typing import Any
 import torch
 
 from hasten.bench.harness import provenance
-from hasten.budget import Budget
-from hasten.config import add_config_arguments, add_flags, from_args, option, to_dict
-from hasten.errors import ConfigError, HastenError
+from hasten.core.atomic import atomic_write
+from hasten.core.budget import Budget
+from hasten.core.config import (
+    add_config_arguments,
+    add_flags,
+    from_args,
+    option,
+    to_dict,
+    write_config,
+)
+from hasten.core.errors import ConfigError, HastenError
+from hasten.core.schedules import budget_lr
+from hasten.core.trainer import param_groups
+from hasten.integrations.hf import BudgetCallback
+from hasten.integrations.sst2 import accuracy, load_sst2, tiny_bert
 
 ARMS = ("hf-linear", "hasten")
 
@@ -133,8 +146,6 @@ def _trainer(task: Any, cfg: HFBenchConfig, seed: int, work_dir: Path, max_steps
              optimizers: tuple[Any, Any] | None, callbacks: list[Any]) -> Any:
     from transformers import Trainer, TrainingArguments
 
-    from hasten.integrations.sst2 import tiny_bert
-
     model = tiny_bert(task.vocab_size, hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads,
                       max_len=cfg.max_len, seed=seed, pad_id=task.pad_id)
     args = TrainingArguments(str(work_dir), max_steps=max_steps, seed=seed, data_seed=seed,
@@ -162,11 +173,6 @@ def run_arm(task: Any, cfg: HFBenchConfig, seed: int, arm: str, seconds: float,
             max_steps_guess: int, work_dir: Path) -> dict[str, Any]:
     """Train one arm for one seed; its record."""
     from transformers import get_linear_schedule_with_warmup
-
-    from hasten.integrations.hf import BudgetCallback
-    from hasten.integrations.sst2 import accuracy
-    from hasten.schedules import budget_lr
-    from hasten.trainer import param_groups
 
     wall_stop, watch_cls = _callbacks()
     watch = watch_cls()
@@ -210,8 +216,6 @@ def run_hf_bench(cfg: HFBenchConfig, work_dir: str | Path, say: Any = None,
                  command: str = "") -> dict[str, Any]:
     """Run every (seed, arm) pair, interleaved (seed 0: both arms, seed 1: ...), and return
     the results: the settings, the step-count guess and one record per run."""
-    from hasten.integrations.sst2 import load_sst2
-
     cfg = cfg.quick_version() if cfg.quick else cfg
     seconds = cfg.validate()
     say = say or (lambda _text: None)
@@ -255,11 +259,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(cfg: HFBenchConfig, argv: list[str] | None) -> int:
-    import tempfile
-
-    from hasten.atomic import atomic_write
-    from hasten.config import write_config
-
     command = "python -m hasten.integrations.hf_bench " + " ".join(argv or sys.argv[1:])
     with tempfile.TemporaryDirectory() as tmp:
         results = run_hf_bench(cfg, tmp, say=lambda t: print(t, flush=True), command=command)

@@ -30,12 +30,12 @@ from typing import Any
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset
 
-from hasten.budget import Budget
+from hasten.core.budget import Budget
+from hasten.core.errors import ConfigError
+from hasten.core.sampling import Sampler, batch_size
+from hasten.core.schedules import make_schedule, next_step_progress
 from hasten.data.batch_sampler import CompetenceBatchSampler
-from hasten.errors import ConfigError
 from hasten.integrations.clock import share_budget
-from hasten.sampling import Sampler, batch_size
-from hasten.schedules import make_schedule, next_step_progress
 
 
 class BudgetCallback(pl.Callback):

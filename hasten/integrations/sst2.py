@@ -20,10 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hasten.core.errors import DataError
+from hasten.core.sampling import CollateFn, to_device
 from hasten.data.padding import pad_collate
 from hasten.data.vision import data_root
-from hasten.errors import DataError
-from hasten.sampling import CollateFn, to_device
+from hasten.text.tokenizer import CRAM, cached_tokenizer, special_ids
 
 
 def read_sst2(split: str, limit: int | None = None) -> tuple[list[str], list[int]]:
@@ -60,8 +61,6 @@ def load_sst2(train_rows: int | None = None, test_rows: int | None = None,
               vocab_size: int = 4000, max_len: int = 64) -> TextTask:
     """SST-2 tokenized by a WordPiece vocabulary trained on its training sentences."""
     from datasets import Dataset
-
-    from hasten.text.tokenizer import CRAM, cached_tokenizer, special_ids
 
     train_x, train_y = read_sst2("train", train_rows)
     test_x, test_y = read_sst2("dev", test_rows)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hasten.errors import ConfigError, DataError
+from hasten.core.errors import ConfigError, DataError
 
 
 @dataclass

@@ -22,8 +22,8 @@ decoder [V, H_d]. The embedding size thus *is* the discriminator's width, and th
 discriminator stays a plain ModernBERT (`hasten.models.export_hf.export_discriminator`).
 
 The corruption, the losses, the health monitor and the FLOP count are in
-`hasten.objectives.electra`; results are in docs/benchmarks.md ("ELECTRA: no gain over MLM that
-GLUE-small can see").
+`hasten.pretrain.objectives.electra`; results are in docs/benchmarks.md ("ELECTRA: no gain
+over MLM that GLUE-small can see").
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hasten.errors import ConfigError, DataError
+from hasten.core.errors import ConfigError, DataError
 from hasten.models.encoder import Backbone, CrammedEncoder, Embeddings, EncoderConfig
 from hasten.text.masking import IGNORE, sparse_positions
 
@@ -141,7 +141,7 @@ class ElectraModel(nn.Module):
     """Generator and discriminator for replaced-token detection. `forward(input_ids, labels)`
     runs the generator on the masked positions, samples replacements and runs the
     discriminator on the result, so DDP and `torch.compile` wrap one forward; the losses are
-    computed from its outputs (`hasten.objectives.electra.electra_step`)."""
+    computed from its outputs (`hasten.pretrain.objectives.electra.electra_step`)."""
 
     def __init__(self, generator: ElectraGenerator, discriminator: CrammedEncoder) -> None:
         super().__init__()

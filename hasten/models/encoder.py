@@ -18,7 +18,7 @@ Every layer attends globally (`global_attn_every_n_layers=1`); attention is
 `F.scaled_dot_product_attention`. Module and parameter names are ModernBERT's, so `export_hf`
 writes the state dict as is (minus the tied decoder).
 
-The losses are in `hasten.objectives.mlm`, the HF export in `hasten.models.export_hf`, the
+The losses are in `hasten.pretrain.objectives.mlm`, the HF export in `hasten.models.export_hf`, the
 BERT baselines in `hasten.models.bert`.
 Results: docs/benchmarks.md ("MLM recipe (Cramming): more tokens in equal time, no GLUE-small
 difference").
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hasten.errors import ConfigError, DataError
+from hasten.core.errors import ConfigError, DataError
 
 
 @dataclass

@@ -12,7 +12,7 @@
   "minimal architecture" row): safetensors + `hasten_bert.json`, read back by
   `load_bert_encoder`. transformers has no pre-norm BERT class, so this folder is ours only.
 
-Every folder is written into a temporary sibling and renamed into place (`hasten.atomic`).
+Every folder is written into a temporary sibling and renamed into place (`hasten.core.atomic`).
 Results: docs/benchmarks.md ("MLM recipe (Cramming): more tokens in equal time, no GLUE-small
 difference").
 """
@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-from hasten.atomic import atomic_dir
-from hasten.distributed import unwrap_model
-from hasten.errors import CheckpointError, ConfigError
+from hasten.core.atomic import atomic_dir
+from hasten.core.distributed import unwrap_model
+from hasten.core.errors import CheckpointError, ConfigError
 from hasten.models.bert import BertEncoder, BertEncoderConfig
+from hasten.models.electra import ElectraModel
 from hasten.models.encoder import CrammedEncoder, EncoderConfig
 from hasten.text.tokenizer import hf_tokenizer
 
@@ -62,8 +64,6 @@ def export_hf(model: CrammedEncoder, tokenizer: Tokenizer | None, out_dir: str |
     `config.json` (ModernBERT), `model.safetensors` (fp32, HF names, decoder tied so not
     stored), `hasten_encoder.json` (our config), and the tokenizer files
     (`PreTrainedTokenizerFast`). Written into a temporary sibling and renamed into place."""
-    from safetensors.torch import save_file
-
     cfg = model.config
     hf = hf_config(cfg)
     assert all(t == "full_attention" for t in hf.layer_types)
@@ -81,8 +81,6 @@ def export_hf(model: CrammedEncoder, tokenizer: Tokenizer | None, out_dir: str |
 
 def load_encoder(path: str | Path) -> CrammedEncoder:
     """Our encoder back from an `export_hf` folder (safetensors, no pickle)."""
-    from safetensors.torch import load_file
-
     p = Path(path)
     try:
         cfg = EncoderConfig(**json.loads((p / "hasten_encoder.json").read_text()))
@@ -104,10 +102,6 @@ def export_discriminator(model: nn.Module, tokenizer: Tokenizer | None,
     `AutoModel` / `AutoModelForMaskedLM` load without remote code), plus
     `electra_head.safetensors` (the binary output layer) and `electra.json` (both configs).
     `model` is an `ElectraModel`, or a DDP / compiled wrapper of one."""
-    from safetensors.torch import save_file
-
-    from hasten.models.electra import ElectraModel
-
     raw = unwrap_model(model)
     if not isinstance(raw, ElectraModel):
         raise ConfigError(f"export_discriminator needs an ElectraModel, got {type(raw).__name__}")
@@ -143,8 +137,6 @@ def export_bert_encoder(model: BertEncoder, tokenizer: Tokenizer | None,
                         out_dir: str | Path) -> Path:
     """`model.safetensors` (fp32, decoder tied so not stored), `hasten_bert.json` and the
     tokenizer files of a `BertEncoder`."""
-    from safetensors.torch import save_file
-
     state = {k: v.detach().to("cpu", torch.float32).contiguous()
              for k, v in model.state_dict().items() if k != "decoder.weight"}
     out = Path(out_dir)
@@ -158,8 +150,6 @@ def export_bert_encoder(model: BertEncoder, tokenizer: Tokenizer | None,
 
 def load_bert_encoder(path: str | Path) -> BertEncoder:
     """A `BertEncoder` back from an `export_bert_encoder` folder (safetensors, no pickle)."""
-    from safetensors.torch import load_file
-
     p = Path(path)
     try:
         cfg = BertEncoderConfig(**json.loads((p / "hasten_bert.json").read_text()))
@@ -177,8 +167,6 @@ def load_bert_encoder(path: str | Path) -> BertEncoder:
 
 def export_model(model: nn.Module, tokenizer: Tokenizer | None, out_dir: str | Path) -> Path:
     """The right export for `model`'s type (crammed encoder, ELECTRA, our BERT, HF model)."""
-    from hasten.models.electra import ElectraModel
-
     raw = unwrap_model(model)
     if isinstance(raw, ElectraModel):
         return export_discriminator(raw, tokenizer, out_dir)

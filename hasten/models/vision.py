@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from hasten.errors import ConfigError, check_options
+from hasten.core.errors import ConfigError, check_options
 
 
 class MLP(nn.Module):

@@ -36,11 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hasten.errors import ConfigError, DataError
+from hasten.core.errors import ConfigError, DataError
+from hasten.core.trainer import Hook, TrainState
 from hasten.select.infobatch import gather_records
-from hasten.select.scorers import SCORERS, ScoringSpec, el2n_values, train_proxy
 from hasten.select.scores import Scores
-from hasten.trainer import Hook, TrainState
+from hasten.select.scoring import ScoringSpec, el2n_values, train_proxy
 
 
 def break_even(scoring_seconds: float, full_time_to_target: float,
@@ -214,6 +214,3 @@ def first_epoch_el2n(data: Any, spec: ScoringSpec) -> Scores:
                   seconds=time.perf_counter() - start, work=work,
                   meta={**spec.meta(), "recording_seconds": recording,
                         "source": "training forward passes of the first epoch"})
-
-
-SCORERS["el2n-first-epoch"] = first_epoch_el2n

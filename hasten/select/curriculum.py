@@ -12,7 +12,7 @@ from them; from t = T on it is plain uniform sampling. c0 = 0.01 is the paper's 
 every configuration (T = 3k steps for its En-Vi RNN, 20k for its Transformers).
 
 `CompetenceSampler` implements the trainer's sampler protocol (`sample(n, progress)`,
-`state_dict`, `load_state_dict`, see `hasten.sampling`), so
+`state_dict`, `load_state_dict`, see `hasten.core.sampling`), so
 
     train(model, data, loss_fn, config, sampler=CompetenceSampler(scores, p=2, T=2000))
 
@@ -56,9 +56,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from hasten.errors import ConfigError, DataError
+from hasten.core.distributed import rank_from_env, world_size_from_env
+from hasten.core.errors import ConfigError, DataError
+from hasten.core.target import time_to_target
 from hasten.select.scores import Scores
-from hasten.target import time_to_target
 
 
 def competence(t: float, T: float, p: float = 2.0, c0: float = 0.01) -> float:
@@ -131,7 +132,6 @@ def _hardness(difficulty: Scores | Sequence[float] | np.ndarray) -> np.ndarray:
 def _dist_place(rank: int | None, world_size: int | None) -> tuple[int, int]:
     if rank is not None and world_size is not None:
         return rank, world_size
-    from hasten.distributed import rank_from_env, world_size_from_env
 
     r, w = rank_from_env(), world_size_from_env()
     return (r if rank is None else rank), (w if world_size is None else world_size)

@@ -27,8 +27,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from hasten.errors import DataError
-from hasten.sampling import gather, to_device
+from hasten.core.errors import DataError
+from hasten.core.sampling import gather, to_device
 from hasten.select.scores import Direction, Scores
 
 Tokenize = Callable[[str], Sequence[str]]

@@ -30,8 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from hasten import distributed
-from hasten.errors import ConfigError, DataError
+from hasten.core import distributed
+from hasten.core.errors import ConfigError, DataError
+from hasten.core.trainer import Hook, TrainState
 from hasten.select.scores import Direction, Scores
 from hasten.select.scoring import (
     LogitsFn,
@@ -43,7 +44,6 @@ from hasten.select.scoring import (
     xy_logits,
 )
 from hasten.select.shard import gather_rows
-from hasten.trainer import Hook, TrainState
 
 
 def forgetting_counts(index: np.ndarray, correct: np.ndarray, n: int) -> np.ndarray:

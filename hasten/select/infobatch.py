@@ -67,9 +67,9 @@ import torch
 import torch.distributed as tdist
 from torch.utils.data import Dataset
 
-from hasten.distributed import Dist
-from hasten.errors import CheckpointError, ConfigError
-from hasten.trainer import Hook, TrainState
+from hasten.core.distributed import Dist, rank_from_env, world_size_from_env
+from hasten.core.errors import CheckpointError, ConfigError
+from hasten.core.trainer import Hook, TrainState
 
 RULES = ("infobatch", "random-drop", "drop-easiest")
 IdsLike = Sequence[int] | torch.Tensor
@@ -147,7 +147,6 @@ def plan_epoch(scores: torch.Tensor, seen: torch.Tensor, ratio: float, rule: str
 def _world(rank: int | None, world_size: int | None) -> tuple[int, int]:
     if rank is not None and world_size is not None:
         return rank, world_size
-    from hasten.distributed import rank_from_env, world_size_from_env
 
     return rank_from_env(), world_size_from_env()
 

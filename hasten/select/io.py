@@ -38,8 +38,9 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from hasten.atomic import atomic_dir
-from hasten.errors import ConfigError, DataError
+from hasten.core.atomic import atomic_dir
+from hasten.core.errors import ConfigError, DataError
+from hasten.data.vision import LOADERS, load_vision
 from hasten.select.scores import Scores
 from hasten.text.read import JSONL_SUFFIXES as _JSONL
 from hasten.text.read import TEXT_SUFFIXES as _TEXT
@@ -97,8 +98,6 @@ def load_prune_input(path_or_name: str | Path, *, text_unit: Literal["line", "pa
                      text_field: str = "text", split: str = "train", x_key: str = "x",
                      y_key: str = "y") -> PruneInput:
     """Load data for `hasten prune` from a path or a vision dataset name (see module doc)."""
-    from hasten.data.vision import LOADERS
-
     name = str(path_or_name)
     p = Path(path_or_name).expanduser()
     if not p.exists():
@@ -131,8 +130,6 @@ def load_prune_input(path_or_name: str | Path, *, text_unit: Literal["line", "pa
 
 
 def _load_vision(name: str) -> PruneInput:
-    from hasten.data.vision import load_vision
-
     vd = load_vision(name)
     x, y = vd.train.tensors
     return PruneInput("vision", name, len(x), data=vd.train,

@@ -31,12 +31,25 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
 
-from hasten import stop
-from hasten.config import option
-from hasten.distributed import is_main_process, resolve_device, world_size_from_env
-from hasten.errors import ConfigError, DataError
+from hasten.core import distributed, stop
+from hasten.core.config import option
+from hasten.core.distributed import is_main_process, resolve_device, world_size_from_env
+from hasten.core.errors import ConfigError, DataError
+from hasten.models.vision import build_model
+from hasten.select import scorers
+from hasten.select.amortise import amortisation, check_times
+from hasten.select.io import PruneInput, _check_out_dir, load_prune_input, write_pruned
+from hasten.select.scorers import SCORERS, ScoringSpec, random_scores
 from hasten.select.scores import Scores
+from hasten.select.selectors import select as run_selector
+from hasten.select.text import length, tokens_per_char, unigram_rarity
+from hasten.text.dedup import dedup as dedup_docs
+from hasten.text.filter import cramming_filter
+from hasten.text.tokenizer import SCORER, train_tokenizer
 
 CLASSIFICATION_SCORERS = ("random", "loss", "el2n", "el2n-first-epoch", "grand", "entropy",
                           "margin", "prototypes", "forgetting", "aum")
@@ -57,9 +70,6 @@ def default_select(scorer: str | None) -> str:
 
 def classification_scorers() -> list[str]:
     """The built-in classification scorers, then any added to `scorers.SCORERS`."""
-    import hasten.select.amortise  # noqa: F401  (registers el2n-first-epoch)
-    from hasten.select.scorers import SCORERS
-
     return list(dict.fromkeys([*CLASSIFICATION_SCORERS, *SCORERS]))
 
 
@@ -126,9 +136,6 @@ def classification_data(inp: Any) -> tuple[Any, int]:
     """The input's (x, y) as a float32/int64 TensorDataset for scoring, and the class count.
 
     Integer x becomes float32 (uint8 is divided by 255); y must be integer labels >= 0."""
-    import torch
-    from torch.utils.data import TensorDataset
-
     x, y = inp.data.tensors
     if y.ndim != 1:
         raise DataError(f"{inp.source}: y must be one class label per example, "
@@ -152,10 +159,6 @@ def proxy_model(name: str, input_shape: tuple[int, ...], num_classes: int
     `auto`: (C, H, W) images -> convnet3 (width 32, depth 3, less for images under 8x8);
     (C, L) signals with C <= 4 -> cnn1d (32 channels); other 2-D examples are one-channel
     (H, W) images -> convnet3; flat features -> mlp (256, 256)."""
-    from torch import nn
-
-    from hasten.models.vision import build_model
-
     shape = tuple(int(s) for s in input_shape)
     image_2d = len(shape) == 2 and shape[0] > 4
     if name == "auto":
@@ -191,10 +194,6 @@ def _text_prefilter(docs: list[str], dedup: bool, cutoff: float | None, need_tok
                     vocab_size: int, progress: Callable[[str], None]
                     ) -> tuple[np.ndarray, Any, float, dict[str, Any]]:
     """(alive mask, tokenizer or None, tokenizer seconds, summary) after dedup and cutoff."""
-    from hasten.text.dedup import dedup as dedup_docs
-    from hasten.text.filter import cramming_filter
-    from hasten.text.tokenizer import SCORER, train_tokenizer
-
     alive = np.ones(len(docs), dtype=bool)
     info: dict[str, Any] = {"documents": len(docs)}
     if dedup:
@@ -225,8 +224,6 @@ def _text_prefilter(docs: list[str], dedup: bool, cutoff: float | None, need_tok
 
 
 def _score_text(scorer: str, docs: list[str], tokenizer: Any, tok_seconds: float) -> Scores:
-    from hasten.select.text import length, tokens_per_char, unigram_rarity
-
     if scorer == "tokens-per-char":
         s = tokens_per_char(docs, tokenizer)
         # training the tokenizer is part of what this score costs
@@ -329,12 +326,9 @@ def prune_with(c: PruneConfig, progress: Callable[[str], None] | None = None,
     Returns the summary written to `out/summary.json` (on rank 0; other torchrun ranks write
     nothing and get the same fields, without `files`). User errors raise `HastenError`s before
     anything is written. A stop signal (SIGTERM, SIGINT) during scoring raises
-    `hasten.stop.Stopped` and writes nothing: scores from a proxy cut short never make a set.
+    `hasten.core.stop.Stopped` and writes nothing: scores from a proxy cut short never make a set.
     The settings (and `record`, e.g. the command line) go to `out/config.json`.
     """
-    from hasten.select.amortise import amortisation, check_times
-    from hasten.select.io import PruneInput, load_prune_input
-
     say = progress or (lambda _line: None)
     t = {"start": time.perf_counter()}
     _check_options(c.scorer, c.keep, c.select, c.scores, c.model, c.cutoff)
@@ -376,7 +370,6 @@ def prune_with(c: PruneConfig, progress: Callable[[str], None] | None = None,
                 "keep_fraction": len(kept) / inp.n, "scorer": sc.name,
                 "direction": sc.higher_is, "scoring_seconds": sc.seconds,
                 "output": str(out_dir), **extra}
-    from hasten.select.io import write_pruned
 
     given = c.scores if c.scores is None or isinstance(c.scores, (str, Path)) else "a Scores"
     settings = {**dataclasses.asdict(replace(c, data=str(inp.source), scores=given)),
@@ -407,13 +400,9 @@ def _check_input(c: PruneConfig, inp: Any) -> None:
 
 def _prepare_out(c: PruneConfig, inp: Any) -> Path:
     """The output folder, checked (and, under torchrun, checked by every rank first)."""
-    from hasten.select.io import _check_out_dir
-
     out_dir = Path(c.out).expanduser()
     _check_out_dir(out_dir, inp, c.overwrite)
     if world_size_from_env() > 1:
-        from hasten import distributed
-
         # every rank has checked the output folder before rank 0 can write it
         distributed.barrier(distributed.init(c.device))
     return out_dir
@@ -440,8 +429,6 @@ def _scores(c: PruneConfig, inp: Any, saved: Scores | None, tokenizer: Any,
     if c.scorer in TEXT_SCORERS:
         say(f"scoring {inp.n} documents with {c.scorer}")
         return _score_text(c.scorer, inp.docs, tokenizer, tok_seconds), {}  # type: ignore
-    from hasten.select.scorers import ScoringSpec
-    from hasten.select.scorers import score as run_scorer
 
     dataset, num_classes = classification_data(inp)
     model_name, make = proxy_model(c.model, tuple(dataset.tensors[0].shape[1:]), num_classes)
@@ -451,15 +438,13 @@ def _scores(c: PruneConfig, inp: Any, saved: Scores | None, tokenizer: Any,
     spec.validate()
     say(f"scoring {inp.n} examples with {c.scorer}: {c.runs} x {c.epochs:g} epoch(s) of a "
         f"{model_name} proxy")
-    sc = run_scorer(str(c.scorer), dataset, spec)
+    sc = scorers.score(str(c.scorer), dataset, spec)
     return sc, {"model": model_name, "num_classes": num_classes, **spec.meta()}
 
 
 def _select(sc: Scores, alive: np.ndarray, n: int, method: str, sel_kw: dict[str, Any],
             keep: float) -> np.ndarray:
     """The kept indices, chosen among the examples that survived the prefilter."""
-    from hasten.select.selectors import select as run_selector
-
     idx = np.flatnonzero(alive)
     sub = sc if len(idx) == n else Scores(sc.values[idx], sc.name, sc.higher_is)
     if "labels" in sel_kw:
@@ -484,6 +469,4 @@ def _summary_extra(c: PruneConfig, chosen: str, sel_info: dict[str, Any],
 
 
 def _random(n: int, seed: int) -> Scores:
-    from hasten.select.scorers import random_scores
-
     return random_scores(range(n), seed=seed)  # type: ignore[arg-type]

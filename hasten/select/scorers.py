@@ -37,11 +37,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call, grad, vmap
 from torch.utils.data import Dataset
 
-from hasten import distributed
-from hasten.errors import ConfigError, DataError, check_options
-from hasten.sampling import CollateFn, gather, to_device
+from hasten.core import distributed
+from hasten.core.errors import ConfigError, DataError, check_options
+from hasten.core.sampling import CollateFn, gather, to_device
+from hasten.select.amortise import first_epoch_el2n
 from hasten.select.dynamics import (
     DynamicsRecorder,
     aum,
@@ -99,7 +101,6 @@ def grand_values(model: nn.Module, data: Dataset, batch_size: int = 128,
     and differentiated with autograd: exact for every model, one backward per example."""
     if loss_fn is not None or collate_fn is not None:
         return _grand_by_example(model, data, loss_fn, collate_fn)
-    from torch.func import functional_call, grad, vmap
 
     device = next(model.parameters()).device
     was_training = model.training
@@ -250,13 +251,12 @@ def prototypes(data: Dataset, spec: ScoringSpec, k: int | None = None,
 SCORERS: dict[str, Callable[..., Scores]] = {
     "random": random_scores, "loss": loss, "el2n": el2n, "grand": grand, "entropy": entropy,
     "margin": margin, "prototypes": prototypes, "forgetting": forgetting, "aum": aum,
+    "el2n-first-epoch": first_epoch_el2n,
 }
 
 
 def score(name: str, data: Dataset, spec: ScoringSpec, **kw: Any) -> Scores:
     """Score `data` with the scorer `name` (extra options, e.g. prototypes' k, go in `kw`)."""
-    import hasten.select.amortise  # noqa: F401  (registers el2n-first-epoch, which uses us)
-
     if name not in SCORERS:
         raise ConfigError(f"unknown scorer {name!r}; known: {', '.join(sorted(SCORERS))}")
     if len(data) == 0:

@@ -16,8 +16,8 @@ from typing import Literal
 
 import numpy as np
 
-from hasten.atomic import atomic_write
-from hasten.errors import ConfigError, DataError
+from hasten.core.atomic import atomic_write
+from hasten.core.errors import ConfigError, DataError
 
 Direction = Literal["harder", "easier"]
 

@@ -30,13 +30,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from hasten import distributed
-from hasten.errors import ConfigError
-from hasten.flops import flop_counter
-from hasten.sampling import CollateFn, batch_size, gather, to_device
+from hasten.core import distributed
+from hasten.core.errors import ConfigError
+from hasten.core.flops import flop_counter
+from hasten.core.sampling import CollateFn, batch_size, gather, to_device
+from hasten.core.trainer import Hook, TrainConfig, precision_context, train
 from hasten.select.scores import Direction, Scores
 from hasten.select.shard import gather_rows, shard_of
-from hasten.trainer import Hook, TrainConfig, precision_context, train
 
 Work = dict[str, float]
 LossFn = Callable[[nn.Module, Any], torch.Tensor]

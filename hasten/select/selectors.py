@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from hasten.errors import ConfigError, DataError, check_options
+from hasten.core.errors import ConfigError, DataError, check_options
 from hasten.select.scores import Scores
 
 

@@ -5,7 +5,7 @@ Design (the simplest one that stays exact):
   embedding step of prototypes) needs no communication: rank r scores examples
   [n*r/W, n*(r+1)/W) and `gather_rows` concatenates the shards in rank order, which is
   dataset order.
-- Training a proxy before scoring goes through `hasten.trainer.train`, which is DDP-aware:
+- Training a proxy before scoring goes through `hasten.core.trainer.train`, which is DDP-aware:
   under torchrun it trains data-parallel and DDP keeps every replica identical, so every rank
   ends with the same proxy. The scorers in `hasten.select.scorers` do this themselves.
 - Results are gathered with `all_gather` on padded tensors (no pickling) and returned on
@@ -21,7 +21,7 @@ import torch
 import torch.distributed as tdist
 from torch.utils.data import Dataset, Subset
 
-from hasten.distributed import Dist
+from hasten.core.distributed import Dist
 from hasten.select.scores import Scores
 
 

@@ -27,10 +27,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from hasten.errors import ConfigError, DataError
+from hasten.core.errors import ConfigError, DataError
 from hasten.select.scores import Scores
 from hasten.text.filter import check_documents as _check_docs
-from hasten.text.filter import token_counts, tokenize
+from hasten.text.filter import describe_tokenizer, token_counts, tokenize
 
 # A tokenizer is an HF `tokenizers.Tokenizer` or any callable str -> sequence of tokens
 # (`str.split`, a transformers tokenizer's `.tokenize`, ...).
@@ -132,6 +132,4 @@ def unigram_rarity(docs: Sequence[str], tokenizer_or_words: TokenizerLike | str 
 
 
 def _describe(tokenizer: TokenizerLike) -> str:
-    from hasten.text.filter import describe_tokenizer
-
     return describe_tokenizer(tokenizer)

@@ -37,8 +37,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from hasten.sampling import batch_size, gather, to_device
-from hasten.trainer import Hook, TrainState, autocast_for, measure_flops, probe_batch
+from hasten.core.sampling import batch_size, gather, to_device
+from hasten.core.trainer import Hook, TrainState, autocast_for, measure_flops, probe_batch
 
 
 class LossHistory:

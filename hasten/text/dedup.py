@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 
-from hasten.errors import ConfigError, DataError
+from hasten.core.errors import ConfigError, DataError
 
 _SPACE = re.compile(r"\s+")
 

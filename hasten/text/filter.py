@@ -26,8 +26,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from hasten.errors import ConfigError, DataError
+from hasten.core.errors import ConfigError, DataError
+from hasten.text.dedup import first_copy, near_duplicates
 from hasten.text.read import TEXT_SUFFIXES, Book, expand_paths, read_book
+from hasten.text.tokenizer import SCORER, train_tokenizer
 
 _BATCH = 2048  # documents per encode_batch call: bounds memory on large corpora
 
@@ -115,8 +117,6 @@ class _Cleaning:
         self.alive = np.flatnonzero(keep)
 
     def exact(self) -> None:
-        from hasten.text.dedup import first_copy
-
         first = first_copy([self.docs[i] for i in self.alive])
         drop = np.flatnonzero(first != np.arange(len(self.alive)))
         self.removed["exact"] = self.alive[drop]
@@ -124,8 +124,6 @@ class _Cleaning:
         self.alive = np.setdiff1d(self.alive, self.alive[drop])
 
     def near(self, threshold: float, num_perm: int, shingle: int, seed: int) -> None:
-        from hasten.text.dedup import near_duplicates
-
         drop, groups = near_duplicates([self.docs[i] for i in self.alive], threshold=threshold,
                                        num_perm=num_perm, shingle=shingle, seed=seed)
         self.removed["near"] = self.alive[drop]
@@ -199,8 +197,6 @@ def filter_corpus(paths: str | Path | Sequence[str | Path], cutoff: float = 0.3,
     removed documents of each rule (120 characters), the highest tokens/char documents, and
     seconds.
     """
-    from hasten.text.tokenizer import SCORER, train_tokenizer
-
     t_all = time.perf_counter()
     seconds: dict[str, float] = {}
     books = [read_book(f, unit, strip_boilerplate, normalise=False)

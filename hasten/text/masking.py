@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import torch
 
-from hasten.errors import ConfigError, DataError
+from hasten.core.errors import ConfigError, DataError
 
 IGNORE = -100
 

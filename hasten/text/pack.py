@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hasten.atomic import atomic_dir
-from hasten.errors import ConfigError, DataError
+from hasten.core.atomic import atomic_dir
+from hasten.core.errors import ConfigError, DataError
 from hasten.text.read import check_docs
 from hasten.text.tokenizer import special_ids
 

@@ -44,10 +44,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hasten.atomic import atomic_dir, atomic_write
-from hasten.errors import ConfigError, DataError
+from hasten.core.atomic import atomic_dir, atomic_write
+from hasten.core.errors import ConfigError, DataError
+from hasten.text.dedup import dedup
+from hasten.text.filter import cramming_filter
+from hasten.text.pack import load_shards, pack, save_shards
 from hasten.text.read import Book, expand_paths, read_book
-from hasten.text.tokenizer import CRAM, TokenizerSpec
+from hasten.text.tokenizer import CRAM, TokenizerSpec, load_tokenizer, train_tokenizer
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -179,8 +182,6 @@ def _locked(cache: Path, key: str) -> Iterator[None]:
 
 
 def _dedup_books(books: list[Book], seed: int = 1) -> tuple[list[Book], dict[str, Any]]:
-    from hasten.text.dedup import dedup
-
     docs = [d for b in books for d in b.docs]
     keep, info = dedup(docs, seed=seed)
     out, at = [], 0
@@ -194,8 +195,6 @@ def _dedup_books(books: list[Book], seed: int = 1) -> tuple[list[Book], dict[str
 
 def _tokenizer(cache: Path, key: str, docs: list[str], spec: TokenizerSpec,
                say: Callable[[str], None]) -> tuple[Tokenizer, bool]:
-    from hasten.text.tokenizer import load_tokenizer, train_tokenizer
-
     path = cache / "tokenizers" / key / "tokenizer.json"
     if path.is_file():
         return load_tokenizer(str(path)), True
@@ -209,9 +208,6 @@ def _tokenizer(cache: Path, key: str, docs: list[str], spec: TokenizerSpec,
 def _build(files: list[Path], spec: PrepareSpec, cache: Path, tok_key: str,
            say: Callable[[str], None]) -> tuple[Tokenizer, np.ndarray, np.ndarray, dict]:
     """Read, dedup, split, tokenizer, filter, pack: the uncached path."""
-    from hasten.text.filter import cramming_filter
-    from hasten.text.pack import pack
-
     t = {"start": time.perf_counter()}
     books = [read_book(f, spec.unit, spec.strip_boilerplate) for f in files]  # type: ignore
     if not any(b.docs for b in books):
@@ -259,9 +255,6 @@ def prepare_corpus(paths: str | Path | Sequence[str | Path], spec: PrepareSpec =
                    say: Callable[[str], None] = lambda line: None) -> Prepared:
     """The prepared corpus for `paths` and `spec`, from the cache when it holds it (see the
     module docstring). `cache_dir` defaults to `default_cache_dir()`."""
-    from hasten.text.pack import load_shards, save_shards
-    from hasten.text.tokenizer import load_tokenizer
-
     t0 = time.perf_counter()
     check_heldout_rule(spec.heldout)
     spec.tokenizer.check()

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from hasten.errors import ConfigError, DataError
+from hasten.core.errors import ConfigError, DataError
 
 Unit = Literal["line", "paragraph"]
 TEXT_SUFFIXES = (".txt", ".text", ".md")

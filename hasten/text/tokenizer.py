@@ -37,8 +37,18 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hasten.atomic import atomic_write
-from hasten.errors import ConfigError, DataError
+from tokenizers import (
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
+
+from hasten.core.atomic import atomic_write
+from hasten.core.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -94,8 +104,6 @@ MT = TokenizerSpec(kind="bpe", vocab_size=8000, specials=MT_SPECIALS, unk="<unk>
 
 
 def _normalizer(name: str) -> Any:
-    from tokenizers import normalizers
-
     steps = {"nfkc-lower": [normalizers.NFKC(), normalizers.Lowercase()],
              "nfkc": [normalizers.NFKC()],
              "nfd-lower-strip": [normalizers.NFD(), normalizers.Lowercase(),
@@ -105,8 +113,6 @@ def _normalizer(name: str) -> Any:
 
 
 def _pre_tokenizer(name: str) -> Any:
-    from tokenizers import pre_tokenizers
-
     if name == "bert":
         return pre_tokenizers.BertPreTokenizer()
     if name == "whitespace":
@@ -115,8 +121,6 @@ def _pre_tokenizer(name: str) -> Any:
 
 
 def _model_and_trainer(spec: TokenizerSpec) -> tuple[Any, Any]:
-    from tokenizers import models, pre_tokenizers, trainers
-
     common = {"vocab_size": spec.vocab_size, "min_frequency": spec.min_frequency,
               "special_tokens": list(spec.specials), "show_progress": False}
     if spec.kind == "wordpiece":
@@ -132,8 +136,6 @@ def train_tokenizer(docs: Iterable[str], spec: TokenizerSpec = CRAM, **changes: 
     """Train a tokenizer on `docs` as `spec` says (`changes` replace spec fields, e.g.
     `vocab_size=2000`). Specials get ids 0, 1, ... in `spec.specials` order. DataError for a
     corpus without text; ConfigError for a bad spec."""
-    from tokenizers import Tokenizer, decoders, processors
-
     spec = replace(spec, **changes) if changes else spec
     spec.check()
     docs = docs if isinstance(docs, list) else list(docs)
@@ -205,8 +207,6 @@ def hf_tokenizer(tokenizer: Tokenizer, max_len: int = 512) -> Any:
 
 def load_tokenizer(path: str) -> Tokenizer:
     """A tokenizer saved with `Tokenizer.save` (JSON); DataError when it cannot be read."""
-    from tokenizers import Tokenizer
-
     try:
         return Tokenizer.from_file(str(path))
     except Exception as e:  # tokenizers raises its own Exception type for bad files

@@ -9,7 +9,7 @@ import pytest
 import hasten.bench.distill as bd
 from hasten.bench.harness import SUITES, run_suite
 from hasten.bench.report import markdown_report, summarize
-from hasten.errors import ConfigError
+from hasten.core.errors import ConfigError
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import torch
 from hasten.bench import dynprune
 from hasten.bench.harness import METHODS, SUITES, TASKS, run_one
 from hasten.bench.report import fill_targets
-from hasten.errors import ConfigError
+from hasten.core.errors import ConfigError
 from hasten.select.infobatch import InfoBatch, InfoBatchHook
 
 

@@ -23,8 +23,8 @@ from hasten.bench.harness import (
     split_method,
 )
 from hasten.bench.report import merge_results
-from hasten.errors import ConfigError
-from hasten.trainer import TrainConfig
+from hasten.core.errors import ConfigError
+from hasten.core.trainer import TrainConfig
 
 
 @pytest.fixture

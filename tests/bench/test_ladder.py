@@ -10,8 +10,8 @@ import pytest
 from hasten.bench import ladder
 from hasten.bench.ladder import ROWS, LadderOptions, plan, row_recipe, run_ladder, rung_size
 from hasten.bench.report import load_results, markdown_report
-from hasten.errors import ConfigError
-from hasten.objectives.flops import non_embedding_parameters
+from hasten.core.errors import ConfigError
+from hasten.pretrain.objectives.flops import non_embedding_parameters
 from tests.conftest import run_hasten
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,7 +20,7 @@ from hasten.bench.machine import (
     timing_note,
     wait_fraction,
 )
-from hasten.trainer import TrainConfig
+from hasten.core.trainer import TrainConfig
 
 
 def _side(load=0.5, probe=None, cpu=10.0, wait=0.0):

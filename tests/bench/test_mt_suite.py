@@ -9,8 +9,8 @@ import hasten.bench.mt as mt
 from hasten.bench.harness import METHODS, SUITES, TASKS, run_one, suite_tasks
 from hasten.bench.report import fill_targets, markdown_report
 from hasten.cli import main
+from hasten.core.errors import ConfigError
 from hasten.data.vision import data_root
-from hasten.errors import ConfigError
 
 HAS_MULTI30K = (data_root() / "multi30k" / "train.en.gz").is_file()
 

@@ -39,7 +39,7 @@ from hasten.bench.records import (
     write_record,
 )
 from hasten.bench.report import markdown_report, rich_tables, summarize
-from hasten.trainer import TrainConfig
+from hasten.core.trainer import TrainConfig
 
 RESULTS = sorted((ROOT / "benchmarks" / "results").glob("*.json"))
 

@@ -21,7 +21,7 @@ from hasten.bench.report import (
     summarize,
     write_report,
 )
-from hasten.errors import ConfigError, DataError
+from hasten.core.errors import ConfigError, DataError
 
 
 def _work(seconds: float, examples_per_second: int) -> dict[str, float]:

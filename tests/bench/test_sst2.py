@@ -3,7 +3,7 @@ import torch
 
 from hasten.bench import sst2
 from hasten.bench.harness import TASKS, run_one
-from hasten.errors import DataError
+from hasten.core.errors import DataError
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import tiny_stack
 import torch
 from torch import nn
 
-from hasten import distributed
 from hasten.bench import stack
 from hasten.bench.harness import Recipe, run_one, run_suite
 from hasten.bench.stack import (
@@ -28,13 +27,14 @@ from hasten.bench.stack_report import (
     verdict,
     write_stack_report,
 )
-from hasten.budget import Budget
-from hasten.config import resolve
-from hasten.errors import ConfigError, DataError
-from hasten.sampling import ShuffledSampler
+from hasten.core import distributed
+from hasten.core.budget import Budget
+from hasten.core.config import resolve
+from hasten.core.errors import ConfigError, DataError
+from hasten.core.sampling import ShuffledSampler
+from hasten.core.trainer import TrainConfig, TrainState
 from hasten.select.infobatch import InfoBatch
 from hasten.steps.selective_backprop import SelectiveBackprop
-from hasten.trainer import TrainConfig, TrainState
 
 
 def _run(method, seed, t, rel=None, final=90.0):

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from hasten.bench.harness import Recipe
-from hasten.trainer import TrainConfig
+from hasten.core.trainer import TrainConfig
 
 g = torch.Generator().manual_seed(0)
 X = torch.randn(256, 6, generator=g)

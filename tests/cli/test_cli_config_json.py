@@ -17,7 +17,7 @@ import hasten.bench.harness as harness
 from hasten.bench.chaos import ChaosRecord
 from hasten.cli import COMMANDS, main
 
-sys.path.insert(0, str(ROOT / "tests" / "lmeval"))
+sys.path.insert(0, str(ROOT / "tests" / "pretrain" / "lmeval"))
 from lmeval_helpers import DOCS, get_tiny_export, write_toy_glue  # noqa: E402
 
 TINY_CRAM = ["--set", "hidden=32", "--set", "layers=1", "--set", "heads=2", "--set",

@@ -12,9 +12,9 @@ import pytest
 from conftest import ROOT
 
 from hasten.cli import main
-from hasten.lmeval.evaluate import METRICS
+from hasten.pretrain.lmeval.evaluate import METRICS
 
-sys.path.insert(0, str(ROOT / "tests" / "lmeval"))
+sys.path.insert(0, str(ROOT / "tests" / "pretrain" / "lmeval"))
 from lmeval_helpers import get_tiny_export, write_toy_blimp, write_toy_glue  # noqa: E402
 
 

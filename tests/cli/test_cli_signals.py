@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from own_tasks import write_task
 
-from hasten.checkpoint import find_checkpoint
 from hasten.cli import main
+from hasten.core.checkpoint import find_checkpoint
 
 SIGNALS = {"sigterm": (signal.SIGTERM, 143, "SIGTERM"),
            "sigint": (signal.SIGINT, 130, "SIGINT (Ctrl-C)")}
@@ -122,10 +122,10 @@ def test_bench_keeps_the_finished_runs_and_resume_runs_the_rest(tmp_path, capsys
 
 
 def test_a_stop_between_two_runs_is_recorded_too(tmp_path):
-    from hasten import stop
     from hasten.bench.harness import run_suite
     from hasten.bench.own import task_name
     from hasten.bench.suites import load_suites
+    from hasten.core import stop
 
     load_suites()
     task = task_name(f"{write_task(tmp_path)}:make_recipe")
@@ -233,8 +233,8 @@ def test_cram_saves_a_checkpoint_and_exports_nothing(tmp_path, capsys, monkeypat
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from hasten.cram import CramConfig, cram
-    from hasten.lmeval.glue_tasks import glue_root
+    from hasten.pretrain.cram import CramConfig, cram
+    from hasten.pretrain.lmeval.glue_tasks import glue_root
 
     assert (glue_root() / "RTE" / "train.tsv").is_file(), f"GLUE data missing: {glue_root()}"
     tmp = tmp_path_factory.mktemp("glue-model")
@@ -251,7 +251,7 @@ def tiny_model(tmp_path_factory):
 def test_glue_stops_and_writes_nothing(tmp_path, capsys, monkeypatch, tiny_model, sig):
     signum, code, name = SIGNALS[sig]
     tuning = tmp_path / "tuning"
-    _marker_when_called(monkeypatch, "hasten.glue", "_collate", tuning)
+    _marker_when_called(monkeypatch, "hasten.pretrain.glue", "_collate", tuning)
     out = tmp_path / "glue"
     argv = ["glue", str(tiny_model), "--tasks", "rte", "--seeds", "1", "--epochs", "1000",
             "--max-train-examples", "64", "--device", "cpu", "--out", str(out), "--quiet"]

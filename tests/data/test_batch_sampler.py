@@ -3,10 +3,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from hasten.budget import Budget
+from hasten.core.budget import Budget
+from hasten.core.errors import ConfigError, DataError
+from hasten.core.sampling import ShuffledSampler
 from hasten.data import CompetenceBatchSampler, CompetenceIndexSampler
-from hasten.errors import ConfigError, DataError
-from hasten.sampling import ShuffledSampler
 from hasten.select.curriculum import CompetenceSampler
 
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
+from hasten.core.errors import DataError
 from hasten.data import pad_collate
-from hasten.errors import DataError
 
 
 def test_rows_are_padded_to_the_longest_row_of_their_batch():

@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from hasten.bench.mt_metrics import bleu
+from hasten.core.errors import ConfigError, DataError
+from hasten.core.sampling import gather
 from hasten.data.translation import (
     TranslationData,
     count_tokens,
@@ -17,8 +19,6 @@ from hasten.data.translation import (
     trim_batch,
 )
 from hasten.data.vision import data_root
-from hasten.errors import ConfigError, DataError
-from hasten.sampling import gather
 
 
 def test_mismatched_parallel_files_are_rejected_with_one_clear_line(tmp_path):

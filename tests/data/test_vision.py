@@ -18,6 +18,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from hasten.core.errors import ConfigError, DataError
 from hasten.data import vision
 from hasten.data.vision import (
     FASHION_FILES,
@@ -34,7 +35,6 @@ from hasten.data.vision import (
     load_vision,
     read_idx,
 )
-from hasten.errors import ConfigError, DataError
 
 # -----------------------------------------------------------------------------
 # helpers

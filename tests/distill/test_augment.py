@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from hasten.core.errors import ConfigError
 from hasten.distill.augment import (
     DSA,
     NO_FLIP_STRATEGY,
@@ -12,7 +13,6 @@ from hasten.distill.augment import (
     dsa_strategy,
 )
 from hasten.distill.base import Context
-from hasten.errors import ConfigError
 
 
 def _images(n, seed=0):

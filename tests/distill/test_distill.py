@@ -7,9 +7,9 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from hasten.core.errors import CheckpointError, ConfigError
 from hasten.data.vision import VisionData, load_vision
 from hasten.distill import distill, evaluate, random_subset
-from hasten.errors import CheckpointError, ConfigError
 
 SMALL = {"width": 8, "batch_real": 32, "progress": False}
 

@@ -8,13 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from hasten.cli import main
+from hasten.core.errors import CheckpointError, ConfigError, DataError
 from hasten.data.vision import load_vision
 from hasten.distill import distill, evaluate, random_subset
 from hasten.distill.coreset import formed
 from hasten.distill.formation import check_factor, decode, decode_labels, encode
 from hasten.distill.methods import init_images
 from hasten.distill.synthetic import SyntheticSet
-from hasten.errors import CheckpointError, ConfigError, DataError
 
 SMALL = {"width": 8, "batch_real": 32, "progress": False}
 

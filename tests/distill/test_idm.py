@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from hasten.core.errors import CheckpointError, ConfigError
 from hasten.data.vision import load_vision
 from hasten.distill import distill
 from hasten.distill.augment import DSA, dsa_strategy
@@ -14,7 +15,6 @@ from hasten.distill.base import Context, default_model_fn, embed
 from hasten.distill.idm import IDM, INITIAL_NETS
 from hasten.distill.matching import mean_embedding_distance
 from hasten.distill.methods import class_tensors
-from hasten.errors import CheckpointError, ConfigError
 
 SMALL = {"width": 8, "batch_real": 32, "progress": False}
 QUEUE = {"pool": 4, "new_every": 3, "train_nets": 1, "train_steps": 2, "train_batch": 64}

@@ -5,13 +5,13 @@ import math
 import pytest
 import torch
 
+from hasten.core.errors import ConfigError
 from hasten.distill.matching import (
     gradient_distance,
     layer_gradient_distance,
     mean_embedding_distance,
     parameter_distance,
 )
-from hasten.errors import ConfigError
 
 
 def test_dc_layer_distance_two_rows_of_known_cosine():

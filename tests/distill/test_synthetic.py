@@ -5,9 +5,9 @@ import functools
 import pytest
 import torch
 
+from hasten.core.errors import ConfigError, DataError
 from hasten.data.vision import load_vision
 from hasten.distill import SyntheticSet, evaluate, herding, k_center, random_subset
-from hasten.errors import ConfigError, DataError
 
 
 @functools.cache

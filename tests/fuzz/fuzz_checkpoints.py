@@ -36,7 +36,7 @@ def _loss(model: torch.nn.Module, batch: Any) -> torch.Tensor:
 
 
 def _run(out: Path, budget: str, resume: bool) -> Any:
-    from hasten.trainer import TrainConfig, train
+    from hasten.core.trainer import TrainConfig, train
 
     torch.manual_seed(0)
     config = TrainConfig(budget=budget, lr=0.05, micro_batch=16, out_dir=str(out),

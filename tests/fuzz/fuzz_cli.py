@@ -21,7 +21,7 @@ from typing import Any
 from fuzz_props import PropertyFailure, hang_guard, reader
 from hypothesis import strategies as st
 
-from hasten.errors import HastenError
+from hasten.core.errors import HastenError
 
 COMMANDS = ["demo", "bench", "report", "train", "prune", "distill", "cram", "glue", "list"]
 SUITES = ["vision", "demo", "steps", "selective", "prune", "distill", "mt", "mlm", "electra",
@@ -33,9 +33,9 @@ WORDS = ["digits", "mnist1d", "nosuch", "1", "0", "-1", "3", "0.5", "1.5", "1e40
          "tasks", "methods", "[1,2]", "{}", "\u00e9\u00e8", "-", "--", "eval"]
 # where real work would begin (module, attribute): replaced while fuzzing
 WORK = [("hasten.bench.harness", "train_recipe"), ("hasten.bench.harness", "run_suite"),
-        ("hasten.cram", "cram"), ("hasten.distill.methods", "distill_with"),
+        ("hasten.pretrain.cram", "cram"), ("hasten.distill.methods", "distill_with"),
         ("hasten.distill.evaluate", "evaluate"), ("hasten.select.prune", "prune_with"),
-        ("hasten.glue", "evaluate_glue"), ("hasten.bench.mlm", "run"),
+        ("hasten.pretrain.glue", "evaluate_glue"), ("hasten.bench.mlm", "run"),
         ("hasten.bench.electra", "run"), ("hasten.bench.ladder", "run")]
 
 

@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as fixed_seed
 from hypothesis import strategies as st
 
-from hasten.errors import HastenError
+from hasten.core.errors import HastenError
 
 HANG_SECONDS = 60.0  # one example taking longer than this counts as a hang
 TEST_EXAMPLES = 40  # per reader in the test suite (the figures script runs more) ...

@@ -113,7 +113,7 @@ GLUE_SEEDS = {
     lambda t: st.tuples(st.just(t), st.sampled_from(["train", "dev"]),
                         damaged(GLUE_SEEDS[t].encode()))))
 def check_glue(tmp: Path, example: tuple[str, str, bytes]) -> str:
-    from hasten.lmeval.glue_tasks import TASKS, read_task
+    from hasten.pretrain.lmeval.glue_tasks import TASKS, read_task
 
     task, split, raw = example
     folder = tmp / TASKS[task].folder
@@ -138,7 +138,7 @@ BLIMP = (json.dumps({"sentence_good": "Who should Derek hug?", "sentence_bad": "
 @reader("blimp-jsonl", st.one_of(st.tuples(st.just(".jsonl.gz"), gz_damaged(BLIMP)),
                                  st.tuples(st.just(".jsonl"), damaged(BLIMP))))
 def check_blimp(tmp: Path, example: tuple[str, bytes]) -> str:
-    from hasten.lmeval.blimp import read_blimp
+    from hasten.pretrain.lmeval.blimp import read_blimp
 
     suffix, raw = example
     (tmp / f"adjunct_island{suffix}").write_bytes(raw)
@@ -285,8 +285,8 @@ JSON = b'{"budget": "2000steps", "betas": [0.9, 0.95], "clip": null, "quiet": tr
          "precision", "seed", "quiet"]), json_values, max_size=4).map(
         lambda d: json.dumps(d).encode()))))
 def check_config(tmp: Path, example: tuple[str, bytes]) -> str:
-    from hasten.config import resolve
-    from hasten.trainer import TrainConfig
+    from hasten.core.config import resolve
+    from hasten.core.trainer import TrainConfig
 
     suffix, raw = example
     (tmp / f"c{suffix}").write_bytes(raw)
@@ -311,7 +311,7 @@ UNITS = ["s", "sec", "m", "min", "h", "d", "steps", "step", "ba", "ex", "example
               | st.sampled_from(["1e999", "0", ".5", "1e-400"]),
               st.sampled_from(UNITS), st.sampled_from(["", " ", "\n", "\t"]))))
 def check_budget(tmp: Path, text: str) -> str:
-    from hasten.budget import Budget, parse_budget
+    from hasten.core.budget import Budget, parse_budget
 
     kind, value = outcome(parse_budget, text)
     if kind == "ok":

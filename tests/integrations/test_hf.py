@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from hasten import Budget
-from hasten.errors import ConfigError
+from hasten.core.errors import ConfigError
 from hasten.integrations.hf import (
     BudgetCallback,
     BudgetSamplerTrainer,
@@ -91,10 +91,10 @@ class Tick(TrainerCallback):
 
 
 def test_a_seconds_budget_ends_on_time_with_the_lr_at_its_end(task, tmp_path, monkeypatch):
-    import hasten.budget
+    import hasten.core.budget
 
     clock = FakeClock()
-    monkeypatch.setattr(hasten.budget, "time", types.SimpleNamespace(
+    monkeypatch.setattr(hasten.core.budget, "time", types.SimpleNamespace(
         perf_counter=clock.perf_counter))
     budget = Budget("1.5s")
     rec = Recorder(budget)
@@ -113,10 +113,10 @@ def test_a_seconds_budget_ends_on_time_with_the_lr_at_its_end(task, tmp_path, mo
 
 
 def test_evaluation_and_saving_are_off_the_clock(task, tmp_path, monkeypatch):
-    import hasten.budget
+    import hasten.core.budget
 
     clock = FakeClock()
-    monkeypatch.setattr(hasten.budget, "time", types.SimpleNamespace(
+    monkeypatch.setattr(hasten.core.budget, "time", types.SimpleNamespace(
         perf_counter=clock.perf_counter))
     budget = Budget("10s")
 

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from hasten.bench.records import load_record
-from hasten.errors import ConfigError
+from hasten.core.errors import ConfigError
 from hasten.integrations.hf_bench import HFBenchConfig, main
 
 

@@ -6,10 +6,10 @@ import pytorch_lightning as pl
 import torch
 
 from hasten import Budget
-from hasten.errors import ConfigError
+from hasten.core.errors import ConfigError
+from hasten.core.sampling import ShuffledSampler
 from hasten.integrations.lightning import BudgetCallback, budget_dataloader
 from hasten.integrations.sst2 import load_sst2, sequence_loss, tiny_bert
-from hasten.sampling import ShuffledSampler
 from hasten.select.curriculum import CompetenceSampler
 
 LR = 1e-3
@@ -64,10 +64,10 @@ def test_a_steps_budget_stops_lightning_with_the_lr_at_its_end(task):
 
 
 def test_a_seconds_budget_ends_on_time_with_the_lr_at_its_end(task, monkeypatch):
-    import hasten.budget
+    import hasten.core.budget
 
     clock = types.SimpleNamespace(now=50.0)
-    monkeypatch.setattr(hasten.budget, "time",
+    monkeypatch.setattr(hasten.core.budget, "time",
                         types.SimpleNamespace(perf_counter=lambda: clock.now))
     budget = Budget("1.5s")
     trainer, module = _fit(task, budget, BudgetCallback(budget, "linear", warmup=0.5), clock)

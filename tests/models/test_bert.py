@@ -4,9 +4,9 @@ the layer norms (plus a final one) and trains."""
 import pytest
 import torch
 
-from hasten.errors import ConfigError
+from hasten.core.errors import ConfigError
 from hasten.models.bert import BertEncoder, BertEncoderConfig, from_hf_bert_state, original_bert
-from hasten.objectives.mlm import bert_mlm_loss, mlm_loss
+from hasten.pretrain.objectives.mlm import bert_mlm_loss, mlm_loss
 from hasten.text.masking import mask_tokens
 
 

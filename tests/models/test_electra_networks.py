@@ -3,11 +3,11 @@ import json
 import pytest
 import torch
 
-from hasten.errors import ConfigError
+from hasten.core.errors import ConfigError
 from hasten.models.electra import ElectraModel, build_electra, generator_config, gumbel_sample
 from hasten.models.encoder import EncoderConfig
 from hasten.models.export_hf import export_discriminator
-from hasten.objectives.electra import (
+from hasten.pretrain.objectives.electra import (
     electra_masking,
     electra_step,
 )

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from hasten.errors import ConfigError
+from hasten.core.errors import ConfigError
 from hasten.models.encoder import CrammedEncoder, EncoderConfig
-from hasten.objectives.flops import count_parameters
-from hasten.objectives.mlm import mlm_loss
-from hasten.objectives.optim import cramming_adamw
+from hasten.pretrain.objectives.flops import count_parameters
+from hasten.pretrain.objectives.mlm import mlm_loss
+from hasten.pretrain.objectives.optim import cramming_adamw
 from hasten.text.masking import mask_tokens
 
 

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from hasten.errors import CheckpointError, ConfigError
+from hasten.core.errors import CheckpointError, ConfigError
 from hasten.models.bert import BertEncoder, BertEncoderConfig, original_bert
 from hasten.models.encoder import CrammedEncoder, EncoderConfig
 from hasten.models.export_hf import (

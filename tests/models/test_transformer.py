@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from hasten.bench.mt_metrics import bleu, translate
+from hasten.core.trainer import TrainConfig, train
 from hasten.data.translation import ParallelText, TranslationData, train_bpe
 from hasten.models.transformer import (
     beam_search,
@@ -10,7 +11,6 @@ from hasten.models.transformer import (
     per_token_loss,
     translation_loss,
 )
-from hasten.trainer import TrainConfig, train
 
 
 def tiny(vocab=50, **kw):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from hasten.errors import ConfigError
+from hasten.core.errors import ConfigError
 from hasten.models.vision import CNN1D, MLP, MODELS, ConvNet3, build_model
 
 # the input shapes the loaders in hasten.data.vision produce (checked in tests/data)

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from hasten.errors import ConfigError, DataError
+from hasten.core.errors import ConfigError, DataError
+from hasten.core.trainer import Hook, TrainConfig, train
 from hasten.select.amortise import (
     FirstEpochEL2N,
     amortisation,
@@ -16,7 +17,6 @@ from hasten.select.amortise import (
 )
 from hasten.select.scorers import ScoringSpec, el2n_values, score
 from hasten.select.scores import Scores
-from hasten.trainer import Hook, TrainConfig, train
 
 
 def test_break_even_counts_the_trainings_that_repay_scoring():

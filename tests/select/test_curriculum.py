@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from hasten.errors import ConfigError, DataError
+from hasten.core.errors import ConfigError, DataError
 from hasten.select.curriculum import (
     CompetenceSampler,
     cdf_ranks,
@@ -187,7 +187,7 @@ def test_token_budget_batches_respect_the_budget_and_stay_disjoint():
 def test_works_as_the_trainer_sampler():
     from torch.utils.data import TensorDataset
 
-    from hasten.trainer import TrainConfig, train
+    from hasten.core.trainer import TrainConfig, train
 
     x = torch.randn(64, 4)
     y = (x.sum(1) > 0).long()

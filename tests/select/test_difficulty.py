@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from hasten.errors import DataError
+from hasten.core.errors import DataError
 from hasten.select.curriculum import CompetenceSampler, cdf_ranks
 from hasten.select.difficulty import (
     from_array,

@@ -12,9 +12,10 @@ from conftest import ROOT
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from hasten import distributed
-from hasten.budget import Budget
-from hasten.errors import CheckpointError, ConfigError
+from hasten.core import distributed
+from hasten.core.budget import Budget
+from hasten.core.errors import CheckpointError, ConfigError
+from hasten.core.trainer import TrainConfig, TrainState, train
 from hasten.select.infobatch import (
     EpochSampler,
     InfoBatch,
@@ -26,7 +27,6 @@ from hasten.select.infobatch import (
     well_learned,
     with_indices,
 )
-from hasten.trainer import TrainConfig, TrainState, train
 
 SCORES = torch.tensor([0.1, 2.0, 0.3, 1.5, 0.2, 3.0, 0.4, 1.0], dtype=torch.float64)
 SEEN = torch.ones(8, dtype=torch.bool)  # mean 1.0625: ids 0, 2, 4, 6, 7 are below it
@@ -253,9 +253,9 @@ DDP_SCRIPT = textwrap.dedent("""
     import torch, torch.nn.functional as F
     from torch import nn
     from torch.utils.data import TensorDataset
-    from hasten import distributed
+    from hasten.core import distributed
     from hasten.select.infobatch import InfoBatch, InfoBatchHook
-    from hasten.trainer import TrainConfig, train
+    from hasten.core.trainer import TrainConfig, train
 
     out, micro = sys.argv[1], int(sys.argv[2])
     g = torch.Generator().manual_seed(0)

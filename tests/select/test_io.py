@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from hasten.errors import ConfigError, DataError
+from hasten.core.errors import ConfigError, DataError
 from hasten.select import io as sio
 from hasten.select.io import load_prune_input, read_text, split_documents, write_pruned
 from hasten.select.scores import Scores

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from hasten.errors import ConfigError, DataError
+from hasten.core.errors import ConfigError, DataError
 from hasten.select import prune as P
 from hasten.select.io import load_prune_input
 from hasten.select.prune import default_select, proxy_model, prune

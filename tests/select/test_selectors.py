@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hasten.errors import ConfigError, DataError
+from hasten.core.errors import ConfigError, DataError
 from hasten.select import selectors as sel
 from hasten.select.scores import Scores
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from hasten import distributed
+from hasten.core import distributed
 from hasten.select import scorers as S
 from hasten.select.scores import Scores
 from hasten.select.shard import score_sharded, shard_bounds, shard_of
@@ -84,7 +84,7 @@ def test_two_processes_gather_the_one_process_scores(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     script = tmp_path / "run_compute.py"
     script.write_text("import sys\nsys.path.insert(0, sys.argv[1])\nimport test_shard\n"
-                      "from hasten import distributed\ntest_shard.compute(sys.argv[2])\n"
+                      "from hasten.core import distributed\ntest_shard.compute(sys.argv[2])\n"
                       "distributed.shutdown()\n")
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

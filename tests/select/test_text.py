@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from hasten.errors import ConfigError, DataError
+from hasten.core.errors import ConfigError, DataError
 from hasten.select.text import length, tokens_per_char, unigram_rarity
 from hasten.text.filter import token_counts
 

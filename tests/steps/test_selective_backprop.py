@@ -10,8 +10,9 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from hasten import distributed
-from hasten.budget import Budget
+from hasten.core import distributed
+from hasten.core.budget import Budget
+from hasten.core.trainer import Hook, TrainConfig, TrainState, train
 from hasten.data.padding import pad_collate
 from hasten.steps.selective_backprop import (
     BackpropQueue,
@@ -21,7 +22,6 @@ from hasten.steps.selective_backprop import (
     selection_probability,
     top_k_mask,
 )
-from hasten.trainer import Hook, TrainConfig, TrainState, train
 
 
 def test_percentiles_and_probabilities_by_hand():

@@ -3,7 +3,7 @@ import random
 import numpy as np
 import pytest
 
-from hasten.errors import ConfigError, DataError
+from hasten.core.errors import ConfigError, DataError
 from hasten.text.dedup import (
     dedup,
     exact_duplicates,

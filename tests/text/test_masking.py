@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hasten.errors import ConfigError, DataError
+from hasten.core.errors import ConfigError, DataError
 from hasten.text.masking import IGNORE, mask_tokens, sparse_positions
 
 V, MASK, SPECIALS = 1000, 4, [0, 1, 2, 3, 4]

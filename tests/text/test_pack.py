@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hasten.errors import ConfigError, DataError
+from hasten.core.errors import ConfigError, DataError
 from hasten.text.pack import load_shards, pack, save_shards
 from hasten.text.read import check_docs, normalize, read_corpus
 from hasten.text.tokenizer import BERT_SPECIALS, CRAM, special_ids, train_tokenizer

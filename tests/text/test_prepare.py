@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import hasten.text.prepare as prepare_mod
-from hasten.errors import ConfigError, DataError
+from hasten.core.errors import ConfigError, DataError
 from hasten.text.prepare import PrepareSpec, prepare_corpus, split_heldout
 from hasten.text.read import Book
 from hasten.text.tokenizer import CRAM

@@ -4,7 +4,7 @@ import gzip
 
 import pytest
 
-from hasten.errors import ConfigError, DataError
+from hasten.core.errors import ConfigError, DataError
 from hasten.text.read import (
     expand_paths,
     normalize,

@@ -14,8 +14,8 @@ from tokenizers import (
     trainers,
 )
 
+from hasten.core.errors import ConfigError, DataError
 from hasten.data.translation import train_bpe
-from hasten.errors import ConfigError, DataError
 from hasten.text.tokenizer import (
     CRAM,
     MT,
