@@ -55,7 +55,7 @@ from hasten.core.config import resolve, to_dict
 from hasten.core.errors import ConfigError
 from hasten.core.recipe import TASKS, Recipe, TaskFn, lookup, register_task  # noqa: F401
 from hasten.core.trainer import Hook, train
-from hasten.levers import LEVERS, Lever, apply_levers, parse_levers
+from hasten.levers import LEVERS, Lever, apply_levers, parse_levers, split_specs
 
 RESULTS_FILE = "results.json"
 
@@ -208,7 +208,7 @@ def plan(suite: Suite, seeds: int, tasks: Sequence[str] | None = None,
     task, every method in turn. Every name is checked first (methods: that they apply to
     every task), so a bad one fails before any run."""
     tasks = list(tasks or suite_tasks(suite, options))
-    methods = list(methods or suite.methods)
+    methods = split_specs(",".join(methods or suite.methods))  # lever settings stay whole
     for name in tasks:
         lookup("task", TASKS, name)
     for name in methods:
