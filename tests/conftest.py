@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "cli"))  # shared helpers: own_tasks (task files)
 
 
 def run_hasten(*args, env=None, timeout=300, check=False):

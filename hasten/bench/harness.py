@@ -213,6 +213,7 @@ def plan(suite: Suite, seeds: int, tasks: Sequence[str] | None = None,
         lookup("task", TASKS, name)
     for name in methods:
         check_method(name, tasks)
+    check_lever_needs(methods, tasks, options)
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     if first_seed < 0:
@@ -221,18 +222,38 @@ def plan(suite: Suite, seeds: int, tasks: Sequence[str] | None = None,
             for m in methods]
 
 
-def build_recipe(task: str, method: str, seed: int, quick: bool, budget: str | None = None,
-                 quiet: bool = True, options: Any = None) -> Recipe:
-    """The task's recipe for `seed` with the method applied (the budget set before the
-    method, so a method can adapt to it)."""
+def check_lever_needs(methods: Sequence[str], tasks: Sequence[str], options: Any = None
+                      ) -> None:
+    """Before any run: each lever list whose levers need something only some tasks declare
+    (a difficulty, a proxy model) is checked against each task's quick recipe."""
+    for method in methods:
+        levers = lever_arm(method) or []
+        picky = [x for x in levers if set(x.needs) - {"per_example_loss", "example_ids"}]
+        for task in tasks if picky else ():
+            recipe = _task_recipe(task, 0, True, options)
+            for lever in picky:
+                reason = lever.refusal(recipe)
+                if reason is not None:
+                    raise ConfigError(reason)
+
+
+def _task_recipe(task: str, seed: int, quick: bool, options: Any) -> Recipe:
     task_fn = lookup("task", TASKS, task)
-    check_method(method, [task])
     if options is not None and "options" in inspect.signature(task_fn).parameters:
         recipe = task_fn(seed, quick, options=options)
     else:
         recipe = task_fn(seed, quick)
     if not isinstance(recipe, Recipe):
         raise ConfigError(f"task {task!r} returned {type(recipe).__name__}, not a Recipe")
+    return recipe
+
+
+def build_recipe(task: str, method: str, seed: int, quick: bool, budget: str | None = None,
+                 quiet: bool = True, options: Any = None) -> Recipe:
+    """The task's recipe for `seed` with the method applied (the budget set before the
+    method, so a method can adapt to it)."""
+    check_method(method, [task])
+    recipe = _task_recipe(task, seed, quick, options)
     recipe.options = options
     recipe.config.seed, recipe.config.quiet = seed, quiet
     if budget is not None:
