@@ -16,6 +16,7 @@ SUITE_MODULES = (
     "hasten.bench.sst2",
     "hasten.bench.stack",
     "hasten.bench.levers_suite",
+    "hasten.bench.charlm",
 )
 
 

@@ -129,3 +129,47 @@ def test_a_loss_driven_lever_with_no_loss_reaching_it_raises_at_the_first_step(o
     with pytest.raises(ConfigError, match="levers infobatch choose examples by their losses, "
                                           "but no loss reached them this step"):
         loop.step()
+
+
+def test_bf16_and_compile_act_in_hasten_trainer(one_thread):
+    from four_loops import Rows, per_example_loss
+    from torch import nn
+    from torch.utils.data import default_collate
+
+    from hasten.core.recipe import Recipe
+    from hasten.core.train_config import TrainConfig
+    from hasten.levers import train
+
+    class Small(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Linear(10, 2)
+
+        def forward(self, pixel_values=None, labels=None):
+            from types import SimpleNamespace
+            return SimpleNamespace(logits=self.body(pixel_values))
+
+    recipe = Recipe(Small(), Rows(), per_example_loss, None,
+                    TrainConfig(budget="3steps", micro_batch=8, quiet=True, tensorboard=False),
+                    collate_fn=default_collate)
+    result = train(recipe, levers=["bf16", "compile"])
+    assert result.config["precision"] == "bf16" and result.config["compile"]
+    assert result.ledger["compile"] > 0  # the first step compiled, booked apart
+    assert list(result.levers) == ["bf16", "compile"]
+
+
+def test_the_hf_and_lightning_callbacks_name_their_own_switch_for_compile():
+    from hasten.integrations.hf_levers import HastenHFCallback
+    from hasten.integrations.lightning_levers import HastenLightningCallback
+
+    for callback, loop in ((HastenHFCallback, "the HF Trainer"),
+                           (HastenLightningCallback, "Lightning")):
+        cb = callback(Budget("3steps"), ["compile"], **(
+            {"loss_fn": lambda m, b: None} if callback is HastenLightningCallback else {}))
+        assert [x.name for x in cb.levers] == ["compile"]
+        from four_loops import Net, Rows, per_example_loss
+        from torch.utils.data import default_collate
+        with pytest.raises(ConfigError, match=f"lever 'compile' cannot act in {loop}: use "
+                                              r"torch.compile\(model\)"):
+            LeverLoop(cb.levers, Rows(), per_example_loss, Net(), Budget("3steps"), 4,
+                      collate_fn=default_collate, loop=loop)
