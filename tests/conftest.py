@@ -7,6 +7,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "cli"))  # shared helpers: own_tasks (task files)
+sys.path.insert(0, str(ROOT / "tests" / "levers"))  # four_loops (one problem, four loops)
 
 
 def run_hasten(*args, env=None, timeout=300, check=False):

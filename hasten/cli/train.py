@@ -20,7 +20,7 @@ from hasten.core import stop
 from hasten.core.atomic import atomic_write
 from hasten.core.config import option, settings_help
 from hasten.core.distributed import shutdown
-from hasten.levers import apply_levers, parse_levers
+from hasten.levers import apply_levers, parse_levers, read_choices
 
 NAME = "train"
 HELP = "one training run of a task (yours too: --task FILE.py:FUNCTION)"
@@ -36,6 +36,9 @@ class TrainCommand:
     out: str = field(metadata={"reason": "required", "flag": True,
                                "help": "the run folder: checkpoints, logs, weights, result"})
     method: str = option("baseline", "the task's own recipe")
+    choices: str | None = option(None, "None: no tuned levers; a choices.json from `hasten tune` "
+                                 "adds its levers and, without --budget, trains for the budget "
+                                 "its tuning left")
     levers: list[str] = option([], "none: the task's own recipe; each --lever SPEC adds one "
                                "(hasten list levers), applied after --method in list order",
                                flag=False)
@@ -80,6 +83,10 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     (c,) = common.settle([TrainCommand], args, NAME)
+    if c.choices:
+        chosen = read_choices(c.choices)
+        c.levers = [*chosen["levers"], *c.levers]
+        c.budget = c.budget or chosen.get("train_budget")
     parse_levers(c.levers)  # a bad lever spec is refused before any work
     out = common.check_out(c.out)
     load_suites()

@@ -21,6 +21,7 @@ from hasten.levers.base import (
     register_lever,
     split_specs,
 )
+from hasten.levers.choices import load_choices, read_choices, save_choices
 from hasten.levers.compose import apply_levers, check_combination, lever_costs
 from hasten.levers.curriculum import Curriculum
 from hasten.levers.dynamic import DropEasiest, InfoBatchLever, RandomDrop
@@ -32,5 +33,5 @@ from hasten.levers.step import AdamWKernel, Bf16, ChannelsLast, Compile, MicroBa
 __all__ = ["LEVERS", "NEEDS", "ROLES", "AdamWKernel", "Bf16", "ChannelsLast", "Compile",
            "Curriculum", "DropEasiest", "InfoBatchLever", "Lever", "MicroBatch", "RandomDrop",
            "Sb", "SbProxy", "SbTopk", "Schedule", "StaleSb", "StaticPrune", "apply_levers",
-           "check_combination", "lever_costs", "parse_lever", "parse_levers", "register_lever",
-           "split_specs", "train"]
+           "check_combination", "lever_costs", "load_choices", "parse_lever", "parse_levers",
+           "read_choices", "register_lever", "save_choices", "split_specs", "train"]
