@@ -17,6 +17,7 @@ SUITE_MODULES = (
     "hasten.bench.stack",
     "hasten.bench.levers_suite",
     "hasten.bench.charlm",
+    "hasten.bench.tune_suite",
 )
 
 
