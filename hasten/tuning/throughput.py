@@ -4,8 +4,9 @@ finder choose (they never look at quality).
 
 Each candidate (the task's micro-batch, half and twice it; fp32 and bf16) is timed in
 alternation with the task's own setting (`ALTERNATIONS` pairs of `STEPS`-step runs), and the
-one with the most examples per second wins when its every pair is faster; its own measuring
-time is charged like `hasten tune`'s (`choices.json`'s `train_budget` is what is left).
+one with the most examples per second wins when its every pair is faster. It measures within
+the same share of the budget as `hasten tune` (candidates it has no time for are not
+chosen), and its measuring time is charged the same way (`train_budget` is what is left).
 Where it is shown: docs/tune.md (the evaluation's throughput-only arm).
 """
 
@@ -26,7 +27,8 @@ ALTERNATIONS, STEPS = 3, 6
 
 def throughput_autotune(target: Any, budget: str | Budget, *, out: str | Path | None = None,
                         quick: bool = False, seed: int = 0, runner: Any = None,
-                        clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+                        share: float = 0.1, clock: Callable[[], float] = time.monotonic
+                        ) -> dict[str, Any]:
     """The fastest micro-batch and precision by examples per second; see the module
     docstring."""
     budget = budget if isinstance(budget, Budget) else Budget(budget)
@@ -38,15 +40,20 @@ def throughput_autotune(target: Any, budget: str | Budget, *, out: str | Path | 
                                                      2 * base_batch) if b >= 1
                for p in ([], ["bf16"])]
     speed: dict[str, float] = {}
+    pair = 0.0  # seconds one timed pair took
     for levers in options:
         key = "+".join(levers)
         ratios = []
         for _ in range(ALTERNATIONS):
+            if clock() - started + pair > share * budget.amount:
+                break
+            t0 = clock()
             mine = runner.step_cost(levers, STEPS)["per_step"]
             theirs = runner.step_cost([], STEPS)["per_step"]
+            pair = clock() - t0
             batch = int(levers[0].split("=")[1])
             ratios.append((batch / mine) / (base_batch / theirs))  # examples per second
-        low, median, _ = quartiles(ratios)
+        low, median, _ = quartiles(ratios) if ratios else (0.0, 1.0, 0.0)
         speed[key] = median if low > 1.0 else 1.0
     best = max(speed, key=lambda k: (speed[k], -len(k)))
     levers = [] if speed[best] <= 1.0 else [x for x in best.split("+")

@@ -49,6 +49,7 @@ STEPS = 6  # steps per timed run
 STEP_SHARE = 1 / 3  # of the pilot share, at most, for step costs
 COMPILE_MIN_SECONDS = 600.0  # below this budget compile cannot repay its compile time here
 MIN_PILOT = 0.5  # seconds: a shorter pilot measures start-up more than training
+FIRST_OVERHEAD = 5.0  # a run's set-up and scoring, in recipe builds, until one is measured
 
 
 def candidates(recipe: Recipe, budget: Budget, levers: Sequence[str] | None
@@ -116,8 +117,10 @@ class Tuner:
 
     def overhead(self, kind: str) -> float:
         """Seconds an item of `kind` costs beyond its own training: measured on the last one
-        (its duration less its training), else 1.5 x the time one recipe took to build."""
-        return self.durations.get(f"{kind}-overhead", 1.5 * self.durations.get("build", 0.0))
+        (its duration less its training), else a cautious guess before any was measured:
+        `FIRST_OVERHEAD` x the time one recipe took to build, at least a second."""
+        guess = max(1.0, FIRST_OVERHEAD * self.durations.get("build", 0.0))
+        return self.durations.get(f"{kind}-overhead", guess)
 
     def fits(self, kind: str, training: float, limit: float | None = None) -> bool:
         """Whether one more item of `kind` with `training` seconds of training ends within

@@ -158,3 +158,18 @@ def test_a_short_real_tune_writes_its_choice_within_its_share(tmp_path):
     # estimates come from the measurements so far: allow one item's overrun on a real clock
     assert choices["tune_seconds"] <= 1.25 * 20
     assert (tmp_path / "real" / "tune.md").read_text().startswith("# hasten tune")
+
+
+def test_the_throughput_only_rival_picks_by_speed_within_its_share():
+    from hasten.tuning.throughput import throughput_autotune
+
+    clock = Clock()
+    choices = throughput_autotune(tiny_task, BUDGET, runner=Rigged(clock), clock=clock)
+    # examples per second grow with the batch here, and bf16 makes a step cheaper
+    assert choices["levers"] == ["micro-batch:size=64", "bf16"]
+    assert choices["tune_seconds"] == pytest.approx(clock.now) and clock.now <= 0.1 * 1200
+    assert choices["kind"] == "throughput-only"
+    tight = Clock()
+    short = throughput_autotune(tiny_task, "60s", runner=Rigged(tight), clock=tight)
+    assert tight.now <= 0.1 * 60 + 3.2  # it stops measuring at its share (one pair over)
+    assert short["train_budget"] == f"{60 - tight.now:.3f}".rstrip("0").rstrip(".") + "s"
