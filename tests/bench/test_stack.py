@@ -260,5 +260,5 @@ def test_the_proxy_and_curriculum_levers_apply_where_the_task_has_their_parts():
                     notes={"model": "no-such-model"})
     assert [x for x in stack.LEVERS if stack.applies(x, recipe)] == [
         "schedule", "bf16", "batch", "compile", "infobatch"]
-    recipe.notes["model"] = "sst2-encoder"
+    recipe.difficulty, recipe.proxy_model = [1.0, 2.0], lambda: nn.Linear(2, 2)
     assert all(stack.applies(x, recipe) for x in stack.LEVERS)

@@ -131,7 +131,7 @@ def test_list_names_the_commands_and_suites(capsys):
     assert main(["list", "commands"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     assert names == ["demo", "bench", "report", "train", "prune", "distill", "cram", "glue",
-                     "eval-lm", "list"]
+                     "eval-lm", "tune", "list"]
     assert main(["list", "suites"]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert {"chaos", "stack", "stack-sst2", "infobatch", "pretrain-ladder"} <= set(lines)
