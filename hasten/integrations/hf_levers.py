@@ -21,11 +21,11 @@ defaults to cross-entropy of `logits` against `labels` (or `label`): [B, C] logi
 [B, T, V] logits averaged over the row's labelled tokens (-100 ignored).
 
 Besides the budget (`hasten.integrations.hf.BudgetCallback`, which this extends):
-evaluation and checkpoints at fractions of the budget (`eval_every`, `save_every`: off the
-budget's clock, set `eval_strategy="no"` and `save_strategy="no"`), true work counters (rows
-scored and backpropagated, FLOPs measured on a probe batch), and the levers' state in every
-checkpoint (`hasten-levers.json` + `.safetensors` beside HF's files), restored by
-`trainer.train(resume_from_checkpoint=...)`. Passed to Lightning it refuses in one line.
+evaluation, checkpoints and log rows at fractions of the budget (`eval_every`, `save_every`,
+`log_every`: off the budget's clock; set that strategy of the Trainer's to "no"), true work
+counters (rows scored and backpropagated, FLOPs measured on a probe batch), and the levers'
+state in every checkpoint (`hasten-levers.json` + `.safetensors` beside HF's files), restored
+by `trainer.train(resume_from_checkpoint=...)`. Passed to Lightning it refuses in one line.
 Where it is shown: docs/your-loop.md.
 """
 
@@ -91,7 +91,8 @@ class HastenHFCallback(BudgetCallback):
     levers      spec strings or Lever objects (`hasten list levers`).
     per_example_loss   (model, inputs) -> losses [B]; default `token_or_row_cross_entropy`.
     batch_size  examples per backward batch; None: `per_device_train_batch_size`.
-    eval_every, save_every   fractions of the budget (None: the Trainer's own strategies).
+    eval_every, save_every, log_every   fractions of the budget (None: the Trainer's own
+                strategies); a log row carries the budget's progress and work counters.
     difficulty, proxy_model  what the curriculum and sb-proxy need.
     seed        the levers' draws (None: TrainingArguments.seed).
     """
@@ -99,7 +100,8 @@ class HastenHFCallback(BudgetCallback):
     def __init__(self, budget: Budget | str, levers: str | Sequence[str | Lever] = (), *,
                  per_example_loss: Callable[[nn.Module, Any], torch.Tensor] | None = None,
                  batch_size: int | None = None, eval_every: float | None = None,
-                 save_every: float | None = None, difficulty: Any = None,
+                 save_every: float | None = None, log_every: float | None = None,
+                 difficulty: Any = None,
                  proxy_model: Callable[[], nn.Module] | None = None, seed: int | None = None,
                  tokens_fn: Callable[[Any], int] | None = None):
         super().__init__(budget)
@@ -113,6 +115,7 @@ class HastenHFCallback(BudgetCallback):
         self.batch_size, self.seed, self.tokens_fn = batch_size, seed, tokens_fn
         self.difficulty, self.proxy_model = difficulty, proxy_model
         self.evals, self.saves = Every(eval_every), Every(save_every)
+        self.logs = Every(log_every)
         self.data: Dataset | None = None
         self.loop: LeverLoop | None = None
         self.evaluations = 0
@@ -146,7 +149,8 @@ class HastenHFCallback(BudgetCallback):
             raise ConfigError("give TrainingArguments(max_steps=...) a large number (e.g. "
                               "10**9): the budget ends the run")
         for name, every, strategy in (("eval_every", self.evals, args.eval_strategy),
-                                      ("save_every", self.saves, args.save_strategy)):
+                                      ("save_every", self.saves, args.save_strategy),
+                                      ("log_every", self.logs, args.logging_strategy)):
             if every.fraction is not None and str(getattr(strategy, "value", strategy)) != "no":
                 raise ConfigError(f"{name} schedules by the budget: set TrainingArguments("
                                   f"{name.replace('_every', '')}_strategy='no')")
@@ -205,12 +209,24 @@ class HastenHFCallback(BudgetCallback):
             self.evaluations += 1
         if self.saves.due(progress):
             control.should_save = True
+        if self.logs.due(progress):
+            control.should_log = True
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+               **kwargs: Any) -> None:
+        """Every log row the Trainer writes gets the budget's progress and work counters
+        (in the row reporters see, and in the row kept in `state.log_history`)."""
+        extra = {"budget_progress": round(self.budget.progress(), 6),
+                 **{f"work_{k}": v for k, v in self.budget.work.as_dict().items()}}
+        for row in (logs, state.log_history[-1] if state.log_history else None):
+            if row is not None:
+                row.update(extra)
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.loop is not None:
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             save_state({"loop": self.loop.state_dict(), "evals": self.evals.done,
-                        "saves": self.saves.done}, folder, STATE_NAME)
+                        "saves": self.saves.done, "logs": self.logs.done}, folder, STATE_NAME)
 
     def _restore(self, folder: Path) -> None:
         saved = load_state(folder, STATE_NAME)
@@ -220,3 +236,4 @@ class HastenHFCallback(BudgetCallback):
         assert self.loop is not None
         self.loop.load_state_dict(saved["loop"])
         self.evals.done, self.saves.done = int(saved["evals"]), int(saved["saves"])
+        self.logs.done = int(saved.get("logs", 0))

@@ -16,8 +16,9 @@ so nothing it prefetches can run ahead of the levers). Without levers, `training
 yours as usual.
 
 Besides the budget and the LR schedule (`hasten.integrations.lightning.BudgetCallback`, which
-this extends): validation and checkpoints at fractions of the budget (`eval_every`: off the
-budget's clock; `save_every` writes `step-N.ckpt` under `checkpoint_dir`), true work counters
+this extends): validation, checkpoints and log rows at fractions of the budget (`eval_every`:
+off the budget's clock; `save_every` writes `step-N.ckpt` under `checkpoint_dir`;
+`log_every` logs the budget's progress and work counters), true work counters
 (rows scored and backpropagated, FLOPs measured on a probe batch), and the levers' state in
 Lightning's checkpoints, restored by `trainer.fit(..., ckpt_path=...)`. Passed to the HF
 Trainer it refuses in one line. Where it is shown: docs/your-loop.md.
@@ -62,7 +63,8 @@ class HastenLightningCallback(BudgetCallback):
     levers      spec strings or Lever objects (`hasten list levers`).
     loss_fn     (module, batch) -> losses [B]; needed with levers.
     batch_size  examples per backward batch (the levers' draws).
-    eval_every, save_every   fractions of the budget; checkpoints go to `checkpoint_dir`.
+    eval_every, save_every, log_every   fractions of the budget; checkpoints go to
+                `checkpoint_dir`; a log row holds the budget's progress and work counters.
     difficulty, proxy_model  what the curriculum and sb-proxy need.
     """
 
@@ -70,7 +72,8 @@ class HastenLightningCallback(BudgetCallback):
                  loss_fn: Callable[[nn.Module, Any], torch.Tensor] | None = None,
                  batch_size: int = 32, schedule: str | None = "cosine",
                  eval_every: float | None = None, save_every: float | None = None,
-                 checkpoint_dir: str | Path = "checkpoints", difficulty: Any = None,
+                 log_every: float | None = None, checkpoint_dir: str | Path = "checkpoints",
+                 difficulty: Any = None,
                  proxy_model: Callable[[], nn.Module] | None = None, seed: int = 0,
                  tokens_fn: Callable[[Any], int] | None = None, **schedule_params: float):
         super().__init__(budget, schedule, tokens_fn=tokens_fn, **schedule_params)
@@ -82,7 +85,7 @@ class HastenLightningCallback(BudgetCallback):
             raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
         self.loss_fn, self.batch_size, self.seed = loss_fn, batch_size, seed
         self.difficulty, self.proxy_model = difficulty, proxy_model
-        self.evals, self.saves = Every(eval_every), Every(save_every)
+        self.evals, self.saves, self.logs = Every(eval_every), Every(save_every), Every(log_every)
         self.checkpoint_dir = Path(checkpoint_dir)
         self.data: Dataset | None = None
         self.collate_fn: CollateFn | None = None
@@ -147,13 +150,17 @@ class HastenLightningCallback(BudgetCallback):
             index = loop.total_batch_idx if trainer.check_val_every_n_epoch is None \
                 else loop.batch_idx
             trainer.val_check_batch = index + 1  # Lightning validates after this batch
+        if self.logs.due(progress):
+            work = {f"work_{k}": float(v) for k, v in self.budget.work.as_dict().items()}
+            pl_module.log_dict({"budget_progress": progress, **work}, on_step=True)
         if self.saves.due(progress):
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             trainer.save_checkpoint(self.checkpoint_dir / f"step-{trainer.global_step}.ckpt")
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state["evals"], state["saves"] = self.evals.done, self.saves.done
+        state["evals"], state["saves"], state["logs"] = (self.evals.done, self.saves.done,
+                                                         self.logs.done)
         if self.loop is not None:
             state["levers"] = self.loop.state_dict()
         return state
@@ -162,6 +169,7 @@ class HastenLightningCallback(BudgetCallback):
         super().load_state_dict(state_dict)
         self.evals.done = int(state_dict.get("evals", 0))
         self.saves.done = int(state_dict.get("saves", 0))
+        self.logs.done = int(state_dict.get("logs", 0))
         levers = state_dict.get("levers")
         if levers is not None:
             if self.loop is not None:

@@ -166,7 +166,7 @@ def run_hf(tmp_path: Any, levers: list[str] = LEVERS, eval_every: float | None =
     model, budget = Net(), Budget(f"{STEPS}steps")
     cb = HastenHFCallback(budget, levers, per_example_loss=per_example_loss,
                           batch_size=BATCH, difficulty=DIFFICULTY, seed=0,
-                          eval_every=eval_every)
+                          eval_every=eval_every, log_every=0.25)
     found = _with_recorders(cb, "on_train_begin")
     opt = torch.optim.SGD(model.parameters(), lr=LR)
     args = TrainingArguments(output_dir=str(tmp_path), max_steps=10**6,
@@ -180,9 +180,11 @@ def run_hf(tmp_path: Any, levers: list[str] = LEVERS, eval_every: float | None =
     trainer.train()
     wall = time.perf_counter() - started
     evaluations = sum(1 for h in trainer.state.log_history if "eval_loss" in h)
+    logged = [h["budget_progress"] for h in trainer.state.log_history
+              if "budget_progress" in h and "loss" in h]
     return result(found["drawn"], found["kept"], budget.work.as_dict(), model=model,
                   evaluations=evaluations, train_seconds=budget.ledger.seconds["train"],
-                  wall=wall)
+                  wall=wall, logged=logged)
 
 
 def run_lightning(tmp_path: Any, levers: list[str] = LEVERS, eval_every: float | None = 0.1,
@@ -211,7 +213,7 @@ def run_lightning(tmp_path: Any, levers: list[str] = LEVERS, eval_every: float |
     module, budget = Module(), Budget(f"{STEPS}steps")
     cb = HastenLightningCallback(budget, levers, loss_fn=lambda m, b: per_example_loss(m.net, b),
                                  batch_size=BATCH, schedule=None, difficulty=DIFFICULTY,
-                                 eval_every=eval_every)
+                                 eval_every=eval_every, log_every=0.25)
     found = _with_recorders(cb, "on_train_start")
     trainer = pl.Trainer(max_epochs=-1, callbacks=[cb], logger=False, accelerator="cpu",
                          enable_checkpointing=False, enable_progress_bar=False,
@@ -220,6 +222,8 @@ def run_lightning(tmp_path: Any, levers: list[str] = LEVERS, eval_every: float |
     val = torch.utils.data.DataLoader(Rows(), batch_size=100, collate_fn=default_collate)
     started = time.perf_counter()
     trainer.fit(module, cb.train_dataloader(Rows(), collate_fn=default_collate), val)
+    wall = time.perf_counter() - started
+    logged = [float(trainer.callback_metrics["budget_progress"])]
     return result(found["drawn"], found["kept"], budget.work.as_dict(), model=module.net,
                   evaluations=module.validations, train_seconds=budget.ledger.seconds["train"],
-                  wall=time.perf_counter() - started)
+                  wall=wall, logged=logged)

@@ -95,6 +95,32 @@ def test_eval_every_gives_exactly_ten_evaluations_off_the_clock(runs, loop):
     assert run["train_seconds"] <= run["wall"] - 10 * SLEEP
 
 
+def test_log_every_writes_the_budgets_progress_at_its_fractions(runs):
+    # four log rows: at the first step past each quarter of the 50-step budget
+    assert runs["hf"]["logged"] == [13 / 50, 25 / 50, 38 / 50, 1.0]
+    assert runs["lightning"]["logged"] == [1.0]  # the last quarter's row
+
+
+def test_levers_work_with_gradient_accumulation(one_thread):
+    from four_loops import DIFFICULTY, LEVERS, Net, Rows, per_example_loss
+    from torch.utils.data import default_collate
+
+    from hasten.core.recipe import Recipe
+    from hasten.core.train_config import TrainConfig
+    from hasten.levers import train
+
+    recipe = Recipe(Net(), Rows(), per_example_loss, None,
+                    TrainConfig(budget="6steps", micro_batch=8, batch_start=3, batch_end=3,
+                                quiet=True, tensorboard=False),
+                    difficulty=DIFFICULTY, collate_fn=default_collate)
+    result = train(recipe, levers=LEVERS)
+    # three micro-batches a step; the first step primed (48 rows drawn and trained), then each
+    # micro-batch scores its 16 drawn rows and trains the top 8
+    assert result.steps == 6
+    assert result.work["examples_backpropagated"] == 3 * 16 + 5 * 3 * 8
+    assert result.work["examples_forwarded"] == 3 * 16 + 5 * 3 * (16 + 8)
+
+
 def test_bf16_acts_and_compile_is_refused_with_the_loops_own_switch(one_thread):
     from four_loops import DIFFICULTY, Net, Rows, per_example_loss
     from torch.utils.data import default_collate
