@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, run_hasten
+from conftest import ROOT, run_in_process
 
 from hasten.cli import main
 from hasten.core.errors import ConfigError
@@ -172,9 +172,9 @@ def crammed_run(tmp_path_factory):
     corpus = _excerpt(tmp / "alice.txt")
     out = tmp / "run"
     env = {"HASTEN_CACHE": str(tmp / "cache")}
-    proc = run_hasten("cram", "--corpus", corpus, "--budget", "3s", "--out", out,
-                      "--vocab-size", "800", "--seq-len", "64", "--cutoff", "none", *TINY,
-                      "--quiet", env=env, timeout=240)
+    proc = run_in_process("cram", "--corpus", corpus, "--budget", "3s", "--out", out,
+                          "--vocab-size", "800", "--seq-len", "64", "--cutoff", "none", *TINY,
+                          "--quiet", env=env)
     assert proc.returncode == 0, proc.stderr
     return out, proc, corpus, env
 
@@ -303,7 +303,8 @@ def test_sigterm_checkpoints_and_resume_finishes(tmp_path):
     s = json.loads((out / "summary.json").read_text())
     assert s["stopped"] == "sigterm" and not (out / "model").exists()
     assert (out / "checkpoints" / "latest").is_file()
-    proc = run_hasten("cram", *args, "--set", "resume=true", "--quiet", env=env, timeout=240)
+    proc = run_in_process("cram", *args, "--set", "resume=true", "--quiet",
+                          env={"HASTEN_CACHE": env["HASTEN_CACHE"]})
     assert proc.returncode == 0, proc.stderr
     done = json.loads((out / "summary.json").read_text())
     assert done["stopped"] == "budget" and done["steps"] > s["steps"]
