@@ -1,60 +1,49 @@
-"""hasten's budget and curriculum in PyTorch Lightning: SST-2 with a small BERT from a config.
+"""hasten's budget and three levers in PyTorch Lightning: SST-2 with a small BERT.
 
-`BudgetCallback` runs the budget's clock around training batches, sets the LR from the
-budget's progress before each batch and stops the Trainer when the budget is spent; the
-DataLoader draws short sentences first and every sentence by half of the budget (a
-competence curriculum on sentence length). Data, tokenizer and model are local.
+`HastenLightningCallback` runs the budget's clock around training batches, sets the LR from
+the budget's progress, stops the Trainer when the budget is spent, and with levers (a
+curriculum on sentence length, InfoBatch, selective backprop) draws each batch through them
+and trains on the weighted per-example losses in place of `training_step`. Data, tokenizer
+and model are local.
 
-Run: python examples/lightning_loop.py [BUDGET] [--train-rows N]
-     (default 60s; also "500steps", "2e4ex")
+Run: python examples/lightning_loop.py [BUDGET]      (default 60s; also "500steps", "2e4ex")
 """
 
-import argparse
 import json
+
+# [readme]
+import sys
 
 import pytorch_lightning as pl
 import torch
 
 from hasten import Budget
-from hasten.integrations.lightning import BudgetCallback, budget_dataloader
-from hasten.integrations.sst2 import accuracy, load_sst2, sequence_loss, tiny_bert
-from hasten.select.curriculum import CompetenceSampler
+from hasten.integrations.lightning_levers import HastenLightningCallback
+from hasten.integrations.sst2 import load_sst2, sequence_loss, tiny_bert
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("budget", nargs="?", default="60s")
-parser.add_argument("--train-rows", type=int, default=20000, help="SST-2 sentences to use")
-cli = parser.parse_args()
-
-task = load_sst2(train_rows=cli.train_rows, vocab_size=4000)
+task = load_sst2(train_rows=4000, vocab_size=4000)
 
 
 class Classifier(pl.LightningModule):
     def __init__(self) -> None:
         super().__init__()
         self.model = tiny_bert(task.vocab_size, pad_id=task.pad_id)
-        self.lrs: list[float] = []
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        self.lrs.append(self.trainer.optimizers[0].param_groups[0]["lr"])
-        return sequence_loss(self.model, batch).mean()
+        return sequence_loss(self.model, batch).mean()  # used when no lever is listed
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=1e-3)  # the peak LR
 
 
-module = Classifier()
-
-# [readme]
-budget = Budget(cli.budget)  # "60s", "500steps", "2e4ex"
-short_first = CompetenceSampler(task.lengths, p=2.0, T_fraction=0.5)  # sentence length
-loader = budget_dataloader(task.train, short_first, batch_size=32, budget=budget,
-                           collate_fn=task.collate)
-trainer = pl.Trainer(max_epochs=-1, use_distributed_sampler=False,  # hasten shards by rank
-                     callbacks=[BudgetCallback(budget, "cosine", warmup=0.06)])
-trainer.fit(module, loader)
+budget = Budget(sys.argv[1] if len(sys.argv) > 1 else "60s")  # "500steps", "2e4ex"
+levers = HastenLightningCallback(budget, ["curriculum", "infobatch", "sb-topk"],
+                                 loss_fn=lambda module, b: sequence_loss(module.model, b),
+                                 batch_size=32, difficulty=task.lengths, warmup=0.06)
+trainer = pl.Trainer(max_epochs=-1, callbacks=[levers], logger=False,
+                     enable_checkpointing=False)
+trainer.fit(Classifier(), levers.train_dataloader(task.train, collate_fn=task.collate))
 # [/readme]
 
-print(json.dumps({"steps": trainer.global_step, "budget_steps": budget.work.steps,
-                  "train_seconds": budget.ledger.current("train"),
-                  "lrs": module.lrs, "last_lr": module.lrs[-1],
-                  "accuracy": round(accuracy(module.model, task.test, task.collate), 2)}))
+print(json.dumps({"steps": trainer.global_step, **budget.work.as_dict(),
+                  "train_seconds": budget.ledger.current("train")}))

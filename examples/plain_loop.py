@@ -8,6 +8,8 @@ Run: python examples/plain_loop.py [BUDGET]      (default 10s; also "300steps", 
 """
 
 import json
+
+# [readme]
 import sys
 
 import torch
@@ -20,12 +22,10 @@ from hasten.data import CompetenceBatchSampler
 from hasten.data.vision import load_digits
 from hasten.models.vision import ConvNet3
 
-data = load_digits()
+data = load_digits()  # scikit-learn's 8x8 digits, shipped with it
 torch.manual_seed(0)
 model = ConvNet3(data.input_shape, data.num_classes, width=32, depth=2)
 dataset = data.train
-
-# [readme]
 budget = Budget(sys.argv[1] if len(sys.argv) > 1 else "10s")
 opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
 sched = budget_lr(opt, budget, "cosine", warmup=0.05)  # a torch LambdaLR

@@ -2,7 +2,7 @@
 
 The stable entry points, whatever moves inside the package:
 
-    from hasten import Budget, Recipe, TrainConfig, budget_lr, train
+    from hasten import Budget, Recipe, TrainConfig, budget_lr, train, tune
 
 They are loaded on first use, so `import hasten` itself imports nothing heavy (no torch).
 """
@@ -22,18 +22,21 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Budget": "hasten.core.budget",
     "TrainConfig": "hasten.core.trainer",
-    "train": "hasten.core.trainer",
+    "train": "hasten.levers.run",  # the trainer, given a Recipe (or its parts) and levers
     "budget_lr": "hasten.core.schedules",
-    "Recipe": "hasten.bench.harness",
+    "Recipe": "hasten.core.recipe",
+    "tune": "hasten.tuning.tuner",
 }
 
-__all__ = ["Budget", "Recipe", "TrainConfig", "__version__", "budget_lr", "train"]
+__all__ = ["Budget", "Recipe", "TrainConfig", "__version__", "budget_lr", "train", "tune"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time `__getattr__` loads them
-    from hasten.bench.harness import Recipe
     from hasten.core.budget import Budget
+    from hasten.core.recipe import Recipe
     from hasten.core.schedules import budget_lr
-    from hasten.core.trainer import TrainConfig, train
+    from hasten.core.trainer import TrainConfig
+    from hasten.levers.run import train
+    from hasten.tuning.tuner import tune
 
 
 def __getattr__(name: str) -> Any:

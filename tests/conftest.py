@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "cli"))  # shared helpers: own_tasks (task files)
+sys.path.insert(0, str(ROOT / "tests" / "levers"))  # four_loops (one problem, four loops)
 # One torch thread in this process and in every command it starts: the tests' models are
 # tiny, and on a loaded machine a second thread mostly waits for its core, stalling each op.
 # Tests of the thread choice set their own value.

@@ -10,15 +10,18 @@ import hasten
 
 
 def test_stable_names_are_the_implementations():
-    from hasten import Budget, Recipe, TrainConfig, budget_lr, train
+    from hasten import Budget, Recipe, TrainConfig, budget_lr, train, tune
     from hasten.bench.harness import Recipe as HarnessRecipe
     from hasten.core.budget import Budget as CoreBudget
+    from hasten.core.recipe import Recipe as CoreRecipe
     from hasten.core.schedules import budget_lr as schedules_budget_lr
     from hasten.core.trainer import TrainConfig as CoreConfig
-    from hasten.core.trainer import train as core_train
+    from hasten.levers.run import train as lever_train
+    from hasten.tuning.tuner import tune as tuner
 
-    assert (Budget, Recipe, TrainConfig, budget_lr, train) == (
-        CoreBudget, HarnessRecipe, CoreConfig, schedules_budget_lr, core_train)
+    assert (Budget, Recipe, TrainConfig, budget_lr, train, tune) == (
+        CoreBudget, CoreRecipe, CoreConfig, schedules_budget_lr, lever_train, tuner)
+    assert Recipe is HarnessRecipe  # where it used to live, it still is
     assert set(hasten.__all__) <= set(dir(hasten))
 
 

@@ -57,3 +57,30 @@ def test_the_documented_command_names_exist():
     for name in ("add_settings", "settle", "check_out", "write_settings"):
         assert re.search(rf"`[\w.]*{name}`", text), name
         assert callable(getattr(common, name))
+
+
+def test_the_documented_lever_trains_in_the_list_and_is_listed(capsys):
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+    from torch.utils.data import TensorDataset
+
+    from hasten.core.recipe import Recipe
+    from hasten.core.train_config import TrainConfig
+    from hasten.levers import LEVERS, parse_lever, train
+
+    exec(compile(_section_code("A lever"), str(DOC), "exec"), {})
+    try:
+        lever = parse_lever("loss-cap:cap=0.5")
+        assert lever.spec() == "loss-cap:cap=0.5" and lever.kind == "data"
+        x = torch.randn(64, 4)
+        recipe = Recipe(nn.Linear(4, 2), TensorDataset(x, (x[:, 0] > 0).long()),
+                        lambda m, b: F.cross_entropy(m(b[0]), b[1], reduction="none"), None,
+                        TrainConfig(budget="6steps", micro_batch=16, quiet=True))
+        result = train(recipe, levers=[lever, "sb-topk"])
+        assert result.steps == 6 and lever.hook.capped > 0  # it capped some losses
+        assert list(result.levers) == ["loss-cap:cap=0.5", "sb-topk"]  # its cost reported
+        assert main(["list", "levers"]) == 0
+        assert "loss-cap" in capsys.readouterr().out
+    finally:
+        LEVERS.pop("loss-cap")

@@ -5,7 +5,7 @@ lines (tests excluded), and the folders are floors:
                 checkpoint, distributed, guards, stop, lock, runlog, target, flops, config,
                 errors, sampling, recipes and tasks, paths)
       -> methods   hasten/data, models, text, select, steps, distill, levers, pretrain
-      -> harness   hasten/bench, integrations, tune
+      -> harness   hasten/bench, integrations, tuning
       -> cli       hasten/cli, hasten/__main__
 
 A module may import from its own floor or any floor below it, never above, and the imports
@@ -32,7 +32,7 @@ FLOORS = {
     "core": (0, {"core", "_moved"}),
     "methods": (1, {"data", "models", "text", "select", "steps", "distill", "levers",
                     "pretrain"}),
-    "harness": (2, {"bench", "integrations", "tune"}),
+    "harness": (2, {"bench", "integrations", "tuning"}),
     "cli": (3, {"cli", "__main__"}),
 }
 # third-party packages a module may import inside a function: the optional extras (the HF and

@@ -13,6 +13,8 @@ from hasten.bench.harness import Recipe
 from hasten.core.trainer import TrainConfig
 
 TASK, TWIN = "tiny-stack", "tiny-stack-val"
+# set "levers_data" to True to declare a difficulty and a proxy model (curriculum, proxy)
+EXTRAS: dict[str, bool] = {}
 
 
 def _task(validation: bool):
@@ -31,10 +33,13 @@ def _task(validation: bool):
         def evaluate(m: nn.Module) -> dict[str, float]:
             return {"accuracy": 100.0 * (m(test[0]).argmax(1) == test[1]).float().mean().item()}
 
+        extras = EXTRAS.get("levers_data", False)
         return Recipe(nn.Linear(6, 3), train,
                       lambda m, b: F.cross_entropy(m(b[0]), b[1], reduction="none"),
                       evaluate, cfg, notes={"model": "tiny-linear", "quick": quick,
-                                            "val_task": TWIN})
+                                            "val_task": TWIN},
+                      difficulty=train.tensors[0].norm(dim=1).numpy() if extras else None,
+                      proxy_model=(lambda: nn.Linear(6, 3)) if extras else None)
     return task
 
 

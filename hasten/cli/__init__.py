@@ -40,7 +40,7 @@ from hasten.core.eval_plan import count_wall_from, process_start
 # command -> its module in hasten.cli
 COMMANDS = {"demo": "demo", "bench": "bench", "report": "report", "train": "train",
             "prune": "prune", "distill": "distill", "cram": "cram", "glue": "glue",
-            "eval-lm": "eval_lm", "list": "listing"}
+            "eval-lm": "eval_lm", "tune": "tune", "list": "listing"}
 
 
 def build_parser(argv: Sequence[str] = ()) -> Parser:

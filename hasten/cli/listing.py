@@ -17,7 +17,9 @@ from hasten.bench.suites import load_suites
 from hasten.cli import COMMANDS
 from hasten.cli.bench import OWN_SUITES, PRETRAIN_SUITES
 from hasten.cli.distill import BASELINES
+from hasten.core.config import defaults
 from hasten.distill.methods import METHODS as DISTILLERS
+from hasten.levers import LEVERS
 from hasten.pretrain.objectives import available
 from hasten.pretrain.objectives.recipes import RECIPES
 from hasten.select import text as text_scores
@@ -27,7 +29,7 @@ from hasten.select.selectors import SELECTORS
 
 NAME = "list"
 HELP = "list commands, suites, tasks, methods, scorers, selectors, distillers, recipes"
-WHAT = ("commands", "suites", "tasks", "methods", "scorers", "selectors", "distillers",
+WHAT = ("commands", "suites", "tasks", "methods", "levers", "scorers", "selectors", "distillers",
         "recipes")
 
 
@@ -99,6 +101,17 @@ def _default_options(suite: Any) -> Any:
     return suite.options() if suite.options is not None else None
 
 
+def _levers(_: str | None) -> Iterable[tuple[str, str]]:
+    """Each lever: what it does, its settings with their defaults, what it needs."""
+    for name, cls in LEVERS.items():
+        settings = ""
+        if cls.Settings is not None:
+            values = defaults(cls.Settings)
+            settings = " [" + ", ".join(f"{k}={v}" for k, v in values.items()) + "]"
+        needs = f"; needs {', '.join(cls.needs)}" if cls.needs else ""
+        yield name, f"{_doc(cls)}{settings} ({cls.kind} lever{needs})"
+
+
 def _methods(suite: str | None) -> Iterable[tuple[str, str]]:
     chosen = _suite_of(suite)
     for name, fn in METHODS.items():
@@ -147,4 +160,5 @@ def _recipes(_: str | None) -> Iterable[tuple[str, str]]:
 
 SECTIONS: dict[str, Callable[[str | None], Iterable[tuple[str, str]]]] = {
     "commands": _commands, "suites": _suites, "tasks": _tasks, "methods": _methods,
+    "levers": _levers,
     "scorers": _scorers, "selectors": _selectors, "distillers": _distillers, "recipes": _recipes}

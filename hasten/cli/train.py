@@ -20,6 +20,7 @@ from hasten.core import stop
 from hasten.core.atomic import atomic_write
 from hasten.core.config import option, settings_help
 from hasten.core.distributed import shutdown
+from hasten.levers import apply_levers, parse_levers, read_choices
 
 NAME = "train"
 HELP = "one training run of a task (yours too: --task FILE.py:FUNCTION)"
@@ -35,6 +36,12 @@ class TrainCommand:
     out: str = field(metadata={"reason": "required", "flag": True,
                                "help": "the run folder: checkpoints, logs, weights, result"})
     method: str = option("baseline", "the task's own recipe")
+    choices: str | None = option(None, "None: no tuned levers; a choices.json from `hasten tune` "
+                                 "adds its levers and, without --budget, trains for the budget "
+                                 "its tuning left")
+    levers: list[str] = option([], "none: the task's own recipe; each --lever SPEC adds one "
+                               "(hasten list levers), applied after --method in list order",
+                               flag=False)
     data: str | None = option(None, "None: the task's own training set; else a pruned "
                                     "data.npz (or its folder), a distilled .safetensors set "
                                     "(or its folder) or an HF save_to_disk folder")
@@ -66,12 +73,21 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
                        epilog=settings_help(TrainCommand),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_settings(p, TrainCommand, aliases={"--micro-batch": "batch_size"})
+    p.add_argument("--lever", dest="levers", action="append", metavar="SPEC",
+                   default=argparse.SUPPRESS,
+                   help="a lever and its settings, e.g. infobatch:prune=0.3 or sb-topk "
+                        "(repeat for a list; hasten list levers)")
     p.set_defaults(run=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     (c,) = common.settle([TrainCommand], args, NAME)
+    if c.choices:
+        chosen = read_choices(c.choices)
+        c.levers = [*chosen["levers"], *c.levers]
+        c.budget = c.budget or chosen.get("train_budget")
+    parse_levers(c.levers)  # a bad lever spec is refused before any work
     out = common.check_out(c.out)
     load_suites()
     task = task_name(c.task)
@@ -88,9 +104,12 @@ def run(args: argparse.Namespace) -> int:
                      allow_budget_change=c.allow_budget_change)
     try:
         recipe = build_recipe(task, c.method, c.seed, c.quick, c.budget, quiet=c.quiet)
+        if c.levers:
+            apply_levers(recipe, [s for spec in c.levers for s in spec.split("+")])
         if data is not None:
             recipe = use_training_set(recipe, data, str(c.data))
-        result, model = train_recipe(recipe, task, c.method,
+        label = "+".join([c.method] * (c.method != "baseline" or not c.levers) + c.levers)
+        result, model = train_recipe(recipe, task, label,
                                      hooks=[common.progress_hook(c.quiet)], **overrides)
     finally:
         shutdown()

@@ -17,6 +17,9 @@ Trainer (the `hf` extra).
   `trainer.train(resume_from_checkpoint=...)`.
 - `budget_lr` (hasten.core.schedules) or `budget_optimizers` give the LR scheduler to pass in
   `optimizers=`; HF's own schedulers are sized by `max_steps`, which a budget does not know.
+- Levers (selective backprop, InfoBatch, curricula, ...): `hasten.integrations.hf_levers.
+  HastenHFCallback`, a `BudgetCallback` that also runs a lever list; the two Trainer
+  subclasses below are kept as deprecated shims.
 - `SelectiveBackpropTrainer` trains each batch on the examples hasten's selector keeps
   (Jiang et al. 2019, "Accelerating Deep Learning by Focusing on the Biggest Losers"; see
   hasten.steps.selective_backprop). Departure on purpose: inside the HF loop a batch cannot
@@ -32,6 +35,7 @@ Where it is shown: docs/your-loop.md; the measurement is `hasten.integrations.hf
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -47,6 +51,7 @@ from hasten.core.schedules import BudgetLR, budget_lr
 from hasten.core.trainer import param_groups
 from hasten.data.batch_sampler import CompetenceIndexSampler
 from hasten.integrations.clock import share_budget
+from hasten.select.infobatch import InfoBatch
 from hasten.steps.selective_backprop import LossHistory, select_biggest_losers, top_k_mask
 
 
@@ -85,9 +90,7 @@ class BudgetCallback(TrainerCallback, ExportableState):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         t0 = time.perf_counter()
-        if self.budget.unit == "tokens" and args.include_num_input_tokens_seen == "no":
-            raise ConfigError("a tokens budget needs TrainingArguments("
-                              "include_num_input_tokens_seen='non_padding')")
+        self._check_tokens(args)
         saved = (state.stateful_callbacks or {}).get(type(self).__name__)
         saved = saved[0] if isinstance(saved, list) else saved
         if saved and "budget_state" in saved.get("attributes", {}):
@@ -95,6 +98,16 @@ class BudgetCallback(TrainerCallback, ExportableState):
         self._share_clock_with(kwargs.get("lr_scheduler"))
         self._tokens_seen = int(state.num_input_tokens_seen or 0)
         self.overhead_seconds += time.perf_counter() - t0
+
+    def _check_tokens(self, args: Any) -> None:
+        if self.budget.unit == "tokens" and args.include_num_input_tokens_seen == "no":
+            raise ConfigError("a tokens budget needs TrainingArguments("
+                              "include_num_input_tokens_seen='non_padding')")
+
+    def setup(self, *args: Any, **kwargs: Any) -> None:
+        """Lightning calls `setup` on its callbacks first: refuse there, in one line."""
+        raise ConfigError("this BudgetCallback is for the HF Trainer; in Lightning use "
+                          "hasten.integrations.lightning.BudgetCallback")
 
     def _share_clock_with(self, scheduler: Any) -> None:
         """A budget LR scheduler must read the budget this callback counts. HF rebuilds
@@ -182,6 +195,9 @@ class SelectiveBackpropTrainer(Trainer):
     def __init__(self, *args: Any, selector: str = "sb", keep: float = 0.5, beta: float = 3.0,
                  p_min: float = 0.0, history: int = 1024, per_example_loss: Any = None,
                  selection_seed: int = 0, **kwargs: Any):
+        warnings.warn("SelectiveBackpropTrainer is deprecated: use a plain Trainer with "
+                      "hasten.integrations.hf_levers.HastenHFCallback(budget, levers=['sb'] or "
+                      "['sb-topk'])", DeprecationWarning, stacklevel=2)
         if selector not in ("sb", "topk"):
             raise ConfigError(f"selector must be 'sb' or 'topk', got {selector!r}")
         if not 0 < keep <= 1:
@@ -225,6 +241,13 @@ class BudgetSamplerTrainer(Trainer):
     """
 
     def __init__(self, *args: Any, sampler: Sampler, budget: Budget, **kwargs: Any):
+        warnings.warn("BudgetSamplerTrainer is deprecated: use a plain Trainer with "
+                      "hasten.integrations.hf_levers.HastenHFCallback(budget, levers=[...])",
+                      DeprecationWarning, stacklevel=2)
+        if isinstance(sampler, InfoBatch):
+            raise ConfigError("BudgetSamplerTrainer cannot record InfoBatch's losses, so it "
+                              "would prune nothing: use HastenHFCallback(budget, "
+                              "levers=['infobatch'])")
         if getattr(sampler, "world_size", 1) != 1:
             raise ConfigError("under the HF Trainer build the sampler with rank=0, "
                               "world_size=1: accelerate shards its batches across processes")

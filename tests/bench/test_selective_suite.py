@@ -15,7 +15,9 @@ def _apply(method: str):
 
 
 def _hook(recipe) -> SelectiveBackprop:
-    (hook,) = [h for h in recipe.hooks if isinstance(h, SelectiveBackprop)]
+    # each lever's hooks are timed for its cost; the selection hook is inside
+    (hook,) = [h.hook for h in recipe.hooks if isinstance(getattr(h, "hook", h),
+                                                           SelectiveBackprop)]
     return hook
 
 

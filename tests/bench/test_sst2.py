@@ -25,7 +25,7 @@ def test_quick_data_splits_and_lengths():
     positions = torch.arange(sst2.MAX_LEN)[None, :]
     assert (ids[positions >= lengths[:, None]] == 0).all() and (ids[:, 0] == 2).all()
     recipe = TASKS["sst2-small-val"](0, True)
-    assert sst2.difficulty(recipe).tolist() == recipe.train_data.tensors[1].double().tolist()
+    assert recipe.difficulty.tolist() == recipe.train_data.tensors[1].double().tolist()
     assert recipe.notes["val_task"] == "sst2-small-val" and recipe.tokens_fn is not None
 
 

@@ -8,7 +8,6 @@ from torch import nn
 from hasten.bench import stack
 from hasten.bench.harness import Recipe, run_one, run_suite
 from hasten.bench.stack import (
-    PhasedSampler,
     StackOptions,
     methods_for,
     plain_trials,
@@ -33,6 +32,7 @@ from hasten.core.config import resolve
 from hasten.core.errors import ConfigError, DataError
 from hasten.core.sampling import ShuffledSampler
 from hasten.core.trainer import TrainConfig, TrainState
+from hasten.levers.dynamic import PhasedSampler
 from hasten.select.infobatch import InfoBatch
 from hasten.steps.selective_backprop import SelectiveBackprop
 
@@ -132,9 +132,7 @@ def tiny(monkeypatch):
 
 
 def test_stack_suite_end_to_end_on_a_tiny_task(tmp_path, monkeypatch, one_thread, tiny):
-    monkeypatch.setitem(stack.PROXY_MODELS, "tiny-linear", lambda recipe: nn.Linear(6, 3))
-    monkeypatch.setitem(stack.DIFFICULTIES, "tiny-linear",
-                        lambda recipe: recipe.train_data.tensors[0].norm(dim=1).numpy())
+    monkeypatch.setitem(tiny_stack.EXTRAS, "levers_data", True)  # curriculum and proxy apply
     levers = ["schedule", "bf16", "batch", "curriculum", "infobatch", "proxy"]
     methods = methods_for(levers, 0.6, curriculum=True)
     results = run_suite("stack", quick=True, tasks=["tiny-stack"], methods=methods,
@@ -179,7 +177,9 @@ def test_stack_suite_end_to_end_on_a_tiny_task(tmp_path, monkeypatch, one_thread
 
 def test_compile_lever_charges_the_compile_seconds():
     recipe = Recipe(nn.Linear(2, 2), None, None, None, TrainConfig(), overhead_seconds=1.0)
-    stack.lever_table(StackOptions())["compile"][0](recipe, {})
+    lever = stack.lever_table(StackOptions())["compile"][0](recipe, {})
+    recipe.hooks.append(stack._ChargeCompile(recipe))
+    lever.configure(recipe.config)
     assert recipe.config.compile
     state = TrainState(model=None, raw_model=None, optimizer=None, budget=Budget("1steps"),
                        config=recipe.config, dist=distributed.Dist(), loss_fn=None,

@@ -1,0 +1,58 @@
+"""The evaluation of `hasten tune`: on four tasks of different kinds, a 20-minute budget on
+one core, three arms side by side.
+
+  baseline             the task's recipe at the budget
+  throughput-autotune  micro-batch and precision chosen by speed alone
+                       (`hasten.tuning.throughput`), its measuring time charged
+  tuned                `hasten tune` in a tenth of the budget, then the chosen levers for the
+                       rest; the tuning's whole wall time charged
+
+Each arm's curve starts when its measuring ends (the charged seconds are added to its curve),
+so its time to the baseline's final quality (target margin 0) counts the tuning. Tasks:
+`fashion-mnist` (ConvNet-3), `sst2-small` (a small encoder), `mt-en-de` (a small
+Transformer), `shakespeare-char` (a character decoder, bits per character). The plan and its
+decision rule: benchmarks/plans/tune.md. Where it is shown: docs/tune.md, "How well it
+chooses".
+"""
+
+from __future__ import annotations
+
+import hasten.bench.charlm  # noqa: F401  (registers the character task)
+import hasten.bench.mt  # noqa: F401  (registers the translation tasks)
+import hasten.bench.sst2  # noqa: F401  (registers the SST-2 tasks)
+import hasten.bench.vision  # noqa: F401  (registers the vision tasks)
+from hasten.bench.harness import Recipe, Suite, register_method, register_suite
+from hasten.levers import apply_levers
+from hasten.tuning.throughput import throughput_autotune
+from hasten.tuning.tuner import tune
+
+SHARE = 0.1  # the pilot share of the budget, hasten tune's default
+TASKS = ["fashion-mnist", "sst2-small", "mt-en-de", "shakespeare-char"]
+
+
+def _charged(recipe: Recipe, choices: dict) -> Recipe:
+    apply_levers(recipe, choices["levers"])
+    recipe.config.budget = choices["train_budget"]
+    recipe.overhead_seconds += choices["tune_seconds"]
+    recipe.notes["tune"] = {k: v for k, v in choices.items() if k != "measurements"}
+    return recipe
+
+
+@register_method("tuned")
+def tuned(recipe: Recipe) -> Recipe:
+    """`hasten tune` in a tenth of the budget (charged), then the chosen levers."""
+    choices = tune(recipe, recipe.config.budget, pilot_share=SHARE, seed=recipe.config.seed)
+    return _charged(recipe, choices)
+
+
+@register_method("throughput-autotune")
+def throughput(recipe: Recipe) -> Recipe:
+    """Micro-batch and precision chosen by speed alone (charged), then trained."""
+    choices = throughput_autotune(recipe, recipe.config.budget, seed=recipe.config.seed)
+    return _charged(recipe, choices)
+
+
+register_suite(Suite(
+    name="tune", tasks=list(TASKS), methods=["baseline", "throughput-autotune", "tuned"],
+    margin=0.0, budgets={t: "1200s" for t in TASKS},
+    description="hasten tune vs a throughput-only autotune vs the baseline at 20 minutes"))
