@@ -326,20 +326,23 @@ def _one_line(capsys, code, *fragments):
 
 
 def test_cram_bad_inputs(tmp_path, capsys):
+    # a shape and batch set by hand: no speed probe before the corpus is read
+    shape = [a for kv in ("layers=1", "hidden=32", "heads=2", "intermediate=64",
+                          "vocab_size=200", "batch=8", "micro_batch=8") for a in ("--set", kv)]
     empty = tmp_path / "empty.txt"
     empty.write_text("  \n\n \n")
     out = tmp_path / "out"
     _one_line(capsys, main(["cram", "--corpus", str(empty), "--budget", "2s", "--out",
-                            str(out), "--quiet"]), "empty")
+                            str(out), "--quiet", *shape]), "empty")
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("caf\u00e9 au lait\n".encode("latin-1"))
     _one_line(capsys, main(["cram", "--corpus", str(bad), "--budget", "2s", "--out", str(out),
-                            "--quiet"]), "latin1.txt", "UTF-8")
+                            "--quiet", *shape]), "latin1.txt", "UTF-8")
     good = _excerpt(tmp_path / "ok.txt", 2000)
     _one_line(capsys, main(["cram", "--corpus", str(good), "--budget", "2s", "--out", str(out),
                             "--vocab-size", "4", "--quiet"]), "vocab_size", "special")
     _one_line(capsys, main(["cram", "--corpus", str(tmp_path / "nope.txt"), "--budget", "2s",
-                            "--out", str(out), "--quiet"]), "nope.txt")
+                            "--out", str(out), "--quiet", *shape]), "nope.txt")
     _one_line(capsys, main(["cram", "--corpus", str(good), "--budget", "soon", "--out",
                             str(out), "--quiet"]), "budget")
     _one_line(capsys, main(["cram", "--corpus", str(good), "--budget", "2s", "--out", str(out),
