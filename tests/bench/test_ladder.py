@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import run_in_process
 
 from hasten.bench import ladder
 from hasten.bench.ladder import ROWS, LadderOptions, plan, row_recipe, run_ladder, rung_size
 from hasten.bench.report import load_results, markdown_report
 from hasten.core.errors import ConfigError
 from hasten.pretrain.objectives.flops import non_embedding_parameters
-from tests.conftest import run_hasten
 
 ROOT = Path(__file__).resolve().parents[2]
 GUTENBERG = ROOT.parent / "shared" / "data" / "gutenberg" / "11-0.txt"
@@ -127,18 +127,18 @@ def test_tiny_ladder_end_to_end(tmp_path, books):
 def test_cli_suite_and_bad_input(tmp_path, books):
     out = tmp_path / "bench"
     env = {"HASTEN_CACHE": str(tmp_path / "cache")}
-    proc = run_hasten("bench", "electra", "--quick", "--corpus", books, "--out", out,
-                      "--methods", "control,electra", "--quiet", env=env, timeout=600)
+    proc = run_in_process("bench", "electra", "--quick", "--corpus", books, "--out", out,
+                          "--methods", "control,electra", "--quiet", env=env)
     assert proc.returncode == 0, proc.stderr
     res = load_results(out / "results.json")
     assert res["suite"] == "pretrain-ladder" and [r["method"] for r in res["runs"]] == [
         "control", "electra"]
     assert (out / "report.md").is_file()
-    proc = run_hasten("bench", "mlm", "--quick", "--corpus", books, "--out", out,
-                      "--budget", "3s", env=env)
+    proc = run_in_process("bench", "mlm", "--quick", "--corpus", books, "--out", out,
+                          "--budget", "3s", env=env)
     assert proc.returncode == 2 and "rungs are FLOPs" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
-    proc = run_hasten("bench", "mlm", "--quick", "--corpus", books, "--out", out,
-                      "--methods", "bert", env=env)
+    proc = run_in_process("bench", "mlm", "--quick", "--corpus", books, "--out", out,
+                          "--methods", "bert", env=env)
     assert proc.returncode == 2 and "unknown row 'bert'" in proc.stderr
     assert json.loads((out / "results.json").read_text())["runs"]

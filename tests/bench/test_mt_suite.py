@@ -60,7 +60,10 @@ def test_quick_runs_record_val_bleu_curves_and_test_bleu():
     assert HAS_MULTI30K, f"Multi30k is missing under {data_root()} (set HASTEN_DATA)"
     runs = []
     for method in ("plain*", "sr-sqrt"):
-        run, model = run_one("mt-en-de", method, 0, quick=True, budget="6s")
+        # a steps budget: two evaluations (half-way and at the end) on any machine; small
+        # fp32 batches (bf16 autocast is emulated, and slow, on CPUs without bf16 units)
+        run, model = run_one("mt-en-de", method, 0, quick=True, budget="8steps",
+                             eval_every=0.5, micro_batch=16, precision="fp32")
         assert run["metric"] == "best_val_bleu" and len(run["curve"]) >= 2
         values = [v for _, _, v in run["curve"]]
         assert values == sorted(values)  # the best so far never drops
@@ -85,7 +88,8 @@ def test_quick_runs_record_val_bleu_curves_and_test_bleu():
 def test_another_pair_runs_without_code_changes():
     """Czech has train, val and test_2016_flickr: en-cs runs end to end like en-de."""
     assert HAS_MULTI30K, f"Multi30k is missing under {data_root()} (set HASTEN_DATA)"
-    run, _ = run_one("mt-en-cs", "sr-sqrt", 0, quick=True, budget="3s")
+    run, _ = run_one("mt-en-cs", "sr-sqrt", 0, quick=True, budget="4steps", eval_every=1.0,
+                     micro_batch=16, precision="fp32")
     notes = run["notes"]
     assert (run["task"], notes["pair"], notes["dataset"]) == ("mt-en-cs", "en-cs",
                                                             "multi30k en-cs")

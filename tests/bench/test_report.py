@@ -392,18 +392,18 @@ def test_merge_rejects_mismatched_or_overlapping_pieces(tmp_path):
 
 
 def test_report_command_joins_files(tmp_path):
-    from conftest import run_hasten
+    from conftest import run_in_process
 
     whole = _vision()
     for name, seeds in (("a", {0, 1}), ("b", {2})):
         write_report(_split_by_seed(whole, seeds), tmp_path / name)
-    proc = run_hasten("report", tmp_path / "a" / "results.json", tmp_path / "b" / "results.json",
-                      "--out", tmp_path / "joined")
+    proc = run_in_process("report", tmp_path / "a" / "results.json",
+                          tmp_path / "b" / "results.json", "--out", tmp_path / "joined")
     assert proc.returncode == 0, proc.stderr
     joined = json.loads((tmp_path / "joined" / "results.json").read_text())
     assert joined["seeds"] == 3 and len(joined["runs"]) == len(whole["runs"])
     assert (tmp_path / "joined" / "report.md").exists()
-    proc = run_hasten("report", tmp_path / "a" / "results.json", tmp_path / "nope.json",
-                      "--out", tmp_path / "x")
+    proc = run_in_process("report", tmp_path / "a" / "results.json", tmp_path / "nope.json",
+                          "--out", tmp_path / "x")
     assert proc.returncode == 2 and "nope.json: file not found" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()

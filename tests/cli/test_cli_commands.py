@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import help_text, run_hasten
+from conftest import help_text, run_hasten, run_in_process
 from own_tasks import write_task
 
 from hasten import __version__
@@ -68,18 +68,18 @@ def test_out_under_a_file_is_one_line_before_any_work(tmp_path, capsys, command)
 
 def test_prune_then_train_on_the_kept_set(tmp_path):
     kept = tmp_path / "half"
-    run_hasten("prune", "--data", "digits", "--scorer", "random", "--keep", "0.5", "--out",
-               kept, "--quiet", check=True)
+    run_in_process("prune", "--data", "digits", "--scorer", "random", "--keep", "0.5",
+                   "--out", kept, "--quiet", check=True)
     assert (kept / "data.npz").is_file()
     out = tmp_path / "run"
-    proc = run_hasten("train", "--task", "digits", "--data", kept, "--budget", "3steps",
-                      "--out", out, "--quiet", check=True)
+    proc = run_in_process("train", "--task", "digits", "--data", kept, "--budget", "3steps",
+                          "--out", out, "--quiet", check=True)
     result = json.loads((out / "result.json").read_text())
     assert result["notes"]["train_examples"] == len(np.load(kept / "kept.npy"))
     assert result["notes"]["train_data"] == str(kept) and result["steps"] == 3
     assert "digits / baseline" in proc.stdout
-    proc = run_hasten("train", "--task", "mnist1d", "--data", kept / "data.npz",
-                      "--budget", "3steps", "--out", tmp_path / "bad", "--quiet")
+    proc = run_in_process("train", "--task", "mnist1d", "--data", kept / "data.npz",
+                          "--budget", "3steps", "--out", tmp_path / "bad", "--quiet")
     assert proc.returncode == 2 and "examples have shape (1, 8, 8), the task's have" \
         in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
@@ -109,8 +109,8 @@ def test_progress_lines_and_wide_tables_off_a_terminal(tmp_path):
     assert lines and "% of 30steps" in lines[0]
     out = tmp_path / "bench"
     methods = "baseline,bf16,fp32,foreach-adamw,fused-adamw,for-loop-adamw"
-    proc = run_hasten("bench", "vision", "--tasks", f"{write_task(tmp_path)}:make_recipe",
-                      "--methods", methods, "--out", out, check=True)
+    proc = run_in_process("bench", "vision", "--tasks", f"{write_task(tmp_path)}:make_recipe",
+                          "--methods", methods, "--out", out, check=True)
     assert "[1/6]" in proc.stdout and "[6/6]" in proc.stdout
     header = next(line for line in proc.stdout.splitlines() if "for-loop-adamw" in line)
     assert len(header) > 100 and "…" not in proc.stdout  # the full width, not 80 columns
@@ -129,6 +129,7 @@ def test_bench_help_lists_the_suites_own_options_and_other_suites_flags_are_name
 
 def test_a_run_stopped_by_a_non_finite_loss_exits_3(tmp_path, monkeypatch, capsys):
     import hasten.bench.harness as harness
+    import hasten.cli.train as train_command
 
     real = harness.train_recipe
 
@@ -136,7 +137,9 @@ def test_a_run_stopped_by_a_non_finite_loss_exits_3(tmp_path, monkeypatch, capsy
         run, model = real(*args, **kw)
         return {**run, "stopped": "nonfinite"}, model
 
+    # the command holds its own name for it once imported (by any test before this one)
     monkeypatch.setattr(harness, "train_recipe", diverged)
+    monkeypatch.setattr(train_command, "train_recipe", diverged)
     task = f"{write_task(tmp_path)}:make_recipe"
     assert main(["train", "--task", task, "--out", str(tmp_path / "run"), "--quiet"]) == 3
     err = capsys.readouterr().err.strip()

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_hasten
+from conftest import ROOT, run_hasten, run_in_process
 from own_tasks import write_task
 
 from hasten.cli import main
@@ -25,15 +25,15 @@ def _one_line_error(rc: int, err: str, *fragments: str) -> None:
 def test_train_and_bench_run_a_task_from_a_file(tmp_path):
     task = write_task(tmp_path)
     out = tmp_path / "run"
-    proc = run_hasten("train", "--task", f"{task}:make_recipe", "--out", out, "--quiet",
-                      check=True)
+    proc = run_in_process("train", "--task", f"{task}:make_recipe", "--out", out, "--quiet",
+                          check=True)
     result = json.loads((out / "result.json").read_text())
     assert result["task"] == f"{task}:make_recipe" and result["steps"] == 8
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
     assert "accuracy" in proc.stdout
     bench = tmp_path / "bench"
-    run_hasten("bench", "vision", "--tasks", f"{task}:make_recipe", "--methods",
-               "baseline,bf16", "--seeds", "2", "--quiet", "--out", bench, check=True)
+    run_in_process("bench", "vision", "--tasks", f"{task}:make_recipe", "--methods",
+                   "baseline,bf16", "--seeds", "2", "--quiet", "--out", bench, check=True)
     results = json.loads((bench / "results.json").read_text())
     assert [(r["method"], r["seed"]) for r in results["runs"]] == [
         ("baseline", 0), ("bf16", 0), ("baseline", 1), ("bf16", 1)]
@@ -99,10 +99,10 @@ def test_the_example_task_runs_through_train_and_bench(tmp_path):
     """examples/own_task.py is the documented example of a user's task."""
     example = ROOT / "examples" / "own_task.py"
     assert example.is_file(), "examples/own_task.py is missing"
-    run_hasten("train", "--task", f"{example}:make_recipe", "--quick", "--quiet",
-               "--out", tmp_path / "t", check=True)
-    run_hasten("bench", "vision", "--tasks", f"{example}:make_recipe", "--quick", "--quiet",
-               "--out", tmp_path / "b", check=True)
+    run_in_process("train", "--task", f"{example}:make_recipe", "--quick", "--quiet",
+                   "--out", tmp_path / "t", check=True)
+    run_in_process("bench", "vision", "--tasks", f"{example}:make_recipe", "--quick",
+                   "--quiet", "--out", tmp_path / "b", check=True)
     assert json.loads((tmp_path / "b" / "results.json").read_text())["runs"]
 
 

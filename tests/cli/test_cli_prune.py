@@ -1,14 +1,15 @@
 """`hasten prune` at the command line: the output folder, the printed summary, and bad input
 (one line `hasten: error: ...`, exit code 2, no traceback, no output folder).
 
-Two runs go through a subprocess (as a user would run it); the rest call `hasten.cli.main`
-in-process, which parses and prints exactly the same, to keep the file fast."""
+One bad input goes through a subprocess (the exit status a user's shell sees); the rest call
+`hasten.cli.main` in-process, which parses and prints exactly the same, to keep the file
+fast."""
 
 import json
 
 import numpy as np
 import pytest
-from conftest import run_hasten
+from conftest import run_hasten, run_in_process
 
 from hasten.cli import main
 from hasten.select.scores import Scores
@@ -50,8 +51,8 @@ def images(tmp_path):
 def test_el2n_writes_pruned_data_scores_and_summary(blobs, tmp_path):
     path, x, y = blobs
     out = tmp_path / "pruned"
-    proc = run_hasten("prune", "--data", path, "--scorer", "el2n", "--keep", "0.5", "--out", out,
-                      "--epochs", "1", "--device", "cpu", check=True)
+    proc = run_in_process("prune", "--data", path, "--scorer", "el2n", "--keep", "0.5",
+                          "--out", out, "--epochs", "1", "--device", "cpu", check=True)
     assert "200 -> 100 examples" in proc.stdout
     assert "scorer el2n (higher = harder), select hardest" in proc.stdout
     assert f"wrote {out}" in proc.stdout
@@ -161,8 +162,8 @@ def test_text_jsonl_tokens_per_char_with_dedup(tmp_path):
     lines = [json.dumps({"id": i, "text": d}) for i, d in enumerate(docs)]
     path.write_text("\n".join(lines) + "\n")
     out = tmp_path / "o"
-    proc = run_hasten("prune", "--data", path, "--scorer", "tokens-per-char", "--dedup",
-                      "--keep", "0.9", "--out", out, check=True)
+    proc = run_in_process("prune", "--data", path, "--scorer", "tokens-per-char", "--dedup",
+                          "--keep", "0.9", "--out", out, check=True)
     assert "11 -> 8 examples" in proc.stdout and "2 dropped by dedup first" in proc.stdout
     assert "select easiest" in proc.stdout
     kept = np.load(out / "kept.npy", allow_pickle=False)

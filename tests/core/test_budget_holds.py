@@ -6,7 +6,9 @@ an iteration longer than 5% of the budget warns once.
 
 The command-family tests run in this process (the imports are paid once per test run,
 so the measured wait is the command's own) with a 4-second budget and tiny settings: each
-takes the budget plus the command's fixed costs, about 5-7 s."""
+takes the budget plus the command's fixed costs, about 5-7 s. They and the cut evaluation
+read the real clock (`wallclock`: `make test` runs them apart, after the rest); the warning
+about a slow iteration reads a fake one."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import time
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import CLOCKED, FakeClock, use_clock
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -74,6 +77,7 @@ def _timed(argv: list[str]) -> float:
     return time.perf_counter() - started
 
 
+@pytest.mark.wallclock
 def test_an_evaluation_slower_than_the_allowance_is_cut_short(capfd):
     calls = []
 
@@ -112,6 +116,7 @@ def test_a_cut_plan_survives_a_resume(tmp_path):
     assert EvalPlan(0.1).limit(final=False) is None  # other budgets: nothing is cut
 
 
+@pytest.mark.wallclock
 def test_train_waits_no_longer_than_the_limit(tmp_path):
     out = tmp_path / "run"
     wall = _timed(["train", "--task", f"{write_task(tmp_path)}:make_recipe", "--budget",
@@ -121,6 +126,7 @@ def test_train_waits_no_longer_than_the_limit(tmp_path):
     assert seconds["train"] >= 4.0 - 0.1 and seconds["wall"] <= wall <= LIMIT
 
 
+@pytest.mark.wallclock
 def test_bench_waits_no_longer_than_the_limit(tmp_path):
     out = tmp_path / "bench"
     wall = _timed(["bench", "vision", "--tasks", f"{write_task(tmp_path)}:make_recipe",
@@ -130,6 +136,7 @@ def test_bench_waits_no_longer_than_the_limit(tmp_path):
     assert wall <= LIMIT  # one run: the record, report and curves included
 
 
+@pytest.mark.wallclock
 def test_cram_waits_no_longer_than_the_limit(tmp_path, monkeypatch):
     monkeypatch.setenv("HASTEN_CACHE", str(tmp_path / "cache"))
     corpus = tmp_path / "corpus.txt"
@@ -142,6 +149,7 @@ def test_cram_waits_no_longer_than_the_limit(tmp_path, monkeypatch):
     assert summary["ledger"]["train"] >= 4.0 - 0.1 and wall <= LIMIT  # export included
 
 
+@pytest.mark.wallclock
 def test_distill_waits_no_longer_than_the_limit(tmp_path):
     out = tmp_path / "dm"
     wall = _timed(["distill", "--data", "digits", "--method", "dm", "--ipc", "1", "--budget",
@@ -149,7 +157,7 @@ def test_distill_waits_no_longer_than_the_limit(tmp_path):
     assert (out / "set.safetensors").is_file() and wall <= LIMIT
 
 
-def test_a_slow_distillation_iteration_warns_once(capfd):
+def test_a_slow_distillation_iteration_warns_once(capfd, monkeypatch):
     from hasten.data.vision import load_digits
     from hasten.distill.methods import DistillConfig, distill_with
 
@@ -159,9 +167,10 @@ def test_a_slow_distillation_iteration_warns_once(capfd):
             self.net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
 
         def forward(self, x):
-            time.sleep(0.08)  # one iteration: one forward each of real and synthetic images
+            clock.sleep(0.08)  # one iteration: one forward each of real and synthetic images
             return self.net(x)
 
+    clock = use_clock(monkeypatch, FakeClock(), (*CLOCKED, "hasten.distill.methods"))
     syn = distill_with(load_digits(), DistillConfig(method="dm", ipc=1, budget="1s",
                                                     device="cpu"),
                        model_fn=Slow, progress=False)

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, run_hasten
+from conftest import ROOT, run_hasten, run_in_process
 from safetensors.torch import load_file
 
 from hasten.core import distributed
@@ -76,8 +76,8 @@ def test_rank_helpers_read_torchrun_variables(monkeypatch):
 
 
 def test_cli_device_errors_are_one_line(tmp_path):
-    proc = run_hasten("train", "--task", "digits", "--budget", "2steps", "--device", "tpu",
-                      "--quiet", "--out", tmp_path / "r")
+    proc = run_in_process("train", "--task", "digits", "--budget", "2steps", "--device",
+                          "tpu", "--quiet", "--out", tmp_path / "r")
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("hasten: error: unknown device 'tpu'; use cpu, cuda, "
                                    "cuda:N or mps")

@@ -96,20 +96,30 @@ def test_eta_counts_the_evaluations_still_to_come():
     assert eta_seconds(run) == pytest.approx(30.0)
 
 
-def test_a_short_seconds_budget_bounds_the_whole_wait(capfd):
+def _slow_ce(clock, seconds):
+    """The loss, with every micro-batch taking `seconds` of the fake clock."""
+
+    def loss(model, batch):
+        clock.sleep(seconds)
+        return ce(model, batch)
+
+    return loss
+
+
+def test_a_short_seconds_budget_bounds_the_whole_wait(capfd, fake_clock):
     data = _data()
     calls = []
 
     def slow_eval(model):
         calls.append(1)
-        time.sleep(0.4)  # ten of these would take longer than the training itself
+        fake_clock.sleep(0.4)  # ten of these would take longer than the training itself
         return {"accuracy": 50.0}
 
-    started = time.perf_counter()
-    res = train(nn.Linear(8, 3), data, ce, TrainConfig(budget="4s", micro_batch=16,
-                                                        eval_every=0.1, progress_every=0),
+    started = fake_clock.perf_counter()
+    res = train(nn.Linear(8, 3), data, _slow_ce(fake_clock, 1 / 32),
+                TrainConfig(budget="4s", micro_batch=16, eval_every=0.1, progress_every=0),
                 evaluate=slow_eval)
-    wall = time.perf_counter() - started
+    wall = fake_clock.perf_counter() - started
     assert res.stopped == "budget" and len(calls) == 2  # the timed first one and the final
     assert res.evaluations["done"] == 2 and res.evaluations["points"] == 10
     assert res.evaluations["skipped"] >= 7
@@ -122,13 +132,9 @@ def test_a_short_seconds_budget_bounds_the_whole_wait(capfd):
                      "plus the final one"]
 
 
-def test_a_slow_micro_batch_warns_once(capfd):
-    def slow_loss(model, batch):
-        time.sleep(0.25)
-        return ce(model, batch)
-
-    res = train(nn.Linear(8, 3), _data(), slow_loss, TrainConfig(budget="2s", micro_batch=16,
-                                                                 quiet=True))
+def test_a_slow_micro_batch_warns_once(capfd, fake_clock):
+    res = train(nn.Linear(8, 3), _data(), _slow_ce(fake_clock, 0.25),
+                TrainConfig(budget="2s", micro_batch=16, quiet=True))
     assert res.steps >= 3
     lines = capfd.readouterr().err.splitlines()
     assert len(lines) == 1 and re.fullmatch(
@@ -179,11 +185,11 @@ def test_process_start_is_before_now_and_marks_move_only_in_a_command():
         count_wall_from(None)
 
 
-def test_a_command_long_past_its_limit_scores_a_tenth_and_says_so(capfd):
+def test_a_command_long_past_its_limit_scores_a_tenth_and_says_so(capfd, fake_clock):
     test = _data(1000)
-    count_wall_from(time.monotonic() - 1000.0)  # as if the command had started long ago
+    count_wall_from(fake_clock.monotonic() - 1000.0)  # as if the command had started long ago
     try:
-        res = train(nn.Linear(8, 3), _data(), ce,
+        res = train(nn.Linear(8, 3), _data(), _slow_ce(fake_clock, 1 / 16),
                     TrainConfig(budget="1s", micro_batch=16, progress_every=0),
                     evaluate=accuracy_on(test, batch=100))
     finally:
@@ -192,7 +198,7 @@ def test_a_command_long_past_its_limit_scores_a_tenth_and_says_so(capfd):
     err = capfd.readouterr().err
     assert "the final evaluation scored 10% of its set to end within the budget's wall " \
            "limit; a longer budget scores it all" in err
-    res = train(nn.Linear(8, 3), _data(), ce,
+    res = train(nn.Linear(8, 3), _data(), _slow_ce(fake_clock, 1 / 16),
                 TrainConfig(budget="1s", micro_batch=16, progress_every=0),
                 evaluate=accuracy_on(test, batch=100))
     assert "eval_fraction" not in res.metrics  # counted from its own start: time to spare

@@ -1,5 +1,3 @@
-import time
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -49,21 +47,25 @@ class Recorder(Hook):
         self.evals.append((state.step, metrics["accuracy"]))
 
 
-def test_wall_clock_budget_ends_on_time_with_final_lr():
+def test_wall_clock_budget_ends_on_time_with_final_lr(fake_clock):
     data = _problem()
     rec = Recorder()
 
+    def slow_ce(model, batch):
+        fake_clock.sleep(1 / 16)  # every micro-batch takes 62.5 ms of the fake clock
+        return ce(model, batch)
+
     def slow_eval(model):
-        time.sleep(0.3)  # evaluation must not eat the training budget
+        fake_clock.sleep(0.25)  # evaluation must not eat the training budget
         return _accuracy(data)(model)
 
-    start = time.perf_counter()
-    # eval_share 0.5: all five 0.3 s evaluations fit (the default 15% would keep two)
-    res = train(_model(), data, ce, TrainConfig(budget="5s", lr=0.01, schedule="linear",
-                                                micro_batch=32, eval_every=0.2, quiet=True,
-                                                eval_share=0.5),
+    start = fake_clock.perf_counter()
+    # eval_share 0.5: all five 0.25 s evaluations fit (the default 15% would keep three)
+    res = train(_model(), data, slow_ce, TrainConfig(budget="5s", lr=0.01, schedule="linear",
+                                                     micro_batch=32, eval_every=0.2,
+                                                     quiet=True, eval_share=0.5),
                 evaluate=slow_eval, hooks=[rec])
-    wall = time.perf_counter() - start
+    wall = fake_clock.perf_counter() - start
     ends = rec.train_seconds
     assert res.stopped == "budget" and len(ends) == res.steps
     # On time to within the step that crossed the budget, plus at most one more step when that
@@ -73,7 +75,7 @@ def test_wall_clock_budget_ends_on_time_with_final_lr():
     if ends[-2] >= 5.0:
         assert rec.progress[-1] == 1.0 and rec.progress[-2] < 1.0
     assert res.ledger["train"] - ends[-1] < 0.05
-    assert res.ledger["eval"] >= 0.3 * 5  # evaluations at 0.2, 0.4, 0.6, 0.8 and the end
+    assert res.ledger["eval"] >= 0.25 * 5  # evaluations at 0.2, 0.4, 0.6, 0.8 and the end
     assert wall >= res.ledger["train"] + res.ledger["eval"]
     assert rec.lrs[-1] == 0.0  # the final value of the linear schedule, reached at the end
     assert rec.lrs[0] > 0.009

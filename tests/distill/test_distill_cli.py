@@ -3,6 +3,8 @@ set.png, config.json and checkpoints/."""
 
 import json
 
+from conftest import run_in_process
+
 from hasten.cli import main
 
 
@@ -50,15 +52,15 @@ def test_baseline_and_errors(tmp_path, capsys):
     assert "--out" in capsys.readouterr().err
 
 
-def test_hasten_command_runs_distill_and_rejects_bad_ipc(tmp_path, hasten_cli):
-    """Through the installed `hasten` entry point: a tiny DM run, then one-line errors."""
+def test_hasten_command_runs_distill_and_rejects_bad_ipc(tmp_path):
+    """Through the `hasten` command line: a tiny DM run, then one-line errors."""
     out = tmp_path / "syn"
-    proc = hasten_cli("distill", "--data", "digits", "--method", "dm", "--ipc", "1",
-                      "--budget", "2steps", "--width", "8", "--batch-real", "16",
-                      "--out", out, "--quiet", check=True)
+    proc = run_in_process("distill", "--data", "digits", "--method", "dm", "--ipc", "1",
+                          "--budget", "2steps", "--width", "8", "--batch-real", "16",
+                          "--out", out, "--quiet", check=True)
     assert (out / "set.safetensors").is_file(), proc.stdout
-    proc = hasten_cli("distill", "--data", "digits", "--method", "dm", "--ipc", "100000",
-                      "--budget", "2steps", "--out", tmp_path / "big")
+    proc = run_in_process("distill", "--data", "digits", "--method", "dm", "--ipc", "100000",
+                          "--budget", "2steps", "--out", tmp_path / "big")
     assert proc.returncode == 2 and proc.stderr.startswith("hasten: error:")
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "big").exists()

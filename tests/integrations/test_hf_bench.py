@@ -1,13 +1,18 @@
 import json
 
 import pytest
+from conftest import FakeClock, use_clock
 
 from hasten.bench.records import load_record
 from hasten.core.errors import ConfigError
 from hasten.integrations.hf_bench import HFBenchConfig, main
 
 
-def test_quick_mode_records_both_arms(tmp_path, capsys):
+def test_quick_mode_records_both_arms(tmp_path, capsys, monkeypatch):
+    # both arms and the probe read a fake clock that moves 25 ms per read: every step takes
+    # the same time, so the step-count guess, the stops and the last LR are the same anywhere
+    use_clock(monkeypatch, FakeClock(tick=0.025),
+              ("hasten.core.budget", "hasten.integrations.hf_bench"))
     assert main(["--quick", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     config = json.loads((tmp_path / "config.json").read_text())

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import run_hasten
+from conftest import run_in_process
 
 from hasten.cli import main
 from hasten.core.errors import ConfigError
@@ -94,9 +94,9 @@ def tiny_export(tmp_path_factory):
 @needs_glue
 def test_glue_cli_all_tasks(tiny_export, tmp_path):
     out = tmp_path / "glue"
-    proc = run_hasten("glue", tiny_export, "--max-train-examples", "64", "--epochs", "1",
-                      "--seeds", "1", "--max-eval-examples", "200", "--out", out, "--quiet",
-                      timeout=240)
+    proc = run_in_process("glue", tiny_export, "--max-train-examples", "64", "--epochs", "1",
+                          "--seeds", "1", "--max-eval-examples", "200", "--out", out,
+                          "--quiet")
     assert proc.returncode == 0, proc.stderr
     res = json.loads((out / "glue.json").read_text())
     assert set(res["scores"]) == {"cola", "sst2", "mrpc", "stsb", "rte"}
