@@ -42,6 +42,12 @@ def _levers(doc: str, *levers: str):
     return method
 
 
+def _declares_a_proxy(task: str) -> bool:
+    """The tasks whose recipes declare a small model (vision, SST-2, characters); the
+    translation tasks declare none."""
+    return not task.startswith("mt-")
+
+
 PROXY = f"sb-proxy:lr={PROXY_LR}"
 for _name, _doc, _levers_of in (
     ("sb", "Selective backprop: keep each example with probability percentile(loss) ** 3.",
@@ -66,7 +72,9 @@ for _name, _doc, _levers_of in (
     ("baseline-b64", "Plain training with batch 64: the control for `proxy-b64`.",
      ["micro-batch:size=64"]),
 ):
-    register_method(_name)(_levers(_doc, *_levers_of))
+    _proxied = any(lever.startswith("sb-proxy") for lever in _levers_of)
+    register_method(_name, applies=_declares_a_proxy if _proxied else None)(
+        _levers(_doc, *_levers_of))
 
 
 register_suite(Suite(

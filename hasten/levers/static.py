@@ -10,7 +10,8 @@ levers after this one (a curriculum's difficulties are kept in step).
 Departure from the pruning suite (`hasten.bench.prune`): the budget is the user's, not scaled
 to the kept fraction, so at an examples budget the subset is seen more often; the suite's
 `SCORER-KEEP` methods keep the papers' fixed-epoch protocol. Where it is shown:
-docs/benchmarks.md, "Static pruning".
+docs/benchmarks.md, "Static pruning: keep 0.5 matches full data but scoring costs more
+than it saves".
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
+import hasten.core.recipe as recipe_module
 from hasten.bench import harness, machine
 from hasten.bench.harness import Recipe, Suite, register_suite, register_task, run_suite
 from hasten.bench.machine import (
@@ -130,7 +131,9 @@ def test_a_busy_loop_on_the_same_core_is_detected_and_flagged():
 
 
 def test_suite_runs_record_the_machine_state(monkeypatch):
-    monkeypatch.setattr(harness, "TASKS", dict(harness.TASKS))  # registrations stay local
+    tasks = dict(harness.TASKS)  # registrations stay local
+    monkeypatch.setattr(harness, "TASKS", tasks)
+    monkeypatch.setattr(recipe_module, "TASKS", tasks)
     monkeypatch.setattr(harness, "SUITES", dict(harness.SUITES))
     x = torch.randn(64, 4)
     data = TensorDataset(x, (x[:, 0] > 0).long())
