@@ -138,7 +138,8 @@ def _pretrain(args: argparse.Namespace) -> int:
                           "--methods)")
     if c.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {c.seeds}")
-    out = common.check_out(c.out or f"runs/bench-{args.suite}")
+    out = common.check_out(c.out or f"runs/bench-{args.suite}", overwrite=c.overwrite,
+                           own=common.HASTEN_FOLDER)
     legacy = argparse.Namespace(quick=c.quick, budget=c.budget, seeds=c.seeds, out=str(out),
                                 methods=",".join(c.methods) if c.methods else None,
                                 corpus=getattr(args, "corpus", None), quiet=c.quiet, **own)

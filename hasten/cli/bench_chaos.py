@@ -41,7 +41,7 @@ def add_settings(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config, c = common.settle([ChaosConfig, ChaosCommand], args, "bench")
-    out = common.check_out(c.out)
+    out = common.check_out(c.out, overwrite=c.overwrite, own=common.HASTEN_FOLDER)
     _check_record(out, c.overwrite)
     common.write_settings(out, config, c, extra={"suite": SUITE})
     record = chaos.run_chaos(config, say=common.sayer(c.quiet))

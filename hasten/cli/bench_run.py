@@ -44,7 +44,8 @@ class BenchCommand:
 
 def open_out(c: BenchCommand, suite: Any) -> Path:
     """The output folder, checked before any work (a finished record needs --overwrite)."""
-    out = common.check_out(c.out or f"runs/bench-{suite.name}")
+    out = common.check_out(c.out or f"runs/bench-{suite.name}", overwrite=c.overwrite,
+                           own=common.HASTEN_FOLDER)
     _check_record(out, c)
     return out
 

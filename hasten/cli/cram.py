@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from hasten.cli import common
+from hasten.core.budget import Budget
 from hasten.core.config import CONFIG_FILE, settings_help
+from hasten.core.distributed import resolve_device
 from hasten.core.errors import ConfigError
 from hasten.core.stop import EXIT_CODES
 from hasten.pretrain.cram import CramConfig, cram
+from hasten.text.read import check_corpus
 
 NAME = "cram"
 HELP = "pretrain a BERT-style encoder from text under a budget (Cramming recipe)"
@@ -48,7 +51,11 @@ def run(args: argparse.Namespace) -> int:
     (c,) = common.settle([CramConfig], args, NAME, fixed=fixed)
     if not c.corpus:
         raise ConfigError("--corpus is required (text files or folders)")
+    Budget(c.budget)
+    if c.device is not None:
+        resolve_device(c.device)
     common.check_out(c.out)
+    check_corpus(c.corpus)  # missing, binary, empty: one line before sizing starts
     s = cram(c)
     _add_command(Path(c.out))
     if s["stopped"] != "budget":

@@ -34,7 +34,7 @@ from hasten.data.vision import holdout_split, load_vision
 from hasten.distill import coreset
 from hasten.distill.evaluate import evaluate
 from hasten.distill.formation import check_factor
-from hasten.distill.methods import METHODS, DistillConfig, distill_with
+from hasten.distill.methods import METHODS, DistillConfig, distill_budget, distill_with
 from hasten.distill.synthetic import SyntheticSet
 
 if TYPE_CHECKING:
@@ -146,6 +146,11 @@ def _distill(c: DistillCommand, config: DistillConfig) -> int:
         if method not in METHODS:
             raise ConfigError(f"unknown distillation method {config.method!r}; known: "
                               f"{', '.join([*METHODS, *BASELINES])}")
+    if isinstance(config.ipc, bool) or config.ipc < 1:
+        raise ConfigError(f"--ipc (images per class) must be an integer >= 1, got "
+                          f"{config.ipc}")
+    if method not in BASELINES:
+        distill_budget(config.budget)  # a unit distillation cannot count: one line, now
     if c.eval_after:  # a bad --lr should fail now, not after the distillation
         if c.lr == "learned" and method != "mtt":
             raise ConfigError("--lr learned needs --method mtt (only MTT learns a step size)")

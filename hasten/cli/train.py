@@ -18,10 +18,17 @@ from hasten.bench.suites import load_suites
 from hasten.cli import common
 from hasten.core import stop
 from hasten.core.atomic import atomic_write
+from hasten.core.budget import parse_budget
+from hasten.core.checkpoint import checkpoint_steps
 from hasten.core.config import option, settings_help
-from hasten.core.distributed import shutdown
+from hasten.core.distributed import resolve_device, shutdown
+from hasten.core.errors import ConfigError
+from hasten.core.resume import CHECKPOINTS
 
 NAME = "train"
+# what a run writes in its folder (`--overwrite` replaces these, nothing else)
+RUN_FILES = ("config.json", "metrics.jsonl", CHECKPOINTS, "model.safetensors", "result.json",
+             "tb")
 HELP = "one training run of a task (yours too: --task FILE.py:FUNCTION)"
 
 
@@ -43,6 +50,8 @@ class TrainCommand:
     seed: int = option(0, "one fixed draw; vary it to measure the spread")
     quick: bool = option(False, "the task's full recipe; --quick is a smoke test")
     resume: bool = option(False, "start fresh unless asked")
+    overwrite: bool = option(False, "a folder holding a run (or anything else) is never "
+                             "replaced unless asked")
     checkpoint_every: int = option(0, "0: checkpoint only on SIGTERM/SIGINT (and resume "
                                       "from there)")
     batch_size: int | None = option(None, "None: the task's examples per micro-batch per "
@@ -72,7 +81,11 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     (c,) = common.settle([TrainCommand], args, NAME)
-    out = common.check_out(c.out)
+    if c.device is not None:
+        resolve_device(c.device)
+    if c.budget is not None:
+        parse_budget(c.budget)
+    out = check_run_folder(c)
     load_suites()
     task = task_name(c.task)
     data = training_set(c.data) if c.data else None
@@ -90,11 +103,36 @@ def run(args: argparse.Namespace) -> int:
         recipe = build_recipe(task, c.method, c.seed, c.quick, c.budget, quiet=c.quiet)
         if data is not None:
             recipe = use_training_set(recipe, data, str(c.data))
-        result, model = train_recipe(recipe, task, c.method,
-                                     hooks=[common.progress_hook(c.quiet)], **overrides)
+        with common.replacing(out, () if c.resume else RUN_FILES):
+            result, model = train_recipe(recipe, task, c.method,
+                                         hooks=[common.progress_hook(c.quiet)], **overrides)
     finally:
         shutdown()
     return _finish(c, out, result, model)
+
+
+def check_run_folder(c: TrainCommand) -> Path:
+    """--out, checked before any work: a new or empty folder; with --resume, a run to
+    continue; with --overwrite, anything (a run there is replaced once this one ends).
+    Refused: another command's or a user's files, a finished run, a run that did not finish
+    (without --resume), a finished run with no checkpoint to resume."""
+    out = common.check_out(c.out, overwrite=c.overwrite, own=RUN_FILES)
+    if c.overwrite or not out.is_dir():
+        return out
+    finished = (out / "result.json").is_file()
+    saved = bool(checkpoint_steps(out / CHECKPOINTS))
+    if c.resume:
+        if finished and not saved:
+            raise ConfigError(f"--out {out} holds a finished run with no checkpoint to resume "
+                              "from; pass --overwrite to train it again")
+        return out
+    if finished:
+        raise ConfigError(f"--out {out} holds a finished run (result.json); choose another "
+                          "folder, or pass --overwrite to replace it")
+    if any(p.name in RUN_FILES for p in out.iterdir()):
+        raise ConfigError(f"--out {out} holds a run that did not finish; pass --resume to "
+                          "continue it, or --overwrite to start over")
+    return out
 
 
 def _finish(c: TrainCommand, out: Path, result: dict[str, Any], model: Any) -> int:
