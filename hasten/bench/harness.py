@@ -52,6 +52,7 @@ from hasten.bench.records import (  # noqa: F401  (re-exported: where callers fo
 from hasten.bench.report import fill_targets
 from hasten.core import stop
 from hasten.core.budget import parse_budget, seconds_spec
+from hasten.core.checks import check_recipe
 from hasten.core.config import resolve, to_dict
 from hasten.core.errors import ConfigError
 from hasten.core.sampling import CollateFn, Sampler
@@ -80,6 +81,9 @@ class Recipe:
     overhead_seconds: float = 0.0
     overhead_flops: float = 0.0
     notes: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_recipe(self, TrainConfig)  # one ConfigError line for a wrong field, now
 
 
 TaskFn = Callable[..., Recipe]  # (seed, quick) -> Recipe, or (seed, quick, *, options)

@@ -170,6 +170,33 @@ def check_size(where: str, name: str, value: Any) -> None:
     fail(where, name, value, "the number of examples, an int >= 1")
 
 
+def check_place(where: str, seed: Any, rank: Any, world_size: Any) -> None:
+    """A sampler's seed (an int) and its process's place: 0 <= rank < world_size."""
+    check_int(where, "seed", seed)
+    check_int(where, "world_size", world_size, low=1)
+    check_int(where, "rank", rank, low=0, high=world_size - 1)
+
+
+def check_values(where: str, name: str, value: Any, what: str = "one number per example",
+                 integer: bool = False) -> np.ndarray:
+    """A non-empty 1-d list, array or tensor of finite numbers (whole ones when `integer`);
+    returns it as a float64 array."""
+    accepts = f"{what}: a non-empty 1-d list, array or tensor of finite " + \
+        ("whole numbers" if integer else "numbers")
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if not isinstance(value, (list, tuple, np.ndarray)):
+        fail(where, name, value, accepts)
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        fail(where, name, value, accepts)
+    if array.ndim != 1 or array.size == 0 or not np.all(np.isfinite(array)) or \
+            (integer and not np.all(array == np.floor(array))):
+        fail(where, name, value, accepts)
+    return array
+
+
 def check_per_example(where: str, name: str, value: Any) -> None:
     """One value per example: a 1-d tensor (a scalar means the loss was averaged)."""
     if isinstance(value, torch.Tensor) and value.dim() == 1 and value.numel() >= 1 \
@@ -333,3 +360,28 @@ def check_weights_file(path: Path) -> None:
 
 def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split())[:160]
+
+
+def check_recipe(recipe: Any, config_class: type) -> None:
+    """A `Recipe`'s fields at construction (`train` checks them again when it runs; a method
+    may fill the data or the loss later, so those two may still be None here)."""
+    where = "Recipe"
+    check_module(where, "model", recipe.model)
+    check_dataset(where, "train_data", recipe.train_data, none=True)
+    check_callable(where, "loss_fn", recipe.loss_fn, "a function (model, batch) -> one loss "
+                   "per example", none=True)
+    check_callable(where, "evaluate", recipe.evaluate, "a function (model) -> {metric: value}",
+                   none=True)
+    if not isinstance(recipe.config, config_class):
+        fail(where, "config", recipe.config, f"a {config_class.__name__}")
+    check_fields(where, recipe.config)
+    check_hooks(where, "hooks", recipe.hooks)
+    check_sampler(where, "sampler", recipe.sampler, none=True)
+    check_callable(where, "tokens_fn", recipe.tokens_fn, "a function (batch) -> tokens in it",
+                   none=True)
+    check_callable(where, "collate_fn", recipe.collate_fn, "a function (list of items) -> "
+                   "batch", none=True)
+    check_number(where, "overhead_seconds", recipe.overhead_seconds, 0)
+    check_number(where, "overhead_flops", recipe.overhead_flops, 0)
+    if not isinstance(recipe.notes, dict):
+        fail(where, "notes", recipe.notes, "a dict")

@@ -41,12 +41,20 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from hasten.core.budget import Budget
+from hasten.core.checks import (
+    check_callable,
+    check_choice,
+    check_int,
+    check_number,
+    check_sampler,
+    fail,
+)
 from hasten.core.errors import ConfigError
 from hasten.core.sampling import Sampler
 from hasten.core.schedules import BudgetLR, budget_lr
 from hasten.core.trainer import param_groups
 from hasten.data.batch_sampler import CompetenceIndexSampler
-from hasten.integrations.clock import share_budget
+from hasten.integrations.clock import check_budget, share_budget
 from hasten.steps.selective_backprop import LossHistory, select_biggest_losers, top_k_mask
 
 
@@ -60,6 +68,7 @@ class BudgetCallback(TrainerCallback, ExportableState):
     """
 
     def __init__(self, budget: Budget | str):
+        check_budget("BudgetCallback", budget)
         self.budget = budget if isinstance(budget, Budget) else Budget(budget)
         if self.budget.unit == "flops":
             raise ConfigError("BudgetCallback counts seconds, steps, examples and tokens; "
@@ -152,9 +161,16 @@ def budget_optimizers(model: nn.Module, budget: Budget, lr: float, schedule: str
 
 def per_example_cross_entropy(model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
     """Cross-entropy of each example for models returning `logits` [B, C] (sequence
-    classification) with `labels` [B] in the inputs."""
-    labels = inputs["labels"]
-    logits = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
+    classification) with `labels` [B] in the inputs (`label`, as a collator of your own may
+    name it, works too)."""
+    key = next((k for k in ("labels", "label") if k in inputs), None)
+    if key is None:
+        raise ConfigError(f"per_example_cross_entropy needs the labels in the batch as "
+                          f"'labels' (or 'label'); it has {', '.join(map(repr, inputs))}: name "
+                          "them so in the collator, or pass per_example_loss=(model, inputs) "
+                          "-> [B]")
+    labels = inputs[key]
+    logits = model(**{k: v for k, v in inputs.items() if k != key}).logits
     if logits.dim() != 2:
         raise ConfigError(f"per_example_cross_entropy needs logits [batch, classes], got shape "
                           f"{list(logits.shape)}: pass per_example_loss=(model, inputs) -> [B]")
@@ -182,10 +198,15 @@ class SelectiveBackpropTrainer(Trainer):
     def __init__(self, *args: Any, selector: str = "sb", keep: float = 0.5, beta: float = 3.0,
                  p_min: float = 0.0, history: int = 1024, per_example_loss: Any = None,
                  selection_seed: int = 0, **kwargs: Any):
-        if selector not in ("sb", "topk"):
-            raise ConfigError(f"selector must be 'sb' or 'topk', got {selector!r}")
-        if not 0 < keep <= 1:
-            raise ConfigError(f"keep must be in (0, 1], got {keep}")
+        where = "SelectiveBackpropTrainer"
+        check_choice(where, "selector", selector, ("sb", "topk"))
+        check_number(where, "keep", keep, 0, 1, low_open=True)
+        check_number(where, "beta", beta, 0, low_open=True)
+        check_number(where, "p_min", p_min, 0, 1)
+        check_int(where, "history", history, low=1)
+        check_callable(where, "per_example_loss", per_example_loss, "a function (model, "
+                       "inputs) -> one loss per example", none=True)
+        check_int(where, "selection_seed", selection_seed)
         super().__init__(*args, **kwargs)
         self.selector, self.keep, self.beta, self.p_min = selector, keep, beta, p_min
         self.history = LossHistory(history)
@@ -225,6 +246,10 @@ class BudgetSamplerTrainer(Trainer):
     """
 
     def __init__(self, *args: Any, sampler: Sampler, budget: Budget, **kwargs: Any):
+        check_sampler("BudgetSamplerTrainer", "sampler", sampler)
+        if not isinstance(budget, Budget):
+            fail("BudgetSamplerTrainer", "budget", budget, "a Budget (the one BudgetCallback "
+                 "counts)")
         if getattr(sampler, "world_size", 1) != 1:
             raise ConfigError("under the HF Trainer build the sampler with rank=0, "
                               "world_size=1: accelerate shards its batches across processes")
