@@ -159,7 +159,8 @@ def _unit_amount(spec: object) -> tuple[str, float]:
         hint = f" (a number needs its unit: Budget('{spec}steps') or Budget('{spec}s'))"
     elif isinstance(spec, float):
         hint = f" (a number needs its unit, e.g. Budget('{spec:g}s'))"
-    shown = repr(spec) if len(repr(spec)) <= 40 else repr(spec)[:37] + "..."
+    shown = " ".join(repr(spec).split())  # one line, whatever the value prints as
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
     raise ConfigError(f"Budget: spec must be a string such as '90s', '20m', '2000steps', "
                       f"'1e6ex', '3e9tok' or '1e15flop', or a (unit, amount) pair, got "
                       f"{shown} ({type(spec).__name__}){hint}")

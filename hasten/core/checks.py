@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -220,8 +221,10 @@ def check_dataset(where: str, name: str, value: Any, none: bool = False) -> int 
     if isinstance(value, Mapping):
         fail(where, name, value, "a dataset, not a dict of columns (wrap them: "
              "TensorDataset(x, y), or datasets.Dataset.from_dict(columns))")
-    if size is None or isinstance(value, (str, bytes)) or not hasattr(value, "__getitem__") \
-            or isinstance(value, torch.Tensor):
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        fail(where, name, value, "a dataset, not one tensor or array (pair inputs and "
+             "targets: TensorDataset(x, y))")
+    if size is None or isinstance(value, (str, bytes)) or not hasattr(value, "__getitem__"):
         fail(where, name, value, DATASET)
     return size
 
@@ -276,14 +279,30 @@ def _accepts(value: Any, tp: Any) -> str | None:
     if tp is int:
         return None if is_int(value) else "an integer"
     if tp is float:
-        return None if is_number(value) else "a number"
-    if tp is str:
-        return None if isinstance(value, str) else "a string"
+        return None if is_number(value) and math.isfinite(value) else "a finite number"
+    if tp is str:  # a path counts as one (out_dir=Path(...))
+        return None if isinstance(value, (str, os.PathLike)) else "a string"
     origin = typing.get_origin(tp) or tp
+    args = typing.get_args(tp)
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        each = [_accepts(_Nothing(), a) or "anything" for a in args]
+        words = f"{len(args)} values, " + (f"each {each[0]}" if len(set(each)) == 1
+                                            else f"({', '.join(each)})")
+        if not isinstance(value, (tuple, list)) or len(value) != len(args):
+            return words
+        return words if any(_accepts(v, a) for v, a in zip(value, args, strict=True)) else None
     if origin in (tuple, list):
-        return None if isinstance(value, (tuple, list)) else "a list"
+        inner = args[0] if args else Any
+        if not isinstance(value, (tuple, list)) or any(_accepts(v, inner) for v in value):
+            return "a list" + (f" of values each {_accepts(_Nothing(), inner)}" if args
+                               else "")
+        return None
     if origin in (dict, Mapping):
-        return None if isinstance(value, Mapping) else "a table (dict)"
+        inner = args[1] if len(args) == 2 else Any
+        if not isinstance(value, Mapping) or any(_accepts(v, inner) for v in value.values()):
+            return "a table (dict)" + (f" of values each {_accepts(_Nothing(), inner)}"
+                                       if args else "")
+        return None
     if isinstance(origin, type) and origin is not Callable:
         try:
             return None if isinstance(value, origin) else _a(origin.__name__)

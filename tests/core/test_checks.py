@@ -47,8 +47,12 @@ class Counting(Hook):
     ({"train_data": {"x": X, "y": DATA.tensors[1]}},
      "train: train_data must be a dataset, not a dict of columns (wrap them: TensorDataset(x, "
      "y), or datasets.Dataset.from_dict(columns)), got a dict with keys 'x', 'y'"),
-    ({"train_data": X}, "train: train_data must be a dataset (len() and integer indexing, e.g. "
-                        "TensorDataset(x, y)), got a 2-d tensor of shape [32, 3]"),
+    ({"train_data": X}, "train: train_data must be a dataset, not one tensor or array (pair "
+                        "inputs and targets: TensorDataset(x, y)), got a 2-d tensor of shape "
+                        "[32, 3]"),
+    ({"train_data": "data.npz"}, "train: train_data must be a dataset (len() and integer "
+                                 "indexing, e.g. TensorDataset(x, y)), got the string "
+                                 "'data.npz'"),
     ({"train_data": TensorDataset(X[:0])},
      "train: train_data must be a non-empty dataset, got a TensorDataset of 0 examples"),
     ({"model": "resnet"}, "train: model must be a torch nn.Module, got the string 'resnet'"),
