@@ -62,7 +62,7 @@ class Counting(Hook):
                                        "TrainConfig(budget='90s')), got a dict with keys "
                                        "'budget'"),
     ({"config": TrainConfig(budget="2steps", lr="0.1")},
-     "train: lr must be a number, got the string '0.1'"),
+     "train: lr must be a finite number, got the string '0.1'"),
     ({"config": TrainConfig(budget="2steps", micro_batch=8.0)},
      "train: micro_batch must be an integer, got 8.0 (float)"),
     ({"config": TrainConfig(budget=90)}, "train: budget must be a string, got 90 (int)"),
@@ -169,8 +169,8 @@ def test_shuffled_sampler_takes_a_size_not_a_dataset(args, message):
 
 def test_fields_of_a_config_hold_their_types():
     check_fields("here", TrainConfig(budget="2steps", device=None, clip=None, lr=1))
-    with pytest.raises(ConfigError, match=r"^here: clip must be a number or None, got the "
-                                          r"string 'no'$"):
+    with pytest.raises(ConfigError, match=r"^here: clip must be a finite number or None, got "
+                                          r"the string 'no'$"):
         check_fields("here", TrainConfig(clip="no"))
     with pytest.raises(ConfigError, match=r"^here: quiet must be True or False, got 1 \(int\)$"):
         check_fields("here", TrainConfig(quiet=1))
