@@ -59,7 +59,9 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
     classes = [BenchCommand] + ([suite.options] if suite and suite.options else [])
     if stack:
         classes.append(bench_stack.StackCommand)
-    common.add_settings(p, *classes, rename=bench_stack.RENAME if stack else None)
+    common.add_settings(p, *classes, rename=bench_stack.RENAME if stack else None,
+                        skip=bench_stack.SKIP if stack else (),
+                        aliases=bench_stack.REPLACED if stack else None)
     if name in PRETRAIN_SUITES:
         p.add_argument("--corpus", nargs="+", help="text files or folders (default "
                                                    "$HASTEN_DATA/gutenberg)")

@@ -36,7 +36,9 @@ def epilog() -> str:
 
 
 def add_settings(parser: argparse.ArgumentParser) -> None:
-    common.add_settings(parser, ChaosConfig, ChaosCommand)
+    common.add_settings(parser, ChaosConfig, ChaosCommand,
+                        what={"out": "the folder for the record (results.json) and "
+                                     "config.json"})
 
 
 def run(args: argparse.Namespace) -> int:

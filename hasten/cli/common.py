@@ -3,7 +3,9 @@
 for runs off a terminal, and the one-line endings (errors, stops, non-finite losses).
 
 Names used by every command (one name per idea): `--out DIR` (always a folder),
-`--batch-size`, `--device`, `--seed`, `--budget`, `--quiet`, `--overwrite`, `--data`.
+`--batch-size` (examples per optimizer step; `--micro-batch` where a command also splits
+it into forward passes), `--device`, `--seed`, `--budget`, `--quiet`, `--overwrite`,
+`--data`, `--cache-dir`, `--config`, `--set`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from rich.console import Console
 
 from hasten.bench.machine import choose_threads as choose
 from hasten.bench.records import command_line, write_record
+from hasten.cli.flag_help import WHAT
 from hasten.core import stop
 from hasten.core.config import (
     CONFIG_FILE,
@@ -80,13 +83,19 @@ def choose_threads() -> dict[str, Any]:
 
 def add_settings(parser: argparse.ArgumentParser, *classes: type,
                  skip: Sequence[str] = (), rename: Mapping[str, str] | None = None,
-                 aliases: Mapping[str, str] | None = None) -> None:
+                 aliases: Mapping[str, str] | None = None,
+                 what: Mapping[str, str] | None = None) -> None:
     """Flags for every field of `classes` (minus `skip`), `--config FILE` and `--set
     KEY=VALUE`; `aliases` are old flag spellings (hidden) of a field: {"--micro-batch":
-    "batch_size"}."""
+    "batch_size"}; `what`: what a setting does on this command where the shared text
+    (`hasten.cli.flag_help.WHAT`) does not fit."""
     for cls in classes:
-        names = [f.name for f in dataclasses.fields(cls) if f.name not in skip]
-        add_flags(parser, cls, names, rename)
+        fields = [f for f in dataclasses.fields(cls) if f.name not in skip]
+        # this command's text, else the field's own, else the shared one
+        texts = {f.name: (what or {}).get(f.name) or f.metadata.get("what")
+                 or WHAT.get(f.name) for f in fields}
+        add_flags(parser, cls, [f.name for f in fields], rename,
+                  {k: v for k, v in texts.items() if v})
     for flag, dest in (aliases or {}).items():
         parser.add_argument(flag, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     add_config_arguments(parser)

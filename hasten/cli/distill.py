@@ -44,6 +44,28 @@ NAME = "distill"
 HELP = "dataset distillation (DC, DSA, DM, IDM, MTT) or `distill eval FILE`"
 BASELINES = ("random", "herding", "k-center")
 SET_FILE = "set.safetensors"
+WHAT = {
+    "data": "the dataset: digits, fashion-mnist or mnist1d (eval: the one the sets name)",
+    "out": "the folder for set.safetensors, set.png, config.json and checkpoints",
+    "budget": "how much to distil: iterations (steps), wall clock (s, m, h) or examples (ex)",
+    "eval_after": "evaluate the set once it is distilled",
+    "models": "fresh networks trained on each set to evaluate it",
+    "epochs": "epochs each evaluation network trains",
+    "lr": "the evaluation networks' SGD step: a number, or learned (an MTT set's)",
+    "validation": "score on this many held-out training images instead of the test set",
+    "json": "eval: a JSON file for every set's result, the protocol and the machine",
+    "method": "dm, idm, dc, dsa, mtt (hasten list distillers), or a coreset: random, "
+              "herding, k-center",
+    "ipc": "images per class in the set",
+    "init": "the starting images: real (random ones of each class) or noise",
+    "dsa": "DSA augmentation while matching and evaluating",
+    "width": "the ConvNet-3's channels",
+    "batch_real": "real images per class and match",
+    "factor": "multi-formation: each stored image holds FACTOR x FACTOR smaller ones",
+    "checkpoint_dir": "the folder for checkpoints (default OUT/checkpoints)",
+    "checkpoint_every": "iterations between checkpoints",
+    "snapshot_every": "iterations between snapshots of the set (0: none)",
+}
 
 
 @dataclass
@@ -76,7 +98,7 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
     p.add_argument("files", nargs="*", metavar="FILE",
                    help="eval: synthetic sets (.safetensors), all of one dataset")
     common.add_settings(p, DistillCommand, DistillConfig, skip=("snapshot_dir",),
-                        rename={"eval_after": "eval"})
+                        rename={"eval_after": "eval"}, what=WHAT)
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a method hyperparameter, e.g. lr_img=1 (same as --set "
                         "options.KEY=VALUE)")

@@ -35,7 +35,9 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_dir", help="a transformers masked-LM folder (e.g. hasten cram's "
                                      "model/)")
-    common.add_settings(p, EvalLMConfig, EvalLMCommand, skip=("model_dir",))
+    common.add_settings(p, EvalLMConfig, EvalLMCommand, skip=("model_dir",),
+                        what={"out": "the folder for eval.json and config.json",
+                              "seq_len": "tokens per row of the held-out text"})
     p.set_defaults(run=run)
     return p
 

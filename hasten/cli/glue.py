@@ -17,6 +17,21 @@ from hasten.pretrain.glue import GlueSettings, evaluate_glue, parse_tasks
 NAME = "glue"
 HELP = "fine-tune and score a model folder on GLUE-small (CoLA, SST-2, MRPC, STS-B, RTE)"
 RESULTS_FILE = "glue.json"
+WHAT = {
+    "lr": "AdamW's learning rate",
+    "betas": "AdamW's betas, two numbers",
+    "eps": "AdamW's epsilon",
+    "weight_decay": "AdamW's weight decay",
+    "batch": "examples per optimizer step",
+    "epochs": "passes over each task's training set",
+    "warmup": "the fraction of the steps warming up before the cosine decay",
+    "max_len": "tokens per example (longer ones are cut)",
+    "pooling": "ModernBERT's head: cls or mean",
+    "max_train_examples": "training examples per task (a fixed subsample)",
+    "max_eval_examples": "dev examples per task (a fixed subsample)",
+    "eval_batch": "examples per evaluation batch",
+    "extra": "notes kept with the settings, a table",
+}
 
 
 @dataclass
@@ -46,7 +61,8 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_dir", help="a transformers model folder (e.g. hasten cram's model/)")
     common.add_settings(p, GlueCommand, GlueSettings, skip=("model_dir",),
-                        rename={"batch": "batch-size"}, aliases={"--batch": "batch"})
+                        rename={"batch": "batch-size"}, aliases={"--batch": "batch"},
+                        what=WHAT)
     p.set_defaults(run=run)
     return p
 

@@ -43,7 +43,8 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
                        epilog=settings_help(ReportCommand),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", metavar="FILE", help="results files")
-    common.add_settings(p, ReportCommand, skip=("files",))
+    common.add_settings(p, ReportCommand, skip=("files",),
+                        what={"out": "the folder for results.json, report.md and curves.png"})
     p.set_defaults(run=run)
     return p
 

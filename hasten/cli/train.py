@@ -26,6 +26,20 @@ from hasten.core.errors import ConfigError
 from hasten.core.resume import CHECKPOINTS
 
 NAME = "train"
+WHAT = {
+    "out": "the run's folder: checkpoints, metrics.jsonl, model.safetensors, result.json",
+    "method": "the method applied to the task's recipe (hasten list methods)",
+    "data": "train on this data instead of the task's own: a pruned data.npz (or its "
+            "folder), a distilled .safetensors set (or its folder) or an HF save_to_disk "
+            "folder",
+    "quick": "train the task's smoke-test version (tiny data, a short budget)",
+    "batch_size": "examples per forward pass per process (a micro-batch)",
+    "lr": "the peak learning rate",
+    "on_nonfinite": "what a NaN or Inf loss or gradient does: stop, skip (drop that step) or "
+                    "rollback (reload the last checkpoint at half the LR)",
+    "allow_budget_change": "let a --resume run to another --budget (the schedule reshapes; "
+                           "the change is logged)",
+}
 # what a run writes in its folder (`--overwrite` replaces these, nothing else)
 RUN_FILES = ("config.json", "metrics.jsonl", CHECKPOINTS, "model.safetensors", "result.json",
              "tb")
@@ -74,7 +88,7 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
     p = sub.add_parser(NAME, help=HELP, description=__doc__,
                        epilog=settings_help(TrainCommand),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    common.add_settings(p, TrainCommand, aliases={"--micro-batch": "batch_size"})
+    common.add_settings(p, TrainCommand, aliases={"--micro-batch": "batch_size"}, what=WHAT)
     p.set_defaults(run=run)
     return p
 
@@ -90,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     task = task_name(c.task)
     data = training_set(c.data) if c.data else None
     overrides: dict[str, Any] = {"out_dir": str(out), "resume": c.resume,
-                                 "checkpoint_every": c.checkpoint_every}
+                                 "checkpoint_every": c.checkpoint_every,
+                                 "progress_every": common.PROGRESS_EVERY}
     for key, value in (("micro_batch", c.batch_size), ("precision", c.precision),
                        ("lr", c.lr), ("device", c.device)):
         if value is not None:
