@@ -12,6 +12,7 @@ from typing import Any
 from hasten.cli import common
 from hasten.core.checks import check_model_folder
 from hasten.core.config import option, settings_help
+from hasten.core.distributed import resolve_device
 from hasten.pretrain.lmeval.evaluate import EvalLMConfig, check_config, eval_lm
 
 NAME = "eval-lm"
@@ -46,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     c, cmd = common.settle([EvalLMConfig, EvalLMCommand], args, NAME,
                            fixed={"model_dir": args.model_dir})
     check_config(c)
+    if c.device is not None:
+        resolve_device(c.device)
     out = common.check_out(c.out, empty=True, overwrite=cmd.overwrite) if c.out else None
     check_model_folder(c.model_dir)
     say = common.sayer(cmd.quiet) or (lambda line: None)

@@ -202,6 +202,20 @@ def test_half_a_step_and_a_device_that_does_not_exist(tmp_path, capsys, command)
             "device 'cpu:7' does not exist: the CPU is one device; use --device cpu")
 
 
+def test_bench_checks_its_budget_before_writing_its_settings(tmp_path, capsys):
+    refused(capsys, tmp_path, ["bench", "vision", "--tasks", "digits", "--methods", "baseline",
+                               "--budget", "0.5steps", "--out", tmp_path / "out"],
+            "budget '0.5steps' counts whole optimizer steps")
+
+
+def test_eval_lm_checks_its_device_before_loading(tmp_path, capsys):
+    model = _model_folder(tmp_path / "model")
+    refused(capsys, tmp_path, ["eval-lm", model, "--device", "cpu:7"],
+            "device 'cpu:7' does not exist: the CPU is one device; use --device cpu")
+    refused(capsys, tmp_path, ["eval-lm", model, "--device", "tpu"],
+            "unknown device 'tpu'; use cpu, cuda, cuda:N or mps")
+
+
 @pytest.mark.parametrize("budget", ["-5m", "-5s", "-2steps"])
 def test_a_negative_budget_is_said_to_be_negative(tmp_path, capsys, budget):
     refused(capsys, tmp_path, [*TRAIN[:3], "--budget", budget, "--out", tmp_path / "out"],
