@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_hasten
 from own_tasks import write_task
 from safetensors.torch import save_file
 
@@ -257,13 +258,15 @@ def test_a_pickled_npz_as_data_says_hasten_never_loads_it(tmp_path, capsys):
             "data.npz of number arrays x and y (what hasten prune writes)")
 
 
-def test_missing_fashion_mnist_names_hasten_data_not_a_python_argument(tmp_path, capsys,
-                                                                         monkeypatch):
-    monkeypatch.setenv("HASTEN_DATA", str(tmp_path / "data"))
-    line = refused(capsys, tmp_path, ["train", "--task", "fashion-mnist", "--budget", "2steps",
-                                      "--out", tmp_path / "out", "--quiet"],
-                   "file not found; set HASTEN_DATA to a folder holding fashion-mnist/")
-    assert "pass download=True" not in line
+def test_missing_fashion_mnist_names_hasten_data_not_a_python_argument(tmp_path):
+    # its own process: this one may hold Fashion-MNIST in memory already
+    proc = run_hasten("train", "--task", "fashion-mnist", "--budget", "2steps", "--out",
+                      tmp_path / "out", "--quiet", env={"HASTEN_DATA": str(tmp_path / "data")})
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and proc.stdout == ""
+    assert lines[0].startswith(f"hasten: error: {tmp_path / 'data' / 'fashion-mnist'}/")
+    assert "file not found; set HASTEN_DATA to a folder holding fashion-mnist/" in lines[0]
+    assert "pass download=True" not in lines[0] and not (tmp_path / "out").exists()
 
 
 def test_a_dict_of_tensors_as_train_data_is_one_line(tmp_path, capsys):
