@@ -3,9 +3,9 @@
 for runs off a terminal, and the one-line endings (errors, stops, non-finite losses).
 
 Names used by every command (one name per idea): `--out DIR` (always a folder),
-`--batch-size` (examples per optimizer step; `--micro-batch` where a command also splits
-it into forward passes), `--device`, `--seed`, `--budget`, `--quiet`, `--overwrite`,
-`--data`, `--cache-dir`, `--config`, `--set`.
+`--batch-size` (`--micro-batch` where a command sets both a step's batch and its forward
+passes), `--device`, `--seed`, `--budget`, `--quiet`, `--overwrite`, `--data`,
+`--cache-dir`, `--config`, `--set`. What each does: `hasten.cli.flag_help`.
 """
 
 from __future__ import annotations
@@ -232,9 +232,9 @@ def replacing(out: Path, names: Collection[str]) -> Iterator[None]:
     """`--overwrite` of a folder holding an earlier result: its entries among `names` are
     set aside while the command runs, deleted once it ends (or is stopped by a signal, which
     keeps the new run's checkpoint), and put back if it fails, so a failed replacement
-    loses nothing and never mixes two runs."""
+    loses nothing and never mixes two runs. Only the main process moves files."""
     present = [n for n in names if (out / n).exists() or (out / n).is_symlink()]
-    if not present:
+    if not present or not is_main_process():
         yield
         return
     aside = Path(tempfile.mkdtemp(dir=out, prefix=".hasten-replaced-"))

@@ -26,6 +26,7 @@ from hasten.core.errors import ConfigError
 from hasten.core.resume import CHECKPOINTS
 
 NAME = "train"
+HELP = "one training run of a task (yours too: --task FILE.py:FUNCTION)"
 WHAT = {
     "out": "the run's folder: checkpoints, metrics.jsonl, model.safetensors, result.json",
     "method": "the method applied to the task's recipe (hasten list methods)",
@@ -43,7 +44,6 @@ WHAT = {
 # what a run writes in its folder (`--overwrite` replaces these, nothing else)
 RUN_FILES = ("config.json", "metrics.jsonl", CHECKPOINTS, "model.safetensors", "result.json",
              "tb")
-HELP = "one training run of a task (yours too: --task FILE.py:FUNCTION)"
 
 
 @dataclass
