@@ -181,7 +181,8 @@ def fuzz_counts(examples: int = 500, seed: int = 0, say: Say = print
                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """tests/fuzz's properties on `examples` fixed examples per reader."""
     sys.path.insert(0, str(ROOT / "tests" / "fuzz"))
-    import fuzz_checkpoints  # noqa: F401 - each import registers its properties
+    import fuzz_api  # noqa: F401 - each import registers its properties
+    import fuzz_checkpoints  # noqa: F401
     import fuzz_cli  # noqa: F401
     import fuzz_readers  # noqa: F401
     from fuzz_props import READERS, run_property

@@ -359,9 +359,11 @@ def stack(recipe: Recipe) -> Recipe:
 
 for _lever in LEVERS:
     register_method(f"only-{_lever}", applies=STACK_TASKS.__contains__)(
-        lambda recipe, x=_lever: apply_stack(recipe, [x]))
+        lambda recipe, x=_lever: apply_stack(recipe, [x])).__doc__ = \
+        f"The {_lever} lever alone, at `fraction` of the budget."
     register_method(f"stack-minus-{_lever}", applies=STACK_TASKS.__contains__)(
-        lambda recipe, x=_lever: apply_stack(recipe, [y for y in _levers_in(recipe) if y != x]))
+        lambda recipe, x=_lever: apply_stack(recipe, [y for y in _levers_in(recipe) if y != x])
+    ).__doc__ = f"Every lever of the options but {_lever}, at `fraction` of the budget."
 
 
 @register_method("tuned-baseline", applies=STACK_TASKS.__contains__)

@@ -59,7 +59,9 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
     classes = [BenchCommand] + ([suite.options] if suite and suite.options else [])
     if stack:
         classes.append(bench_stack.StackCommand)
-    common.add_settings(p, *classes, rename=bench_stack.RENAME if stack else None)
+    common.add_settings(p, *classes, rename=bench_stack.RENAME if stack else None,
+                        skip=bench_stack.SKIP if stack else (),
+                        aliases=bench_stack.REPLACED if stack else None)
     if name in PRETRAIN_SUITES:
         p.add_argument("--corpus", nargs="+", help="text files or folders (default "
                                                    "$HASTEN_DATA/gutenberg)")
@@ -138,7 +140,8 @@ def _pretrain(args: argparse.Namespace) -> int:
                           "--methods)")
     if c.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {c.seeds}")
-    out = common.check_out(c.out or f"runs/bench-{args.suite}")
+    out = common.check_out(c.out or f"runs/bench-{args.suite}", overwrite=c.overwrite,
+                           own=common.HASTEN_FOLDER)
     legacy = argparse.Namespace(quick=c.quick, budget=c.budget, seeds=c.seeds, out=str(out),
                                 methods=",".join(c.methods) if c.methods else None,
                                 corpus=getattr(args, "corpus", None), quiet=c.quiet, **own)

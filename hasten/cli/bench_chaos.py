@@ -36,12 +36,14 @@ def epilog() -> str:
 
 
 def add_settings(parser: argparse.ArgumentParser) -> None:
-    common.add_settings(parser, ChaosConfig, ChaosCommand)
+    common.add_settings(parser, ChaosConfig, ChaosCommand,
+                        what={"out": "the folder for the record (results.json) and "
+                                     "config.json"})
 
 
 def run(args: argparse.Namespace) -> int:
     config, c = common.settle([ChaosConfig, ChaosCommand], args, "bench")
-    out = common.check_out(c.out)
+    out = common.check_out(c.out, overwrite=c.overwrite, own=common.HASTEN_FOLDER)
     _check_record(out, c.overwrite)
     common.write_settings(out, config, c, extra={"suite": SUITE})
     record = chaos.run_chaos(config, say=common.sayer(c.quiet))

@@ -13,6 +13,7 @@ from hasten.bench.harness import RESULTS_FILE, suite_tasks
 from hasten.bench.own import task_name
 from hasten.bench.records import load_record
 from hasten.cli import common
+from hasten.core.budget import parse_budget
 from hasten.core.config import option, to_dict
 from hasten.core.errors import ConfigError, HastenError
 
@@ -43,8 +44,12 @@ class BenchCommand:
 
 
 def open_out(c: BenchCommand, suite: Any) -> Path:
-    """The output folder, checked before any work (a finished record needs --overwrite)."""
-    out = common.check_out(c.out or f"runs/bench-{suite.name}")
+    """The output folder, checked before any work (a finished record needs --overwrite),
+    once the budget is known to parse (config.json is written there next)."""
+    if c.budget is not None:
+        parse_budget(c.budget)
+    out = common.check_out(c.out or f"runs/bench-{suite.name}", overwrite=c.overwrite,
+                           own=common.HASTEN_FOLDER)
     _check_record(out, c)
     return out
 

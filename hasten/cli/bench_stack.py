@@ -31,6 +31,9 @@ from hasten.core.errors import ConfigError
 
 SUITES = ("stack", "stack-sst2")
 RENAME = {"choices_file": "choices"}  # the flag is --choices FILE
+# one task per run: --task T (the suite's option); --tasks fails with one line naming it
+SKIP = ("tasks",)
+REPLACED = {"--tasks": "replaced_tasks"}
 
 
 @dataclass
@@ -55,6 +58,9 @@ def epilog() -> str:
 
 
 def run(args: argparse.Namespace, suite: Any) -> int:
+    if getattr(args, "replaced_tasks", None) is not None:
+        raise ConfigError(f"bench {suite.name} runs one task at a time: --tasks is replaced "
+                          "by --task T")
     c, options, sc = common.settle([BenchCommand, StackOptions, StackCommand], args, "bench")
     tasks = _tasks(c, suite, options)
     if len(tasks) != 1:

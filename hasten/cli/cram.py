@@ -12,12 +12,25 @@ from pathlib import Path
 from typing import Any
 
 from hasten.cli import common
+from hasten.core.budget import Budget
 from hasten.core.config import CONFIG_FILE, settings_help
+from hasten.core.distributed import resolve_device
 from hasten.core.errors import ConfigError
 from hasten.core.stop import EXIT_CODES
 from hasten.pretrain.cram import CramConfig, cram
+from hasten.text.read import check_corpus
 
 NAME = "cram"
+# one flag name per idea: a cache folder is --cache-dir on every command (--cache still works)
+RENAME = {"cache": "cache-dir"}
+WHAT = {
+    "budget": "how much to pretrain: a number and a unit: s, m, h (wall clock), steps, tok "
+              "(tokens) or flop (FLOPs)",
+    "out": "the folder for the model, checkpoints, metrics.jsonl, loss.png and summary.json",
+    "min_steps": "sizing: the fewest optimizer steps the chosen model gets",
+    "step_fraction": "sizing: the most of a wall-clock budget one step may take",
+    "eval_rows": "held-out rows scored at each evaluation",
+}
 HELP = "pretrain a BERT-style encoder from text under a budget (Cramming recipe)"
 
 
@@ -26,8 +39,10 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
                        epilog=settings_help(CramConfig),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus", nargs="+", default=argparse.SUPPRESS, metavar="PATH",
-                   help="text files or folders (.txt, .gz, .jsonl)")
-    common.add_settings(p, CramConfig, skip=("corpus",))
+                   help="text files or folders (.txt, .md, .jsonl, optionally .gz) "
+                        "(required)")
+    common.add_settings(p, CramConfig, skip=("corpus",), rename=RENAME,
+                        aliases={"--cache": "cache"}, what=WHAT)
     p.set_defaults(run=run)
     return p
 
@@ -48,7 +63,11 @@ def run(args: argparse.Namespace) -> int:
     (c,) = common.settle([CramConfig], args, NAME, fixed=fixed)
     if not c.corpus:
         raise ConfigError("--corpus is required (text files or folders)")
+    Budget(c.budget)
+    if c.device is not None:
+        resolve_device(c.device)
     common.check_out(c.out)
+    check_corpus(c.corpus)  # missing, binary, empty: one line before sizing starts
     s = cram(c)
     _add_command(Path(c.out))
     if s["stopped"] != "budget":

@@ -12,18 +12,24 @@ from hasten.bench.suites import load_suites
 from hasten.cli import common
 from hasten.cli.bench_run import report_results
 from hasten.core.config import option, settings_help
+from hasten.core.errors import ConfigError
 
 NAME = "demo"
 HELP = "quick suite on embedded data (about a minute on 2 cores)"
+DEMO_FILES = ("results.json", "report.md", "curves.png", "config.json")
 
 
 @dataclass
 class DemoCommand:
     """`hasten demo`: every setting, each default with its reason."""
 
-    out: str = option("runs/demo", "beside other runs, out of the source tree's way")
-    seeds: int = option(3, "three seeds: enough for a median and a range")
-    quiet: bool = option(False, "a line per run")
+    out: str = option("runs/demo", "beside other runs, out of the source tree's way",
+                      help="the folder for results.json, report.md, curves.png, config.json")
+    seeds: int = option(3, "three seeds: enough for a median and a range",
+                        help="runs of each method on each task")
+    overwrite: bool = option(False, "a folder holding anything is never replaced unless "
+                             "asked", help="replace what --out holds (an earlier demo)")
+    quiet: bool = option(False, "a line per run", help="no progress lines")
 
 
 def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
@@ -37,12 +43,15 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     (c,) = common.settle([DemoCommand], args, NAME)
-    out = common.check_out(c.out)
+    if c.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {c.seeds}")
+    out = common.check_out(c.out, empty=True, overwrite=c.overwrite)
     load_suites()
     threads = common.choose_threads()
-    common.write_settings(out, c, extra={"threads": threads})
-    results = harness.run_suite("demo", quick=True, seeds=c.seeds, out=out,
-                                progress=common.sayer(c.quiet),
-                                hooks=[common.progress_hook(c.quiet)],
-                                command=common.command_text(), notes={"threads": threads})
-    return report_results(results, out, c.quiet)
+    with common.replacing(out, DEMO_FILES):
+        common.write_settings(out, c, extra={"threads": threads})
+        results = harness.run_suite("demo", quick=True, seeds=c.seeds, out=out,
+                                    progress=common.sayer(c.quiet),
+                                    hooks=[common.progress_hook(c.quiet)],
+                                    command=common.command_text(), notes={"threads": threads})
+        return report_results(results, out, c.quiet)

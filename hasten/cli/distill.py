@@ -34,7 +34,7 @@ from hasten.data.vision import holdout_split, load_vision
 from hasten.distill import coreset
 from hasten.distill.evaluate import evaluate
 from hasten.distill.formation import check_factor
-from hasten.distill.methods import METHODS, DistillConfig, distill_with
+from hasten.distill.methods import METHODS, DistillConfig, distill_budget, distill_with
 from hasten.distill.synthetic import SyntheticSet
 
 if TYPE_CHECKING:
@@ -44,6 +44,28 @@ NAME = "distill"
 HELP = "dataset distillation (DC, DSA, DM, IDM, MTT) or `distill eval FILE`"
 BASELINES = ("random", "herding", "k-center")
 SET_FILE = "set.safetensors"
+WHAT = {
+    "data": "the dataset: digits, fashion-mnist or mnist1d (eval: the one the sets name)",
+    "out": "the folder for set.safetensors, set.png, config.json and checkpoints",
+    "budget": "how much to distil: iterations (steps), wall clock (s, m, h) or examples (ex)",
+    "eval_after": "evaluate the set once it is distilled",
+    "models": "fresh networks trained on each set to evaluate it",
+    "epochs": "epochs each evaluation network trains",
+    "lr": "the evaluation networks' SGD step: a number, or learned (an MTT set's)",
+    "validation": "score on this many held-out training images instead of the test set",
+    "json": "eval: a JSON file for every set's result, the protocol and the machine",
+    "method": "dm, idm, dc, dsa, mtt (hasten list distillers), or a coreset: random, "
+              "herding, k-center",
+    "ipc": "images per class in the set",
+    "init": "the starting images: real (random ones of each class) or noise",
+    "dsa": "DSA augmentation while matching and evaluating",
+    "width": "the ConvNet-3's channels",
+    "batch_real": "real images per class and match",
+    "factor": "multi-formation: each stored image holds FACTOR x FACTOR smaller ones",
+    "checkpoint_dir": "the folder for checkpoints (default OUT/checkpoints)",
+    "checkpoint_every": "iterations between checkpoints",
+    "snapshot_every": "iterations between snapshots of the set (0: none)",
+}
 
 
 @dataclass
@@ -76,7 +98,7 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
     p.add_argument("files", nargs="*", metavar="FILE",
                    help="eval: synthetic sets (.safetensors), all of one dataset")
     common.add_settings(p, DistillCommand, DistillConfig, skip=("snapshot_dir",),
-                        rename={"eval_after": "eval"})
+                        rename={"eval_after": "eval"}, what=WHAT)
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a method hyperparameter, e.g. lr_img=1 (same as --set "
                         "options.KEY=VALUE)")
@@ -146,6 +168,11 @@ def _distill(c: DistillCommand, config: DistillConfig) -> int:
         if method not in METHODS:
             raise ConfigError(f"unknown distillation method {config.method!r}; known: "
                               f"{', '.join([*METHODS, *BASELINES])}")
+    if isinstance(config.ipc, bool) or config.ipc < 1:
+        raise ConfigError(f"--ipc (images per class) must be an integer >= 1, got "
+                          f"{config.ipc}")
+    if method not in BASELINES:
+        distill_budget(config.budget)  # a unit distillation cannot count: one line, now
     if c.eval_after:  # a bad --lr should fail now, not after the distillation
         if c.lr == "learned" and method != "mtt":
             raise ConfigError("--lr learned needs --method mtt (only MTT learns a step size)")

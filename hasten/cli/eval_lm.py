@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from hasten.cli import common
+from hasten.core.checks import check_model_folder
 from hasten.core.config import option, settings_help
-from hasten.core.errors import DataError
+from hasten.core.distributed import resolve_device
 from hasten.pretrain.lmeval.evaluate import EvalLMConfig, check_config, eval_lm
 
 NAME = "eval-lm"
@@ -23,16 +23,22 @@ HELP = "score a masked-LM folder: BLiMP, linear probes (SST-2, STS-B), held-out 
 class EvalLMCommand:
     """`hasten eval-lm`: the settings beside `EvalLMConfig`'s."""
 
-    quiet: bool = option(False, "a line per evaluation unless asked for silence")
+    overwrite: bool = option(False, "a folder holding anything is never replaced unless "
+                             "asked", help="write into a non-empty --out folder")
+    quiet: bool = option(False, "a line per evaluation unless asked for silence",
+                         help="no progress lines")
 
 
 def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
     p = sub.add_parser(NAME, help=HELP, description=__doc__,
-                       epilog=settings_help(EvalLMConfig),
+                       epilog=settings_help(EvalLMConfig) + "\n" +
+                       settings_help(EvalLMCommand),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_dir", help="a transformers masked-LM folder (e.g. hasten cram's "
                                      "model/)")
-    common.add_settings(p, EvalLMConfig, EvalLMCommand, skip=("model_dir",))
+    common.add_settings(p, EvalLMConfig, EvalLMCommand, skip=("model_dir",),
+                        what={"out": "the folder for eval.json and config.json",
+                              "seq_len": "tokens per row of the held-out text"})
     p.set_defaults(run=run)
     return p
 
@@ -41,9 +47,10 @@ def run(args: argparse.Namespace) -> int:
     c, cmd = common.settle([EvalLMConfig, EvalLMCommand], args, NAME,
                            fixed={"model_dir": args.model_dir})
     check_config(c)
-    if not Path(c.model_dir).is_dir():
-        raise DataError(f"model folder not found: {c.model_dir}")
-    out = common.check_out(c.out) if c.out else None
+    if c.device is not None:
+        resolve_device(c.device)
+    out = common.check_out(c.out, empty=True, overwrite=cmd.overwrite) if c.out else None
+    check_model_folder(c.model_dir)
     say = common.sayer(cmd.quiet) or (lambda line: None)
     results = eval_lm(c, say)
     if out is not None and common.is_main_process():

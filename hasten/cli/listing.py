@@ -54,6 +54,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+UNDESCRIBED = "(no description: its function has no docstring)"
+
+
+def plural(n: int, noun: str) -> str:
+    """`1 method`, `2 methods`."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _doc(obj: Any) -> str:
     text = inspect.getdoc(obj) or ""
     return " ".join(text.split("\n\n")[0].split())
@@ -71,7 +79,7 @@ def _commands(_: str | None) -> Iterable[tuple[str, str]]:
 def _suites(_: str | None) -> Iterable[tuple[str, str]]:
     for s in SUITES.values():
         options = f"; options: {', '.join(s.options.__dataclass_fields__)}" if s.options else ""
-        yield s.name, f"{s.description} ({len(s.methods)} methods{options})"
+        yield s.name, f"{s.description} ({plural(len(s.methods), 'method')}{options})"
     for name in PRETRAIN_SUITES:
         what = ("Cramming's ablation and ELECTRA at a ladder of FLOP budgets, scored by BLiMP "
                 "and probes" if name == "pretrain-ladder" else "pretraining rows scored on "
@@ -91,7 +99,7 @@ def _tasks(suite: str | None) -> Iterable[tuple[str, str]]:
         if chosen is not None and chosen.name not in used.get(name, []):
             continue
         where = f" [suite {', '.join(used[name])}]" if name in used else ""
-        yield name, (_doc(fn) or "a registered task") + where
+        yield name, (_doc(fn) or UNDESCRIBED) + where
     if chosen is None:
         for name, target in installed_tasks().items():
             yield name, f"installed ({target})"
@@ -122,7 +130,7 @@ def _methods(suite: str | None) -> Iterable[tuple[str, str]]:
         scope = "every task" if all(
             applies(name, t) for s in SUITES.values()
             for t in suite_tasks(s, _default_options(s))) else f"suites {', '.join(where)}"
-        yield name, f"{_doc(fn) or 'a registered method'} [{scope}]"
+        yield name, f"{_doc(fn) or UNDESCRIBED} [{scope}]"
 
 
 def _scorers(_: str | None) -> Iterable[tuple[str, str]]:
@@ -144,8 +152,10 @@ def _selectors(_: str | None) -> Iterable[tuple[str, str]]:
 
 def _distillers(_: str | None) -> Iterable[tuple[str, str]]:
     for name, cls in DISTILLERS.items():
-        text = _doc(sys.modules[cls.__module__]).split(". ")[0] or "a distillation method"
-        yield name, text + (" (DC with DSA augmentation)" if name == "dsa" else "")
+        text = _doc(sys.modules[cls.__module__]).split(". ")[0] or UNDESCRIBED
+        if name == "dsa":  # DC's module, with the augmentation on
+            text = "DSA: DC with differentiable Siamese augmentation (Zhao & Bilen, ICML 2021)."
+        yield name, text
     for name in BASELINES:
         yield name, "coreset baseline (no budget)"
 

@@ -13,12 +13,37 @@ from hasten.select.prune import PruneConfig, prune_with
 
 NAME = "prune"
 HELP = "score a dataset, keep a fraction, write it and the scores"
+WHAT = {
+    "data": "the data to score: a .npz/.npy/.jsonl/.txt file, a folder, an HF save_to_disk "
+            "folder or a dataset name (digits, fashion-mnist, mnist1d)",
+    "keep": "the fraction of examples kept, in (0, 1]",
+    "out": "the folder for the kept data, the scores, kept.npy and summary.json",
+    "scorer": "how examples are scored (hasten list scorers)",
+    "select": "which examples are kept by their scores (hasten list selectors)",
+    "scores": "a scores.npy an earlier run saved, reused instead of scoring",
+    "beta": "ccs: the fraction of the hardest examples dropped first",
+    "strata": "ccs: the number of score strata",
+    "offset": "offset: the fraction of the hardest examples skipped first",
+    "balance": "keep each class's share of the data",
+    "epochs": "epochs the proxy trains before it scores",
+    "runs": "proxies trained and averaged",
+    "lr": "the proxy's learning rate",
+    "batch_size": "examples per step of the proxy, over all processes",
+    "model": "the proxy's architecture: auto, convnet3, cnn1d or mlp",
+    "text_unit": "text: what a document is, a line or a paragraph",
+    "text_field": "text: the field holding a record's text (HF datasets, JSONL)",
+    "dedup": "text: drop duplicate documents first",
+    "cutoff": "text: drop documents with tokens >= CUTOFF x characters first",
+    "vocab_size": "text: the WordPiece vocabulary's size (tokens)",
+    "full_time": "seconds a full-data training takes, for the break-even count",
+    "subset_time": "seconds a training on the kept subset takes",
+}
 
 
 def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
     p = sub.add_parser(NAME, help=HELP, description=__doc__, epilog=settings_help(PruneConfig),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    common.add_settings(p, PruneConfig)
+    common.add_settings(p, PruneConfig, what=WHAT)
     p.set_defaults(run=run)
     return p
 

@@ -32,7 +32,10 @@ class ReportCommand:
                                                "benchmarks/results/)"})
     out: str | None = option(None, "None: print the tables only; a folder gets results.json, "
                                    "report.md and curves.png")
-    quiet: bool = option(False, "print the tables")
+    overwrite: bool = option(False, "a folder another program wrote is never written into "
+                             "unless asked", help="write into an --out folder no hasten "
+                             "command wrote")
+    quiet: bool = option(False, "print the tables", help="print no tables")
 
 
 def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
@@ -40,14 +43,16 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
                        epilog=settings_help(ReportCommand),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", metavar="FILE", help="results files")
-    common.add_settings(p, ReportCommand, skip=("files",))
+    common.add_settings(p, ReportCommand, skip=("files",),
+                        what={"out": "the folder for results.json, report.md and curves.png"})
     p.set_defaults(run=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     (c,) = common.settle([ReportCommand], args, NAME, fixed={"files": args.files})
-    out = common.check_out(c.out) if c.out else None
+    out = common.check_out(c.out, overwrite=c.overwrite, own=common.HASTEN_FOLDER) \
+        if c.out else None
     records = [load_record(p) for p in c.files]
     results = records[0] if len(records) == 1 else _joined(records)
     if not c.quiet:

@@ -18,12 +18,33 @@ from hasten.bench.suites import load_suites
 from hasten.cli import common
 from hasten.core import stop
 from hasten.core.atomic import atomic_write
+from hasten.core.budget import parse_budget
+from hasten.core.checkpoint import checkpoint_steps
 from hasten.core.config import option, settings_help
-from hasten.core.distributed import shutdown
+from hasten.core.distributed import resolve_device, shutdown
+from hasten.core.errors import ConfigError
+from hasten.core.resume import CHECKPOINTS
 from hasten.levers import apply_levers, parse_levers, read_choices
 
 NAME = "train"
 HELP = "one training run of a task (yours too: --task FILE.py:FUNCTION)"
+WHAT = {
+    "out": "the run's folder: checkpoints, metrics.jsonl, model.safetensors, result.json",
+    "method": "the method applied to the task's recipe (hasten list methods)",
+    "data": "train on this data instead of the task's own: a pruned data.npz (or its "
+            "folder), a distilled .safetensors set (or its folder) or an HF save_to_disk "
+            "folder",
+    "quick": "train the task's smoke-test version (tiny data, a short budget)",
+    "batch_size": "examples per forward pass per process (a micro-batch)",
+    "lr": "the peak learning rate",
+    "on_nonfinite": "what a NaN or Inf loss or gradient does: stop, skip (drop that step) or "
+                    "rollback (reload the last checkpoint at half the LR)",
+    "allow_budget_change": "let a --resume run to another --budget (the schedule reshapes; "
+                           "the change is logged)",
+}
+# what a run writes in its folder (`--overwrite` replaces these, nothing else)
+RUN_FILES = ("config.json", "metrics.jsonl", CHECKPOINTS, "model.safetensors", "result.json",
+             "tb")
 
 
 @dataclass
@@ -36,12 +57,11 @@ class TrainCommand:
     out: str = field(metadata={"reason": "required", "flag": True,
                                "help": "the run folder: checkpoints, logs, weights, result"})
     method: str = option("baseline", "the task's own recipe")
-    choices: str | None = option(None, "None: no tuned levers; a choices.json from `hasten tune` "
-                                 "adds its levers and, without --budget, trains for the budget "
-                                 "its tuning left")
-    levers: list[str] = option([], "none: the task's own recipe; each --lever SPEC adds one "
-                               "(hasten list levers), applied after --method in list order",
-                               flag=False)
+    choices: str | None = option(None, "no tuned levers", help="a choices.json from hasten "
+                                 "tune: its levers are added and, without --budget, the run "
+                                 "trains for the budget its tuning left")
+    levers: list[str] = option([], "the task's own recipe", flag=False,
+                               help="levers applied after --method, in list order")
     data: str | None = option(None, "None: the task's own training set; else a pruned "
                                     "data.npz (or its folder), a distilled .safetensors set "
                                     "(or its folder) or an HF save_to_disk folder")
@@ -50,6 +70,8 @@ class TrainCommand:
     seed: int = option(0, "one fixed draw; vary it to measure the spread")
     quick: bool = option(False, "the task's full recipe; --quick is a smoke test")
     resume: bool = option(False, "start fresh unless asked")
+    overwrite: bool = option(False, "a folder holding a run (or anything else) is never "
+                             "replaced unless asked")
     checkpoint_every: int = option(0, "0: checkpoint only on SIGTERM/SIGINT (and resume "
                                       "from there)")
     batch_size: int | None = option(None, "None: the task's examples per micro-batch per "
@@ -72,11 +94,12 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
     p = sub.add_parser(NAME, help=HELP, description=__doc__,
                        epilog=settings_help(TrainCommand),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    common.add_settings(p, TrainCommand, aliases={"--micro-batch": "batch_size"})
+    common.add_settings(p, TrainCommand, aliases={"--micro-batch": "batch_size"}, what=WHAT)
     p.add_argument("--lever", dest="levers", action="append", metavar="SPEC",
                    default=argparse.SUPPRESS,
                    help="a lever and its settings, e.g. infobatch:prune=0.3 or sb-topk "
-                        "(repeat for a list; hasten list levers)")
+                        "(repeat for a list; hasten list levers); default none: the task's "
+                        "own recipe")
     p.set_defaults(run=run)
     return p
 
@@ -88,12 +111,17 @@ def run(args: argparse.Namespace) -> int:
         c.levers = [*chosen["levers"], *c.levers]
         c.budget = c.budget or chosen.get("train_budget")
     parse_levers(c.levers)  # a bad lever spec is refused before any work
-    out = common.check_out(c.out)
+    if c.device is not None:
+        resolve_device(c.device)
+    if c.budget is not None:
+        parse_budget(c.budget)
+    out = check_run_folder(c)
     load_suites()
     task = task_name(c.task)
     data = training_set(c.data) if c.data else None
     overrides: dict[str, Any] = {"out_dir": str(out), "resume": c.resume,
-                                 "checkpoint_every": c.checkpoint_every}
+                                 "checkpoint_every": c.checkpoint_every,
+                                 "progress_every": common.PROGRESS_EVERY}
     for key, value in (("micro_batch", c.batch_size), ("precision", c.precision),
                        ("lr", c.lr), ("device", c.device)):
         if value is not None:
@@ -109,11 +137,36 @@ def run(args: argparse.Namespace) -> int:
         if data is not None:
             recipe = use_training_set(recipe, data, str(c.data))
         label = "+".join([c.method] * (c.method != "baseline" or not c.levers) + c.levers)
-        result, model = train_recipe(recipe, task, label,
-                                     hooks=[common.progress_hook(c.quiet)], **overrides)
+        with common.replacing(out, () if c.resume else RUN_FILES):
+            result, model = train_recipe(recipe, task, label,
+                                         hooks=[common.progress_hook(c.quiet)], **overrides)
     finally:
         shutdown()
     return _finish(c, out, result, model)
+
+
+def check_run_folder(c: TrainCommand) -> Path:
+    """--out, checked before any work: a new or empty folder; with --resume, a run to
+    continue; with --overwrite, anything (a run there is replaced once this one ends).
+    Refused: another command's or a user's files, a finished run, a run that did not finish
+    (without --resume), a finished run with no checkpoint to resume."""
+    out = common.check_out(c.out, overwrite=c.overwrite, own=RUN_FILES)
+    if c.overwrite or not out.is_dir():
+        return out
+    finished = (out / "result.json").is_file()
+    saved = bool(checkpoint_steps(out / CHECKPOINTS))
+    if c.resume:
+        if finished and not saved:
+            raise ConfigError(f"--out {out} holds a finished run with no checkpoint to resume "
+                              "from; pass --overwrite to train it again")
+        return out
+    if finished:
+        raise ConfigError(f"--out {out} holds a finished run (result.json); choose another "
+                          "folder, or pass --overwrite to replace it")
+    if any(p.name in RUN_FILES for p in out.iterdir()):
+        raise ConfigError(f"--out {out} holds a run that did not finish; pass --resume to "
+                          "continue it, or --overwrite to start over")
+    return out
 
 
 def _finish(c: TrainCommand, out: Path, result: dict[str, Any], model: Any) -> int:

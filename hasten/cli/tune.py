@@ -29,12 +29,15 @@ class TuneCommand:
                                 "a registered task (hasten list tasks), FILE.py:FUNCTION or "
                                 "MODULE:FUNCTION returning a Recipe"})
     budget: str = field(metadata={"reason": "required", "flag": True, "help":
-                                  "the whole budget, tuning included, in wall-clock time "
-                                  "(e.g. 20m, 1h)"})
+                                  "the whole budget, tuning included: a number and a unit s, "
+                                  "m, h (wall clock; not steps, ex, tok or flop: the pilot "
+                                  "share is a share of time)"})
     out: str = field(metadata={"reason": "required", "flag": True,
                                "help": "folder for choices.json, tune.md and tune.json"})
-    pilot_share: float = option(0.1, "a tenth of the budget: the rest trains with the choice")
-    levers: list[str] = option([], "none: every lever the task supports (hasten list levers)",
+    pilot_share: float = option(0.1, "a tenth of the budget: the rest trains with the "
+                                "choice", help="the share of --budget spent choosing "
+                                "(start-up, timings, pilots), in (0, 1)")
+    levers: list[str] = option([], "every lever the task supports (hasten list levers)",
                                flag=False)
     seed: int = option(0, "the pilots' data order and held-out rows")
     quick: bool = option(False, "the task's full recipe; --quick tunes its smoke-test recipe")
@@ -49,8 +52,8 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
     common.add_settings(p, TuneCommand)
     p.add_argument("--lever", dest="levers", action="append", metavar="SPEC",
                    default=argparse.SUPPRESS,
-                   help="consider only these levers (repeat; default: every lever the task "
-                        "supports)")
+                   help="a lever to consider, with its settings (repeat for several); "
+                        "default every lever the task supports")
     p.set_defaults(run=run)
     return p
 
@@ -58,7 +61,8 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     (c,) = common.settle([TuneCommand], args, NAME)
     parse_levers(c.levers)
-    out = common.check_out(c.out)
+    out = common.check_out(c.out, overwrite=c.overwrite or c.resume,
+                           own=common.HASTEN_FOLDER)
     finished = out / "choices.json"
     if finished.exists() and not (c.overwrite or c.resume):
         raise ConfigError(f"--out {out} holds a finished tune (choices.json): choose another "

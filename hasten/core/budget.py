@@ -37,7 +37,7 @@ _SUFFIX = {
     "tok": ("tokens", 1.0), "tokens": ("tokens", 1.0),
     "flop": ("flops", 1.0), "flops": ("flops", 1.0),
 }
-_PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]+)\s*$")
+_PATTERN = re.compile(r"^\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]+)\s*$")
 
 
 def seconds_spec(seconds: float) -> str:
@@ -61,9 +61,16 @@ def parse_budget(text: str) -> tuple[str, float]:
     unit, scale = _SUFFIX[suffix]
     amount = float(match.group(1)) * scale
     if not amount > 0:
-        raise ConfigError(f"budget {text!r} must be positive")
+        raise ConfigError(f"budget {text!r} must be positive: a number above 0 and a unit, "
+                          "e.g. 90s, 20m, 2000steps")
     if not math.isfinite(amount):
         raise ConfigError(f"budget {text!r} is too large to count")
+    if unit == "steps" and amount != math.floor(amount):
+        raise ConfigError(f"budget {text!r} counts whole optimizer steps: use a whole number, "
+                          f"e.g. {max(1, math.ceil(amount))}steps")
+    if unit in ("examples", "tokens") and amount < 1:
+        raise ConfigError(f"budget {text!r} is less than one {unit[:-1]}: use at least "
+                          f"1{suffix}")
     return unit, amount
 
 
@@ -141,6 +148,24 @@ class Ledger:
             self._since = time.perf_counter()
 
 
+def _unit_amount(spec: object) -> tuple[str, float]:
+    """A `(unit, amount)` pair given to `Budget`, checked; anything else is one ConfigError
+    saying what a budget is."""
+    if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str) and \
+            isinstance(spec[1], (int, float)) and not isinstance(spec[1], bool):
+        return spec[0], float(spec[1])
+    hint = ""
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        hint = f" (a number needs its unit: Budget('{spec}steps') or Budget('{spec}s'))"
+    elif isinstance(spec, float):
+        hint = f" (a number needs its unit, e.g. Budget('{spec:g}s'))"
+    shown = " ".join(repr(spec).split())  # one line, whatever the value prints as
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    raise ConfigError(f"Budget: spec must be a string such as '90s', '20m', '2000steps', "
+                      f"'1e6ex', '3e9tok' or '1e15flop', or a (unit, amount) pair, got "
+                      f"{shown} ({type(spec).__name__}){hint}")
+
+
 class Budget:
     """A training limit in one unit, with the clock and work counters that measure it.
 
@@ -150,11 +175,14 @@ class Budget:
     """
 
     def __init__(self, spec: str | tuple[str, float]):
-        self.unit, self.amount = parse_budget(spec) if isinstance(spec, str) else spec
+        self.unit, self.amount = parse_budget(spec) if isinstance(spec, str) else \
+            _unit_amount(spec)
         if self.unit not in UNITS:
             raise ConfigError(f"unknown budget unit {self.unit!r}; known: {', '.join(UNITS)}")
-        if not self.amount > 0:
-            raise ConfigError(f"budget amount must be positive, got {self.amount}")
+        if not self.amount > 0 or not math.isfinite(self.amount):
+            raise ConfigError(f"budget amount must be a positive number, got {self.amount}")
+        if self.unit == "steps" and self.amount != math.floor(self.amount):
+            raise ConfigError(f"a steps budget counts whole steps, got {self.amount:g}")
         self.spec = spec if isinstance(spec, str) else f"{self.amount:g}{self.unit}"
         self.ledger = Ledger()
         self.work = Work()

@@ -49,10 +49,12 @@ _MISSING = dataclasses.MISSING
 
 def option(default: Any, reason: str, *, help: str | None = None,
            choices: Sequence[Any] | None = None, flag: bool = True) -> Any:
-    """A dataclass field with its default, the reason for that default, and optionally the
-    `--help` text (default: the reason), allowed `choices`, and whether it gets its own flag
+    """A dataclass field with its default, the reason for that default, and optionally what
+    the setting does (`help`, with its units: the start of its `--help` line, which ends with
+    the default and its reason), allowed `choices`, and whether it gets its own flag
     (`flag=False`: settable through `--set` and `--config` only)."""
-    meta = {"reason": reason, "help": help or reason, "choices": choices, "flag": flag}
+    meta = {"reason": reason, "what": help, "help": help or reason, "choices": choices,
+            "flag": flag}
     if isinstance(default, (list, dict, set)):
         value = default
         return dataclasses.field(default_factory=lambda: _copy(value), metadata=meta)
@@ -292,10 +294,12 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_flags(parser: argparse.ArgumentParser, cls: type, names: Sequence[str] | None = None,
-              rename: Mapping[str, str] | None = None) -> None:
+              rename: Mapping[str, str] | None = None,
+              what: Mapping[str, str] | None = None) -> None:
     """A `--field-name` flag for each field of `cls` (or those in `names`) that has
     `flag=True`. Flags default to "not given", so only what the user typed overrides the
-    file and the defaults. `rename` maps a field to another flag name."""
+    file and the defaults. `rename` maps a field to another flag name; `what` says what a
+    setting does where its field does not (`flag_help`)."""
     hints = _hints(cls)
     rename = rename or {}
     for f in dataclasses.fields(cls):
@@ -303,15 +307,33 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, names: Sequence[str] |
             continue
         flag = "--" + rename.get(f.name, f.name.replace("_", "-"))
         tp = hints.get(f.name, Any)
+        text = flag_help(f, (what or {}).get(f.name) or f.metadata.get("what"))
         kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,  # % is literal
-                              "help": (f.metadata.get("help") or "").replace("%", "%%") or None}
+                              "help": text.replace("%", "%%") or None}
         if tp is bool:
             kw["action"] = argparse.BooleanOptionalAction
         else:
-            kw["metavar"] = f.name.upper()
+            kw["metavar"] = flag[2:].upper().replace("-", "_")
             if f.metadata.get("choices"):
                 kw["choices"] = list(f.metadata["choices"])
         parser.add_argument(flag, **kw)
+
+
+def flag_help(f: dataclasses.Field, what: str | None) -> str:
+    """A flag's `--help` line in one style for every command: what the setting does (with
+    its units), then its default and the reason for it: `how much to train (90s, 2000steps,
+    ...); default None: the task's own budget`. A field that says nothing of what it does
+    shows its reason alone."""
+    reason = f.metadata.get("reason", "")
+    if f.default is _MISSING and f.default_factory is _MISSING:
+        return f"{f.metadata.get('what') or f.metadata.get('help') or what or reason} " \
+               "(required)"
+    value = f.default if f.default is not _MISSING else f.default_factory()
+    shown = ("on" if value else "off") if isinstance(value, bool) else \
+        "None" if value is None else json.dumps(value, default=str).strip('"')
+    said = reason.partition(":")[0].strip().lower() in (shown.lower(), "none", "auto", "empty")
+    tail = reason if said and ":" in reason else f"{shown}: {reason}" if reason else shown
+    return f"{what}; default {tail}" if what else reason
 
 
 def from_args(cls: type[T], args: argparse.Namespace, section: str | None = None) -> T:

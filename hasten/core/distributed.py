@@ -84,6 +84,9 @@ def resolve_device(device: str | None, local_rank: int = 0) -> torch.device:
         dev = torch.device(want)
     except RuntimeError:
         raise ConfigError(f"cannot parse device {want!r}; use cpu, cuda, cuda:N or mps") from None
+    if dev.type in ("cpu", "mps") and dev.index not in (None, 0):
+        raise ConfigError(f"device {want!r} does not exist: the {dev.type.upper()} is one "
+                          f"device; use --device {dev.type}")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             why = ("this torch build has no CUDA support" if torch.version.cuda is None

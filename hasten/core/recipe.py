@@ -22,6 +22,7 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
+from hasten.core.checks import check_callable, check_recipe
 from hasten.core.errors import ConfigError
 from hasten.core.sampling import CollateFn, Sampler
 from hasten.core.train_config import TrainConfig
@@ -53,6 +54,11 @@ class Recipe:
     difficulty: Any = None  # one value per training example (higher = harder), or None
     proxy_model: Callable[[], nn.Module] | None = None  # a fresh small model, or None
     levers: list[Any] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        check_recipe(self, TrainConfig)  # one ConfigError line for a wrong field, now
+        check_callable("Recipe", "proxy_model", self.proxy_model,
+                       "a function () -> a fresh small model", none=True)
 
 
 TaskFn = Callable[..., Recipe]  # (seed, quick) -> Recipe, or (seed, quick, *, options)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import torch
 from torch.utils.data import Dataset, TensorDataset, default_collate
 
+from hasten.core.checks import check_place, check_size
 from hasten.core.errors import DataError
 
 
@@ -35,8 +36,8 @@ class ShuffledSampler:
     """
 
     def __init__(self, size: int, seed: int = 0, rank: int = 0, world_size: int = 1):
-        if size <= 0:
-            raise ValueError("cannot sample from an empty dataset")
+        check_size("ShuffledSampler", "size", size)
+        check_place("ShuffledSampler", seed, rank, world_size)
         self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
         self.epoch, self.offset = 0, 0
         self._perm: torch.Tensor | None = None

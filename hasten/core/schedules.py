@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from hasten.core.budget import Budget
+from hasten.core.checks import check_bool, check_number, fail
 from hasten.core.errors import ConfigError
 
 Schedule = Callable[[float], float]
@@ -182,4 +183,17 @@ def budget_lr(optimizer: torch.optim.Optimizer, budget: Budget, schedule: str = 
 
         sched = budget_lr(opt, Budget("20m"), "cosine", warmup=0.05)
     """
+    where = "budget_lr"
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        fail(where, "optimizer", optimizer, "a torch optimizer (e.g. torch.optim.AdamW(...))")
+    if not isinstance(budget, Budget):
+        accepts = "a Budget, the one the loop counts its steps in"
+        if isinstance(budget, str):
+            accepts += f" (Budget({budget!r}), shared with the loop)"
+        fail(where, "budget", budget, accepts)
+    if not isinstance(schedule, str):
+        fail(where, "schedule", schedule, f"a schedule name ({', '.join(SCHEDULES)})")
+    check_bool(where, "projected", projected)
+    for name, value in params.items():
+        check_number(where, name, value)
     return BudgetLR(optimizer, budget, make_schedule(schedule, **params), projected)

@@ -78,6 +78,13 @@ class TrainConfig:
             raise ConfigError(f"precision must be fp32 or bf16, got {self.precision!r}")
         if self.optimizer not in ("adamw", "sgd"):
             raise ConfigError(f"optimizer must be adamw or sgd, got {self.optimizer!r}")
+        if not all(0 <= b < 1 for b in self.betas) or len(self.betas) != 2:
+            raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas}")
+        for name in ("eps", "momentum", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.log_every < 1:
+            raise ConfigError(f"log_every must be >= 1, got {self.log_every}")
         if self.clip is not None and self.clip <= 0:
             raise ConfigError(f"clip must be positive, got {self.clip}")
         if self.checkpoint_every < 0:

@@ -36,6 +36,7 @@ from torch.utils.data import Dataset
 
 from hasten.core import distributed
 from hasten.core.budget import Budget
+from hasten.core.checks import check_train_args
 from hasten.core.errors import ConfigError, DataError
 from hasten.core.eval_plan import (
     WRITE_RESERVE,
@@ -208,6 +209,8 @@ def train(
     With `out_dir` the folder is locked for this run (`hasten.core.lock`).
     """
     started = time.perf_counter()
+    check_train_args(model, train_data, loss_fn, config, evaluate, hooks, sampler, tokens_fn,
+                     collate_fn, TrainConfig)
     config.validate()
     budget = Budget(config.budget)
     _check_countable(budget, tokens_fn)

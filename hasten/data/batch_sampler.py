@@ -28,10 +28,19 @@ from typing import Any
 from torch.utils.data import Sampler as TorchSampler
 
 from hasten.core.budget import Budget
+from hasten.core.checks import check_bool, check_int, fail
 from hasten.core.errors import ConfigError, DataError
 from hasten.core.sampling import Sampler
 
 Progress = Budget | Callable[[], float]
+
+
+def check_progress(where: str, progress: Any) -> None:
+    """A `Budget`, or a function of no arguments returning the progress."""
+    if not isinstance(progress, Budget) and (not callable(progress) or
+                                              isinstance(progress, type)):
+        fail(where, "progress", progress, "a Budget or a function returning the progress in "
+             "[0, 1]")
 
 
 def progress_reader(progress: Progress) -> Callable[[], float]:
@@ -64,12 +73,14 @@ class CompetenceBatchSampler(TorchSampler[list[int]]):
 
     def __init__(self, sampler: Sampler, batch_size: int, progress: Progress,
                  batches: int | None = None, stop_when_spent: bool = True):
-        if not hasattr(sampler, "sample"):
-            raise ConfigError(f"{type(sampler).__name__} has no sample(n, progress) method")
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-        if batches is not None and batches < 1:
-            raise ConfigError(f"batches must be >= 1 or None, got {batches}")
+        where = "CompetenceBatchSampler"
+        if not callable(getattr(sampler, "sample", None)):
+            fail(where, "sampler", sampler, "a hasten sampler, with sample(n, progress) -> "
+                 "indices (e.g. CompetenceSampler)")
+        check_int(where, "batch_size", batch_size, low=1)
+        check_progress(where, progress)
+        check_int(where, "batches", batches, low=1, none=True)
+        check_bool(where, "stop_when_spent", stop_when_spent)
         self.sampler, self.batch_size, self.batches = sampler, int(batch_size), batches
         self.progress = progress_reader(progress)
         self.stop_when_spent = stop_when_spent
@@ -111,8 +122,7 @@ class CompetenceIndexSampler(TorchSampler[int]):
 
     def __init__(self, sampler: Sampler, batch_size: int, progress: Progress, length: int,
                  stop_when_spent: bool = False):
-        if length < 1:
-            raise ConfigError(f"length must be >= 1, got {length}")
+        check_int("CompetenceIndexSampler", "length", length, low=1)
         self.batches = CompetenceBatchSampler(sampler, batch_size, progress,
                                               stop_when_spent=stop_when_spent)
         self.length = int(length)

@@ -236,8 +236,9 @@ def load_fashion_mnist(root: str | Path | None = None, download: bool = False) -
         if path.is_file():
             continue
         if not download:
-            raise DataError(f"{path}: file not found; pass download=True or point HASTEN_DATA "
-                            f"at a folder holding fashion-mnist/")
+            raise DataError(f"{path}: file not found; set HASTEN_DATA to a folder holding "
+                            "fashion-mnist/ with its four IDX .gz files (from Python, "
+                            "load_fashion_mnist(download=True) fetches them)")
         _download(FASHION_URL + fname, path, md5)
 
     splits = []

@@ -117,7 +117,9 @@ def init_images(class_x: list[torch.Tensor], ipc: int, init: str,
     raise ConfigError(f"unknown init {init!r}; known: {', '.join(INITS)}")
 
 
-def _budget(budget: Budget | str | int) -> Budget:
+def distill_budget(budget: Budget | str | int) -> Budget:
+    """The budget of a distillation: iterations (steps), seconds or examples; one ConfigError
+    line for a unit distillation cannot count (tokens, FLOPs) or a bad string."""
     if isinstance(budget, Budget):
         b = budget
     elif isinstance(budget, int) and not isinstance(budget, bool):
@@ -195,7 +197,7 @@ def distill_with(data: VisionData, config: DistillConfig, *, model_fn: ModelFn |
     made). User errors raise HastenErrors before any work; a stop signal raises `Stopped`
     after the checkpoint is written."""
     key, cls = _check(data, config)
-    budget = _budget(config.budget)
+    budget = distill_budget(config.budget)
     device = distributed.init(config.device).device if config.device in (None, "None") \
         else distributed.resolve_device(config.device)
     ckpt = Path(config.checkpoint_dir) if config.checkpoint_dir is not None else None

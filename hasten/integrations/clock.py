@@ -5,6 +5,7 @@ With a wall-clock budget every process measures its own training seconds, which 
 a little; if each process followed its own, the LR (and so the replicas) would drift apart
 and one process could stop a step before the others and hang them. `share_budget` takes
 the largest clock over the processes, so all see one progress and stop at the same step.
+`check_budget` is the type check of the budget both callbacks take.
 Where it is shown: docs/your-loop.md.
 """
 
@@ -15,6 +16,7 @@ import math
 import torch
 
 from hasten.core.budget import Budget
+from hasten.core.checks import fail
 from hasten.core.errors import ConfigError
 
 
@@ -54,3 +56,9 @@ class Every:
             self.done = passed
             return True
         return False
+
+
+def check_budget(where: str, budget: object) -> None:
+    """A callback's budget: a `Budget` or its spec string (anything else: one ConfigError)."""
+    if not isinstance(budget, (Budget, str)):
+        fail(where, "budget", budget, "a Budget or its spec, e.g. '20m', '2000steps', '1e6ex'")

@@ -45,12 +45,20 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from hasten.core.budget import Budget
+from hasten.core.checks import (
+    check_callable,
+    check_choice,
+    check_int,
+    check_number,
+    check_sampler,
+    fail,
+)
 from hasten.core.errors import ConfigError
 from hasten.core.sampling import Sampler
 from hasten.core.schedules import BudgetLR, budget_lr
 from hasten.core.trainer import param_groups
 from hasten.data.batch_sampler import CompetenceIndexSampler
-from hasten.integrations.clock import share_budget
+from hasten.integrations.clock import check_budget, share_budget
 from hasten.select.infobatch import InfoBatch
 from hasten.steps.selective_backprop import LossHistory, select_biggest_losers, top_k_mask
 
@@ -65,6 +73,7 @@ class BudgetCallback(TrainerCallback, ExportableState):
     """
 
     def __init__(self, budget: Budget | str):
+        check_budget("BudgetCallback", budget)
         self.budget = budget if isinstance(budget, Budget) else Budget(budget)
         if self.budget.unit == "flops":
             raise ConfigError("BudgetCallback counts seconds, steps, examples and tokens; "
@@ -165,9 +174,16 @@ def budget_optimizers(model: nn.Module, budget: Budget, lr: float, schedule: str
 
 def per_example_cross_entropy(model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
     """Cross-entropy of each example for models returning `logits` [B, C] (sequence
-    classification) with `labels` [B] in the inputs."""
-    labels = inputs["labels"]
-    logits = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
+    classification) with `labels` [B] in the inputs (`label`, as a collator of your own may
+    name it, works too)."""
+    key = next((k for k in ("labels", "label") if k in inputs), None)
+    if key is None:
+        raise ConfigError(f"per_example_cross_entropy needs the labels in the batch as "
+                          f"'labels' (or 'label'); it has {', '.join(map(repr, inputs))}: name "
+                          "them so in the collator, or pass per_example_loss=(model, inputs) "
+                          "-> [B]")
+    labels = inputs[key]
+    logits = model(**{k: v for k, v in inputs.items() if k != key}).logits
     if logits.dim() != 2:
         raise ConfigError(f"per_example_cross_entropy needs logits [batch, classes], got shape "
                           f"{list(logits.shape)}: pass per_example_loss=(model, inputs) -> [B]")
@@ -198,10 +214,15 @@ class SelectiveBackpropTrainer(Trainer):
         warnings.warn("SelectiveBackpropTrainer is deprecated: use a plain Trainer with "
                       "hasten.integrations.hf_levers.HastenHFCallback(budget, levers=['sb'] or "
                       "['sb-topk'])", DeprecationWarning, stacklevel=2)
-        if selector not in ("sb", "topk"):
-            raise ConfigError(f"selector must be 'sb' or 'topk', got {selector!r}")
-        if not 0 < keep <= 1:
-            raise ConfigError(f"keep must be in (0, 1], got {keep}")
+        where = "SelectiveBackpropTrainer"
+        check_choice(where, "selector", selector, ("sb", "topk"))
+        check_number(where, "keep", keep, 0, 1, low_open=True)
+        check_number(where, "beta", beta, 0, low_open=True)
+        check_number(where, "p_min", p_min, 0, 1)
+        check_int(where, "history", history, low=1)
+        check_callable(where, "per_example_loss", per_example_loss, "a function (model, "
+                       "inputs) -> one loss per example", none=True)
+        check_int(where, "selection_seed", selection_seed)
         super().__init__(*args, **kwargs)
         self.selector, self.keep, self.beta, self.p_min = selector, keep, beta, p_min
         self.history = LossHistory(history)
@@ -244,10 +265,14 @@ class BudgetSamplerTrainer(Trainer):
         warnings.warn("BudgetSamplerTrainer is deprecated: use a plain Trainer with "
                       "hasten.integrations.hf_levers.HastenHFCallback(budget, levers=[...])",
                       DeprecationWarning, stacklevel=2)
+        check_sampler("BudgetSamplerTrainer", "sampler", sampler)
         if isinstance(sampler, InfoBatch):
             raise ConfigError("BudgetSamplerTrainer cannot record InfoBatch's losses, so it "
                               "would prune nothing: use HastenHFCallback(budget, "
                               "levers=['infobatch'])")
+        if not isinstance(budget, Budget):
+            fail("BudgetSamplerTrainer", "budget", budget, "a Budget (the one BudgetCallback "
+                 "counts)")
         if getattr(sampler, "world_size", 1) != 1:
             raise ConfigError("under the HF Trainer build the sampler with rank=0, "
                               "world_size=1: accelerate shards its batches across processes")

@@ -31,11 +31,12 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset
 
 from hasten.core.budget import Budget
+from hasten.core.checks import check_callable, check_number, fail
 from hasten.core.errors import ConfigError
 from hasten.core.sampling import Sampler, batch_size
 from hasten.core.schedules import make_schedule, next_step_progress
 from hasten.data.batch_sampler import CompetenceBatchSampler
-from hasten.integrations.clock import share_budget
+from hasten.integrations.clock import check_budget, share_budget
 
 
 class BudgetCallback(pl.Callback):
@@ -50,6 +51,14 @@ class BudgetCallback(pl.Callback):
 
     def __init__(self, budget: Budget | str, schedule: str | None = "cosine",
                  tokens_fn: Callable[[Any], int] | None = None, **schedule_params: float):
+        where = "BudgetCallback"
+        check_budget(where, budget)
+        if schedule is not None and not isinstance(schedule, str):
+            fail(where, "schedule", schedule, "a schedule name (cosine, linear, ...) or None")
+        check_callable(where, "tokens_fn", tokens_fn, "a function (batch) -> tokens in it",
+                       none=True)
+        for name, value in schedule_params.items():
+            check_number(where, name, value)
         self.budget = budget if isinstance(budget, Budget) else Budget(budget)
         if self.budget.unit == "flops":
             raise ConfigError("BudgetCallback counts seconds, steps, examples and tokens; "
@@ -85,7 +94,7 @@ class BudgetCallback(pl.Callback):
         t0 = time.perf_counter()
         work = self.budget.work
         work.steps += trainer.global_step - self._step_before
-        examples = batch_size(batch) * trainer.world_size
+        examples = self._examples(batch) * trainer.world_size
         work.examples_forwarded += examples
         work.examples_backpropagated += examples
         if self.tokens_fn is not None:
@@ -98,6 +107,17 @@ class BudgetCallback(pl.Callback):
         """Stop every process at the same step once the budget is spent."""
         if share_budget(self.budget, pl_module.device):
             trainer.should_stop = True
+
+    def _examples(self, batch: Any) -> int:
+        """The examples in a batch, counted for the record; a batch whose size cannot be
+        told counts 0, which only an examples budget cannot take."""
+        n = examples_in(batch)
+        if n is None and self.budget.unit == "examples":
+            raise ConfigError(f"an examples budget counts the examples of each batch, but a "
+                              f"batch of {type(batch).__name__} has no size to count "
+                              "(its first field is not a tensor); use a steps or seconds "
+                              "budget")
+        return n or 0
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.budget.stop()
@@ -122,6 +142,15 @@ class BudgetCallback(pl.Callback):
         self.budget.load_state_dict(state_dict["budget"])
         self.base_lrs = state_dict["base_lrs"]
         self.floor = float(state_dict["floor"])
+
+
+def examples_in(batch: Any) -> int | None:
+    """The examples in `batch` (the first dimension of its first tensor), or None when it
+    cannot be told (a first field that is a list of strings)."""
+    try:
+        return batch_size(batch)
+    except (TypeError, IndexError, StopIteration, AttributeError):
+        return None
 
 
 def budget_dataloader(dataset: Dataset, sampler: Sampler, batch_size: int, budget: Budget,

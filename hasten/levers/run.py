@@ -18,6 +18,7 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
+from hasten.core.checks import check_train_args, fail
 from hasten.core.errors import ConfigError
 from hasten.core.recipe import Recipe
 from hasten.core.sampling import CollateFn, Sampler
@@ -28,7 +29,7 @@ from hasten.levers.base import Lever
 from hasten.levers.compose import apply_levers, lever_costs
 
 
-def train(target: Recipe | nn.Module, train_data: Dataset | None = None,
+def train(model: Recipe | nn.Module, train_data: Dataset | None = None,
           loss_fn: LossFn | None = None, config: TrainConfig | None = None, *,
           levers: str | Sequence[str | Lever] = (), evaluate: EvalFn | None = None,
           hooks: Sequence[Hook] = (), sampler: Sampler | None = None,
@@ -36,7 +37,7 @@ def train(target: Recipe | nn.Module, train_data: Dataset | None = None,
           ) -> RunResult:
     """Train a `Recipe` (or a model with its data, per-example loss and config) with
     `levers` applied; see the module docstring."""
-    recipe = _recipe(target, train_data, loss_fn, config, evaluate, hooks, sampler, tokens_fn,
+    recipe = _recipe(model, train_data, loss_fn, config, evaluate, hooks, sampler, tokens_fn,
                      collate_fn)
     if levers:
         apply_levers(recipe, levers)
@@ -59,12 +60,13 @@ def _recipe(target: Any, train_data: Any, loss_fn: Any, config: Any, evaluate: A
                               "; set them on the recipe instead")
         return target
     if not isinstance(target, nn.Module):
-        raise ConfigError(f"train: the first argument is a Recipe or an nn.Module, got "
-                          f"{type(target).__name__}")
+        fail("train", "model", target, "an nn.Module or a Recipe")
     missing = [name for name, value in (("train_data", train_data), ("loss_fn", loss_fn),
                                         ("config", config)) if value is None]
     if missing:
         raise ConfigError(f"train(model, ...) needs {', '.join(missing)}")
+    check_train_args(target, train_data, loss_fn, config, evaluate, hooks, sampler,
+                     tokens_fn, collate_fn, TrainConfig)  # named as train's, not the Recipe's
     return Recipe(model=target, train_data=train_data, loss_fn=loss_fn, evaluate=evaluate,
                   config=config, hooks=list(hooks), sampler=sampler, tokens_fn=tokens_fn,
                   collate_fn=collate_fn)

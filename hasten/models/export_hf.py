@@ -87,8 +87,18 @@ def load_encoder(path: str | Path) -> CrammedEncoder:
         state = load_file(str(p / "model.safetensors"))
     except (OSError, ValueError, TypeError) as e:
         raise CheckpointError(f"{p}: not an exported hasten encoder ({e})") from None
-    model = CrammedEncoder(cfg)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    return _loaded(p, CrammedEncoder, cfg, state)
+
+
+def _loaded(p: Path, cls: Any, cfg: Any, state: dict[str, torch.Tensor]) -> Any:
+    """`cls(cfg)` holding `state`; a config or weights that do not fit (a damaged or edited
+    JSON file: other shapes, impossible sizes) are one CheckpointError line."""
+    try:
+        model = cls(cfg)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except (RuntimeError, ValueError, TypeError, ZeroDivisionError) as e:
+        raise CheckpointError(f"{p}: weights do not match the config "
+                              f"({' '.join(str(e).split())[:160]})") from None
     missing = [k for k in missing if k != "decoder.weight"]
     if missing or unexpected:
         raise CheckpointError(f"{p}: weights do not match the config (missing {missing[:3]}, "
@@ -156,13 +166,7 @@ def load_bert_encoder(path: str | Path) -> BertEncoder:
         state = load_file(str(p / "model.safetensors"))
     except (OSError, ValueError, TypeError) as e:
         raise CheckpointError(f"{p}: not an exported hasten BERT encoder ({e})") from None
-    model = BertEncoder(cfg)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k != "decoder.weight"]
-    if missing or unexpected:
-        raise CheckpointError(f"{p}: weights do not match the config (missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]})")
-    return model
+    return _loaded(p, BertEncoder, cfg, state)
 
 
 def export_model(model: nn.Module, tokenizer: Tokenizer | None, out_dir: str | Path) -> Path:

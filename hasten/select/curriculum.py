@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hasten.core.checks import check_int, check_number, check_values
 from hasten.core.distributed import rank_from_env, world_size_from_env
 from hasten.core.errors import ConfigError, DataError
 from hasten.core.target import time_to_target
@@ -163,6 +164,21 @@ class CompetenceSampler:
                  seed: int = 0, rank: int | None = None, world_size: int | None = None,
                  min_pool: int | None = None, lengths: Sequence[int] | np.ndarray | None = None,
                  max_tokens: int | None = None):
+        where = "CompetenceSampler"
+        if not isinstance(difficulty, Scores):
+            check_values(where, "difficulty", difficulty, "one difficulty per example")
+        check_number(where, "p", p, 0, low_open=True)
+        check_number(where, "c0", c0, 0, 1, low_open=True)
+        check_number(where, "T", T, 0, low_open=True, none=True)
+        check_number(where, "T_fraction", T_fraction, 0, 1, low_open=True, none=True)
+        check_int(where, "seed", seed)
+        check_int(where, "rank", rank, low=0, none=True)
+        check_int(where, "world_size", world_size, low=1, none=True)
+        check_int(where, "min_pool", min_pool, low=0, none=True)
+        check_int(where, "max_tokens", max_tokens, low=1, none=True)
+        if lengths is not None:
+            check_values(where, "lengths", lengths, "one token count per example",
+                         integer=True)
         if (T is None) == (T_fraction is None):
             raise ConfigError("give the curriculum length as exactly one of T (draws) or "
                               "T_fraction (of the budget)")
@@ -190,8 +206,8 @@ class CompetenceSampler:
                 raise ConfigError(f"max_tokens must be >= 1, got {max_tokens}")
             self.lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
             if len(self.lengths) != self.size:
-                raise DataError(f"lengths has {len(self.lengths)} values for {self.size} "
-                                "examples")
+                raise ConfigError(f"CompetenceSampler: lengths has {len(self.lengths)} values "
+                                  f"for {self.size} examples (difficulty has one per example)")
         self.draws = 0
         self.last_competence = 0.0  # the highest competence used so far (monotone)
 

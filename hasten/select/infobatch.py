@@ -67,6 +67,7 @@ import torch
 import torch.distributed as tdist
 from torch.utils.data import Dataset
 
+from hasten.core.checks import check_int, check_number, check_size, fail
 from hasten.core.distributed import Dist, rank_from_env, world_size_from_env
 from hasten.core.errors import CheckpointError, ConfigError
 from hasten.core.trainer import Hook, TrainState
@@ -168,14 +169,23 @@ class InfoBatch:
     def __init__(self, size: int, ratio: float = 0.5, anneal: float = 0.875,
                  rule: str = "infobatch", seed: int = 0, rank: int | None = None,
                  world_size: int | None = None):
-        if size < 1:
-            raise ConfigError(f"cannot prune an empty dataset (size {size})")
+        where = "InfoBatch"
+        check_size(where, "size", size)
+        check_number(where, "ratio", ratio)
+        check_number(where, "anneal", anneal)
+        if not isinstance(rule, str):
+            fail(where, "rule", rule, f"a rule name ({', '.join(RULES)})")
         if not 0.0 <= ratio < 1.0:
             raise ConfigError(f"prune ratio must be in [0, 1), got {ratio}")
         if not 0.0 <= anneal <= 1.0:
             raise ConfigError(f"anneal must be a budget fraction in [0, 1], got {anneal}")
         if rule not in RULES:
             raise ConfigError(f"unknown pruning rule {rule!r}; known: {', '.join(RULES)}")
+        check_int(where, "seed", seed)
+        check_int(where, "rank", rank, low=0, none=True)
+        check_int(where, "world_size", world_size, low=1, none=True)
+        if rank is not None and world_size is not None and rank >= world_size:
+            fail(where, "rank", rank, f"an integer in [0, {world_size - 1}] (below world_size)")
         self.size, self.ratio, self.anneal, self.rule, self.seed = size, ratio, anneal, rule, seed
         self.rank, self.world_size = _world(rank, world_size)
         self.scores = torch.zeros(size, dtype=torch.float64)

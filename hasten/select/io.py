@@ -175,7 +175,13 @@ def _load_npz(p: Path, x_key: str, y_key: str) -> PruneInput:
     try:
         with z:
             arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+    except ValueError as e:
+        if "allow_pickle" not in str(e):
+            raise DataError(f"cannot read {p}: corrupt .npz ({e})") from None
+        raise DataError(f"{p} holds Python objects, which hasten never loads (no pickle); "
+                        "give a data.npz of number arrays x and y (what hasten prune "
+                        "writes)") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
         raise DataError(f"cannot read {p}: corrupt .npz ({e})") from None
     for key in (x_key, y_key):
         if key not in arrays:

@@ -37,6 +37,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from hasten.core.checks import (
+    check_choice,
+    check_int,
+    check_module,
+    check_number,
+    check_per_example,
+    fail,
+)
 from hasten.core.errors import ConfigError
 from hasten.core.sampling import batch_size, gather, to_device
 from hasten.core.trainer import Hook, TrainState, autocast_for, measure_flops, probe_batch
@@ -47,8 +55,7 @@ class LossHistory:
     """The last `size` losses seen (a ring buffer), to rank new losses as percentiles."""
 
     def __init__(self, size: int = 1024):
-        if size < 1:
-            raise ValueError(f"history size must be >= 1, got {size}")
+        check_int("LossHistory", "size", size, low=1)
         self.size = size
         self.values = torch.empty(0)
 
@@ -80,6 +87,14 @@ def select_biggest_losers(losses: torch.Tensor, history: LossHistory, beta: floa
                           ) -> torch.Tensor:
     """Add `losses` to the history, then keep each example independently with probability
     max(p_min, percentile ** beta). Returns a boolean mask over the batch."""
+    where = "select_biggest_losers"
+    check_per_example(where, "losses", losses)
+    if not isinstance(history, LossHistory):
+        fail(where, "history", history, "a LossHistory (e.g. LossHistory(1024))")
+    check_number(where, "beta", beta, 0, low_open=True)
+    check_number(where, "p_min", p_min, 0, 1)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        fail(where, "generator", generator, "a torch.Generator or None")
     history.add(losses)
     prob = selection_probability(history.percentiles(losses), beta, p_min)
     return torch.rand(len(prob), generator=generator) < prob
@@ -87,6 +102,8 @@ def select_biggest_losers(losses: torch.Tensor, history: LossHistory, beta: floa
 
 def top_k_mask(losses: torch.Tensor, keep: float) -> torch.Tensor:
     """Keep the round(keep * n) highest losses of the batch (at least one)."""
+    check_per_example("top_k_mask", "losses", losses)
+    check_number("top_k_mask", "keep", keep, 0, 1, low_open=True)
     k = max(1, round(keep * len(losses)))
     mask = torch.zeros(len(losses), dtype=torch.bool)
     mask[torch.topk(losses.detach().float().cpu(), k).indices] = True
@@ -211,12 +228,17 @@ class SelectiveBackprop(Hook):
                  history: int = 1024, keep: float = 0.5, prime: float = 0.0,
                  staleness: int = 0, scorer: nn.Module | None = None,
                  backward_batch: int | None = None, seed: int = 0):
-        if selector not in ("sb", "topk"):
-            raise ValueError(f"selector must be 'sb' or 'topk', got {selector!r}")
-        if not 0 < keep <= 1:
-            raise ValueError(f"keep must be in (0, 1], got {keep}")
-        if beta <= 0 or not 0 <= p_min <= 1 or not 0 <= prime <= 1 or staleness < 0:
-            raise ValueError("need beta > 0, 0 <= p_min <= 1, 0 <= prime <= 1, staleness >= 0")
+        where = "SelectiveBackprop"
+        check_choice(where, "selector", selector, ("sb", "topk"))
+        check_number(where, "beta", beta, 0, low_open=True)
+        check_number(where, "p_min", p_min, 0, 1)
+        check_int(where, "history", history, low=1)
+        check_number(where, "keep", keep, 0, 1, low_open=True)
+        check_number(where, "prime", prime, 0, 1)
+        check_int(where, "staleness", staleness, low=0)
+        check_module(where, "scorer", scorer, none=True)
+        check_int(where, "backward_batch", backward_batch, low=1, none=True)
+        check_int(where, "seed", seed)
         self.selector, self.beta, self.p_min, self.keep = selector, beta, p_min, keep
         self.prime, self.staleness, self.scorer = prime, staleness, scorer
         self.backward_batch = backward_batch

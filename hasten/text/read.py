@@ -25,6 +25,7 @@ Results: docs/benchmarks.md ("Pretraining ladder: BLiMP, probes and held-out los
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
 import re
@@ -220,3 +221,42 @@ def check_docs(docs: Sequence[str]) -> list[str]:
     if not any(d.strip() for d in docs):
         raise DataError("the corpus is empty: no document holds any non-blank text")
     return docs
+
+
+def check_corpus(paths: str | Path | Sequence[str | Path], chunk: int = 1 << 20) -> list[Path]:
+    """The corpus files named by `paths`, checked before any work, reading only as far as
+    the first non-blank text of each file (one chunk for any real file): a DataError for a
+    missing path, a folder without text files, a file that is not UTF-8 text (binary) or a
+    corpus with no non-blank text at all. The full read (`read_books`) checks the rest."""
+    files = expand_paths(paths)
+    if not any(_has_text(f, chunk) for f in files):
+        raise DataError(f"the corpus is empty: no non-blank text in {len(files)} file(s)")
+    return files
+
+
+def _has_text(path: Path, chunk: int) -> bool:
+    """Whether `path` holds non-blank UTF-8 text; a DataError when what it holds first is
+    not UTF-8 (a binary file) or it cannot be read."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    try:
+        with (gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")) as fh:
+            while block := fh.read(chunk):
+                try:
+                    text = decoder.decode(block)
+                except UnicodeDecodeError as e:
+                    raise DataError(f"{path} is not UTF-8 text (byte 0x{block[e.start]:02x} "
+                                    f"at offset {offset + e.start}); a corpus is text files "
+                                    f"({', '.join(CORPUS_SUFFIXES)}, optionally .gz)"
+                                    ) from None
+                if "\x00" in text:
+                    raise DataError(f"{path} holds NUL bytes (a binary file, not text); a "
+                                    f"corpus is text files ({', '.join(CORPUS_SUFFIXES)}, "
+                                    "optionally .gz)")
+                if text.strip(" \t\r\n\ufeff"):
+                    return True
+                offset += len(block)
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
+        reason = getattr(e, "strerror", None) or e
+        raise DataError(f"cannot read {path}: {' '.join(str(reason).split())}") from None
+    return False

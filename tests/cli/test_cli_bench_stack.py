@@ -100,7 +100,7 @@ def test_one_line_errors_before_any_run(tiny, tmp_path, capsys):
 
     assert "choices file not found: " in error("--task", "tiny-stack", "--choices",
                                                tmp_path / "none.json")
-    assert "runs one task at a time (--task T), got tiny-stack, tiny-stack-val" in error(
+    assert "bench stack runs one task at a time: --tasks is replaced by --task T" in error(
         "--tasks", "tiny-stack,tiny-stack-val")
     assert "--part picks the plan's runs; drop it or --methods" in error(
         "--task", "tiny-stack", "--part", "levers", "--methods", "stack")

@@ -5,6 +5,7 @@ options in `bench SUITE --help`, and the exit code of a run stopped by a non-fin
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -105,8 +106,11 @@ def test_progress_lines_and_wide_tables_off_a_terminal(tmp_path):
                       "--out", tmp_path / "run",
                       env={"HASTEN_TEST_SLOW": "1", "HASTEN_PROGRESS_EVERY": "0.3"},
                       check=True)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("    step ")]
-    assert lines and "% of 30steps" in lines[0]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("train ")]
+    assert lines and all(re.fullmatch(r"train +\d+\.\d% step \d+( loss \d+\.\d+)?( accuracy "
+                                      r"\d+\.\d+)? eta \d+:\d\d:\d\d", line)
+                         for line in lines), lines
+    assert not [line for line in proc.stdout.splitlines() if "% of 30steps" in line]
     out = tmp_path / "bench"
     methods = "baseline,bf16,fp32,foreach-adamw,fused-adamw,for-loop-adamw"
     proc = run_in_process("bench", "vision", "--tasks", f"{write_task(tmp_path)}:make_recipe",

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from hasten.core.errors import ConfigError, DataError
+from hasten.core.errors import ConfigError
 from hasten.core.trainer import Hook, TrainConfig, param_groups, train
 
 
@@ -178,7 +178,7 @@ def test_bad_config_and_data():
         train(_model(), data, ce, TrainConfig(budget="soon"))
     with pytest.raises(ConfigError, match="precision"):
         train(_model(), data, ce, TrainConfig(precision="fp8"))
-    with pytest.raises(DataError, match="empty"):
+    with pytest.raises(ConfigError, match="train_data must be a non-empty dataset"):
         train(_model(), TensorDataset(torch.zeros(0, 16), torch.zeros(0).long()), ce,
               TrainConfig())
     with pytest.raises(ConfigError, match="one loss per example"):

@@ -95,9 +95,13 @@ def test_index_sampler_refuses_batches_of_another_size():
 
 
 def test_bad_arguments_are_config_errors():
-    with pytest.raises(ConfigError, match="batch_size must be >= 1, got 0"):
+    with pytest.raises(ConfigError, match=r"^CompetenceBatchSampler: batch_size must be an "
+                       r"integer >= 1, got 0 \(int\)$"):
         CompetenceBatchSampler(ShuffledSampler(4), 0, lambda: 0.0)
-    with pytest.raises(ConfigError, match="progress must be a Budget or a function"):
+    with pytest.raises(ConfigError, match=r"^CompetenceBatchSampler: progress must be a Budget "
+                       r"or a function returning the progress in \[0, 1\], got 0.5 \(float\)$"):
         CompetenceBatchSampler(ShuffledSampler(4), 2, 0.5)
-    with pytest.raises(ConfigError, match="list has no sample"):
+    with pytest.raises(ConfigError, match=r"sampler must be a hasten sampler, with "
+                       r"sample\(n, progress\) -> indices \(e.g. CompetenceSampler\), got a "
+                       r"list of 2 item\(s\)$"):
         CompetenceBatchSampler([1, 2], 2, lambda: 0.0)

@@ -23,14 +23,16 @@ from hypothesis import strategies as st
 
 from hasten.core.errors import HastenError
 
-COMMANDS = ["demo", "bench", "report", "train", "prune", "distill", "cram", "glue", "list"]
+COMMANDS = ["demo", "bench", "report", "train", "prune", "distill", "cram", "glue", "eval-lm",
+            "list"]
 SUITES = ["vision", "demo", "steps", "selective", "prune", "distill", "mt", "mlm", "electra",
           "pretrain-ladder", "nosuch"]
 WORDS = ["digits", "mnist1d", "nosuch", "1", "0", "-1", "3", "0.5", "1.5", "1e400", "nan",
          "inf", "", " ", "none", "true", "x=1", "lr=0.1", "budget=2steps", "=", "a,b",
          "2steps", "1e6tok", "5s", "0s", "soon", "fp32", "bf16", "cpu", "cuda", "tpu",
          "baseline", "el2n", "random", "dm", "mtt", "out", "file", "c.toml", "c.json",
-         "tasks", "methods", "[1,2]", "{}", "\u00e9\u00e8", "-", "--", "eval"]
+         "tasks", "methods", "[1,2]", "{}", "\u00e9\u00e8", "-", "--", "eval", "-5m", "-1",
+         "0.5steps", "cpu:7", "run", "model"]
 # where real work would begin (module, attribute): replaced while fuzzing
 WORK = [("hasten.bench.harness", "train_recipe"), ("hasten.bench.harness", "run_suite"),
         ("hasten.pretrain.cram", "cram"), ("hasten.distill.methods", "distill_with"),
@@ -77,6 +79,8 @@ TEMPLATES = [
     ["distill", "eval", "set.safetensors", "--epochs", "1"],
     ["cram", "--corpus", "corpus.txt", "--budget", "2steps", "--out", "out"],
     ["glue", "model", "--tasks", "rte", "--out", "out"],
+    ["eval-lm", "model", "--evals", "mlm_loss", "--out", "out"],
+    ["train", "--task", "digits", "--out", "run", "--budget", "-5m", "--overwrite"],
     ["report", "r.json", "--out", "out"],
     ["list", "methods", "--suite", "vision"],
     ["demo", "--out", "out", "--seeds", "1"],
@@ -155,6 +159,11 @@ def check_cli(tmp: Path, args: list[str]) -> str:
     (tmp / "corpus.txt").write_text("A few words.\n\nAnd a second paragraph.\n")
     (tmp / "r.json").write_text('{"suite": "s", "runs": []}')
     (tmp / "set.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    (tmp / "model").mkdir()  # a model folder with damaged weights
+    (tmp / "model" / "config.json").write_text('{"model_type": "bert"}')
+    (tmp / "model" / "model.safetensors").write_bytes(b"\xff" * 64)
+    (tmp / "run").mkdir()  # a finished run of someone else's
+    (tmp / "run" / "result.json").write_text("{}")
     before = _tree(tmp)
     err, out = io.StringIO(), io.StringIO()
     here = os.getcwd()

@@ -1,6 +1,7 @@
 """Every reader of user input, as a fuzzing property (see fuzz_props): IDX files, text and
 JSON-lines corpora, GLUE TSV, BLiMP JSON lines, parallel MT files and archives, distilled
-(safetensors) and pruned (npz) training sets, checkpoints, config files and budget strings.
+(safetensors) and pruned (npz) training sets, model folders (their weights and config),
+checkpoints, config files and budget strings.
 The command line itself is in fuzz_cli."""
 
 from __future__ import annotations
@@ -245,6 +246,51 @@ def check_distilled(tmp: Path, raw: bytes) -> str:
     kind, data = outcome(training_set, tmp)
     if kind == "ok":
         kind, _ = outcome(use_training_set, _digits_like_recipe(), data, str(tmp))
+    return kind
+
+
+MODEL_CONFIG = json.dumps({"model_type": "bert", "hidden_size": 4}).encode()
+
+
+def _weights_bytes() -> bytes:
+    from safetensors.torch import save
+
+    return save({"encoder.weight": torch.linspace(-1, 1, 16).reshape(4, 4),
+                 "encoder.bias": torch.zeros(4), "steps": torch.arange(3)})
+
+
+@st.composite
+def weights_files(draw: Any) -> bytes:
+    """A model's weights file: its bytes mutated, or a header field edited (the length kept
+    right, so the edit reaches safetensors' own checks)."""
+    raw = _weights_bytes()
+    if draw(st.booleans()):
+        return draw(damaged(raw, 512))
+    length = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + length])
+    key = draw(st.sampled_from(sorted(k for k in header if k != "__metadata__")))
+    field = draw(st.sampled_from(["dtype", "shape", "data_offsets"]))
+    header[key][field] = draw(st.sampled_from(["F32", "F16", "I64", "BOOL", "U8", "X"])
+                              | json_values if field == "dtype" else json_values)
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + raw[8 + length:]
+
+
+@reader("model-folder", st.tuples(weights_files(), st.just(MODEL_CONFIG) | damaged(MODEL_CONFIG)))
+def check_model_folder_files(tmp: Path, example: tuple[bytes, bytes]) -> str:
+    """What eval-lm and glue check before reading a model folder: a folder that passes has
+    weights that load (safetensors reads every tensor) and a config that parses."""
+    from safetensors.torch import load_file
+
+    from hasten.core.checks import check_model_folder
+
+    weights, config = example
+    (tmp / "model.safetensors").write_bytes(weights)
+    (tmp / "config.json").write_bytes(config)
+    kind, _ = outcome(check_model_folder, tmp)
+    if kind == "ok":
+        kind, _ = outcome(load_file, str(tmp / "model.safetensors"))
+        json.loads((tmp / "config.json").read_text(encoding="utf-8"))
     return kind
 
 

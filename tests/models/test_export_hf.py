@@ -89,3 +89,15 @@ def test_bert_encoder_export_and_dispatch(tmp_path, tok):
         load_bert_encoder(tmp_path / "hf")
     with pytest.raises(CheckpointError, match="not an exported hasten encoder"):
         load_encoder(tmp_path / "hf")
+
+
+@pytest.mark.parametrize("edit", [{}, {"hidden": 64, "heads": 4}])
+def test_an_edited_config_that_no_longer_fits_the_weights_is_one_line(tmp_path, tok, edit):
+    out = export_hf(CrammedEncoder(_cfg(tok.get_vocab_size())), tok, tmp_path / "export")
+    saved = json.loads((out / "hasten_encoder.json").read_text())
+    (out / "hasten_encoder.json").write_text(json.dumps({**saved, **edit} if edit else edit))
+    with pytest.raises(CheckpointError) as err:
+        load_encoder(out)
+    text = str(err.value)
+    assert text.splitlines() == [text]
+    assert text.startswith(f"{out}: weights do not match the config (")
