@@ -59,18 +59,18 @@ def test_every_committed_results_file_loads_and_renders():
         for table in rich_tables(record):
             console.print(table)
         layouts[path.name] = record["source"]["layout"]
-    assert layouts["vision-20261128.json"] == "harness"
-    assert layouts["mlm-throughput-20261128.json"] == "rows"
-    assert layouts["mt-en-de-20261129.json"] == "bundle"
+    assert layouts["vision-20261207.json"] == "harness"
+    assert layouts["mlm-throughput-20261207.json"] == "rows"
+    assert layouts["mt-en-de-20261207.json"] == "bundle"
 
 
 def test_the_reader_keeps_values_and_extra_keys(tmp_path):
-    electra = load_record(ROOT / "benchmarks" / "results" / "electra-20261128.json")
-    raw = json.loads((ROOT / "benchmarks" / "results" / "electra-20261128.json").read_text())
+    electra = load_record(ROOT / "benchmarks" / "results" / "electra-20261207.json")
+    raw = json.loads((ROOT / "benchmarks" / "results" / "electra-20261207.json").read_text())
     assert [r["method"] for r in electra["runs"]] == [row["row"] for row in raw["rows"]]
     assert electra["glue_settings"] == raw["glue_settings"]  # extra keys kept as they are
     curve = load_record(ROOT / "benchmarks" / "results" /
-                        "distill-curve-dm-ipc10-20261128.json")
+                        "distill-curve-dm-ipc10-20261207.json")
     assert [r["final"] for r in curve["runs"]] == [row["accuracy_mean"] for row in
                                                    json.loads(Path(curve["source"]["path"])
                                                               .read_text())["rows"]]
