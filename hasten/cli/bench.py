@@ -146,6 +146,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     module = importlib.import_module(PRETRAIN_SUITES[args.suite])
     threads = common.choose_threads()
     results, out_dir, title, notes = module.run(legacy, say)
+    results.setdefault("status", "complete")
     paths = write_results(results, out_dir, title, notes)
     common.write_settings(out_dir, c, extra={
         "suite": args.suite, "options": results.get("options") or {}, "threads": threads,

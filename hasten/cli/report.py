@@ -1,9 +1,9 @@
-"""`hasten report FILE...`: render results files (any layout ever written: see
-`hasten.bench.records`); several files of one suite run in parts are joined first, and a
-joined suite's rows that need every run (the prune suite's break-even trainings) are made
-again. A lever stack's record also gets its ablation table, verdict and, on a validation
-twin, the levers kept (with `--out`: stack.md and stack.png); an InfoBatch record its
-pre-registered verdict, seed by seed."""
+"""`hasten report FILE...`: render results files (records: see `hasten.bench.records`);
+several files of one suite run in parts are joined first, and a joined suite's rows that
+need every run (the prune suite's break-even trainings) are made again. A lever stack's
+record also gets its ablation table, verdict and, on a validation twin, the levers kept
+(with `--out`: stack.md and stack.png); an InfoBatch record its pre-registered verdict,
+seed by seed."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from hasten.cli import bench_stack, common
 from hasten.core.config import option, settings_help
 
 NAME = "report"
-HELP = "render results files (old layouts too); join parts of one suite run apart"
+HELP = "render results files; join parts of one suite run apart"
 
 
 @dataclass

@@ -71,10 +71,13 @@ def _run(
 
 def _results(runs: list[dict]) -> dict:
     return {
+        "schema_version": 1,
         "suite": "vision",
         "created": "2026-11-28T05:40:00+00:00",
         "machine": "test box",
+        "code": "abc1234",
         "command": "hasten bench vision --quick",
+        "status": "complete",
         "runs": runs,
     }
 
@@ -387,7 +390,7 @@ def test_merge_rejects_mismatched_or_overlapping_pieces(tmp_path):
     with pytest.raises(DataError, match="missing.json: file not found"):
         load_results(tmp_path / "missing.json")
     (tmp_path / "rows.json").write_text('{"rows": []}')
-    with pytest.raises(DataError, match="no 'runs' list"):
+    with pytest.raises(DataError, match="rows.json: not a hasten record"):
         load_results(tmp_path / "rows.json")
 
 

@@ -9,6 +9,7 @@ import json
 
 import pytest
 import tiny_stack
+from conftest import RECORD_HEADER
 
 from hasten.bench import stack
 from hasten.bench.records import load_record
@@ -107,7 +108,7 @@ def test_one_line_errors_before_any_run(tiny, tmp_path, capsys):
     assert "part: 'half' is not one of all, levers, controls" in error(
         "--task", "tiny-stack", "--set", "part=half")
     other = tmp_path / "other.json"
-    other.write_text(json.dumps({"suite": "stack", "runs": [
+    other.write_text(json.dumps({**RECORD_HEADER, "suite": "stack", "runs": [
         {"task": "tiny-stack", "method": "stack", "seed": 0}]}))
     assert (f"{other} holds runs of tiny-stack, not of tiny-stack-val (the validation twin "
             "of tiny-stack)") in error("--task", "tiny-stack", "--levers-from", other)

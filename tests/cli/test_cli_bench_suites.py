@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from conftest import help_text
+from conftest import RECORD_HEADER, help_text
 from own_tasks import write_task
 
 import hasten.bench.chaos as chaos
@@ -118,7 +118,7 @@ def test_report_marks_flagged_columns_and_says_why(tmp_path, capsys):
 
     flag = {"reasons": ["load average 3.10 over 2 cores"], "repeated": False}
     path = tmp_path / "r.json"
-    path.write_text(json.dumps({"suite": "s", "runs": [
+    path.write_text(json.dumps({**RECORD_HEADER, "runs": [
         run("baseline", 0), run("fast", 0, flag), run("fast", 1)]}))
     assert main(["report", str(path), "--out", str(tmp_path / "rep"), "--quiet"]) == 0
     text = (tmp_path / "rep" / "report.md").read_text()
@@ -153,7 +153,8 @@ def test_report_of_an_infobatch_record_prints_its_verdict_seed_by_seed(tmp_path,
             run("baseline@0.8", [(10.0, 82.0), (70.0, 89.5)]),
             run("random-drop@0.7", [(10.0, 84.0), (70.0, 89.7)])]
     path = tmp_path / "results.json"
-    path.write_text(json.dumps({"suite": "infobatch", "margin": 0.2, "runs": runs}))
+    path.write_text(json.dumps({**RECORD_HEADER, "suite": "infobatch", "margin": 0.2,
+                                "runs": runs}))
     assert main(["report", str(path), "--quiet"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-2].startswith("verdict: PASS: infobatch@0.7 reaches the target within 0.8x")

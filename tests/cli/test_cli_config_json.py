@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import RECORD_HEADER, ROOT
 from own_tasks import write_task
 
 import hasten.bench.chaos as chaos
@@ -71,7 +71,7 @@ def _bench(tmp_path, out):
 
 def _report(tmp_path, out):
     results = tmp_path / "r.json"
-    results.write_text(json.dumps({"suite": "s", "runs": [
+    results.write_text(json.dumps({**RECORD_HEADER, "runs": [
         {"task": "t", "method": "baseline", "seed": 0, "final": 1.0}]}))
     return ["report", str(results), "--out", out], {"files": [str(results)]}
 
