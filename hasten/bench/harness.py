@@ -42,6 +42,7 @@ from torch.utils.data import Dataset
 
 from hasten.bench.machine import TimingMonitor
 from hasten.bench.records import (  # noqa: F401  (re-exported: where callers found them)
+    RESULT_FILE,
     code_version,
     cpu_model,
     load_record,
@@ -57,7 +58,7 @@ from hasten.core.errors import ConfigError
 from hasten.core.sampling import CollateFn, Sampler
 from hasten.core.trainer import EvalFn, Hook, LossFn, TrainConfig, train
 
-RESULTS_FILE = "results.json"
+RESULTS_FILE = RESULT_FILE  # the name callers import from here
 
 
 @dataclass
@@ -327,7 +328,7 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
     result files joined with `merge_results`. The baseline is `baseline`, else the first
     method; naming it lets a part without the baseline's runs merge with the part that has
     them. `options`: an instance of `suite.options`, a mapping of its fields, or None for
-    its defaults. With `out` (a folder) the record is written to `out/results.json` after
+    its defaults. With `out` (a folder) the record is written to `out/result.json` after
     every run, "partial" until the suite finishes; `resume=True` keeps the runs a partial
     record there already holds and runs the rest. A stop signal ends the suite with
     `hasten.core.stop.Stopped` (the finished runs kept, the cut one dropped); an error writes a

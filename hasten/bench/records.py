@@ -44,6 +44,7 @@ from hasten.core.atomic import atomic_write
 from hasten.core.errors import DataError
 
 SCHEMA_VERSION = 1
+RESULT_FILE = "result.json"  # the one name every command gives its record
 NOT_RECORDED = "not recorded"
 
 

@@ -1,7 +1,7 @@
 """The `hasten` command line: one module per command, each thin (parse, call, print).
 
     hasten demo                          quick vision suite on embedded data, table + report
-    hasten bench SUITE [--quick] ...     run a suite; write results.json, report.md, curves.png
+    hasten bench SUITE [--quick] ...     run a suite; write result.json, report.md, curves.png
     hasten report FILE... [--out DIR]    render (and join) results files
     hasten train --task T --out DIR ...  one training run (resumable; works under torchrun)
     hasten prune --data D --keep F --scorer S --out DIR    score examples, keep a subset

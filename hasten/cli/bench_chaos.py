@@ -1,7 +1,7 @@
 """`hasten bench chaos`: kill a training run at random moments (some inside a checkpoint
 write), resume it each time, and check it ends bit-identical to an uninterrupted run
 (`hasten.bench.chaos`; `--ranks 2`: a DDP pair where one rank dies). `--out` gets the record
-(`results.json`, read by `hasten report`) and `config.json`. Exit 0 when every kill and
+(`result.json`, read by `hasten report`) and `config.json`. Exit 0 when every kill and
 resume worked and the result is bit-identical, else 1."""
 
 from __future__ import annotations
@@ -46,13 +46,13 @@ def run(args: argparse.Namespace) -> int:
     common.write_settings(out, config, c, extra={"suite": SUITE})
     record = chaos.run_chaos(config, say=common.sayer(c.quiet))
     path = write_record(chaos_record(record, config, common.command_text()),
-                        out / "results.json")
+                        out / "result.json")
     print(f"chaos: {record.summary()}; wrote {path}", flush=True)
     return 0 if record.ok else 1
 
 
 def _check_record(out: Path, overwrite: bool) -> None:
-    if (out / "results.json").is_file() and not overwrite:
+    if (out / "result.json").is_file() and not overwrite:
         raise ConfigError(f"--out {out} holds a finished record; records are never "
                           "replaced: choose another folder, or pass --overwrite")
 

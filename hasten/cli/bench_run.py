@@ -80,6 +80,9 @@ def _check_record(out: Path, c: BenchCommand) -> None:
     path = out / RESULTS_FILE
     if c.resume and not out.is_dir():
         raise ConfigError(f"cannot resume: {out} does not exist")
+    if c.resume and not path.is_file() and (out / "results.json").is_file():
+        raise ConfigError(f"--resume: {out} holds results.json, the record's name before it "
+                          f"became {RESULTS_FILE}: rename it to {RESULTS_FILE} to carry on")
     if c.resume and not path.is_file():
         print(f"no record in {out} yet; starting fresh", file=sys.stderr)
     if not path.is_file() or c.overwrite or c.resume:

@@ -28,9 +28,9 @@ class ReportCommand:
     """`hasten report`: every setting, each default with its reason."""
 
     files: list[str] = field(metadata={"reason": "required", "flag": False,
-                                       "help": "results files (results.json or any file in "
+                                       "help": "results files (result.json or any file in "
                                                "benchmarks/results/)"})
-    out: str | None = option(None, "None: print the tables only; a folder gets results.json, "
+    out: str | None = option(None, "None: print the tables only; a folder gets result.json, "
                                    "report.md and curves.png")
     quiet: bool = option(False, "print the tables")
 

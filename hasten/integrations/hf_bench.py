@@ -79,7 +79,7 @@ class HFBenchConfig:
     weight_decay: float = option(0.01, "the usual fine-tuning value; none on norms and biases")
     use_cpu: bool = option(False, "run on the CPU even where CUDA is available")
     quick: bool = option(False, "a seconds-long smoke test: tiny data, model and budget")
-    out: str = option("", "folder for results.json and config.json; empty: print only")
+    out: str = option("", "folder for result.json and config.json; empty: print only")
 
     def quick_version(self) -> HFBenchConfig:
         return replace(self, budget="2s", seeds=1, probe_seconds=0.5, train_rows=400,
@@ -266,9 +266,9 @@ def _main(cfg: HFBenchConfig, argv: list[str] | None) -> int:
         out = Path(cfg.out)
         out.mkdir(parents=True, exist_ok=True)
         write_config(cfg, out, {"command": command})
-        atomic_write(out / "results.json",
+        atomic_write(out / "result.json",
                      lambda fh: fh.write((json.dumps(results, indent=1) + "\n").encode()))
-        print(f"wrote {out / 'results.json'}")
+        print(f"wrote {out / 'result.json'}")
     return 0
 
 

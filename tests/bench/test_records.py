@@ -120,7 +120,7 @@ def test_a_pinned_run_records_its_pinning(tmp_path):
     subprocess.run(["taskset", "-c", "0", sys.executable, "-m", "hasten", "bench", "vision",
                     "--tasks", task, "--quiet", "--out", str(tmp_path / "b")], cwd=ROOT,
                    env=env, check=True, capture_output=True, timeout=300)
-    record = json.loads((tmp_path / "b" / "results.json").read_text())
+    record = json.loads((tmp_path / "b" / "result.json").read_text())
     assert record["command"].startswith("taskset -c 0 env OMP_NUM_THREADS=1 hasten bench ")
     assert record["pinning"]["cpus"] == [0] and record["pinning"]["all_cpus"] is False
     assert record["schema_version"] == SCHEMA_VERSION and record["code"]
@@ -153,7 +153,7 @@ def test_a_failing_run_keeps_the_finished_ones_and_resume_skips_them(tmp_path,
                                                                     failing_suite):
     with pytest.raises(RuntimeError, match="the method broke"):
         run_suite("records-suite", seeds=2, out=tmp_path)
-    record = load_record(tmp_path / "results.json")
+    record = load_record(tmp_path / "result.json")
     assert record["status"] == "failed" and record["planned_runs"] == 4
     assert [(r["method"], r["seed"]) for r in record["runs"]] == [("baseline", 0)]
     assert record["error"] == ("records-tiny / records-breaks / seed 0: RuntimeError: the "
@@ -161,7 +161,7 @@ def test_a_failing_run_keeps_the_finished_ones_and_resume_skips_them(tmp_path,
     done = run_suite("records-suite", seeds=2, methods=["baseline"], out=tmp_path / "b")
     assert done["status"] == "complete"
     part = {**done, "status": "stopped", "runs": done["runs"][:1]}
-    write_record(part, tmp_path / "b" / "results.json")
+    write_record(part, tmp_path / "b" / "result.json")
     again = run_suite("records-suite", seeds=2, methods=["baseline"], out=tmp_path / "b",
                       resume=True)
     assert [r["seed"] for r in again["runs"]] == [0, 1]

@@ -286,7 +286,7 @@ def test_write_report_files(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out" / "vision").iterdir()) == [
         "curves.png",
         "report.md",
-        "results.json",
+        "result.json",
     ]
     text = paths["results"].read_text()
     assert json.loads(text) == results
@@ -400,13 +400,13 @@ def test_report_command_joins_files(tmp_path):
     whole = _vision()
     for name, seeds in (("a", {0, 1}), ("b", {2})):
         write_report(_split_by_seed(whole, seeds), tmp_path / name)
-    proc = run_hasten("report", tmp_path / "a" / "results.json", tmp_path / "b" / "results.json",
+    proc = run_hasten("report", tmp_path / "a" / "result.json", tmp_path / "b" / "result.json",
                       "--out", tmp_path / "joined")
     assert proc.returncode == 0, proc.stderr
-    joined = json.loads((tmp_path / "joined" / "results.json").read_text())
+    joined = json.loads((tmp_path / "joined" / "result.json").read_text())
     assert joined["seeds"] == 3 and len(joined["runs"]) == len(whole["runs"])
     assert (tmp_path / "joined" / "report.md").exists()
-    proc = run_hasten("report", tmp_path / "a" / "results.json", tmp_path / "nope.json",
+    proc = run_hasten("report", tmp_path / "a" / "result.json", tmp_path / "nope.json",
                       "--out", tmp_path / "x")
     assert proc.returncode == 2 and "nope.json: file not found" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()

@@ -46,8 +46,8 @@ def test_chaos_writes_a_record_report_reads_and_exits_by_its_verdict(tmp_path, m
     text = capsys.readouterr().out
     assert "reference run: 30 steps, 1 process(es)" in text
     assert ("chaos: 1 kills (1 inside a save), 1 resumes, 0 fallbacks: bit-identical; 2.5s; "
-            f"wrote {out / 'results.json'}") in text
-    record = load_record(out / "results.json")
+            f"wrote {out / 'result.json'}") in text
+    record = load_record(out / "result.json")
     assert record["source"]["layout"] == "record" and record["status"] == "complete"
     (run,) = record["runs"]
     assert (run["task"], run["method"], run["final"]) == ("chaos, 1 process", "1 kills", 1.0)
@@ -55,7 +55,7 @@ def test_chaos_writes_a_record_report_reads_and_exits_by_its_verdict(tmp_path, m
                                            "fallbacks": 0, "problems": 0}
     config = json.loads((out / "config.json").read_text())
     assert config["kills"] == 1 and config["save_pause"] == 0.1 and config["suite"] == "chaos"
-    assert main(["report", str(out / "results.json")]) == 0
+    assert main(["report", str(out / "result.json")]) == 0
     assert "kills inside a save" in capsys.readouterr().out
 
     monkeypatch.setattr(chaos, "run_chaos", lambda config, say=None: ChaosRecord(
@@ -84,7 +84,7 @@ def test_infobatch_runs_as_a_harness_suite_with_its_options(tmp_path, capsys, mo
     assert main(["bench", "infobatch", "--quick", "--budget", "4steps", "--methods",
                  "baseline,infobatch@0.5", "--prune-ratio", "0.25", "--quiet",
                  "--out", str(out)]) == 0
-    record = load_record(out / "results.json")
+    record = load_record(out / "result.json")
     assert record["options"] == {"prune_ratio": 0.25, "anneal": 0.875}
     runs = {r["method"]: r for r in record["runs"]}
     assert runs["infobatch@0.5"]["budget"] == "2steps"
@@ -152,7 +152,7 @@ def test_report_of_an_infobatch_record_prints_its_verdict_seed_by_seed(tmp_path,
             run("infobatch@0.7", [(10.0, 85.0), (70.0, 89.9)]),
             run("baseline@0.8", [(10.0, 82.0), (70.0, 89.5)]),
             run("random-drop@0.7", [(10.0, 84.0), (70.0, 89.7)])]
-    path = tmp_path / "results.json"
+    path = tmp_path / "result.json"
     path.write_text(json.dumps({**RECORD_HEADER, "suite": "infobatch", "margin": 0.2,
                                 "runs": runs}))
     assert main(["report", str(path), "--quiet"]) == 0

@@ -9,7 +9,7 @@ from hasten.integrations.hf_bench import HFBenchConfig, main
 
 def test_quick_mode_records_both_arms(tmp_path, capsys):
     assert main(["--quick", "--out", str(tmp_path)]) == 0
-    results = json.loads((tmp_path / "results.json").read_text())
+    results = json.loads((tmp_path / "result.json").read_text())
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["quick"] is True and "hf_bench --quick" in config["command"]
     assert results["budget_seconds"] == 2.0 and results["max_steps_guess"] >= 1
@@ -21,7 +21,7 @@ def test_quick_mode_records_both_arms(tmp_path, capsys):
     assert set(hf) == set(ours) == keys
     assert [(r["method"], r["final"]) for r in results["runs"]] == [
         (r["arm"], r["accuracy"]) for r in results["runs"]]
-    record = load_record(tmp_path / "results.json")  # the record layout, read as it is
+    record = load_record(tmp_path / "result.json")  # the record layout, read as it is
     assert record["source"]["layout"] == "record" and record["suite"] == "hf-bench"
     assert hf["max_steps"] == results["max_steps_guess"]
     assert hf["stopped_by"] in ("max_steps", "wall clock")
