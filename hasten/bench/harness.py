@@ -19,6 +19,15 @@ method name may end in `@F` (e.g. `proxy@0.5`): the method run at fraction F of 
 budget, so a suite can show how little budget a method needs to reach the baseline's
 quality.
 
+A suite whose runs are not one training of a recipe (kill-and-resume checks, pretraining
+rows scored after training, another library's trainer) gives its own `run(task, method,
+seed, quick, budget, options, say) -> run record` (at least `metric`, `final`,
+`train_seconds`); its tasks and methods are names it lists, not registered recipes, and the
+rest is the harness's: plan, checks, interleaving, the record after every run, stop and
+`--resume`, the machine's state, targets, report. `takes_budget` says whether `--budget`
+applies to it. A suite's `verdict(record)` gives the exit status and the lines `hasten
+bench` and `hasten report` print after the tables (chaos: 1 unless bit-identical).
+
 Runs go in interleaved order (seed 0: A B C, seed 1: A B C, ...), so drifts in machine
 speed fall on every method alike. Each run records its curve of (train seconds, work,
 metric); `fill_targets` then turns them into time to target. With an output path the record
@@ -86,6 +95,8 @@ class Recipe:
 TaskFn = Callable[..., Recipe]  # (seed, quick) -> Recipe, or (seed, quick, *, options)
 MethodFn = Callable[[Recipe], Recipe]
 Applies = Callable[[str], bool]
+# a suite's own run: (task, method, seed, quick, budget, options, say) -> run record
+OwnRunFn = Callable[..., dict[str, Any]]
 
 
 @dataclass
@@ -107,6 +118,11 @@ class Suite:
     # called on the results after every run, to add what needs several runs (rows across
     # seeds, say); it may change the runs' notes
     after_run: Callable[[dict[str, Any]], None] | None = None
+    # the suite's own run, for runs that are not one training of a recipe (module docstring)
+    run: OwnRunFn | None = None
+    takes_budget: bool = True  # whether `--budget` means anything to the suite's own run
+    # (exit status, lines to print) from the record, after the tables
+    verdict: Callable[[dict[str, Any]], tuple[int, list[str]]] | None = None
 
 
 TASKS: dict[str, TaskFn] = {}
@@ -231,10 +247,16 @@ def plan(suite: Suite, seeds: int, tasks: Sequence[str] | None = None,
     every task), so a bad one fails before any run."""
     tasks = list(tasks or suite_tasks(suite, options))
     methods = list(methods or suite.methods)
-    for name in tasks:
-        lookup("task", TASKS, name)
-    for name in methods:
-        check_method(name, tasks)
+    if suite.run is not None:  # plain names the suite lists
+        for kind, names, known in (("task", tasks, suite_tasks(suite, options)),
+                                   ("method", methods, suite.methods)):
+            for name in names:
+                lookup(f"{kind} of suite {suite.name}", dict.fromkeys(known), name)
+    else:
+        for name in tasks:
+            lookup("task", TASKS, name)
+        for name in methods:
+            check_method(name, tasks)
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     if first_seed < 0:
@@ -339,9 +361,13 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
     options = suite_options(suite, options)
     if budget is not None:
         parse_budget(budget)
+    if budget is not None and not suite.takes_budget:
+        raise ConfigError(f"bench {suite.name}: --budget does not apply (its runs are sized "
+                          "by its own options)")
     order = plan(suite, seeds, tasks, methods, first_seed, options)
     baseline_method = baseline or (list(methods) if methods else suite.methods)[0]
-    check_method(baseline_method, sorted({t for _, t, _ in order}))
+    if suite.run is None:
+        check_method(baseline_method, sorted({t for _, t, _ in order}))
     path = Path(out) / RESULTS_FILE if out is not None else None
     results = _new_record(suite, quick, seeds, first_seed, options, command, len(order), notes)
     if resume and path is not None:
@@ -358,7 +384,8 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
             write_record(results, path)
 
     monitor = TimingMonitor(repeat=repeat_flagged, quick=quick)
-    run_fn: Callable[..., tuple[dict[str, Any], nn.Module]] = partial(monitor.measure, run_one)
+    one = run_one if suite.run is None else partial(_own_run, suite.run, say=progress)
+    run_fn: Callable[..., tuple[dict[str, Any], Any]] = partial(monitor.measure, one)
     with stop.watch(), _stopped_between_runs(save, path, results, len(order)):
         for i, (seed, task, method) in enumerate(order):
             if (seed, task, method) in done:
@@ -374,9 +401,22 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
             save("partial")
             if progress:
                 progress(f"    {run['metric']} {_fmt(run['final'])} in "
-                         f"{run['train_seconds']:.1f}s train, {run['work']['steps']} steps")
+                         f"{run['train_seconds']:.1f}s train, "
+                         f"{(run.get('work') or {}).get('steps', 'n/a')} steps")
     save("complete")
     return results
+
+
+def _own_run(fn: OwnRunFn, task: str, method: str, seed: int, quick: bool,
+             budget: str | None, quiet: bool = True, options: Any = None,
+             hooks: Sequence[Hook] = (), say: Callable[[str], None] | None = None,
+             **overrides: Any) -> tuple[dict[str, Any], None]:
+    """A suite's own run, called as `run_one` is; the record gets the harness's fields."""
+    stop.check()
+    run = fn(task, method, seed, quick, budget, options, say)
+    return {"task": task, "method": method, "seed": seed, "higher_is_better": True,
+            "target": None, "time_to_target": None, "relative_time": None, "work": {},
+            "curve": None, "stopped": "budget", "budget": budget, "notes": {}, **run}, None
 
 
 @contextmanager

@@ -15,6 +15,7 @@ SUITE_MODULES = (
     "hasten.bench.dynprune",
     "hasten.bench.sst2",
     "hasten.bench.stack",
+    "hasten.bench.chaos",
 )
 
 

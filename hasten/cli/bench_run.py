@@ -99,6 +99,16 @@ def _check_record(out: Path, c: BenchCommand) -> None:
                       "or --overwrite to start over")
 
 
+def print_verdict(suite: Any, results: dict[str, Any]) -> int:
+    """Print the suite's verdict lines (if it has a verdict); its exit status, else 0."""
+    if suite is None or suite.verdict is None:
+        return 0
+    code, lines = suite.verdict(results)
+    if lines:
+        print("\n".join(lines), flush=True)
+    return int(code)
+
+
 def report_results(results: dict[str, Any], out: Path, quiet: bool) -> int:
     paths = report.write_report(results, out)
     if not quiet:

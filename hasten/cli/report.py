@@ -2,8 +2,8 @@
 several files of one suite run in parts are joined first, and a joined suite's rows that
 need every run (the prune suite's break-even trainings) are made again. A lever stack's
 record also gets its ablation table, verdict and, on a validation twin, the levers kept
-(with `--out`: stack.md and stack.png); an InfoBatch record its pre-registered verdict,
-seed by seed."""
+(with `--out`: stack.md and stack.png); a suite with a verdict (chaos, InfoBatch's
+pre-registered rule) prints it."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any
 
-from hasten.bench.dynprune import verdict_lines
 from hasten.bench.harness import SUITES
 from hasten.bench.records import load_record
 from hasten.bench.report import merge_results, rich_tables, write_report
 from hasten.bench.suites import load_suites
 from hasten.cli import bench_stack, common
+from hasten.cli.bench_run import print_verdict
 from hasten.core.config import option, settings_help
 
 NAME = "report"
@@ -56,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
         paths = write_report(results, out)
         common.write_settings(out, c)
         print(f"report: {paths['report']}  results: {paths['results']}")
-    if results.get("suite") == "infobatch":
-        print("\n".join(verdict_lines(results)))
+    load_suites()
+    print_verdict(SUITES.get(str(results.get("suite"))), results)
     if results.get("suite") in bench_stack.SUITES:
         threshold = float((results.get("options") or {}).get("pays", 0.05))
         if out is not None:

@@ -45,16 +45,19 @@ def test_chaos_writes_a_record_report_reads_and_exits_by_its_verdict(tmp_path, m
     assert (seen["config"].kills, seen["config"].steps, seen["config"].save_pause) == (1, 30, 0.1)
     text = capsys.readouterr().out
     assert "reference run: 30 steps, 1 process(es)" in text
-    assert ("chaos: 1 kills (1 inside a save), 1 resumes, 0 fallbacks: bit-identical; 2.5s; "
-            f"wrote {out / 'result.json'}") in text
+    assert f"results: {out / 'result.json'}" in text
+    assert text.rstrip().endswith(
+        "chaos: 1 kills (1 inside a save), 1 resumes, 0 fallbacks: bit-identical; 2.5s")
     record = load_record(out / "result.json")
-    assert record["source"]["layout"] == "record" and record["status"] == "complete"
+    assert record["suite"] == "chaos" and record["status"] == "complete"
     (run,) = record["runs"]
-    assert (run["task"], run["method"], run["final"]) == ("chaos, 1 process", "1 kills", 1.0)
+    assert (run["task"], run["method"], run["final"]) == ("chaos", "kill-resume", 1.0)
+    assert run["notes"]["processes"] == 1 and "timing_flag" in run  # a harness run
     assert run["notes"]["report_rows"] == {"kills": 1, "kills inside a save": 1, "resumes": 1,
                                            "fallbacks": 0, "problems": 0}
     config = json.loads((out / "config.json").read_text())
-    assert config["kills"] == 1 and config["save_pause"] == 0.1 and config["suite"] == "chaos"
+    options = config["options"]  # a suite's options, as every suite keeps them
+    assert options["kills"] == 1 and options["save_pause"] == 0.1 and config["suite"] == "chaos"
     assert main(["report", str(out / "result.json")]) == 0
     assert "kills inside a save" in capsys.readouterr().out
 
@@ -64,8 +67,10 @@ def test_chaos_writes_a_record_report_reads_and_exits_by_its_verdict(tmp_path, m
     assert "DIFFERENT (weights fc.weight)" in capsys.readouterr().out
     assert main(["bench", "chaos", "--out", str(tmp_path / "bad"), "--quiet"]) == 2
     assert "holds a finished record" in capsys.readouterr().err
-    assert main(["bench", "chaos", "--seeds", "2", "--out", str(tmp_path / "x")]) == 2
-    assert "unrecognized arguments: --seeds 2" in capsys.readouterr().err
+    assert main(["bench", "chaos", "--budget", "20steps", "--out", str(tmp_path / "x")]) == 2
+    assert ("bench chaos: --budget does not apply (its runs are sized by its own options)"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "x" / "result.json").exists()
 
 
 def test_chaos_and_infobatch_help_list_their_own_settings(capsys):

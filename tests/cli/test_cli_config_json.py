@@ -14,8 +14,9 @@ from own_tasks import write_task
 
 import hasten.bench.chaos as chaos
 import hasten.bench.harness as harness
-from hasten.bench.chaos import ChaosRecord
+from hasten.bench.chaos import ChaosConfig, ChaosRecord
 from hasten.cli import COMMANDS, main
+from hasten.core.config import to_dict
 
 sys.path.insert(0, str(ROOT / "tests" / "pretrain" / "lmeval"))
 from lmeval_helpers import DOCS, get_tiny_export, write_toy_glue  # noqa: E402
@@ -78,7 +79,7 @@ def _report(tmp_path, out):
 
 def _chaos(tmp_path, out):
     return ["bench", "chaos", "--kills", "2", "--set", "steps=40", "--out", out], \
-        {"kills": 2, "steps": 40, "suite": "chaos"}
+        {"options": {**to_dict(ChaosConfig()), "kills": 2, "steps": 40}, "suite": "chaos"}
 
 
 def _demo(tmp_path, out):
