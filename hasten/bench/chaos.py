@@ -390,7 +390,7 @@ def chaos_verdict(results: dict[str, Any]) -> tuple[int, list[str]]:
 
 register_suite(Suite(
     name="chaos", tasks=["chaos"], methods=["kill-resume"], options=ChaosConfig,
-    run=chaos_run, takes_budget=False, verdict=chaos_verdict,
+    run=chaos_run, budget_units=(), verdict=chaos_verdict,
     description="kill a run at random moments, resume it, check it ends bit-identical"))
 
 if __name__ == "__main__":

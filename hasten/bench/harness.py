@@ -22,11 +22,10 @@ quality.
 A suite whose runs are not one training of a recipe (kill-and-resume checks, pretraining
 rows scored after training, another library's trainer) gives its own `run(task, method,
 seed, quick, budget, options, say) -> run record` (at least `metric`, `final`,
-`train_seconds`); its tasks and methods are names it lists, not registered recipes, and the
-rest is the harness's: plan, checks, interleaving, the record after every run, stop and
-`--resume`, the machine's state, targets, report. `takes_budget` says whether `--budget`
-applies to it. A suite's `verdict(record)` gives the exit status and the lines `hasten
-bench` and `hasten report` print after the tables (chaos: 1 unless bit-identical).
+`train_seconds`); its tasks and methods are names it lists, and the rest is the harness's
+(plan, checks, interleaving, the record after every run, stop, `--resume`, the machine's
+state, report). `budget_units`: the units `--budget` may use (none: sized by its options).
+`verdict(record)` gives the exit status and lines `hasten bench` and `hasten report` print.
 
 Runs go in interleaved order (seed 0: A B C, seed 1: A B C, ...), so drifts in machine
 speed fall on every method alike. Each run records its curve of (train seconds, work,
@@ -57,6 +56,7 @@ from hasten.bench.records import (  # noqa: F401  (re-exported: where callers fo
     load_record,
     machine_description,
     provenance,
+    resumed_record,
     write_record,
 )
 from hasten.bench.report import fill_targets
@@ -120,9 +120,12 @@ class Suite:
     after_run: Callable[[dict[str, Any]], None] | None = None
     # the suite's own run, for runs that are not one training of a recipe (module docstring)
     run: OwnRunFn | None = None
-    takes_budget: bool = True  # whether `--budget` means anything to the suite's own run
+    budget_units: tuple[str, ...] | None = None  # units --budget may use (None: any)
     # (exit status, lines to print) from the record, after the tables
     verdict: Callable[[dict[str, Any]], tuple[int, list[str]]] | None = None
+    # every run's recipe after its method: (recipe, method) -> recipe (e.g. the evaluation
+    # points and test subset every arm shares, `hasten.bench.evidence.dense_eval`)
+    prepare: Callable[[Recipe, str], Recipe] | None = None
 
 
 TASKS: dict[str, TaskFn] = {}
@@ -289,6 +292,7 @@ def build_recipe(task: str, method: str, seed: int, quick: bool, budget: str | N
 
 def run_one(task: str, method: str, seed: int, quick: bool, budget: str | None = None,
             quiet: bool = True, options: Any = None, hooks: Sequence[Hook] = (),
+            prepare: Callable[[Recipe, str], Recipe] | None = None,
             **overrides: Any) -> tuple[dict[str, Any], nn.Module]:
     """Build the task's recipe for `seed`, apply the method, train; return the run record
     and the trained model.
@@ -297,9 +301,12 @@ def run_one(task: str, method: str, seed: int, quick: bool, budget: str | None =
     keyword, and set as `recipe.options`). `hooks` are added after the method's own.
     `overrides` set `TrainConfig` fields (out_dir, resume, micro_batch, ...) after the
     method. A stop signal that arrived while the method prepared (a proxy, a scorer) stops
-    here, before training on what it left half done.
+    here, before training on what it left half done. `prepare` (a suite's) changes the
+    recipe after the method.
     """
     recipe = build_recipe(task, method, seed, quick, budget, quiet, options)
+    if prepare is not None:
+        recipe = prepare(recipe, method)
     return train_recipe(recipe, task, method, hooks, **overrides)
 
 
@@ -361,9 +368,11 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
     options = suite_options(suite, options)
     if budget is not None:
         parse_budget(budget)
-    if budget is not None and not suite.takes_budget:
-        raise ConfigError(f"bench {suite.name}: --budget does not apply (its runs are sized "
-                          "by its own options)")
+    units = suite.budget_units
+    if budget is not None and units is not None and parse_budget(budget)[0] not in units:
+        takes = f"it takes {' or '.join(units)} budgets" if units else \
+            "its runs are sized by its own options"
+        raise ConfigError(f"bench {suite.name}: --budget {budget} does not apply ({takes})")
     order = plan(suite, seeds, tasks, methods, first_seed, options)
     baseline_method = baseline or (list(methods) if methods else suite.methods)[0]
     if suite.run is None:
@@ -371,7 +380,7 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
     path = Path(out) / RESULTS_FILE if out is not None else None
     results = _new_record(suite, quick, seeds, first_seed, options, command, len(order), notes)
     if resume and path is not None:
-        results = _resumed(results, path)
+        results = resumed_record(results, path)
     done = {(r["seed"], r["task"], r["method"]) for r in results["runs"]}
     margins = {t: suite.margin for _, t, _ in order}
 
@@ -384,7 +393,8 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
             write_record(results, path)
 
     monitor = TimingMonitor(repeat=repeat_flagged, quick=quick)
-    one = run_one if suite.run is None else partial(_own_run, suite.run, say=progress)
+    one = partial(run_one, prepare=suite.prepare) if suite.run is None else \
+        partial(_own_run, suite.run, say=progress)
     run_fn: Callable[..., tuple[dict[str, Any], Any]] = partial(monitor.measure, one)
     with stop.watch(), _stopped_between_runs(save, path, results, len(order)):
         for i, (seed, task, method) in enumerate(order):
@@ -473,22 +483,6 @@ def _new_record(suite: Suite, quick: bool, seeds: int, first_seed: int, options:
             "suite_methods": list(suite.methods),  # the column order when parts are merged
             "options": to_dict(options) if options is not None else {},
             "planned_runs": planned, "notes": dict(notes or {}), "runs": []}
-
-
-def _resumed(fresh: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The record at `path` to carry on with: same suite and settings, not yet complete."""
-    if not path.is_file():
-        return fresh
-    old = load_record(path)
-    for key in ("suite", "quick", "seeds", "first_seed", "options"):
-        if old.get(key) != fresh.get(key):
-            raise ConfigError(f"--resume: {path} was made with {key} {old.get(key)!r}, "
-                              f"not {fresh.get(key)!r}")
-    if old.get("status") == "complete":
-        raise ConfigError(f"--resume: {path} is complete already; nothing to run")
-    resumed = {**fresh, "runs": list(old["runs"]), "resumed_from": old.get("created")}
-    resumed["command"] = f"{old.get('command')} ; {fresh['command']}"
-    return resumed
 
 
 def _fmt(value: Any) -> str:

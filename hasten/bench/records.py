@@ -41,7 +41,7 @@ import torch
 
 from hasten import __version__
 from hasten.core.atomic import atomic_write
-from hasten.core.errors import DataError
+from hasten.core.errors import ConfigError, DataError
 
 SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"  # the one name every command gives its record
@@ -202,3 +202,19 @@ def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     if missing:
         raise DataError(f"{p}: the record's header lacks {', '.join(missing)}")
     return {**data, "source": {"path": str(p), "layout": "record"}}
+
+
+def resumed_record(fresh: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The record at `path` to carry on with: same suite and settings, not yet complete."""
+    if not path.is_file():
+        return fresh
+    old = load_record(path)
+    for key in ("suite", "quick", "seeds", "first_seed", "options"):
+        if old.get(key) != fresh.get(key):
+            raise ConfigError(f"--resume: {path} was made with {key} {old.get(key)!r}, "
+                              f"not {fresh.get(key)!r}")
+    if old.get("status") == "complete":
+        raise ConfigError(f"--resume: {path} is complete already; nothing to run")
+    resumed = {**fresh, "runs": list(old["runs"]), "resumed_from": old.get("created")}
+    resumed["command"] = f"{old.get('command')} ; {fresh['command']}"
+    return resumed

@@ -104,6 +104,8 @@ def proxy(recipe: Recipe, pool: int = 2, backward: int | None = None,
     budget = Budget(recipe.config.budget)
     if budget.is_wall_clock:  # the proxy's time comes out of the same wall-clock budget
         recipe.config.budget = seconds_spec(max(1.0, budget.amount - overhead))
+    elif budget.unit == "flops":  # ... and its FLOPs out of a FLOPs budget
+        recipe.config.budget = f"{max(1.0, budget.amount - result.work['flops']):.6g}flop"
     recipe.notes["proxy"] = {"model": name, **kw, "train_seconds": result.train_seconds,
                              "examples": result.work["examples_backpropagated"],
                              "flops": result.work["flops"], "pool": pool,

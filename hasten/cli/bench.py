@@ -16,6 +16,7 @@ import importlib
 from typing import Any
 
 from hasten.bench import harness
+from hasten.bench.evidence import plan_stamp
 from hasten.bench.harness import SUITES
 from hasten.bench.pretrain import rich_table, write_results
 from hasten.bench.suites import load_suites
@@ -49,7 +50,7 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
     name = _suite_name(argv)
     suite = None
     if name is not None and name not in PRETRAIN_SUITES:
-        load_suites()
+        load_suites([name])
         suite = SUITES.get(name)
     epilog = settings_help(BenchCommand)
     if suite is not None:
@@ -100,7 +101,7 @@ def unknown_hint(args: argparse.Namespace, extras: list[str]) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    load_suites()
+    load_suites([args.suite])
     if args.suite in PRETRAIN_SUITES:
         return _pretrain(args)
     if args.suite not in harness.SUITES:
@@ -113,9 +114,10 @@ def run(args: argparse.Namespace) -> int:
     c, *rest = common.settle(classes, args, NAME)
     options = rest[0] if rest else None
     tasks = _tasks(c, suite, options)
+    stamp = {"plan": plan_stamp(c.plan)} if c.plan else {}
     out = open_out(c, suite)
     harness.plan(suite, c.seeds, tasks, c.methods, c.first_seed, options)
-    results = run_planned(c, suite, options, tasks, out)
+    results = run_planned(c, suite, options, tasks, out, notes=stamp)
     return max(report_results(results, out, c.quiet), print_verdict(suite, results))
 
 

@@ -40,6 +40,9 @@ class BenchCommand:
                                   "report; --repeat-flagged runs it once more, keeping the "
                                   "second")
     quiet: bool = option(False, "a line per run, and off a terminal a line every 30 s")
+    plan: str | None = option(None, "None: exploratory runs; a plan file (benchmarks/plans/), "
+                                    "committed before the runs, lets hasten report print "
+                                    "their verdict (its path, hash and commit are recorded)")
 
 
 def open_out(c: BenchCommand, suite: Any) -> Path:

@@ -40,7 +40,7 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    load_suites()
+    load_suites(everything=True)
     kinds = [args.what] if args.what else list(WHAT)
     for kind in kinds:
         lines = list(SECTIONS[kind](args.suite))

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         paths = write_report(results, out)
         common.write_settings(out, c)
         print(f"report: {paths['report']}  results: {paths['results']}")
-    load_suites()
+    load_suites([str(results.get("suite"))])
     print_verdict(SUITES.get(str(results.get("suite"))), results)
     if results.get("suite") in bench_stack.SUITES:
         threshold = float((results.get("options") or {}).get("pays", 0.05))
@@ -71,7 +71,7 @@ def _joined(records: list[dict[str, Any]]) -> dict[str, Any]:
     """The parts of one suite run apart, joined; the suite's own after-run rows made again
     over every run (a registered suite's `after_run`)."""
     results = merge_results(records)
-    load_suites()
+    load_suites([str(results.get("suite"))])
     suite = SUITES.get(str(results.get("suite")))
     if suite is not None and suite.after_run is not None:
         suite.after_run(results)

@@ -68,7 +68,8 @@ def test_chaos_writes_a_record_report_reads_and_exits_by_its_verdict(tmp_path, m
     assert main(["bench", "chaos", "--out", str(tmp_path / "bad"), "--quiet"]) == 2
     assert "holds a finished record" in capsys.readouterr().err
     assert main(["bench", "chaos", "--budget", "20steps", "--out", str(tmp_path / "x")]) == 2
-    assert ("bench chaos: --budget does not apply (its runs are sized by its own options)"
+    assert ("bench chaos: --budget 20steps does not apply (its runs are sized by its own "
+            "options)"
             in capsys.readouterr().err)
     assert not (tmp_path / "x" / "result.json").exists()
 
