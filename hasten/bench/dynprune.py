@@ -72,7 +72,7 @@ def _options(recipe: Recipe) -> tuple[float, float]:
 # every task whose examples are drawn by index (vision and the stack's tasks)
 PRUNABLE = ("digits", "mnist1d", "fashion-mnist", "fashion-mnist-val", "fashion-prune-cnn",
             "fashion-stack", "fashion-stack-val", "sst2-small", "sst2-small-val", "fashion-10k",
-            "fashion-10k-val")
+            "fashion-10k-val", "fashion-10k-w32", "fashion-10k-w32-val")
 
 
 @register_method("infobatch", applies=PRUNABLE)
