@@ -45,7 +45,7 @@ from hasten.bench.report import summarize
 ANCHOR = re.compile(r"<!--\s*(=|set\b)(.*?)-->", re.S)
 RECORD_LINE = re.compile(r"^<!--\s*record:\s*(\S+)\s*-->\s*$")
 # a number as pages write it: sign, thousands separators, decimals
-NUMBER = re.compile(r"(?<![\w.@/])(?<![A-Za-z]-)"
+NUMBER = re.compile(r"(?<![\w.@/])(?<![A-WYZa-wyz]-)"
                     r"([+\-−]?\d{1,3}(?:,\d{3})+(?:\.\d+)?|[+\-−]?\d+(?:\.\d+)?)"
                     r"(?=x\b|[^\w@/]|$)(?!\.\d|-[A-Za-z]|:\d)")
 FUNCTIONS: dict[str, Callable[..., Any]] = {
