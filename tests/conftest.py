@@ -108,3 +108,9 @@ def help_text(capsys, *argv: str) -> str:
     with pytest.raises(SystemExit):
         main([*argv, "--help"])
     return capsys.readouterr().out
+
+
+# the header of a record (`hasten.bench.records`), for tests that write one by hand
+RECORD_HEADER = {"schema_version": 1, "suite": "s", "created": "2026-12-07T00:00:00+00:00",
+                 "machine": "test box", "code": "abc1234", "command": "hasten test",
+                 "status": "complete"}

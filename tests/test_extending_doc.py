@@ -38,7 +38,7 @@ def test_the_documented_suite_runs_with_its_own_option(toy_suite, tmp_path, caps
     out = tmp_path / "toy"
     assert main(["bench", "toy-suite", "--width", "8", "--seeds", "2", "--quiet",
                  "--out", str(out)]) == 0
-    record = json.loads((out / "results.json").read_text())
+    record = json.loads((out / "result.json").read_text())
     assert record["options"] == {"width": 8} and record["status"] == "complete"
     assert [(r["method"], r["seed"]) for r in record["runs"]] == [
         ("baseline", 0), ("toy-double-lr", 0), ("baseline", 1), ("toy-double-lr", 1)]

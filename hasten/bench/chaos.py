@@ -13,7 +13,11 @@ variables). One rank is SIGKILLed: the other must exit within `exit_within` seco
 one-line error, and the pair resumed must finish bit-identical to an uninterrupted pair.
 
 Each run is a subprocess, `python -m hasten.bench.chaos --out DIR ...` (this module's
-`main`). The result is a `ChaosRecord`. Where its figures are shown: docs/reliability.md.
+`main`, a worker the suite launches). The result is a `ChaosRecord`. `hasten bench chaos`
+runs it as a suite of the harness with its own run (`chaos_run`): one run per seed, task
+"chaos", method "kill-resume", whose `final` is 1 when the resumed run was bit-identical
+(its counts as report rows); the command exits 1 unless every run was (`chaos_verdict`).
+Where its figures are shown: docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +41,11 @@ import torch
 from safetensors.torch import load_file, save_model
 from torch.utils.data import TensorDataset
 
+from hasten.bench.harness import Suite, register_suite
 from hasten.bench.vision import accuracy_on, per_example_cross_entropy
 from hasten.core.atomic import atomic_write
 from hasten.core.checkpoint import PAUSE_ENV, checkpoint_steps
-from hasten.core.config import option
+from hasten.core.config import option, to_dict
 from hasten.core.distributed import is_main_process, shutdown
 from hasten.core.errors import HastenError
 from hasten.core.guards import EXIT_CODES
@@ -350,6 +355,43 @@ def run_chaos(config: ChaosConfig, say: Callable[[str], None] | None = None) -> 
     record.seconds = time.monotonic() - started
     return record
 
+
+
+# --- the suite (`hasten bench chaos`) -----------------------------------------------------
+
+
+def chaos_run(task: str, method: str, seed: int, quick: bool, budget: str | None,
+              options: ChaosConfig, say: Callable[[str], None] | None = None
+              ) -> dict[str, Any]:
+    """One chaos run (the harness's own-run protocol): `options` with its seed moved by the
+    run's seed; `final` 1.0 when bit-identical, else 0.0; the counts as report rows and the
+    whole `ChaosRecord` in the notes."""
+    config = replace(options, seed=options.seed + seed)
+    record = run_chaos(config, say=say)
+    rows = {"kills": record.kills, "kills inside a save": record.kills_in_save,
+            "resumes": record.resumes, "fallbacks": record.fallbacks,
+            "problems": len(record.problems)}
+    if record.survivor_exit_seconds:
+        rows["survivor exit seconds (max)"] = max(record.survivor_exit_seconds)
+    return {"metric": "bit-identical", "final": 1.0 if record.identical else 0.0,
+            "metrics": {"ok": record.ok}, "train_seconds": record.seconds,
+            "budget": f"{config.steps}steps", "config": to_dict(config),
+            "notes": {"report_rows": rows, "chaos": record.as_dict(),
+                      "summary": record.summary(), "processes": config.ranks}}
+
+
+def chaos_verdict(results: dict[str, Any]) -> tuple[int, list[str]]:
+    """Exit 0 when every run was bit-identical and worked, else 1; a line per run."""
+    runs = results.get("runs") or []
+    ok = bool(runs) and all((r.get("metrics") or {}).get("ok") for r in runs)
+    return (0 if ok else 1), [f"chaos: {(r.get('notes') or {}).get('summary', 'no summary')}"
+                              for r in runs]
+
+
+register_suite(Suite(
+    name="chaos", tasks=["chaos"], methods=["kill-resume"], options=ChaosConfig,
+    run=chaos_run, budget_units=(), verdict=chaos_verdict,
+    description="kill a run at random moments, resume it, check it ends bit-identical"))
 
 if __name__ == "__main__":
     sys.exit(main())

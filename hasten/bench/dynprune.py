@@ -84,7 +84,7 @@ register_suite(Suite(
     methods=["baseline", f"infobatch@{FRACTION}", f"random-drop@{FRACTION}",
              f"drop-easiest@{FRACTION}", f"baseline@{FRACTION}", "baseline@0.8"],
     margin=0.2, budgets={"fashion-prune-cnn": "1200000ex"}, overrides={"eval_every": 0.02},
-    options=InfoBatchOptions,
+    options=InfoBatchOptions, verdict=lambda results: (0, verdict_lines(results)),
     description="InfoBatch dynamic pruning vs random-drop and plain training at 70% budget"))
 
 

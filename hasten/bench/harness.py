@@ -19,6 +19,14 @@ method name may end in `@F` (e.g. `proxy@0.5`): the method run at fraction F of 
 budget, so a suite can show how little budget a method needs to reach the baseline's
 quality.
 
+A suite whose runs are not one training of a recipe (kill-and-resume checks, pretraining
+rows scored after training, another library's trainer) gives its own `run(task, method,
+seed, quick, budget, options, say) -> run record` (at least `metric`, `final`,
+`train_seconds`); its tasks and methods are names it lists, and the rest is the harness's
+(plan, checks, interleaving, the record after every run, stop, `--resume`, the machine's
+state, report). `budget_units`: the units `--budget` may use (none: sized by its options).
+`verdict(record)` gives the exit status and lines `hasten bench` and `hasten report` print.
+
 Runs go in interleaved order (seed 0: A B C, seed 1: A B C, ...), so drifts in machine
 speed fall on every method alike. Each run records its curve of (train seconds, work,
 metric); `fill_targets` then turns them into time to target. With an output path the record
@@ -41,11 +49,13 @@ from torch import nn
 
 from hasten.bench.machine import TimingMonitor
 from hasten.bench.records import (  # noqa: F401  (re-exported: where callers found them)
+    RESULT_FILE,
     code_version,
     cpu_model,
     load_record,
     machine_description,
     provenance,
+    resumed_record,
     write_record,
 )
 from hasten.bench.report import fill_targets
@@ -57,11 +67,13 @@ from hasten.core.recipe import TASKS, Recipe, TaskFn, lookup, register_task  # n
 from hasten.core.trainer import Hook, train
 from hasten.levers import LEVERS, Lever, apply_levers, parse_levers, split_specs
 
-RESULTS_FILE = "results.json"
+RESULTS_FILE = RESULT_FILE  # the name callers import from here
 
 
 MethodFn = Callable[[Recipe], Recipe]
 Applies = Callable[[str], bool]
+# a suite's own run: (task, method, seed, quick, budget, options, say) -> run record
+OwnRunFn = Callable[..., dict[str, Any]]
 
 
 @dataclass
@@ -83,6 +95,14 @@ class Suite:
     # called on the results after every run, to add what needs several runs (rows across
     # seeds, say); it may change the runs' notes
     after_run: Callable[[dict[str, Any]], None] | None = None
+    # the suite's own run, for runs that are not one training of a recipe (module docstring)
+    run: OwnRunFn | None = None
+    budget_units: tuple[str, ...] | None = None  # units --budget may use (None: any)
+    # (exit status, lines to print) from the record, after the tables
+    verdict: Callable[[dict[str, Any]], tuple[int, list[str]]] | None = None
+    # every run's recipe after its method: (recipe, method) -> recipe (e.g. the evaluation
+    # points and test subset every arm shares, `hasten.bench.evidence.dense_eval`)
+    prepare: Callable[[Recipe, str], Recipe] | None = None
 
 
 METHODS: dict[str, MethodFn] = {}
@@ -209,11 +229,17 @@ def plan(suite: Suite, seeds: int, tasks: Sequence[str] | None = None,
     every task), so a bad one fails before any run."""
     tasks = list(tasks or suite_tasks(suite, options))
     methods = split_specs(",".join(methods or suite.methods))  # lever settings stay whole
-    for name in tasks:
-        lookup("task", TASKS, name)
-    for name in methods:
-        check_method(name, tasks)
-    check_lever_needs(methods, tasks, options)
+    if suite.run is not None:  # plain names the suite lists
+        for kind, names, known in (("task", tasks, suite_tasks(suite, options)),
+                                   ("method", methods, suite.methods)):
+            for name in names:
+                lookup(f"{kind} of suite {suite.name}", dict.fromkeys(known), name)
+    else:
+        for name in tasks:
+            lookup("task", TASKS, name)
+        for name in methods:
+            check_method(name, tasks)
+        check_lever_needs(methods, tasks, options)
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     if first_seed < 0:
@@ -268,6 +294,7 @@ def build_recipe(task: str, method: str, seed: int, quick: bool, budget: str | N
 
 def run_one(task: str, method: str, seed: int, quick: bool, budget: str | None = None,
             quiet: bool = True, options: Any = None, hooks: Sequence[Hook] = (),
+            prepare: Callable[[Recipe, str], Recipe] | None = None,
             **overrides: Any) -> tuple[dict[str, Any], nn.Module]:
     """Build the task's recipe for `seed`, apply the method, train; return the run record
     and the trained model.
@@ -276,9 +303,12 @@ def run_one(task: str, method: str, seed: int, quick: bool, budget: str | None =
     keyword, and set as `recipe.options`). `hooks` are added after the method's own.
     `overrides` set `TrainConfig` fields (out_dir, resume, micro_batch, ...) after the
     method. A stop signal that arrived while the method prepared (a proxy, a scorer) stops
-    here, before training on what it left half done.
+    here, before training on what it left half done. `prepare` (a suite's) changes the
+    recipe after the method.
     """
     recipe = build_recipe(task, method, seed, quick, budget, quiet, options)
+    if prepare is not None:
+        recipe = prepare(recipe, method)
     return train_recipe(recipe, task, method, hooks, **overrides)
 
 
@@ -329,7 +359,7 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
     result files joined with `merge_results`. The baseline is `baseline`, else the first
     method; naming it lets a part without the baseline's runs merge with the part that has
     them. `options`: an instance of `suite.options`, a mapping of its fields, or None for
-    its defaults. With `out` (a folder) the record is written to `out/results.json` after
+    its defaults. With `out` (a folder) the record is written to `out/result.json` after
     every run, "partial" until the suite finishes; `resume=True` keeps the runs a partial
     record there already holds and runs the rest. A stop signal ends the suite with
     `hasten.core.stop.Stopped` (the finished runs kept, the cut one dropped); an error writes a
@@ -340,13 +370,19 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
     options = suite_options(suite, options)
     if budget is not None:
         parse_budget(budget)
+    units = suite.budget_units
+    if budget is not None and units is not None and parse_budget(budget)[0] not in units:
+        takes = f"it takes {' or '.join(units)} budgets" if units else \
+            "its runs are sized by its own options"
+        raise ConfigError(f"bench {suite.name}: --budget {budget} does not apply ({takes})")
     order = plan(suite, seeds, tasks, methods, first_seed, options)
     baseline_method = baseline or (list(methods) if methods else suite.methods)[0]
-    check_method(baseline_method, sorted({t for _, t, _ in order}))
+    if suite.run is None:
+        check_method(baseline_method, sorted({t for _, t, _ in order}))
     path = Path(out) / RESULTS_FILE if out is not None else None
     results = _new_record(suite, quick, seeds, first_seed, options, command, len(order), notes)
     if resume and path is not None:
-        results = _resumed(results, path)
+        results = resumed_record(results, path)
     done = {(r["seed"], r["task"], r["method"]) for r in results["runs"]}
     margins = {t: suite.margin for _, t, _ in order}
 
@@ -359,7 +395,9 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
             write_record(results, path)
 
     monitor = TimingMonitor(repeat=repeat_flagged, quick=quick)
-    run_fn: Callable[..., tuple[dict[str, Any], nn.Module]] = partial(monitor.measure, run_one)
+    one = partial(run_one, prepare=suite.prepare) if suite.run is None else \
+        partial(_own_run, suite.run, say=progress)
+    run_fn: Callable[..., tuple[dict[str, Any], Any]] = partial(monitor.measure, one)
     with stop.watch(), _stopped_between_runs(save, path, results, len(order)):
         for i, (seed, task, method) in enumerate(order):
             if (seed, task, method) in done:
@@ -375,9 +413,22 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
             save("partial")
             if progress:
                 progress(f"    {run['metric']} {_fmt(run['final'])} in "
-                         f"{run['train_seconds']:.1f}s train, {run['work']['steps']} steps")
+                         f"{run['train_seconds']:.1f}s train, "
+                         f"{(run.get('work') or {}).get('steps', 'n/a')} steps")
     save("complete")
     return results
+
+
+def _own_run(fn: OwnRunFn, task: str, method: str, seed: int, quick: bool,
+             budget: str | None, quiet: bool = True, options: Any = None,
+             hooks: Sequence[Hook] = (), say: Callable[[str], None] | None = None,
+             **overrides: Any) -> tuple[dict[str, Any], None]:
+    """A suite's own run, called as `run_one` is; the record gets the harness's fields."""
+    stop.check()
+    run = fn(task, method, seed, quick, budget, options, say)
+    return {"task": task, "method": method, "seed": seed, "higher_is_better": True,
+            "target": None, "time_to_target": None, "relative_time": None, "work": {},
+            "curve": None, "stopped": "budget", "budget": budget, "notes": {}, **run}, None
 
 
 @contextmanager
@@ -434,22 +485,6 @@ def _new_record(suite: Suite, quick: bool, seeds: int, first_seed: int, options:
             "suite_methods": list(suite.methods),  # the column order when parts are merged
             "options": to_dict(options) if options is not None else {},
             "planned_runs": planned, "notes": dict(notes or {}), "runs": []}
-
-
-def _resumed(fresh: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The record at `path` to carry on with: same suite and settings, not yet complete."""
-    if not path.is_file():
-        return fresh
-    old = load_record(path)
-    for key in ("suite", "quick", "seeds", "first_seed", "options"):
-        if old.get(key) != fresh.get(key):
-            raise ConfigError(f"--resume: {path} was made with {key} {old.get(key)!r}, "
-                              f"not {fresh.get(key)!r}")
-    if old.get("status") == "complete":
-        raise ConfigError(f"--resume: {path} is complete already; nothing to run")
-    resumed = {**fresh, "runs": list(old["runs"]), "resumed_from": old.get("created")}
-    resumed["command"] = f"{old.get('command')} ; {fresh['command']}"
-    return resumed
 
 
 def _fmt(value: Any) -> str:

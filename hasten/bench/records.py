@@ -14,10 +14,11 @@ then "complete", or "stopped" / "failed" when a signal or an error ended it earl
 finished runs are kept; the cut one never is). A complete record is written once and never
 edited: `notes` (how settings were chosen, what a number means) go in before it is written.
 
-`load_record(path)` reads any results file in the harness layout, whatever its age:
-files written before the schema, and the older hand-made layouts in benchmarks/results/
-(rows of an evaluation, pretraining rows scored on GLUE, named runs, and bundles holding
-several of these), each through an adapter. Unknown extra keys are kept as they are.
+`load_record(path)` reads a record of this schema and nothing else; extra keys a suite
+adds are kept as they are. Files in the layouts from before the schema were migrated once
+(each a new record naming the file it `supersedes`); the originals sit in
+benchmarks/results/superseded/, which nothing reads or renders. A correction to a
+committed record is likewise a new file with `supersedes`: records are never edited.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import math
 import numbers
 import os
 import platform
-import re
 import shlex
 import subprocess
 import sys
@@ -41,9 +41,10 @@ import torch
 
 from hasten import __version__
 from hasten.core.atomic import atomic_write
-from hasten.core.errors import DataError
+from hasten.core.errors import ConfigError, DataError
 
 SCHEMA_VERSION = 1
+RESULT_FILE = "result.json"  # the one name every command gives its record
 NOT_RECORDED = "not recorded"
 
 
@@ -169,15 +170,16 @@ def write_record(record: Mapping[str, Any], path: str | os.PathLike[str]) -> Pat
 
 # --- reading -------------------------------------------------------------------------------
 
+HEADER = ("suite", "created", "machine", "code", "command", "status")
+
 
 def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Any results file, in the harness layout (`runs` of task/method/seed/final/...).
+    """A results file in the record schema, as written (`runs` of task/method/seed/final/...).
 
-    `record["source"]` names the file and the adapter that read it: "record" (this schema),
-    "harness" (a results.json from before the schema), "rows" (a table of rows, e.g. an
-    evaluation or pretraining runs scored on GLUE), "bundle" (a file that gathers several
-    results and tables; each becomes its own group of tasks). DataError names the file when
-    it is missing, not JSON, or holds nothing to read."""
+    `record["source"]` names the file. DataError names the file when it is missing, not
+    JSON, not a record of this schema (files in older layouts were migrated once and kept in
+    benchmarks/results/superseded/, which nothing reads), its header lacks a field, or a run
+    lacks its task or method."""
     p = Path(path)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
@@ -187,170 +189,32 @@ def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise DataError(f"{p}: is a folder, not a results file") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DataError(f"{p}: not a results JSON file ({e})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{p}: not a hasten results file (no 'runs' list, nor rows to read)")
-    if "schema_version" in data and _is_harness(data):
-        record, layout = dict(data), "record"
-    elif _is_harness(data):
-        record, layout = dict(data), "harness"
-    else:
-        groups = _groups(data, ())
-        if not groups or not any(runs for _, runs, _ in groups):
-            raise DataError(f"{p}: not a hasten results file (no 'runs' list, nor rows to "
-                            "read)")
-        record, layout = _from_groups(data, groups, p)
-    header = _header(data, p)
-    for key, value in header.items():
-        if not isinstance(record.get(key), str) or not record.get(key):
-            if key in record and record[key] and key == "machine":
-                record["machine_info"] = record[key]  # a structured description, kept
-            record[key] = value
-    record["source"] = {"path": str(p), "layout": layout}
-    return record
-
-
-def _is_harness(data: Mapping[str, Any]) -> bool:
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+        got = data.get("schema_version") if isinstance(data, dict) else None
+        raise DataError(f"{p}: not a hasten record (schema_version {got!r}, expected "
+                        f"{SCHEMA_VERSION}); older layouts were migrated once into "
+                        "benchmarks/results/")
     runs = data.get("runs")
-    return isinstance(runs, list) and all(
-        isinstance(r, dict) and "task" in r and "method" in r for r in runs)
+    if not isinstance(runs, list) or not all(
+            isinstance(r, dict) and "task" in r and "method" in r for r in runs):
+        raise DataError(f"{p}: 'runs' must be a list of runs, each with a task and a method")
+    missing = [k for k in HEADER if not isinstance(data.get(k), str) or not data[k]]
+    if missing:
+        raise DataError(f"{p}: the record's header lacks {', '.join(missing)}")
+    return {**data, "source": {"path": str(p), "layout": "record"}}
 
 
-def _header(data: Mapping[str, Any], p: Path) -> dict[str, Any]:
-    """suite, created, machine, code and command, from whatever the file recorded."""
-    created = data.get("created") or " ".join(
-        str(data[k]) for k in ("date", "started_utc") if data.get(k)) or _first(data, "created")
-    machine = data.get("machine") or _first(data, "machine")
-    if isinstance(machine, Mapping):
-        machine = ", ".join(f"{k} {v}" for k, v in machine.items())
-    command = data.get("command") or _first(data, "command")
-    if not command and (data.get("script") or data.get("scripts")):
-        names = list(data["scripts"]) if isinstance(data.get("scripts"), Mapping) else []
-        command = "the scripts kept in the file" + (f" ({', '.join(names)})" if names else "")
-    return {"suite": data.get("suite") or re.sub(r"-\d{8}$", "", p.stem),
-            "created": str(created or NOT_RECORDED), "machine": str(machine or NOT_RECORDED),
-            "code": str(data.get("code") or data.get("commit") or _first(data, "code")
-                        or NOT_RECORDED),
-            "command": str(command or NOT_RECORDED)}
-
-
-def _first(data: Any, key: str) -> Any:
-    """The first value of `key` in a nested record (breadth first), or None."""
-    queue = [data]
-    while queue:
-        item = queue.pop(0)
-        if isinstance(item, Mapping):
-            if isinstance(item.get(key), (str, Mapping)) and item.get(key):
-                return item[key]
-            queue += [v for v in item.values() if isinstance(v, (Mapping, list))]
-        elif isinstance(item, list):
-            queue += [v for v in item if isinstance(v, (Mapping, list))]
-    return None
-
-
-Group = tuple[tuple[str, ...], list[dict[str, Any]], str]  # (path, runs, kind)
-
-
-def _groups(data: Any, path: tuple[str, ...]) -> list[Group]:
-    """Every set of runs a file holds, depth first: harness results, tables of rows (a
-    `rows` list, or a `runs` list without tasks) and named runs (a `runs` table)."""
-    if not isinstance(data, Mapping):
-        return []
-    if _is_harness(data):
-        return [(path, [dict(r) for r in data["runs"]], "harness")]
-    found: list[Group] = []
-    for key in ("rows", "runs"):
-        table = data.get(key)
-        if isinstance(table, list) and table and all(isinstance(r, dict) for r in table):
-            found.append((path, _rows_to_runs(table, data), "rows"))
-        elif isinstance(table, Mapping) and table and all(
-                isinstance(r, Mapping) for r in table.values()):
-            named = [{"name": k, **_flat(v)} for k, v in table.items()]
-            found.append((path, _rows_to_runs(named, data), "rows"))
-    for key, value in data.items():
-        if key in ("rows", "runs"):
-            continue
-        if isinstance(value, Mapping):
-            found += _groups(value, (*path, str(key)))
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                found += _groups(item, (*path, f"{key}[{i}]"))
-    return found
-
-
-def _from_groups(data: Mapping[str, Any], groups: list[Group], p: Path
-                 ) -> tuple[dict[str, Any], str]:
-    """One harness-layout record from the groups a file holds (tasks named after where in
-    the file each group sits when there is more than one)."""
-    runs: list[dict[str, Any]] = []
-    several = len(groups) > 1
-    for path, group_runs, _ in groups:
-        where = "/".join(path)
-        for run in group_runs:
-            if run.get("task") is None:
-                run["task"] = where or str(data.get("suite") or re.sub(r"-\d{8}$", "", p.stem))
-            elif several and where:
-                run["task"] = f"{run['task']} [{where}]"
-            runs.append(run)
-    top_level = len(groups) == 1 and groups[0][0] == ()
-    extra = {k: v for k, v in data.items() if k not in ("runs", "rows")}
-    return {**extra, "runs": runs}, "rows" if top_level else "bundle"
-
-
-# the value a row is judged by, in order of preference
-_FINAL_KEYS = ("final", "accuracy_mean", "mean", "glue_average", "glue.average", "test_bleu",
-               "score", "tokens_per_s", "heldout_loss", "kept_fraction_documents")
-_LABEL_KEYS = ("row", "name", "set", "file", "method", "budget")
-_MAX_ROWS = 12
-
-
-def _flat(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A row with nested tables flattened one level (`glue.average`)."""
-    out: dict[str, Any] = {}
-    for k, v in row.items():
-        if isinstance(v, Mapping):
-            for k2, v2 in v.items():
-                out.setdefault(f"{k}.{k2}", v2)
-        else:
-            out[k] = v
-    return out
-
-
-def _number(x: Any) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _label(row: Mapping[str, Any], i: int) -> str:
-    if "model" in row and "precision" in row:
-        return f"{row['model']}/{row['precision']}"
-    for key in _LABEL_KEYS:
-        if isinstance(row.get(key), (str, int, float)) and not isinstance(row.get(key), bool):
-            text = str(row[key])
-            return Path(text).stem if key == "file" else text
-    return f"row {i + 1}"
-
-
-def _rows_to_runs(rows: list[dict[str, Any]], table: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Runs (one per row) from a table of rows: the row's preferred value as `final`, its
-    other numbers as extra report rows."""
-    runs, used = [], {}
-    for i, raw in enumerate(rows):
-        row = _flat(raw)
-        metric = next((k for k in _FINAL_KEYS if _number(row.get(k))), None)
-        if metric is None:
-            metric = next((k for k, v in row.items() if _number(v)), None)
-        label = _label(row, i)
-        used[label] = used.get(label, 0) + 1
-        if used[label] > 1:
-            label = f"{label} #{used[label]}"
-        extra = {k: float(v) for k, v in row.items() if _number(v) and k != metric}
-        runs.append({
-            "task": None, "method": label, "seed": row.get("seed", table.get("seed", 0)),
-            "metric": metric or "value",
-            "higher_is_better": not (metric or "").endswith("loss"),
-            "final": float(row[metric]) if metric else None,
-            "train_seconds": row.get("train_seconds") if _number(
-                row.get("train_seconds")) else None,
-            "target": None, "time_to_target": None, "relative_time": None,
-            "work": {}, "curve": None,
-            "notes": {"report_rows": dict(list(extra.items())[:_MAX_ROWS])}})
-    return runs
+def resumed_record(fresh: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The record at `path` to carry on with: same suite and settings, not yet complete."""
+    if not path.is_file():
+        return fresh
+    old = load_record(path)
+    for key in ("suite", "quick", "seeds", "first_seed", "options"):
+        if old.get(key) != fresh.get(key):
+            raise ConfigError(f"--resume: {path} was made with {key} {old.get(key)!r}, "
+                              f"not {fresh.get(key)!r}")
+    if old.get("status") == "complete":
+        raise ConfigError(f"--resume: {path} is complete already; nothing to run")
+    resumed = {**fresh, "runs": list(old["runs"]), "resumed_from": old.get("created")}
+    resumed["command"] = f"{old.get('command')} ; {fresh['command']}"
+    return resumed

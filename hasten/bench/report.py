@@ -455,13 +455,13 @@ def rich_tables(results: Mapping[str, Any]) -> list[Table]:
 
 
 def write_report(results: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """Write results.json, report.md and curves.png into `out_dir` (created); return their paths.
+    """Write result.json, report.md and curves.png into `out_dir` (created); return their paths.
 
     Keys of the returned dict: "results", "report", "curves". Call `fill_targets` first.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"results": out / "results.json", "report": out / "report.md",
+    paths = {"results": out / "result.json", "report": out / "report.md",
              "curves": out / "curves.png"}
     write_record(results, paths["results"])
     markdown = markdown_report(results)

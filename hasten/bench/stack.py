@@ -48,15 +48,15 @@ core, parts joined by `hasten report`; stack-sst2 / sst2-small the same, with th
       --methods $A --seeds 3 --out runs/stack-val-a &
     taskset -c 1 env OMP_NUM_THREADS=1 hasten bench stack --task fashion-stack-val $C \
       --methods $B --baseline tuned-baseline --seeds 3 --out runs/stack-val-b; wait
-    hasten report runs/stack-val-a/results.json runs/stack-val-b/results.json \
+    hasten report runs/stack-val-a/result.json runs/stack-val-b/result.json \
       --out runs/stack-val   # prints the levers kept: dropped if < 5% on every seed
     # 2. test phase: the kept levers and the choices, read from the validation record
-    V=--levers-from=runs/stack-val/results.json
+    V=--levers-from=runs/stack-val/result.json
     taskset -c 0 env OMP_NUM_THREADS=1 hasten bench stack --task fashion-stack $V \
       --part levers --seeds 3 --out runs/stack-a &
     taskset -c 1 env OMP_NUM_THREADS=1 hasten bench stack --task fashion-stack $V \
       --part controls --seeds 3 --out runs/stack-b; wait
-    hasten report runs/stack-a/results.json runs/stack-b/results.json --out runs/stack
+    hasten report runs/stack-a/result.json runs/stack-b/result.json --out runs/stack
 
 Part `levers`: tuned-baseline, stack, stack-minus-X per kept lever; part `controls`: only-X
 for every lever the validation phase weighed, baseline, baseline@F. `--set

@@ -5,6 +5,9 @@ Tasks (each a baseline recipe that later methods change):
   mnist1d       MNIST-1D (generated offline), 1-D CNN
   fashion-mnist Fashion-MNIST (IDX files from $HASTEN_DATA), ConvNet-3
   fashion-mnist-val  the same, trained on 55,000 images, scored on 5,000 held out (for tuning)
+  fashion-10k   10,000 of Fashion-MNIST's training images, ConvNet-3 (16 wide), 20 epochs, in
+                fp32 (the decisions of `hasten.bench.work_levers` run here); fashion-10k-w32
+                the same 32 wide (room for a smaller proxy); "-val": their validation twins
 
 Quick mode shortens the budgets (and evaluates Fashion-MNIST on a 2,000-image test subset)
 so the suite doubles as a smoke test and as `hasten demo`. The step options (`bf16`,
@@ -26,13 +29,15 @@ from torch.utils.data import TensorDataset
 
 from hasten.bench.harness import Recipe, Suite, register_method, register_suite, register_task
 from hasten.core.trainer import TrainConfig, shard_bounds, sharded_eval
-from hasten.data.vision import VisionData, holdout_split, load_vision
+from hasten.data.vision import VisionData, holdout_split, load_vision, training_subset
 from hasten.levers import apply_levers
 from hasten.models.vision import build_model
 
 # tasks whose batches are (x, y) class-labelled examples: the methods that select or reweigh
 # examples by their losses apply to these (suites with such tasks add theirs)
-CLASSIFICATION_TASKS: set[str] = {"digits", "mnist1d", "fashion-mnist", "fashion-mnist-val"}
+CLASSIFICATION_TASKS: set[str] = {"digits", "mnist1d", "fashion-mnist", "fashion-mnist-val",
+                                  "fashion-10k", "fashion-10k-val", "fashion-10k-w32",
+                                  "fashion-10k-w32-val"}
 VISION_TASKS = frozenset(CLASSIFICATION_TASKS)  # this module's own tasks
 
 
@@ -69,14 +74,18 @@ def accuracy_on(test: TensorDataset, batch: int = 1000):
 
 
 VALIDATION_SIZE = 5000  # training images held out by the "-val" tasks
+SUBSET_SIZE = 10_000  # training images kept by the "-10k" sets
 
 
 @cache
 def _data(name: str) -> VisionData:
     """A dataset by name; "<name>-val" holds VALIDATION_SIZE training images out as its test
-    split (for choosing methods and settings without looking at the test set)."""
+    split (for choosing methods and settings without looking at the test set); "<name>-10k"
+    keeps SUBSET_SIZE of its training images (a fixed draw), the same test split."""
     if name.endswith("-val"):
         return holdout_split(_data(name[:-len("-val")]), VALIDATION_SIZE)
+    if name.endswith("-10k"):
+        return training_subset(_data(name[:-len("-10k")]), SUBSET_SIZE)
     return load_vision(name)
 
 
@@ -140,6 +149,38 @@ def fashion_mnist_val(seed: int, quick: bool) -> Recipe:
     """The fashion-mnist task trained on 55,000 images and scored on the 5,000 held out:
     for choosing a method's settings; report on `fashion-mnist`."""
     return fashion_mnist(seed, quick, "fashion-mnist-val")
+
+
+def _fashion_10k(seed: int, quick: bool, name: str, width: int) -> Recipe:
+    """10,000 Fashion-MNIST training images, ConvNet-3 (`width` wide, 2 blocks), 20 epochs
+    (quick: 2, scored on 2,000 test images), fp32: bf16 has no hardware support on this
+    machine's CPU and costs several times fp32 there."""
+    data = _data(name)
+    test = data.test if not quick else TensorDataset(*(t[:2000] for t in data.test.tensors))
+    cfg = TrainConfig(budget=_epochs(data, 2 if quick else 20), lr=2e-3, schedule="one-cycle",
+                      schedule_params={"peak_at": 0.2}, micro_batch=128, weight_decay=0.05,
+                      precision="fp32", eval_every=0.02)
+    recipe = _recipe(data, test, "convnet3", cfg, seed, width=width, depth=2)
+    recipe.notes["width"] = width
+    return recipe
+
+
+def _ten_k_task(source: str, width: int, doc: str) -> Any:
+    def task(seed: int, quick: bool) -> Recipe:
+        return _fashion_10k(seed, quick, source, width)
+    task.__doc__ = doc
+    return task
+
+
+for _name, _source, _width, _doc in (
+        ("fashion-10k", "fashion-mnist-10k", 16, "10,000 Fashion-MNIST training images, "
+         "ConvNet-3 16 wide, 20 epochs, fp32, scored on the 10,000 test images"),
+        ("fashion-10k-val", "fashion-mnist-val-10k", 16, "fashion-10k's validation twin: "
+         "10,000 of fashion-mnist-val's 55,000 images, scored on the 5,000 it holds out"),
+        ("fashion-10k-w32", "fashion-mnist-10k", 32, "fashion-10k with ConvNet-3 32 wide"),
+        ("fashion-10k-w32-val", "fashion-mnist-val-10k", 32, "fashion-10k-val with "
+         "ConvNet-3 32 wide")):
+    register_task(_name)(_ten_k_task(_source, _width, _doc))
 
 
 @register_method("bf16")

@@ -1,8 +1,8 @@
 """The `hasten` command line: one module per command, each thin (parse, call, print).
 
     hasten demo                          quick vision suite on embedded data, table + report
-    hasten bench SUITE [--quick] ...     run a suite; write results.json, report.md, curves.png
-    hasten report FILE... [--out DIR]    render (and join) results files, old layouts too
+    hasten bench SUITE [--quick] ...     run a suite; write result.json, report.md, curves.png
+    hasten report FILE... [--out DIR]    render (and join) results files
     hasten train --task T --out DIR ...  one training run (resumable; works under torchrun)
     hasten prune --data D --keep F --scorer S --out DIR    score examples, keep a subset
     hasten distill --data D --method dm --ipc 10 --out DIR  distil a dataset (or `eval FILE`)

@@ -1,11 +1,13 @@
 """`hasten bench SUITE`: run a suite's tasks x methods x seeds, interleaved, into a results
 record, a report and curves. `hasten bench SUITE --help` lists the suite's own options.
 
-Besides the harness's suites: the pretraining tables (`mlm`, `electra`, `pretrain-ladder`,
-their own runner), `chaos` (kill a run at random moments and resume it,
-`hasten.cli.bench_chaos`), and the lever stack's plan (`stack`, `stack-sst2`: settings chosen
-once, parts, the validation phase's lever choice; `hasten.cli.bench_stack`). torch's threads
-are set to the cores the process may use (`taskset` pins them) and recorded."""
+Every suite is a suite of the harness (`hasten.bench.harness`), `chaos` and the HF Trainer
+comparison with their own runs; the lever stack's plan (`stack`, `stack-sst2`: settings
+chosen once, parts, the validation phase's lever choice; `hasten.cli.bench_stack`) adds its
+settings. The pretraining tables (`mlm`, `electra`, `pretrain-ladder`) keep their runner
+until they move into the harness. A suite's verdict (chaos: bit-identical or not) sets the
+exit status. torch's threads are set to the cores the process may use (`taskset` pins them)
+and recorded."""
 
 from __future__ import annotations
 
@@ -14,11 +16,19 @@ import importlib
 from typing import Any
 
 from hasten.bench import harness
+from hasten.bench.evidence import plan_stamp
 from hasten.bench.harness import SUITES
 from hasten.bench.pretrain import rich_table, write_results
 from hasten.bench.suites import load_suites
 from hasten.cli import bench_stack, common
-from hasten.cli.bench_run import BenchCommand, _tasks, open_out, report_results, run_planned
+from hasten.cli.bench_run import (
+    BenchCommand,
+    _tasks,
+    open_out,
+    print_verdict,
+    report_results,
+    run_planned,
+)
 from hasten.core.config import settings_help
 from hasten.core.errors import ConfigError
 
@@ -28,8 +38,6 @@ HELP = "run a benchmark suite (hasten list suites)"
 # into the harness
 PRETRAIN_SUITES = {"mlm": "hasten.bench.mlm", "electra": "hasten.bench.electra",
                    "pretrain-ladder": "hasten.bench.ladder"}
-# suites with their own settings and runner: module with HELP, add_settings(parser), run(args)
-OWN_SUITES = {"chaos": "hasten.cli.bench_chaos"}
 
 
 def _suite_name(argv: list[str]) -> str | None:
@@ -41,10 +49,8 @@ def _suite_name(argv: list[str]) -> str | None:
 def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
     name = _suite_name(argv)
     suite = None
-    if name in OWN_SUITES:
-        return _own_parser(sub, importlib.import_module(OWN_SUITES[name]))
     if name is not None and name not in PRETRAIN_SUITES:
-        load_suites()
+        load_suites([name])
         suite = SUITES.get(name)
     epilog = settings_help(BenchCommand)
     if suite is not None:
@@ -65,16 +71,6 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
     if name in PRETRAIN_SUITES:
         p.add_argument("--corpus", nargs="+", help="text files or folders (default "
                                                    "$HASTEN_DATA/gutenberg)")
-    p.set_defaults(run=run)
-    return p
-
-
-def _own_parser(sub: Any, module: Any) -> argparse.ArgumentParser:
-    """`hasten bench NAME` for a suite with its own settings (not the harness's)."""
-    p = sub.add_parser(NAME, help=HELP, description=module.__doc__, epilog=module.epilog(),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("suite", help="a suite (hasten list suites)")
-    module.add_settings(p)
     p.set_defaults(run=run)
     return p
 
@@ -107,13 +103,11 @@ def unknown_hint(args: argparse.Namespace, extras: list[str]) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    load_suites()
+    load_suites([args.suite])
     if args.suite in PRETRAIN_SUITES:
         return _pretrain(args)
-    if args.suite in OWN_SUITES:
-        return int(importlib.import_module(OWN_SUITES[args.suite]).run(args))
     if args.suite not in harness.SUITES:
-        known = sorted({*harness.SUITES, *PRETRAIN_SUITES, *OWN_SUITES})
+        known = sorted({*harness.SUITES, *PRETRAIN_SUITES})
         raise ConfigError(f"unknown suite {args.suite!r}; known: {', '.join(known)}")
     suite = harness.SUITES[args.suite]
     if suite.name in bench_stack.SUITES:
@@ -122,10 +116,11 @@ def run(args: argparse.Namespace) -> int:
     c, *rest = common.settle(classes, args, NAME)
     options = rest[0] if rest else None
     tasks = _tasks(c, suite, options)
+    stamp = {"plan": plan_stamp(c.plan)} if c.plan else {}
     out = open_out(c, suite)
     harness.plan(suite, c.seeds, tasks, c.methods, c.first_seed, options)
-    results = run_planned(c, suite, options, tasks, out)
-    return report_results(results, out, c.quiet)
+    results = run_planned(c, suite, options, tasks, out, notes=stamp)
+    return max(report_results(results, out, c.quiet), print_verdict(suite, results))
 
 
 def _pretrain(args: argparse.Namespace) -> int:
@@ -149,6 +144,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     module = importlib.import_module(PRETRAIN_SUITES[args.suite])
     threads = common.choose_threads()
     results, out_dir, title, notes = module.run(legacy, say)
+    results.setdefault("status", "complete")
     paths = write_results(results, out_dir, title, notes)
     common.write_settings(out_dir, c, extra={
         "suite": args.suite, "options": results.get("options") or {}, "threads": threads,

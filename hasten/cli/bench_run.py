@@ -41,6 +41,9 @@ class BenchCommand:
                                   "report; --repeat-flagged runs it once more, keeping the "
                                   "second")
     quiet: bool = option(False, "a line per run, and off a terminal a line every 30 s")
+    plan: str | None = option(None, "None: exploratory runs; a plan file (benchmarks/plans/), "
+                                    "committed before the runs, lets hasten report print "
+                                    "their verdict (its path, hash and commit are recorded)")
 
 
 def open_out(c: BenchCommand, suite: Any) -> Path:
@@ -85,6 +88,9 @@ def _check_record(out: Path, c: BenchCommand) -> None:
     path = out / RESULTS_FILE
     if c.resume and not out.is_dir():
         raise ConfigError(f"cannot resume: {out} does not exist")
+    if c.resume and not path.is_file() and (out / "results.json").is_file():
+        raise ConfigError(f"--resume: {out} holds results.json, the record's name before it "
+                          f"became {RESULTS_FILE}: rename it to {RESULTS_FILE} to carry on")
     if c.resume and not path.is_file():
         print(f"no record in {out} yet; starting fresh", file=sys.stderr)
     if not path.is_file() or c.overwrite or c.resume:
@@ -99,6 +105,16 @@ def _check_record(out: Path, c: BenchCommand) -> None:
                           "replaced: choose another folder, or pass --overwrite")
     raise ConfigError(f"--out {out} holds a {status} record; pass --resume to run the rest, "
                       "or --overwrite to start over")
+
+
+def print_verdict(suite: Any, results: dict[str, Any]) -> int:
+    """Print the suite's verdict lines (if it has a verdict); its exit status, else 0."""
+    if suite is None or suite.verdict is None:
+        return 0
+    code, lines = suite.verdict(results)
+    if lines:
+        print("\n".join(lines), flush=True)
+    return int(code)
 
 
 def report_results(results: dict[str, Any], out: Path, quiet: bool) -> int:

@@ -44,7 +44,7 @@ class StackCommand:
                                       "--resume: OUT/choices.json); a choices.json another "
                                       "run wrote skips the trials")
     levers_from: str | None = option(None, "None: the levers option; a validation "
-                                     "results.json: the levers it kept (dropped: < pays on "
+                                     "result.json: the levers it kept (dropped: < pays on "
                                      "every seed) and its choices")
     part: str = option("all", "every run of the plan; levers: tuned-baseline, stack, "
                        "stack-minus-X; controls: only-X, baseline, baseline@F (one per core)",
@@ -137,7 +137,7 @@ def report_stack(results: dict[str, Any], out: Path, threshold: float = 0.05,
                  tables: bool = True) -> None:
     """stack.md and stack.png into `out`, then `print_stack`."""
     paths = write_stack_report(results, out, threshold)
-    print_stack(results, threshold, out / "results.json", tables)
+    print_stack(results, threshold, out / "result.json", tables)
     print(f"stack report: {paths['table']}  plot: {paths['plot']}", flush=True)
 
 
@@ -159,7 +159,7 @@ def print_stack(results: dict[str, Any], threshold: float, record: Path | None,
         if stack_plan.is_validation(results, task):
             s = select_levers(results, threshold, task)
             where = (f"--levers-from {record}" if record is not None else
-                     "write this record with --out, then --levers-from OUT/results.json")
+                     "write this record with --out, then --levers-from OUT/result.json")
             print(f"validation lever choice (dropped: removing it cost < {threshold:.0%} on "
                   f"every seed): keep {', '.join(s['kept']) or 'none'}; drop "
                   f"{', '.join(s['dropped']) or 'none'}; test phase: {where}", flush=True)

@@ -16,7 +16,7 @@ from hasten.core.errors import ConfigError
 
 NAME = "demo"
 HELP = "quick suite on embedded data (about a minute on 2 cores)"
-DEMO_FILES = ("results.json", "report.md", "curves.png", "config.json")
+DEMO_FILES = ("result.json", "report.md", "curves.png", "config.json")
 
 
 @dataclass
@@ -24,7 +24,7 @@ class DemoCommand:
     """`hasten demo`: every setting, each default with its reason."""
 
     out: str = option("runs/demo", "beside other runs, out of the source tree's way",
-                      help="the folder for results.json, report.md, curves.png, config.json")
+                      help="the folder for result.json, report.md, curves.png, config.json")
     seeds: int = option(3, "three seeds: enough for a median and a range",
                         help="runs of each method on each task")
     overwrite: bool = option(False, "a folder holding anything is never replaced unless "

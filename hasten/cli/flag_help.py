@@ -51,7 +51,7 @@ WHAT = {
     "part": "which runs of the plan: all, levers or controls",
     "tune_only": "choose the settings, write OUT/choices.json and stop",
     "choices_file": "a choices.json to reuse instead of choosing again",
-    "levers_from": "a validation results.json whose kept levers (and choices) to use",
+    "levers_from": "a validation result.json whose kept levers (and choices) to use",
     # bench chaos
     "kills": "times the run is killed (SIGKILL) and resumed",
     "save_kills": "kills aimed inside a checkpoint write",

@@ -15,7 +15,7 @@ from hasten.bench.harness import METHODS, SUITES, TASKS, applies, lookup, suite_
 from hasten.bench.own import installed_tasks
 from hasten.bench.suites import load_suites
 from hasten.cli import COMMANDS
-from hasten.cli.bench import OWN_SUITES, PRETRAIN_SUITES
+from hasten.cli.bench import PRETRAIN_SUITES
 from hasten.cli.distill import BASELINES
 from hasten.core.config import defaults
 from hasten.distill.methods import METHODS as DISTILLERS
@@ -42,7 +42,7 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    load_suites()
+    load_suites(everything=True)
     kinds = [args.what] if args.what else list(WHAT)
     for kind in kinds:
         lines = list(SECTIONS[kind](args.suite))
@@ -85,8 +85,6 @@ def _suites(_: str | None) -> Iterable[tuple[str, str]]:
                 "and probes" if name == "pretrain-ladder" else "pretraining rows scored on "
                 "GLUE-small")
         yield name, f"{what} (their own runner)"
-    for name, module in OWN_SUITES.items():
-        yield name, f"{importlib.import_module(module).HELP} (its own runner)"
 
 
 def _tasks(suite: str | None) -> Iterable[tuple[str, str]]:

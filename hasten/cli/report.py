@@ -1,9 +1,9 @@
-"""`hasten report FILE...`: render results files (any layout ever written: see
-`hasten.bench.records`); several files of one suite run in parts are joined first, and a
-joined suite's rows that need every run (the prune suite's break-even trainings) are made
-again. A lever stack's record also gets its ablation table, verdict and, on a validation
-twin, the levers kept (with `--out`: stack.md and stack.png); an InfoBatch record its
-pre-registered verdict, seed by seed."""
+"""`hasten report FILE...`: render results files (records: see `hasten.bench.records`);
+several files of one suite run in parts are joined first, and a joined suite's rows that
+need every run (the prune suite's break-even trainings) are made again. A lever stack's
+record also gets its ablation table, verdict and, on a validation twin, the levers kept
+(with `--out`: stack.md and stack.png); a suite with a verdict (chaos, InfoBatch's
+pre-registered rule) prints it."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any
 
-from hasten.bench.dynprune import verdict_lines
 from hasten.bench.harness import SUITES
 from hasten.bench.records import load_record
 from hasten.bench.report import merge_results, rich_tables, write_report
 from hasten.bench.suites import load_suites
 from hasten.cli import bench_stack, common
+from hasten.cli.bench_run import print_verdict
 from hasten.core.config import option, settings_help
 
 NAME = "report"
-HELP = "render results files (old layouts too); join parts of one suite run apart"
+HELP = "render results files; join parts of one suite run apart"
 
 
 @dataclass
@@ -28,9 +28,9 @@ class ReportCommand:
     """`hasten report`: every setting, each default with its reason."""
 
     files: list[str] = field(metadata={"reason": "required", "flag": False,
-                                       "help": "results files (results.json or any file in "
+                                       "help": "results files (result.json or any file in "
                                                "benchmarks/results/)"})
-    out: str | None = option(None, "None: print the tables only; a folder gets results.json, "
+    out: str | None = option(None, "None: print the tables only; a folder gets result.json, "
                                    "report.md and curves.png")
     overwrite: bool = option(False, "a folder another program wrote is never written into "
                              "unless asked", help="write into an --out folder no hasten "
@@ -44,7 +44,7 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", metavar="FILE", help="results files")
     common.add_settings(p, ReportCommand, skip=("files",),
-                        what={"out": "the folder for results.json, report.md and curves.png"})
+                        what={"out": "the folder for result.json, report.md and curves.png"})
     p.set_defaults(run=run)
     return p
 
@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
         paths = write_report(results, out)
         common.write_settings(out, c)
         print(f"report: {paths['report']}  results: {paths['results']}")
-    if results.get("suite") == "infobatch":
-        print("\n".join(verdict_lines(results)))
+    load_suites([str(results.get("suite"))])
+    print_verdict(SUITES.get(str(results.get("suite"))), results)
     if results.get("suite") in bench_stack.SUITES:
         threshold = float((results.get("options") or {}).get("pays", 0.05))
         if out is not None:
@@ -76,7 +76,7 @@ def _joined(records: list[dict[str, Any]]) -> dict[str, Any]:
     """The parts of one suite run apart, joined; the suite's own after-run rows made again
     over every run (a registered suite's `after_run`)."""
     results = merge_results(records)
-    load_suites()
+    load_suites([str(results.get("suite"))])
     suite = SUITES.get(str(results.get("suite")))
     if suite is not None and suite.after_run is not None:
         suite.after_run(results)

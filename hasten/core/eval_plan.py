@@ -144,6 +144,14 @@ def takes_deadline(evaluate: Callable[..., Any]) -> bool:
         return False
 
 
+def takes_keyword(evaluate: Callable[..., Any], name: str) -> bool:
+    """Whether an evaluate function accepts the keyword `name`."""
+    try:
+        return name in inspect.signature(evaluate).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def takes_shard(evaluate: Callable[..., Any]) -> bool:
     """Whether an evaluate function accepts the `shard` keyword."""
     try:

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from hasten.core import distributed
 from hasten.core.errors import ConfigError
-from hasten.core.eval_plan import EvalPlan, takes_deadline, takes_shard
+from hasten.core.eval_plan import EvalPlan, takes_deadline, takes_keyword, takes_shard
 from hasten.core.guards import (
     SLOW_STEP_SHARE,
     Interrupted,
@@ -366,10 +366,13 @@ def _evaluate(run: Run, final: bool) -> bool:
 
 def _eval_kwargs(run: Run, final: bool) -> dict[str, Any]:
     """`shard` for an evaluate function that splits across ranks; `deadline` for a final
-    evaluation of a seconds budget in one process, when the function takes it."""
+    evaluation of a seconds budget in one process, when the function takes it; `final`
+    for one that scores the final evaluation otherwise (e.g. on all of a test set)."""
     d, kwargs = run.state.dist, {}
     if takes_shard(run.evaluate):
         kwargs["shard"] = (d.rank, d.world_size)
+    if takes_keyword(run.evaluate, "final"):
+        kwargs["final"] = final
     if final and not d.enabled and run.wall_deadline is not None and \
             takes_deadline(run.evaluate):
         kwargs["deadline"] = run.wall_deadline

@@ -273,6 +273,17 @@ def holdout_split(data: VisionData, size: int, seed: int = 0) -> VisionData:
                       TensorDataset(x[held], y[held]), data.num_classes, data.input_shape)
 
 
+def training_subset(data: VisionData, size: int, seed: int = 0) -> VisionData:
+    """`data` with its training split cut to `size` examples (a seeded random draw), the
+    same test split. The result is named "<name>-<size/1000>k"."""
+    x, y = data.train.tensors
+    if not 0 < size <= len(y):
+        raise ConfigError(f"subset size must be in [1, {len(y)}] for {data.name}, got {size}")
+    keep = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:size]
+    return VisionData(f"{data.name}-{size // 1000}k", TensorDataset(x[keep], y[keep]),
+                      data.test, data.num_classes, data.input_shape)
+
+
 # -----------------------------------------------------------------------------
 # registry
 

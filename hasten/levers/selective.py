@@ -164,6 +164,8 @@ class SbProxy(_Selecting):
         budget = Budget(cfg.budget)
         if budget.is_wall_clock:  # the proxy's time comes out of the same wall-clock budget
             cfg.budget = seconds_spec(max(1.0, budget.amount - seconds))
+        elif budget.unit == "flops":  # ... and its FLOPs out of a FLOPs budget
+            cfg.budget = f"{max(1.0, budget.amount - result.work['flops']):.6g}flop"
         recipe.notes["proxy"] = {"train_seconds": result.train_seconds, "examples": examples,
                                  "flops": result.work["flops"], "pool": s.pool,
                                  "epochs": examples / len(data)}

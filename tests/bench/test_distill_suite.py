@@ -126,7 +126,7 @@ def test_cli_runs_the_quick_suite(tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = (tmp_path / "report.md").read_text()
     assert "## distill-ipc1" in report and "| distill s |" in report
-    results = json.loads((tmp_path / "results.json").read_text())
+    results = json.loads((tmp_path / "result.json").read_text())
     assert results["options"] == {"distill_budget": "1steps", "cache_dir": "auto"}
     assert results["status"] == "complete"
     assert json.loads((tmp_path / "config.json").read_text())["options"]["distill_budget"] \

@@ -130,7 +130,7 @@ def test_cli_suite_and_bad_input(tmp_path, books):
     proc = run_in_process("bench", "electra", "--quick", "--corpus", books, "--out", out,
                           "--methods", "control,electra", "--quiet", env=env)
     assert proc.returncode == 0, proc.stderr
-    res = load_results(out / "results.json")
+    res = load_results(out / "result.json")
     assert res["suite"] == "pretrain-ladder" and [r["method"] for r in res["runs"]] == [
         "control", "electra"]
     assert (out / "report.md").is_file()
@@ -141,4 +141,4 @@ def test_cli_suite_and_bad_input(tmp_path, books):
     proc = run_in_process("bench", "mlm", "--quick", "--corpus", books, "--out", out,
                           "--methods", "bert", env=env)
     assert proc.returncode == 2 and "unknown row 'bert'" in proc.stderr
-    assert json.loads((out / "results.json").read_text())["runs"]
+    assert json.loads((out / "result.json").read_text())["runs"]

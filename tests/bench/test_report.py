@@ -71,10 +71,13 @@ def _run(
 
 def _results(runs: list[dict]) -> dict:
     return {
+        "schema_version": 1,
         "suite": "vision",
         "created": "2026-11-28T05:40:00+00:00",
         "machine": "test box",
+        "code": "abc1234",
         "command": "hasten bench vision --quick",
+        "status": "complete",
         "runs": runs,
     }
 
@@ -283,7 +286,7 @@ def test_write_report_files(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out" / "vision").iterdir()) == [
         "curves.png",
         "report.md",
-        "results.json",
+        "result.json",
     ]
     text = paths["results"].read_text()
     assert json.loads(text) == results
@@ -387,7 +390,7 @@ def test_merge_rejects_mismatched_or_overlapping_pieces(tmp_path):
     with pytest.raises(DataError, match="missing.json: file not found"):
         load_results(tmp_path / "missing.json")
     (tmp_path / "rows.json").write_text('{"rows": []}')
-    with pytest.raises(DataError, match="no 'runs' list"):
+    with pytest.raises(DataError, match="rows.json: not a hasten record"):
         load_results(tmp_path / "rows.json")
 
 
@@ -397,13 +400,13 @@ def test_report_command_joins_files(tmp_path):
     whole = _vision()
     for name, seeds in (("a", {0, 1}), ("b", {2})):
         write_report(_split_by_seed(whole, seeds), tmp_path / name)
-    proc = run_in_process("report", tmp_path / "a" / "results.json",
-                          tmp_path / "b" / "results.json", "--out", tmp_path / "joined")
+    proc = run_in_process("report", tmp_path / "a" / "result.json",
+                          tmp_path / "b" / "result.json", "--out", tmp_path / "joined")
     assert proc.returncode == 0, proc.stderr
-    joined = json.loads((tmp_path / "joined" / "results.json").read_text())
+    joined = json.loads((tmp_path / "joined" / "result.json").read_text())
     assert joined["seeds"] == 3 and len(joined["runs"]) == len(whole["runs"])
     assert (tmp_path / "joined" / "report.md").exists()
-    proc = run_in_process("report", tmp_path / "a" / "results.json", tmp_path / "nope.json",
+    proc = run_in_process("report", tmp_path / "a" / "result.json", tmp_path / "nope.json",
                           "--out", tmp_path / "x")
     assert proc.returncode == 2 and "nope.json: file not found" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()

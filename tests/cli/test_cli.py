@@ -128,7 +128,7 @@ def test_quick_bench_writes_results_report_and_plot(tmp_path):
     proc = run_in_process("bench", "vision", "--quick", "--tasks", "digits", "--seeds", "2",
                           "--quiet", "--out", out, check=True)
     assert "report:" in proc.stdout
-    results = json.loads((out / "results.json").read_text())
+    results = json.loads((out / "result.json").read_text())
     assert set(results) >= {"suite", "created", "machine", "command", "runs"}
     assert results["suite"] == "vision" and len(results["runs"]) == 2
     assert [r["seed"] for r in results["runs"]] == [0, 1]

@@ -9,6 +9,7 @@ import json
 
 import pytest
 import tiny_stack
+from conftest import RECORD_HEADER
 
 from hasten.bench import stack
 from hasten.bench.records import load_record
@@ -31,7 +32,7 @@ def _bench(*args):
 
 
 def _methods(folder):
-    return [r["method"] for r in json.loads((folder / "results.json").read_text())["runs"]]
+    return [r["method"] for r in json.loads((folder / "result.json").read_text())["runs"]]
 
 
 def test_the_plan_runs_with_plain_commands(tiny, tmp_path, monkeypatch, capsys):
@@ -45,7 +46,7 @@ def test_the_plan_runs_with_plain_commands(tiny, tmp_path, monkeypatch, capsys):
     config = json.loads((choices / "config.json").read_text())
     assert config["tune_only"] and config["options"]["levers"] == ["bf16", "batch", "infobatch"]
     assert config["options"]["choices"] == saved
-    assert not (choices / "results.json").exists()
+    assert not (choices / "result.json").exists()
     assert f"--choices {choices / 'choices.json'}" in capsys.readouterr().out
 
     monkeypatch.setattr(stack, "_tune", lambda *a: pytest.fail("the settings were chosen again"))
@@ -56,19 +57,19 @@ def test_the_plan_runs_with_plain_commands(tiny, tmp_path, monkeypatch, capsys):
     assert _bench(*given, "--methods", "stack-minus-batch,stack-minus-infobatch",
                   "--baseline", "tuned-baseline", "--out", tmp_path / "val-b") == 0
     capsys.readouterr()
-    assert main(["report", str(tmp_path / "val-a" / "results.json"),
-                 str(tmp_path / "val-b" / "results.json"), "--out", str(tmp_path / "val"),
+    assert main(["report", str(tmp_path / "val-a" / "result.json"),
+                 str(tmp_path / "val-b" / "result.json"), "--out", str(tmp_path / "val"),
                  "--quiet"]) == 0
     text = capsys.readouterr().out
-    val = load_record(tmp_path / "val" / "results.json")
+    val = load_record(tmp_path / "val" / "result.json")
     chosen = select_levers(val, 0.05, "tiny-stack-val")
     assert set(chosen["kept"]) | set(chosen["dropped"]) == {"bf16", "batch", "infobatch"}
     assert (f"keep {', '.join(chosen['kept']) or 'none'}; drop "
             f"{', '.join(chosen['dropped']) or 'none'}; test phase: --levers-from "
-            f"{tmp_path / 'val' / 'results.json'}") in text
+            f"{tmp_path / 'val' / 'result.json'}") in text
     assert "| stack-minus-batch |" in (tmp_path / "val" / "stack.md").read_text()
 
-    plan = ["--task", "tiny-stack", "--levers-from", tmp_path / "val" / "results.json"]
+    plan = ["--task", "tiny-stack", "--levers-from", tmp_path / "val" / "result.json"]
     assert _bench(*plan, "--part", "levers", "--out", tmp_path / "a") == 0
     assert _bench(*plan, "--part", "controls", "--out", tmp_path / "b") == 0
     kept = [x for x in ("bf16", "batch", "infobatch") if x in chosen["kept"]]
@@ -76,15 +77,15 @@ def test_the_plan_runs_with_plain_commands(tiny, tmp_path, monkeypatch, capsys):
         f"stack-minus-{x}" for x in kept]
     assert _methods(tmp_path / "b") == ["only-bf16", "only-batch", "only-infobatch",
                                         "baseline", "baseline@0.6"]
-    part = load_record(tmp_path / "b" / "results.json")
+    part = load_record(tmp_path / "b" / "result.json")
     assert {r["baseline"] for r in part["runs"]} == {"tuned-baseline"}
     assert part["options"]["levers"] == kept
     assert part["notes"]["stack_plan"]["selection"]["kept"] == chosen["kept"]
-    tuned = load_record(tmp_path / "a" / "results.json")["runs"][0]["notes"]["stack"]
+    tuned = load_record(tmp_path / "a" / "result.json")["runs"][0]["notes"]["stack"]
     assert tuned["choices"] == {"levers": saved["levers"], "plain": saved["plain"]}
     capsys.readouterr()
-    assert main(["report", str(tmp_path / "a" / "results.json"),
-                 str(tmp_path / "b" / "results.json"), "--out", str(tmp_path / "test"),
+    assert main(["report", str(tmp_path / "a" / "result.json"),
+                 str(tmp_path / "b" / "result.json"), "--out", str(tmp_path / "test"),
                  "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "verdict: " in text and "validation lever choice" not in text
@@ -107,8 +108,8 @@ def test_one_line_errors_before_any_run(tiny, tmp_path, capsys):
     assert "part: 'half' is not one of all, levers, controls" in error(
         "--task", "tiny-stack", "--set", "part=half")
     other = tmp_path / "other.json"
-    other.write_text(json.dumps({"suite": "stack", "runs": [
+    other.write_text(json.dumps({**RECORD_HEADER, "suite": "stack", "runs": [
         {"task": "tiny-stack", "method": "stack", "seed": 0}]}))
     assert (f"{other} holds runs of tiny-stack, not of tiny-stack-val (the validation twin "
             "of tiny-stack)") in error("--task", "tiny-stack", "--levers-from", other)
-    assert not (tmp_path / "x" / "results.json").exists()
+    assert not (tmp_path / "x" / "result.json").exists()

@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from conftest import help_text
+from conftest import RECORD_HEADER, help_text
 from own_tasks import write_task
 
 import hasten.bench.chaos as chaos
@@ -45,17 +45,20 @@ def test_chaos_writes_a_record_report_reads_and_exits_by_its_verdict(tmp_path, m
     assert (seen["config"].kills, seen["config"].steps, seen["config"].save_pause) == (1, 30, 0.1)
     text = capsys.readouterr().out
     assert "reference run: 30 steps, 1 process(es)" in text
-    assert ("chaos: 1 kills (1 inside a save), 1 resumes, 0 fallbacks: bit-identical; 2.5s; "
-            f"wrote {out / 'results.json'}") in text
-    record = load_record(out / "results.json")
-    assert record["source"]["layout"] == "record" and record["status"] == "complete"
+    assert f"results: {out / 'result.json'}" in text
+    assert text.rstrip().endswith(
+        "chaos: 1 kills (1 inside a save), 1 resumes, 0 fallbacks: bit-identical; 2.5s")
+    record = load_record(out / "result.json")
+    assert record["suite"] == "chaos" and record["status"] == "complete"
     (run,) = record["runs"]
-    assert (run["task"], run["method"], run["final"]) == ("chaos, 1 process", "1 kills", 1.0)
+    assert (run["task"], run["method"], run["final"]) == ("chaos", "kill-resume", 1.0)
+    assert run["notes"]["processes"] == 1 and "timing_flag" in run  # a harness run
     assert run["notes"]["report_rows"] == {"kills": 1, "kills inside a save": 1, "resumes": 1,
                                            "fallbacks": 0, "problems": 0}
     config = json.loads((out / "config.json").read_text())
-    assert config["kills"] == 1 and config["save_pause"] == 0.1 and config["suite"] == "chaos"
-    assert main(["report", str(out / "results.json")]) == 0
+    options = config["options"]  # a suite's options, as every suite keeps them
+    assert options["kills"] == 1 and options["save_pause"] == 0.1 and config["suite"] == "chaos"
+    assert main(["report", str(out / "result.json")]) == 0
     assert "kills inside a save" in capsys.readouterr().out
 
     monkeypatch.setattr(chaos, "run_chaos", lambda config, say=None: ChaosRecord(
@@ -64,8 +67,11 @@ def test_chaos_writes_a_record_report_reads_and_exits_by_its_verdict(tmp_path, m
     assert "DIFFERENT (weights fc.weight)" in capsys.readouterr().out
     assert main(["bench", "chaos", "--out", str(tmp_path / "bad"), "--quiet"]) == 2
     assert "holds a finished record" in capsys.readouterr().err
-    assert main(["bench", "chaos", "--seeds", "2", "--out", str(tmp_path / "x")]) == 2
-    assert "unrecognized arguments: --seeds 2" in capsys.readouterr().err
+    assert main(["bench", "chaos", "--budget", "20steps", "--out", str(tmp_path / "x")]) == 2
+    assert ("bench chaos: --budget 20steps does not apply (its runs are sized by its own "
+            "options)"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "x" / "result.json").exists()
 
 
 def test_chaos_and_infobatch_help_list_their_own_settings(capsys):
@@ -84,7 +90,7 @@ def test_infobatch_runs_as_a_harness_suite_with_its_options(tmp_path, capsys, mo
     assert main(["bench", "infobatch", "--quick", "--budget", "4steps", "--methods",
                  "baseline,infobatch@0.5", "--prune-ratio", "0.25", "--quiet",
                  "--out", str(out)]) == 0
-    record = load_record(out / "results.json")
+    record = load_record(out / "result.json")
     assert record["options"] == {"prune_ratio": 0.25, "anneal": 0.875}
     runs = {r["method"]: r for r in record["runs"]}
     assert runs["infobatch@0.5"]["budget"] == "2steps"
@@ -118,7 +124,7 @@ def test_report_marks_flagged_columns_and_says_why(tmp_path, capsys):
 
     flag = {"reasons": ["load average 3.10 over 2 cores"], "repeated": False}
     path = tmp_path / "r.json"
-    path.write_text(json.dumps({"suite": "s", "runs": [
+    path.write_text(json.dumps({**RECORD_HEADER, "runs": [
         run("baseline", 0), run("fast", 0, flag), run("fast", 1)]}))
     assert main(["report", str(path), "--out", str(tmp_path / "rep"), "--quiet"]) == 0
     text = (tmp_path / "rep" / "report.md").read_text()
@@ -152,8 +158,9 @@ def test_report_of_an_infobatch_record_prints_its_verdict_seed_by_seed(tmp_path,
             run("infobatch@0.7", [(10.0, 85.0), (70.0, 89.9)]),
             run("baseline@0.8", [(10.0, 82.0), (70.0, 89.5)]),
             run("random-drop@0.7", [(10.0, 84.0), (70.0, 89.7)])]
-    path = tmp_path / "results.json"
-    path.write_text(json.dumps({"suite": "infobatch", "margin": 0.2, "runs": runs}))
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps({**RECORD_HEADER, "suite": "infobatch", "margin": 0.2,
+                                "runs": runs}))
     assert main(["report", str(path), "--quiet"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-2].startswith("verdict: PASS: infobatch@0.7 reaches the target within 0.8x")

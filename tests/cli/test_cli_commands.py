@@ -158,8 +158,8 @@ def test_a_finished_record_is_never_replaced_unless_asked(tmp_path, capsys):
     out = tmp_path / "b"
     base = ["bench", "vision", "--tasks", task, "--out", str(out), "--quiet"]
     assert main(base) == 0
-    first = (out / "results.json").read_text()
+    first = (out / "result.json").read_text()
     capsys.readouterr()
     _one_line_error(main(base), capsys.readouterr().err, "holds a finished record")
-    assert (out / "results.json").read_text() == first
+    assert (out / "result.json").read_text() == first
     assert main([*base, "--overwrite"]) == 0

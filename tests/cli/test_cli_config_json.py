@@ -9,13 +9,14 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import RECORD_HEADER, ROOT
 from own_tasks import write_task
 
 import hasten.bench.chaos as chaos
 import hasten.bench.harness as harness
-from hasten.bench.chaos import ChaosRecord
+from hasten.bench.chaos import ChaosConfig, ChaosRecord
 from hasten.cli import COMMANDS, main
+from hasten.core.config import to_dict
 
 sys.path.insert(0, str(ROOT / "tests" / "pretrain" / "lmeval"))
 from lmeval_helpers import DOCS, get_tiny_export, write_toy_glue  # noqa: E402
@@ -71,14 +72,14 @@ def _bench(tmp_path, out):
 
 def _report(tmp_path, out):
     results = tmp_path / "r.json"
-    results.write_text(json.dumps({"suite": "s", "runs": [
+    results.write_text(json.dumps({**RECORD_HEADER, "runs": [
         {"task": "t", "method": "baseline", "seed": 0, "final": 1.0}]}))
     return ["report", str(results), "--out", out], {"files": [str(results)]}
 
 
 def _chaos(tmp_path, out):
     return ["bench", "chaos", "--kills", "2", "--set", "steps=40", "--out", out], \
-        {"kills": 2, "steps": 40, "suite": "chaos"}
+        {"options": {**to_dict(ChaosConfig()), "kills": 2, "steps": 40}, "suite": "chaos"}
 
 
 def _demo(tmp_path, out):

@@ -34,7 +34,7 @@ def test_train_and_bench_run_a_task_from_a_file(tmp_path):
     bench = tmp_path / "bench"
     run_in_process("bench", "vision", "--tasks", f"{task}:make_recipe", "--methods",
                    "baseline,bf16", "--seeds", "2", "--quiet", "--out", bench, check=True)
-    results = json.loads((bench / "results.json").read_text())
+    results = json.loads((bench / "result.json").read_text())
     assert [(r["method"], r["seed"]) for r in results["runs"]] == [
         ("baseline", 0), ("bf16", 0), ("baseline", 1), ("bf16", 1)]
     assert results["status"] == "complete"
@@ -103,7 +103,7 @@ def test_the_example_task_runs_through_train_and_bench(tmp_path):
                    "--out", tmp_path / "t", check=True)
     run_in_process("bench", "vision", "--tasks", f"{example}:make_recipe", "--quick",
                    "--quiet", "--out", tmp_path / "b", check=True)
-    assert json.loads((tmp_path / "b" / "results.json").read_text())["runs"]
+    assert json.loads((tmp_path / "b" / "result.json").read_text())["runs"]
 
 
 def test_task_files_are_loaded_once_per_process(tmp_path):

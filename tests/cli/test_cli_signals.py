@@ -101,11 +101,11 @@ def test_bench_keeps_the_finished_runs_and_resume_runs_the_rest(tmp_path, capsys
     out = tmp_path / "bench"
     argv = ["bench", "vision", "--tasks", task, "--seeds", "3", "--out", str(out), "--quiet"]
     monkeypatch.setenv("HASTEN_TEST_SLOW", "1")
-    assert _signalled(argv, lambda: _runs_in(out / "results.json") == 1, signum) == code
+    assert _signalled(argv, lambda: _runs_in(out / "result.json") == 1, signum) == code
     assert _one_line(capsys.readouterr().err) == (
-        f"hasten: stopped by {name}; 1 of 3 runs finished and kept in {out}/results.json; "
+        f"hasten: stopped by {name}; 1 of 3 runs finished and kept in {out}/result.json; "
         "the same command with --resume runs the rest")
-    record = json.loads((out / "results.json").read_text())
+    record = json.loads((out / "result.json").read_text())
     assert record["status"] == "stopped" and record["stopped"] == sig
     assert [r["seed"] for r in record["runs"]] == [0]  # the cut run is not recorded
     assert record["runs"][0]["stopped"] == "budget"
@@ -116,7 +116,7 @@ def test_bench_keeps_the_finished_runs_and_resume_runs_the_rest(tmp_path, capsys
     assert "holds a stopped record; pass --resume" in capsys.readouterr().err
     monkeypatch.delenv("HASTEN_TEST_SLOW")
     assert main([*argv, "--resume"]) == 0
-    record = json.loads((out / "results.json").read_text())
+    record = json.loads((out / "result.json").read_text())
     assert record["status"] == "complete" and [r["seed"] for r in record["runs"]] == [0, 1, 2]
     assert record["resumed_from"] and (out / "report.md").is_file()
 
@@ -143,7 +143,7 @@ def test_a_stop_between_two_runs_is_recorded_too(tmp_path):
                       progress=progress)
     assert stopped.value.signal == "sigterm"
     assert stopped.value.saved.startswith("1 of 3 runs finished and kept in ")
-    record = json.loads((out / "results.json").read_text())
+    record = json.loads((out / "result.json").read_text())
     assert record["status"] == "stopped" and [r["seed"] for r in record["runs"]] == [0]
 
 

@@ -131,7 +131,7 @@ def test_bench_waits_no_longer_than_the_limit(tmp_path):
     out = tmp_path / "bench"
     wall = _timed(["bench", "vision", "--tasks", f"{write_task(tmp_path)}:make_recipe",
                    "--methods", "baseline", "--budget", BUDGET, "--out", str(out), "--quiet"])
-    run, = json.loads((out / "results.json").read_text())["runs"]
+    run, = json.loads((out / "result.json").read_text())["runs"]
     assert run["seconds"]["limit"] == LIMIT and (out / "report.md").is_file()
     assert wall <= LIMIT  # one run: the record, report and curves included
 

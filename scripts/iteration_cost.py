@@ -1,0 +1,135 @@
+"""The cost of a unit of work: a suite's levers and its baseline trained in turn on one core,
+a block of optimizer steps each, and each lever's seconds per step over the baseline's,
+kept as a record (`hasten.bench.evidence.alternate`).
+
+    taskset -c 0 env OMP_NUM_THREADS=1 python scripts/iteration_cost.py \
+        --suite dynprune-work --task fashion-10k --levers infobatch@0.7,random-drop@0.7 \
+        --set-for infobatch@0.7,random-drop@0.7 prune_ratio=0.5 --block 10 \
+        --plan benchmarks/plans/PLAN.md --out benchmarks/results/iteration-cost-NAME-DATE.json
+
+Every arm is the suite's recipe for the task and method at the suite's budget (its own
+options, with `--set-for` changing them for some methods), with evaluation off; a method's
+preparation (a proxy's training) happens before the alternation and is kept as its one-off
+seconds. Arms run as threads, only one at a time, `--block` steps a turn, until only the
+baseline is left; an arm's first turn (its set-up) is not compared. Each lever's run in the
+record: `final` the median over rounds of (its seconds per step / the baseline's in the same
+round), with the quartiles, the rounds, both seconds per step and the one-off seconds as
+report rows. The load average before and after and the core pinning are kept: the figures
+are only as quiet as the core was. The time ratio of a lever is then this ratio times its
+share of the baseline's steps, plus its one-off seconds over the baseline's run (both from
+the quality record), checked against whole runs (`hasten.bench.evidence.time_ratio`,
+`checked_ratio`).
+
+Where its results are shown: docs/benchmarks.md, "How a lever is decided".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hasten.bench import harness  # noqa: E402
+from hasten.bench.evidence import alternate, plan_stamp, time_ratio  # noqa: E402
+from hasten.bench.records import provenance, write_record  # noqa: E402
+from hasten.bench.suites import load_suites  # noqa: E402
+from hasten.core.config import to_dict  # noqa: E402
+
+
+def arm_options(suite: Any, method: str, sets: list[tuple[list[str], str]]) -> Any:
+    """The suite's options for `method`: its defaults, then each `--set-for` naming it."""
+    flags: dict[str, Any] = {}
+    for methods, assignment in sets:
+        if method in methods:
+            key, _, value = assignment.partition("=")
+            flags[key] = value
+    return harness.suite_options(suite, flags)
+
+
+def build_arms(args: argparse.Namespace, suite: Any, methods: list[str],
+               sets: list[tuple[list[str], str]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each method's training (a function of the timing hook) and what it prepared."""
+    arms, info = {}, {}
+    for method in methods:
+        options = arm_options(suite, method, sets)
+        budget = None if args.quick else suite.budgets.get(args.task)
+        recipe = harness.build_recipe(args.task, method, args.seed, args.quick, budget, True,
+                                      options)
+        recipe.evaluate = None  # timing only
+        info[method] = {"one_off_seconds": recipe.overhead_seconds,
+                        "budget": recipe.config.budget, "micro_batch": recipe.config.micro_batch,
+                        "options": to_dict(options) if options is not None else {}}
+
+        def train_with(hook: Any, recipe: Any = recipe, method: str = method) -> None:
+            harness.train_recipe(recipe, args.task, method, hooks=[hook])
+        arms[method] = train_with
+    return arms, info
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--suite", required=True)
+    ap.add_argument("--task", required=True)
+    ap.add_argument("--baseline", default="baseline")
+    ap.add_argument("--levers", required=True, help="comma-separated methods")
+    ap.add_argument("--set-for", nargs=2, action="append", default=[],
+                    metavar=("METHODS", "KEY=VALUE"), help="a suite option for some methods")
+    ap.add_argument("--block", type=int, default=10, help="optimizer steps a turn")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="the tasks' quick versions (a test)")
+    ap.add_argument("--plan", help="the plan file these runs follow")
+    ap.add_argument("--notes", default="")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    load_suites([args.suite])
+    suite = harness.lookup("suite", harness.SUITES, args.suite)
+    levers = args.levers.split(",")
+    sets = [(m.split(","), kv) for m, kv in args.set_for]
+    stamp = plan_stamp(args.plan) if args.plan else None
+    if args.out.exists():
+        ap.error(f"{args.out} exists: records are never replaced")
+    arms, info = build_arms(args, suite, [args.baseline, *levers], sets)
+    load_before = os.getloadavg()
+    blocks = alternate(arms, args.block)
+    load_after = os.getloadavg()
+    runs = []
+    for lever in levers:
+        r = time_ratio(blocks, lever, args.baseline)
+        q1, q3 = r["step_cost_iqr"]
+        per = r["seconds_per_step"]
+        runs.append({"task": args.task, "method": lever, "seed": args.seed,
+                     "baseline": args.baseline, "metric": "step cost ratio",
+                     "higher_is_better": False, "final": r["step_cost_ratio"],
+                     "train_seconds": None, "work": {}, "curve": None,
+                     "notes": {"report_rows": {
+                         "step cost ratio, lower quartile": q1,
+                         "step cost ratio, upper quartile": q3, "rounds": r["rounds"],
+                         "ms per step": 1000 * per[lever],
+                         "baseline ms per step": 1000 * per[args.baseline],
+                         "one-off seconds": info[lever]["one_off_seconds"]},
+                         "arm": info[lever]}})
+    record = {**provenance(), "suite": "iteration-cost", "status": "complete",
+              "notes": {"text": args.notes, "block_steps": args.block,
+                        "baseline": {"method": args.baseline, **info[args.baseline]},
+                        "load_average_before": load_before, "load_average_after": load_after,
+                        **({"plan": stamp} if stamp else {})},
+              "blocks": {k: [list(b) for b in v] for k, v in blocks.items()}, "runs": runs}
+    record["command"] = record["command"].replace("hasten ", "python scripts/iteration_cost.py ",
+                                                  1)
+    write_record(record, args.out)
+    for run in runs:
+        rows = run["notes"]["report_rows"]
+        print(f"{run['method']}: step cost x{run['final']:.3f} "
+              f"[{rows['step cost ratio, lower quartile']:.3f}, "
+              f"{rows['step cost ratio, upper quartile']:.3f}] over {rows['rounds']} rounds")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""scripts/iteration_cost.py: a suite's methods trained in turn on one core, written as a
+record `hasten report` reads, each lever's step cost over the baseline's with its quartiles."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import ROOT
+
+from hasten.bench.records import load_record
+
+
+def test_the_script_writes_a_record_of_step_cost_ratios(tmp_path):
+    out = tmp_path / "ic.json"
+    proc = subprocess.run(
+        [sys.executable, "scripts/iteration_cost.py", "--suite", "demo", "--task", "digits",
+         "--baseline", "fp32", "--levers", "for-loop-adamw", "--quick", "--block", "5", "--out",
+         str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    record = load_record(out)
+    assert record["suite"] == "iteration-cost" and record["status"] == "complete"
+    assert "python scripts/iteration_cost.py --suite demo" in record["command"]
+    (run,) = record["runs"]
+    rows = run["notes"]["report_rows"]
+    assert run["method"] == "for-loop-adamw" and run["baseline"] == "fp32"
+    assert rows["step cost ratio, lower quartile"] <= run["final"] <= \
+        rows["step cost ratio, upper quartile"]
+    assert rows["rounds"] >= 5 and rows["one-off seconds"] == 0.0
+    assert set(record["blocks"]) == {"fp32", "for-loop-adamw"}
+    proc = subprocess.run([sys.executable, "scripts/iteration_cost.py", "--suite", "demo",
+                           "--task", "digits", "--levers", "bf16", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and "exists: records are never replaced" in proc.stderr
