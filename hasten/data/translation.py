@@ -32,7 +32,7 @@ from tokenizers import Tokenizer
 from torch.utils.data import TensorDataset
 
 from hasten.core.errors import ConfigError, DataError
-from hasten.data.vision import data_root
+from hasten.core.paths import data_root
 from hasten.text.tokenizer import MT, train_tokenizer
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"

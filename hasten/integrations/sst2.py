@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from hasten.core.errors import DataError
+from hasten.core.paths import data_root
 from hasten.core.sampling import CollateFn, to_device
 from hasten.data.padding import pad_collate
-from hasten.data.vision import data_root
 from hasten.text.tokenizer import CRAM, cached_tokenizer, special_ids
 
 

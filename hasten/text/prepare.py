@@ -34,7 +34,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -46,6 +45,7 @@ import numpy as np
 
 from hasten.core.atomic import atomic_dir, atomic_write
 from hasten.core.errors import ConfigError, DataError
+from hasten.core.paths import cache_dir
 from hasten.text.dedup import dedup
 from hasten.text.filter import cramming_filter
 from hasten.text.pack import load_shards, pack, save_shards
@@ -95,9 +95,8 @@ class Prepared:
 
 
 def default_cache_dir() -> Path:
-    """`$HASTEN_CACHE/corpora`, else `~/.cache/hasten/corpora`."""
-    root = os.environ.get("HASTEN_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "hasten") / "corpora"
+    """`$HASTEN_CACHE/corpora`, else `~/.cache/hasten/corpora` (`hasten.core.paths`)."""
+    return cache_dir("corpora")
 
 
 def content_hash(files: Sequence[Path]) -> str:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from hasten.core.errors import ConfigError, DataError
-from hasten.data.vision import data_root
+from hasten.core.paths import data_root
 from hasten.pretrain.lmeval.bootstrap import bootstrap_interval
 from hasten.pretrain.lmeval.loading import LM, untrained_like
 from hasten.pretrain.lmeval.pll import pll_scores
