@@ -138,9 +138,10 @@ def _distillers(_: str | None) -> Iterable[tuple[str, str]]:
 
 
 def _recipes(_: str | None) -> Iterable[tuple[str, str]]:
-    for name, recipe in RECIPES.items():
-        yield name, (f"pretraining recipe: {recipe.get('arch', '?')} encoder, "
-                     f"{recipe.get('hidden', '?')} hidden x {recipe.get('layers', '?')} layers")
+    for name, recipe_class in RECIPES.items():
+        recipe = recipe_class()
+        yield name, (f"pretraining recipe: {recipe.arch} encoder, "
+                     f"{recipe.hidden} hidden x {recipe.layers} layers")
     for name in available():
         yield f"objective {name}", "a pretraining objective (hasten cram --objective)"
 
