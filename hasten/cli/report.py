@@ -11,6 +11,7 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any
 
+from hasten.bench import ladder_verdicts
 from hasten.bench.dynprune import verdict_lines
 from hasten.bench.harness import SUITES
 from hasten.bench.records import load_record
@@ -58,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"report: {paths['report']}  results: {paths['results']}")
     if results.get("suite") == "infobatch":
         print("\n".join(verdict_lines(results)))
+    if results.get("suite") == "pretrain-ladder":
+        print("\n".join(ladder_verdicts.report_lines(results)))
     if results.get("suite") in bench_stack.SUITES:
         threshold = float((results.get("options") or {}).get("pays", 0.05))
         if out is not None:
