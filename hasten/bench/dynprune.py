@@ -33,8 +33,7 @@ import hasten.bench.prune  # noqa: F401  (registers the fashion-prune tasks)
 from hasten.bench.harness import Recipe, Suite, register_method, register_suite
 from hasten.bench.report import fill_targets
 from hasten.core.config import option
-from hasten.core.errors import ConfigError
-from hasten.select.infobatch import InfoBatch, InfoBatchHook
+from hasten.levers import LEVERS, apply_levers
 
 RATIO, ANNEAL = 0.5, 0.875  # the paper's defaults
 
@@ -50,17 +49,9 @@ class InfoBatchOptions:
 
 def add_pruning(recipe: Recipe, rule: str, ratio: float = RATIO,
                 anneal: float = ANNEAL) -> Recipe:
-    """Make `recipe` prune by `rule` (InfoBatch's sampler and its hook); its statistics go to
-    `recipe.notes["pruning"]`. A recipe that already has a sampler is refused."""
-    if recipe.sampler is not None:
-        raise ConfigError(f"{rule} brings its own sampler; this recipe already has one "
-                          f"({type(recipe.sampler).__name__})")
-    pruner = InfoBatch(len(recipe.train_data), ratio=ratio, anneal=anneal, rule=rule,
-                       seed=recipe.config.seed)
-    recipe.sampler = pruner
-    recipe.hooks.append(InfoBatchHook(pruner, notes=recipe.notes))
-    recipe.notes["pruning"] = pruner.stats()
-    return recipe
+    """Make `recipe` prune by `rule` (the lever of that name, `hasten.levers.dynamic`): its
+    sampler and its hook; its statistics go to `recipe.notes["pruning"]`."""
+    return apply_levers(recipe, [LEVERS[rule](prune=ratio, anneal=anneal)])
 
 
 def _options(recipe: Recipe) -> tuple[float, float]:
@@ -69,27 +60,22 @@ def _options(recipe: Recipe) -> tuple[float, float]:
     return (float(getattr(opts, "prune_ratio", RATIO)), float(getattr(opts, "anneal", ANNEAL)))
 
 
-# every task whose examples are drawn by index (vision and the stack's tasks)
-PRUNABLE = ("digits", "mnist1d", "fashion-mnist", "fashion-mnist-val", "fashion-prune-cnn",
-            "fashion-stack", "fashion-stack-val", "sst2-small", "sst2-small-val")
+def _method(rule: str, doc: str):
+    def method(recipe: Recipe) -> Recipe:
+        return add_pruning(recipe, rule, *_options(recipe))
+    method.__doc__ = doc
+    return method
 
 
-@register_method("infobatch", applies=PRUNABLE)
-def infobatch(recipe: Recipe) -> Recipe:
-    """InfoBatch: prune below-mean losses with probability r, rescale the rest, anneal."""
-    return add_pruning(recipe, "infobatch", *_options(recipe))
-
-
-@register_method("random-drop", applies=PRUNABLE)
-def random_drop(recipe: Recipe) -> Recipe:
-    """The control: as many examples as InfoBatch prunes, dropped at random, no rescaling."""
-    return add_pruning(recipe, "random-drop", *_options(recipe))
-
-
-@register_method("drop-easiest", applies=PRUNABLE)
-def drop_easiest(recipe: Recipe) -> Recipe:
-    """As many examples as InfoBatch prunes, the lowest losses, no rescaling."""
-    return add_pruning(recipe, "drop-easiest", *_options(recipe))
+# each applies wherever its lever's needs are met (a per-example loss, examples by index)
+register_method("infobatch")(_method(
+    "infobatch", "InfoBatch: prune below-mean losses with probability r, rescale the rest, "
+    "anneal."))
+register_method("random-drop")(_method(
+    "random-drop", "The control: as many examples as InfoBatch prunes, dropped at random, no "
+    "rescaling."))
+register_method("drop-easiest")(_method(
+    "drop-easiest", "As many examples as InfoBatch prunes, the lowest losses, no rescaling."))
 
 
 FRACTION = 0.7

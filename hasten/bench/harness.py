@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 from torch import nn
-from torch.utils.data import Dataset
 
 from hasten.bench.machine import TimingMonitor
 from hasten.bench.records import (  # noqa: F401  (re-exported: where callers found them)
@@ -54,35 +53,13 @@ from hasten.core import stop
 from hasten.core.budget import parse_budget, seconds_spec
 from hasten.core.config import resolve, to_dict
 from hasten.core.errors import ConfigError
-from hasten.core.sampling import CollateFn, Sampler
-from hasten.core.trainer import EvalFn, Hook, LossFn, TrainConfig, train
+from hasten.core.recipe import TASKS, Recipe, TaskFn, lookup, register_task  # noqa: F401
+from hasten.core.trainer import Hook, train
+from hasten.levers import LEVERS, Lever, apply_levers, parse_levers
 
 RESULTS_FILE = "results.json"
 
 
-@dataclass
-class Recipe:
-    """Everything one training run needs. `overhead_seconds` is time a method spent before
-    training (scoring, a proxy model, distillation): it is added to the run's curve so time
-    to target counts it; `overhead_flops`, that work's FLOPs, is added to the FLOPs counter
-    (the example counters stay the trained model's own)."""
-
-    model: nn.Module
-    train_data: Dataset
-    loss_fn: LossFn
-    evaluate: EvalFn
-    config: TrainConfig
-    hooks: list[Hook] = field(default_factory=list)
-    sampler: Sampler | None = None
-    tokens_fn: Callable[[Any], int] | None = None
-    collate_fn: CollateFn | None = None  # list of dataset items -> batch (e.g. padding)
-    options: Any = None  # the suite's resolved options (a dataclass), for methods to read
-    overhead_seconds: float = 0.0
-    overhead_flops: float = 0.0
-    notes: dict[str, Any] = field(default_factory=dict)
-
-
-TaskFn = Callable[..., Recipe]  # (seed, quick) -> Recipe, or (seed, quick, *, options)
 MethodFn = Callable[[Recipe], Recipe]
 Applies = Callable[[str], bool]
 
@@ -108,17 +85,9 @@ class Suite:
     after_run: Callable[[dict[str, Any]], None] | None = None
 
 
-TASKS: dict[str, TaskFn] = {}
 METHODS: dict[str, MethodFn] = {}
 SUITES: dict[str, Suite] = {}
 APPLIES: dict[str, Applies] = {}  # method -> which tasks it applies to (absent: every task)
-
-
-def register_task(name: str) -> Callable[[TaskFn], TaskFn]:
-    def add(fn: TaskFn) -> TaskFn:
-        TASKS[name] = fn
-        return fn
-    return add
 
 
 def register_method(name: str, applies: Collection[str] | Applies | None = None
@@ -149,17 +118,26 @@ def baseline(recipe: Recipe) -> Recipe:
     return recipe
 
 
-def lookup(kind: str, table: dict[str, Any], name: str) -> Any:
-    """`table[name]`, or a ConfigError listing the known names of this kind."""
-    if name not in table:
-        raise ConfigError(f"unknown {kind} {name!r}; known: {', '.join(sorted(table))}")
-    return table[name]
+def lever_arm(method: str) -> list[Lever] | None:
+    """The levers of a method that is a lever list (`infobatch+sb-topk:keep=0.25`, maybe
+    `@F`), else None (a registered method, or no lever). A known lever with bad settings
+    raises its one-line error."""
+    base = method.partition("@")[0]
+    if base in METHODS:
+        return None
+    names = [part.partition(":")[0].strip() for part in base.split("+")]
+    if not all(name in LEVERS for name in names):
+        return None
+    return parse_levers(base)
 
 
 def applies(method: str, task: str) -> bool:
-    """Whether `method` (maybe `NAME@F`) is registered and works on `task`."""
+    """Whether `method` (maybe `NAME@F`) is registered and works on `task`; a lever list
+    applies to every task (each lever checks what it needs when the recipe is built)."""
     base = method.partition("@")[0]
-    return base in METHODS and APPLIES.get(base, lambda _t: True)(task)
+    if base not in METHODS:
+        return lever_arm(base) is not None
+    return APPLIES.get(base, lambda _t: True)(task)
 
 
 def methods_for(task: str) -> list[str]:
@@ -175,7 +153,8 @@ def check_method(method: str, tasks: Sequence[str]) -> None:
         if applies(base, task):
             continue
         valid = [m for m in methods_for(tasks[0]) if all(applies(m, t) for t in tasks)]
-        what = (f"unknown method {base!r}" if base not in METHODS else
+        what = (f"unknown method {base!r} (neither a registered method nor a lever list: "
+                "`hasten list levers`)" if base not in METHODS else
                 f"method {method!r} does not apply to task {task}")
         where = tasks[0] if len(tasks) == 1 else ", ".join(tasks)
         raise ConfigError(f"{what}; methods for {where}: {', '.join(valid) or 'none'}")
@@ -261,7 +240,9 @@ def build_recipe(task: str, method: str, seed: int, quick: bool, budget: str | N
     base, fraction = split_method(method)
     if fraction != 1.0:
         recipe.config.budget = scale_budget(recipe.config.budget, fraction)
-    return METHODS[base](recipe)
+    if base in METHODS:
+        return METHODS[base](recipe)
+    return apply_levers(recipe, base)
 
 
 def run_one(task: str, method: str, seed: int, quick: bool, budget: str | None = None,

@@ -149,16 +149,6 @@ def load(quick: bool, validation: bool) -> SST2Data:
                     TensorDataset(dx, dlengths, torch.as_tensor(dev_labels)), name)
 
 
-def difficulty(recipe: Recipe) -> np.ndarray:
-    """Each training example's token count (longer = harder)."""
-    return recipe.train_data.tensors[1].numpy().astype(np.float64)
-
-
-def proxy_model(recipe: Recipe) -> nn.Module:
-    """A quarter-width, one-layer encoder of the same vocabulary (for selection)."""
-    return SentenceClassifier(encoder_config(bool(recipe.notes.get("quick")), small=True))
-
-
 def _task(validation: bool):
     def task(seed: int, quick: bool) -> Recipe:
         data = load(quick, validation)
@@ -170,6 +160,8 @@ def _task(validation: bool):
                           betas=(0.9, 0.98), eps=1e-6, eval_every=0.04, clip=1.0)
         return Recipe(model=model, train_data=data.train, loss_fn=per_example_loss,
                       evaluate=accuracy_on(data.test), config=cfg, tokens_fn=count_tokens,
+                      difficulty=data.train.tensors[1].numpy().astype(np.float64),
+                      proxy_model=lambda: SentenceClassifier(encoder_config(quick, small=True)),
                       notes={"dataset": data.name, "model": "sst2-encoder", "quick": quick,
                              "val_task": "sst2-small-val",
                              "train_examples": len(data.train),

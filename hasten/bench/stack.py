@@ -69,17 +69,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from torch import nn
 from torch.utils.data import TensorDataset
 
-import hasten.bench.sst2 as sst2
-from hasten.bench.dynprune import add_pruning
+import hasten.bench.sst2  # noqa: F401  (registers the SST-2 tasks)
 from hasten.bench.harness import (
     TASKS,
     Recipe,
@@ -91,14 +88,22 @@ from hasten.bench.harness import (
     run_one,
     scale_budget,
 )
-from hasten.bench.selective import PROXIES, PROXY_STEPS
+from hasten.bench.selective import PROXY_STEPS
 from hasten.bench.vision import _data, _recipe
 from hasten.core.config import option
 from hasten.core.errors import ConfigError
-from hasten.core.trainer import Hook, TrainConfig, TrainState, train
-from hasten.models.vision import build_model
-from hasten.select.curriculum import CompetenceSampler
-from hasten.steps.selective_backprop import SelectiveBackprop
+from hasten.core.trainer import Hook, TrainConfig, TrainState
+from hasten.levers import (
+    Bf16,
+    Compile,
+    Curriculum,
+    InfoBatchLever,
+    Lever,
+    MicroBatch,
+    SbProxy,
+    Schedule,
+    apply_levers,
+)
 
 LEVERS = ("schedule", "bf16", "batch", "compile", "curriculum", "infobatch", "proxy")
 
@@ -155,58 +160,16 @@ register_task("fashion-stack-val")(_fashion("fashion-mnist-val", "fashion-stack-
 # levers
 
 
-class PhasedSampler:
-    """`first` until budget progress `at`, then `second` (e.g. a curriculum, then InfoBatch)."""
-
-    def __init__(self, first: Any, second: Any, at: float):
-        self.first, self.second, self.at = first, second, at
-
-    def sample(self, n: int, progress: float = 0.0) -> list[int]:
-        return (self.first if progress < self.at else self.second).sample(n, progress)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"first": self.first.state_dict(), "second": self.second.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.first.load_state_dict(state["first"])
-        self.second.load_state_dict(state["second"])
+def _schedule(recipe: Recipe, s: dict[str, Any]) -> Lever:
+    return Schedule(shape=s["name"], **s["params"])
 
 
-def _vision_proxy(recipe: Recipe) -> nn.Module:
-    name, kw = PROXIES[recipe.notes["model"]]
-    return build_model(name, _data(recipe.notes["dataset"]), **kw)
+def _bf16(recipe: Recipe, s: dict[str, Any]) -> Lever:
+    return Bf16()
 
 
-# by the recipe's notes["model"]: a task's difficulty per example (the curriculum lever
-# applies only where one exists) and a small model to select with (the proxy lever)
-DIFFICULTIES: dict[str, Callable[[Recipe], np.ndarray]] = {"sst2-encoder": sst2.difficulty}
-PROXY_MODELS: dict[str, Callable[[Recipe], nn.Module]] = {
-    "sst2-encoder": sst2.proxy_model, **{m: _vision_proxy for m in PROXIES}}
-
-
-def _difficulty(recipe: Recipe) -> np.ndarray | None:
-    fn = DIFFICULTIES.get(recipe.notes.get("model", ""))
-    return fn(recipe) if fn is not None else None
-
-
-def _proxy_model(recipe: Recipe) -> nn.Module:
-    model = recipe.notes.get("model", "")
-    if model not in PROXY_MODELS:
-        raise ConfigError(f"the proxy lever has no small model for {model!r}; known: "
-                          f"{', '.join(sorted(PROXY_MODELS))}")
-    return PROXY_MODELS[model](recipe)
-
-
-def _schedule(recipe: Recipe, s: dict[str, Any]) -> None:
-    recipe.config.schedule, recipe.config.schedule_params = s["name"], dict(s["params"])
-
-
-def _bf16(recipe: Recipe, s: dict[str, Any]) -> None:
-    recipe.config.precision = "bf16"
-
-
-def _batch(recipe: Recipe, s: dict[str, Any]) -> None:
-    recipe.config.micro_batch = max(1, round(recipe.config.micro_batch * s["scale"]))
+def _batch(recipe: Recipe, s: dict[str, Any]) -> Lever:
+    return MicroBatch(size=max(1, round(recipe.config.micro_batch * s["scale"])))
 
 
 class _ChargeCompile(Hook):
@@ -222,50 +185,30 @@ class _ChargeCompile(Hook):
         self.recipe.notes["compile_seconds"] = compiled
 
 
-def _compile(recipe: Recipe, s: dict[str, Any]) -> None:
-    recipe.config.compile = True
-    recipe.hooks.append(_ChargeCompile(recipe))
+def _compile(recipe: Recipe, s: dict[str, Any]) -> Lever:
+    return Compile()
 
 
-def _curriculum(recipe: Recipe, s: dict[str, Any]) -> None:
-    recipe.sampler = CompetenceSampler(_difficulty(recipe), p=2.0, T_fraction=s["T_fraction"],
-                                       seed=recipe.config.seed)
+def _curriculum(recipe: Recipe, s: dict[str, Any]) -> Lever:
+    return Curriculum(T=s["T_fraction"])
 
 
-def _infobatch(recipe: Recipe, s: dict[str, Any]) -> None:
-    curriculum = recipe.sampler
-    recipe.sampler = None
-    add_pruning(recipe, "infobatch", s["ratio"], s["anneal"])
-    if curriculum is not None:  # the curriculum first, InfoBatch from its end on
-        recipe.sampler = PhasedSampler(curriculum, recipe.sampler, curriculum.T_fraction)
+def _infobatch(recipe: Recipe, s: dict[str, Any]) -> Lever:
+    return InfoBatchLever(prune=s["ratio"], anneal=s["anneal"])
 
 
-def _proxy(recipe: Recipe, s: dict[str, Any]) -> None:
-    small = _proxy_model(recipe)
-    data, cfg = recipe.train_data, recipe.config
+def _proxy(recipe: Recipe, s: dict[str, Any]) -> Lever:
     # one epoch, at least PROXY_STEPS steps (a barely trained proxy picks a biased half);
-    # quick runs: one epoch
+    # quick runs: one epoch; the proxy trains at the task's learning rate
     quick = bool(recipe.notes.get("quick"))
-    examples = len(data) if quick else max(len(data), PROXY_STEPS * 256)
-    proxy_cfg = TrainConfig(budget=f"{examples}ex", lr=cfg.lr, micro_batch=256, quiet=True,
-                            seed=cfg.seed, precision=cfg.precision, tensorboard=False,
-                            eval_every=1.0)
-    start = time.perf_counter()
-    result = train(small, data, recipe.loss_fn, proxy_cfg)
-    recipe.overhead_seconds += time.perf_counter() - start
-    recipe.overhead_flops += result.work["flops"]
-    backward = cfg.micro_batch
-    cfg.micro_batch = 2 * backward
-    recipe.hooks.insert(0, SelectiveBackprop("topk", keep=0.5, prime=0.0, scorer=small,
-                                             backward_batch=backward))
-    recipe.notes["proxy"] = {"examples": examples, "train_seconds": result.train_seconds,
-                             "flops": result.work["flops"]}
+    return SbProxy(min_steps=0 if quick else PROXY_STEPS)
 
 
-Lever = tuple[Callable[[Recipe, dict[str, Any]], None], list[dict[str, Any]]]
+LeverFn = Callable[[Recipe, dict[str, Any]], Lever]
+StackLever = tuple[LeverFn, list[dict[str, Any]]]
 
 
-def lever_table(options: StackOptions) -> dict[str, Lever]:
+def lever_table(options: StackOptions) -> dict[str, StackLever]:
     """Each lever's function and candidate settings (a list; one entry: nothing to choose)."""
     return {
         "schedule": (_schedule, [{"name": "one-cycle", "params": {"peak_at": 0.1}},
@@ -283,8 +226,8 @@ def lever_table(options: StackOptions) -> dict[str, Lever]:
 def applies(lever: str, recipe: Recipe) -> bool:
     """Whether `lever` can act on this task (the curriculum needs a difficulty, the proxy
     a small model)."""
-    model = recipe.notes.get("model", "")
-    return {"curriculum": model in DIFFICULTIES, "proxy": model in PROXY_MODELS}.get(lever, True)
+    return {"curriculum": recipe.difficulty is not None,
+            "proxy": recipe.proxy_model is not None}.get(lever, True)
 
 
 # -----------------------------------------------------------------------------
@@ -343,7 +286,7 @@ def _trial(val: str, method: str, quick: bool, options: StackOptions,
 
 
 def _tune(val: str, quick: bool, options: StackOptions, multi: list[str],
-          table: dict[str, Lever]) -> dict[str, Any]:
+          table: dict[str, StackLever]) -> dict[str, Any]:
     trials: list[dict[str, Any]] = []
     levers: dict[str, int] = {}
     default_plain = plain_trials(1)[0]
@@ -368,7 +311,7 @@ def _tune(val: str, quick: bool, options: StackOptions, multi: list[str],
 # methods
 
 
-def apply_levers(recipe: Recipe, levers: list[str], quick: bool | None = None) -> Recipe:
+def apply_stack(recipe: Recipe, levers: list[str], quick: bool | None = None) -> Recipe:
     """The plain fp32 recipe at `fraction` of the budget with `levers` on, each at its
     chosen setting; what was applied goes to `recipe.notes["stack"]`."""
     options: StackOptions = recipe.options or StackOptions()
@@ -381,14 +324,17 @@ def apply_levers(recipe: Recipe, levers: list[str], quick: bool | None = None) -
     picks = choose(recipe, quick, levers)
     recipe.config.precision, recipe.config.compile = "fp32", False
     recipe.config.budget = scale_budget(recipe.config.budget, options.fraction)
-    applied = {}
+    applied, chosen = {}, []
     for x in LEVERS:  # the fixed order
         if x not in levers or not applies(x, recipe):
             continue
         fn, candidates = table[x]
         setting = candidates[picks["levers"].get(x, 0)]
-        fn(recipe, setting)
+        chosen.append(fn(recipe, setting))
         applied[x] = setting
+    apply_levers(recipe, chosen)
+    if "compile" in applied:
+        recipe.hooks.append(_ChargeCompile(recipe))
     recipe.notes["stack"] = {"levers": applied, "fraction": options.fraction,
                              "skipped": [x for x in levers if x not in applied],
                              "choices": {x: picks["levers"][x] for x in applied
@@ -408,14 +354,14 @@ STACK_TASKS = {"fashion-stack", "fashion-stack-val", "sst2-small", "sst2-small-v
 @register_method("stack", applies=STACK_TASKS.__contains__)
 def stack(recipe: Recipe) -> Recipe:
     """Every lever of the options at once, at `fraction` of the budget."""
-    return apply_levers(recipe, _levers_in(recipe))
+    return apply_stack(recipe, _levers_in(recipe))
 
 
 for _lever in LEVERS:
     register_method(f"only-{_lever}", applies=STACK_TASKS.__contains__)(
-        lambda recipe, x=_lever: apply_levers(recipe, [x]))
+        lambda recipe, x=_lever: apply_stack(recipe, [x]))
     register_method(f"stack-minus-{_lever}", applies=STACK_TASKS.__contains__)(
-        lambda recipe, x=_lever: apply_levers(recipe, [y for y in _levers_in(recipe) if y != x]))
+        lambda recipe, x=_lever: apply_stack(recipe, [y for y in _levers_in(recipe) if y != x]))
 
 
 @register_method("tuned-baseline", applies=STACK_TASKS.__contains__)

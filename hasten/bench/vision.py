@@ -27,6 +27,7 @@ from torch.utils.data import TensorDataset
 from hasten.bench.harness import Recipe, Suite, register_method, register_suite, register_task
 from hasten.core.trainer import TrainConfig, shard_bounds, sharded_eval
 from hasten.data.vision import VisionData, holdout_split, load_vision
+from hasten.levers import apply_levers
 from hasten.models.vision import build_model
 
 # tasks whose batches are (x, y) class-labelled examples: the methods that select or reweigh
@@ -79,12 +80,19 @@ def _data(name: str) -> VisionData:
     return load_vision(name)
 
 
+# each model's small proxy for selective backprop (`Recipe.proxy_model`)
+PROXIES = {"convnet3": ("convnet3", {"width": 16, "depth": 2}),
+           "cnn1d": ("cnn1d", {"channels": 8}), "mlp": ("mlp", {"hidden": (64,)})}
+
+
 def _recipe(data: VisionData, test: TensorDataset, model: str, config: TrainConfig,
             seed: int, **model_kw: Any) -> Recipe:
     torch.manual_seed(seed)
     net = build_model(model, data, **model_kw)
+    name, kw = PROXIES[model]
     return Recipe(model=net, train_data=data.train, loss_fn=per_example_cross_entropy,
                   evaluate=accuracy_on(test), config=config,
+                  proxy_model=lambda: build_model(name, data, **kw),
                   notes={"dataset": data.name, "model": model,
                          "train_examples": len(data.train), "test_examples": len(test)})
 
@@ -133,8 +141,7 @@ def fashion_mnist_val(seed: int, quick: bool) -> Recipe:
 @register_method("bf16")
 def bf16(recipe: Recipe) -> Recipe:
     """bf16 autocast for forward, backward and evaluation (weights and optimizer stay fp32)."""
-    recipe.config.precision = "bf16"
-    return recipe
+    return apply_levers(recipe, ["bf16"])
 
 
 @register_method("fp32")
@@ -156,26 +163,20 @@ register_suite(Suite(
 # step options: each against fp32 eager, the same recipe otherwise
 
 
-def _fp32_with(doc: str, **options: Any):
+def _fp32_with(doc: str, lever: str):
     def method(recipe: Recipe) -> Recipe:
-        recipe = fp32(recipe)
-        for key, value in options.items():
-            setattr(recipe.config, key, value)
-        return recipe
+        return apply_levers(fp32(recipe), [lever])
     method.__doc__ = doc
     return method
 
 
-register_method("channels-last", applies=CLASSIFICATION_TASKS.__contains__)(
-    _fp32_with("fp32 with NHWC memory format for images and the model", channels_last=True))
-register_method("compile")(_fp32_with("fp32 with torch.compile", compile=True))
-register_method("foreach-adamw")(_fp32_with("fp32, multi-tensor AdamW", foreach=True,
-                                            fused=False))
-register_method("fused-adamw")(_fp32_with("fp32, fused AdamW kernel", fused=True,
-                                          foreach=False))
+register_method("channels-last")(
+    _fp32_with("fp32 with NHWC memory format for images and the model", "channels-last"))
+register_method("compile")(_fp32_with("fp32 with torch.compile", "compile"))
+register_method("foreach-adamw")(_fp32_with("fp32, multi-tensor AdamW", "adamw:impl=foreach"))
+register_method("fused-adamw")(_fp32_with("fp32, fused AdamW kernel", "adamw:impl=fused"))
 register_method("for-loop-adamw")(_fp32_with("fp32, AdamW one tensor at a time",
-                                             foreach=False, fused=False))
-
+                                             "adamw:impl=for-loop"))
 register_suite(Suite(
     name="steps", tasks=["fashion-mnist", "mnist1d"],
     methods=["fp32", "bf16", "channels-last", "compile", "for-loop-adamw", "foreach-adamw",

@@ -160,6 +160,7 @@ class RunResult:
     seconds: dict[str, Any] = field(default_factory=dict)
     evaluations: dict[str, Any] = field(default_factory=dict)
     peak_memory: dict[str, int] = field(default_factory=dict)
+    levers: dict[str, Any] = field(default_factory=dict)  # each lever's costs, when any
 
     @property
     def train_seconds(self) -> float:
@@ -170,4 +171,5 @@ class RunResult:
         return {"stopped": self.stopped, "skipped_steps": self.skipped_steps,
                 "rollbacks": self.rollbacks, "resumed_from": self.resumed_from,
                 "seconds": dict(self.seconds), "evaluations": dict(self.evaluations),
-                "peak_memory": dict(self.peak_memory)}
+                "peak_memory": dict(self.peak_memory),
+                **({"levers": dict(self.levers)} if self.levers else {})}

@@ -10,9 +10,12 @@ Where it is shown: docs/your-loop.md.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from hasten.core.budget import Budget
+from hasten.core.errors import ConfigError
 
 
 def share_budget(budget: Budget, device: torch.device | str = "cpu") -> bool:
@@ -29,3 +32,25 @@ def share_budget(budget: Budget, device: torch.device | str = "cpu") -> bool:
     if budget.is_wall_clock:
         budget.ledger.seconds["train"] += float(shared[0]) - budget.used()
     return bool(shared[1]) or budget.exhausted()
+
+
+class Every:
+    """Events at every `fraction` of a budget: `due(progress)` is true once each time the
+    progress crosses the next multiple (0.1: at 0.1, 0.2, ..., 1.0, exactly ten times over a
+    run, however the steps fall). Its position rides in the callbacks' checkpoints."""
+
+    def __init__(self, fraction: float | None):
+        if fraction is not None and not 0 < fraction <= 1:
+            raise ConfigError(f"a budget fraction for evaluations or checkpoints must be in "
+                              f"(0, 1], got {fraction}")
+        self.fraction = fraction
+        self.done = 0  # multiples passed so far
+
+    def due(self, progress: float) -> bool:
+        if self.fraction is None:
+            return False
+        passed = min(round(1 / self.fraction), math.floor(progress / self.fraction + 1e-9))
+        if passed > self.done:
+            self.done = passed
+            return True
+        return False

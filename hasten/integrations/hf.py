@@ -85,9 +85,7 @@ class BudgetCallback(TrainerCallback, ExportableState):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         t0 = time.perf_counter()
-        if self.budget.unit == "tokens" and args.include_num_input_tokens_seen == "no":
-            raise ConfigError("a tokens budget needs TrainingArguments("
-                              "include_num_input_tokens_seen='non_padding')")
+        self._check_tokens(args)
         saved = (state.stateful_callbacks or {}).get(type(self).__name__)
         saved = saved[0] if isinstance(saved, list) else saved
         if saved and "budget_state" in saved.get("attributes", {}):
@@ -95,6 +93,16 @@ class BudgetCallback(TrainerCallback, ExportableState):
         self._share_clock_with(kwargs.get("lr_scheduler"))
         self._tokens_seen = int(state.num_input_tokens_seen or 0)
         self.overhead_seconds += time.perf_counter() - t0
+
+    def _check_tokens(self, args: Any) -> None:
+        if self.budget.unit == "tokens" and args.include_num_input_tokens_seen == "no":
+            raise ConfigError("a tokens budget needs TrainingArguments("
+                              "include_num_input_tokens_seen='non_padding')")
+
+    def setup(self, *args: Any, **kwargs: Any) -> None:
+        """Lightning calls `setup` on its callbacks first: refuse there, in one line."""
+        raise ConfigError("this BudgetCallback is for the HF Trainer; in Lightning use "
+                          "hasten.integrations.lightning.BudgetCallback")
 
     def _share_clock_with(self, scheduler: Any) -> None:
         """A budget LR scheduler must read the budget this callback counts. HF rebuilds

@@ -91,12 +91,21 @@ class BudgetCallback(pl.Callback):
         if self.tokens_fn is not None:
             work.tokens += int(self.tokens_fn(batch)) * trainer.world_size
         self.budget.stop()
+        self._stop_if_spent(trainer, pl_module)
+        self.overhead_seconds += time.perf_counter() - t0
+
+    def _stop_if_spent(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Stop every process at the same step once the budget is spent."""
         if share_budget(self.budget, pl_module.device):
             trainer.should_stop = True
-        self.overhead_seconds += time.perf_counter() - t0
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.budget.stop()
+
+    def on_init_end(self, *args: Any, **kwargs: Any) -> None:
+        """The HF Trainer calls `on_init_end` on its callbacks first: refuse there."""
+        raise ConfigError("this BudgetCallback is for Lightning; in the HF Trainer use "
+                          "hasten.integrations.hf.BudgetCallback")
 
     def microseconds_per_step(self) -> float:
         """This callback's own cost per optimizer step (microseconds)."""

@@ -37,8 +37,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from hasten.core.errors import ConfigError
 from hasten.core.sampling import batch_size, gather, to_device
 from hasten.core.trainer import Hook, TrainState, autocast_for, measure_flops, probe_batch
+from hasten.select.infobatch import gather_records
 
 
 class LossHistory:
@@ -230,9 +232,15 @@ class SelectiveBackprop(Hook):
         self.scoring_forwards = 0  # examples that got a scoring forward
 
     def on_start(self, state: TrainState) -> None:
+        d = state.dist
+        if d.enabled and self.staleness > 0:
+            raise ConfigError("stale-sb keeps each example's score on one process; under DDP "
+                              "use sb or sb-topk")
         if self.queue is None:  # a fresh run (a resumed one has its queue and generator back)
-            self.generator.manual_seed(self.seed + 7919 * state.dist.rank)
-            self.queue = BackpropQueue(self.backward_batch or state.config.micro_batch)
+            # under DDP every rank selects from the whole global batch with one generator
+            self.generator.manual_seed(self.seed)
+            backward = self.backward_batch or state.config.micro_batch
+            self.queue = BackpropQueue(backward * d.world_size)
         if self.scorer is not None:
             self.scorer.to(state.dist.device)
             if self.scorer_flops is None:  # its forward FLOPs, for honest work counters
@@ -283,7 +291,12 @@ class SelectiveBackprop(Hook):
     def on_batch(self, state: TrainState, batch: Any) -> Any:
         if state.budget.progress() < self.prime:
             return batch
-        losses = self.score(state, batch, state.batch_indices)
+        ids = state.batch_indices
+        losses = self.score(state, batch, ids)
+        d = state.dist
+        if d.enabled:  # select from every rank's rows at once, as one process would
+            gathered, losses = gather_records(ids, losses, d)
+            ids = gathered.tolist()
         if self.selector == "topk":
             mask = top_k_mask(losses, self.keep)
         else:
@@ -291,14 +304,16 @@ class SelectiveBackprop(Hook):
                                          self.generator)
         assert self.queue is not None
         keep = torch.nonzero(mask).flatten()
-        kept = [state.batch_indices[i] for i in keep.tolist()]
-        if state.collate_fn is None:  # tensors: keep the rows themselves
+        kept = [ids[i] for i in keep.tolist()]
+        if state.collate_fn is None and not d.enabled:  # tensors: keep the rows themselves
             self.queue.push(_index(batch, keep), kept)
-        else:  # any batch shape: keep indices, re-collate what is taken
+        else:  # any batch shape, or every rank's rows: keep indices, fetch what is taken
             self.queue.push(indices=kept)
         if not self.queue.ready():
             return None
-        rows, state.batch_indices = self.queue.take()
+        rows, taken = self.queue.take()
+        share = len(taken) // d.world_size
+        state.batch_indices = taken[d.rank * share:(d.rank + 1) * share]
         if rows is None:
             rows = to_device(gather(state.train_data, state.batch_indices, state.collate_fn),
                              state.dist.device, state.config.channels_last)
