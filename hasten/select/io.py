@@ -41,7 +41,7 @@ from torch.utils.data import TensorDataset
 from hasten.core.atomic import atomic_dir
 from hasten.core.errors import ConfigError, DataError
 from hasten.data.vision import LOADERS, load_vision
-from hasten.select.scores import Scores
+from hasten.select.per_example import Scores
 from hasten.text.read import JSONL_SUFFIXES as _JSONL
 from hasten.text.read import TEXT_SUFFIXES as _TEXT
 from hasten.text.read import read_text, split_documents

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from hasten.core.errors import ConfigError, DataError
-from hasten.select.scores import Scores
+from hasten.select.per_example import Scores
 from hasten.text.filter import check_documents as _check_docs
 from hasten.text.filter import describe_tokenizer, token_counts, tokenize
 
