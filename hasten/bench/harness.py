@@ -83,6 +83,10 @@ class Suite:
     # called on the results after every run, to add what needs several runs (rows across
     # seeds, say); it may change the runs' notes
     after_run: Callable[[dict[str, Any]], None] | None = None
+    # a suite whose run is not train() per (task, method, seed) but its own, e.g. "pretrain,
+    # then evaluate" per row (`hasten.bench.ladder`): `run(args, say) -> (results, out dir,
+    # title, notes)`, called by `hasten bench` with the command's settings
+    run: Callable[..., Any] | None = None
 
 
 METHODS: dict[str, MethodFn] = {}
@@ -316,6 +320,8 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
     (`hasten.bench.machine`); `repeat_flagged` runs a run timed on a busy machine once
     more."""
     suite = lookup("suite", SUITES, name)
+    if suite.run is not None:
+        raise ConfigError(f"suite {name!r} runs its own rows: `hasten bench {name}`")
     options = suite_options(suite, options)
     if budget is not None:
         parse_budget(budget)

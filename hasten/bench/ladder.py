@@ -60,6 +60,7 @@ import numpy as np
 import torch
 
 from hasten.bench import pretrain as runner
+from hasten.bench.harness import Suite, register_suite
 from hasten.core.budget import parse_budget
 from hasten.core.config import option, resolve, to_dict
 from hasten.core.distributed import default_device
@@ -443,3 +444,8 @@ def run(args: argparse.Namespace, say: runner.Say) -> tuple[dict[str, Any], Path
     options, rows = options_from_args(args)
     results = run_ladder(options, rows, say=say)
     return results, Path(options.out), TITLE, []
+
+
+register_suite(Suite(SUITE, tasks=[], methods=list(ROWS), run=run,
+                     description="Cramming's ablation and ELECTRA at FLOP budgets, decided "
+                                 "by held-out MLM loss (BLiMP and probes beside)"))

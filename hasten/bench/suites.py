@@ -15,6 +15,9 @@ SUITE_MODULES = (
     "hasten.bench.dynprune",
     "hasten.bench.sst2",
     "hasten.bench.stack",
+    "hasten.bench.ladder",
+    "hasten.bench.mlm",
+    "hasten.bench.electra",
 )
 
 

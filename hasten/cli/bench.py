@@ -1,11 +1,12 @@
 """`hasten bench SUITE`: run a suite's tasks x methods x seeds, interleaved, into a results
 record, a report and curves. `hasten bench SUITE --help` lists the suite's own options.
 
-Besides the harness's suites: the pretraining tables (`mlm`, `electra`, `pretrain-ladder`,
-their own runner), `chaos` (kill a run at random moments and resume it,
-`hasten.cli.bench_chaos`), and the lever stack's plan (`stack`, `stack-sst2`: settings chosen
-once, parts, the validation phase's lever choice; `hasten.cli.bench_stack`). torch's threads
-are set to the cores the process may use (`taskset` pins them) and recorded."""
+Among the harness's suites, the pretraining tables (`mlm`, `electra`, `pretrain-ladder`)
+run their own rows (pretrain, then evaluate; `Suite.run`). Besides them: `chaos` (kill a
+run at random moments and resume it, `hasten.cli.bench_chaos`), and the lever stack's plan
+(`stack`, `stack-sst2`: settings chosen once, parts, the validation phase's lever choice;
+`hasten.cli.bench_stack`). torch's threads are set to the cores the process may use
+(`taskset` pins them) and recorded."""
 
 from __future__ import annotations
 
@@ -24,10 +25,6 @@ from hasten.core.errors import ConfigError
 
 NAME = "bench"
 HELP = "run a benchmark suite (hasten list suites)"
-# tables of pretraining runs scored on GLUE (module with run(args, say)), until they move
-# into the harness
-PRETRAIN_SUITES = {"mlm": "hasten.bench.mlm", "electra": "hasten.bench.electra",
-                   "pretrain-ladder": "hasten.bench.ladder"}
 # suites with their own settings and runner: module with HELP, add_settings(parser), run(args)
 OWN_SUITES = {"chaos": "hasten.cli.bench_chaos"}
 
@@ -43,11 +40,12 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
     suite = None
     if name in OWN_SUITES:
         return _own_parser(sub, importlib.import_module(OWN_SUITES[name]))
-    if name is not None and name not in PRETRAIN_SUITES:
+    if name is not None:
         load_suites()
         suite = SUITES.get(name)
+    own_rows = suite is not None and suite.run is not None
     epilog = settings_help(BenchCommand)
-    if suite is not None:
+    if suite is not None and not own_rows:
         epilog += _suite_epilog(suite)
     stack = name in bench_stack.SUITES
     if stack:
@@ -60,7 +58,7 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
     if stack:
         classes.append(bench_stack.StackCommand)
     common.add_settings(p, *classes, rename=bench_stack.RENAME if stack else None)
-    if name in PRETRAIN_SUITES:
+    if own_rows:
         p.add_argument("--corpus", nargs="+", help="text files or folders (default "
                                                    "$HASTEN_DATA/gutenberg)")
     p.set_defaults(run=run)
@@ -97,7 +95,7 @@ def unknown_hint(args: argparse.Namespace, extras: list[str]) -> str | None:
         if flag[2:].replace("-", "_") in fields:
             owners.append(suite.name)
     if flag == "--corpus":
-        owners += list(PRETRAIN_SUITES)
+        owners += [s.name for s in SUITES.values() if s.run is not None]
     if not owners:
         return None
     return f"bench {args.suite}: {flag} applies to the {' and '.join(owners)} suite" \
@@ -106,14 +104,14 @@ def unknown_hint(args: argparse.Namespace, extras: list[str]) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     load_suites()
-    if args.suite in PRETRAIN_SUITES:
-        return _pretrain(args)
     if args.suite in OWN_SUITES:
         return int(importlib.import_module(OWN_SUITES[args.suite]).run(args))
     if args.suite not in harness.SUITES:
-        known = sorted({*harness.SUITES, *PRETRAIN_SUITES, *OWN_SUITES})
+        known = sorted({*harness.SUITES, *OWN_SUITES})
         raise ConfigError(f"unknown suite {args.suite!r}; known: {', '.join(known)}")
     suite = harness.SUITES[args.suite]
+    if suite.run is not None:
+        return _own_rows(args, suite)
     if suite.name in bench_stack.SUITES:
         return bench_stack.run(args, suite)
     classes = [BenchCommand] + ([suite.options] if suite.options else [])
@@ -126,8 +124,8 @@ def run(args: argparse.Namespace) -> int:
     return report_results(results, out, c.quiet)
 
 
-def _pretrain(args: argparse.Namespace) -> int:
-    """The mlm and electra tables (their own runner)."""
+def _own_rows(args: argparse.Namespace, suite: harness.Suite) -> int:
+    """A suite that runs its own rows (the pretraining tables: `Suite.run`)."""
     # --set and --config hold the suite's own settings (e.g. LadderOptions): they go to it
     own = {"set": getattr(args, "set", None), "config": getattr(args, "config", None)}
     (c,) = common.settle([BenchCommand], argparse.Namespace(
@@ -143,9 +141,8 @@ def _pretrain(args: argparse.Namespace) -> int:
                                 methods=",".join(c.methods) if c.methods else None,
                                 corpus=getattr(args, "corpus", None), quiet=c.quiet, **own)
     say = common.sayer(c.quiet) or (lambda line: None)
-    module = importlib.import_module(PRETRAIN_SUITES[args.suite])
     threads = common.choose_threads()
-    results, out_dir, title, notes = module.run(legacy, say)
+    results, out_dir, title, notes = suite.run(legacy, say)
     paths = write_results(results, out_dir, title, notes)
     common.write_settings(out_dir, c, extra={
         "suite": args.suite, "options": results.get("options") or {}, "threads": threads,

@@ -15,7 +15,7 @@ from hasten.bench.harness import METHODS, SUITES, TASKS, applies, lookup, suite_
 from hasten.bench.own import installed_tasks
 from hasten.bench.suites import load_suites
 from hasten.cli import COMMANDS
-from hasten.cli.bench import OWN_SUITES, PRETRAIN_SUITES
+from hasten.cli.bench import OWN_SUITES
 from hasten.cli.distill import BASELINES
 from hasten.distill.methods import METHODS as DISTILLERS
 from hasten.pretrain.objectives import available
@@ -69,12 +69,8 @@ def _commands(_: str | None) -> Iterable[tuple[str, str]]:
 def _suites(_: str | None) -> Iterable[tuple[str, str]]:
     for s in SUITES.values():
         options = f"; options: {', '.join(s.options.__dataclass_fields__)}" if s.options else ""
-        yield s.name, f"{s.description} ({len(s.methods)} methods{options})"
-    for name in PRETRAIN_SUITES:
-        what = ("Cramming's ablation and ELECTRA at a ladder of FLOP budgets, scored by BLiMP "
-                "and probes" if name == "pretrain-ladder" else "pretraining rows scored on "
-                "GLUE-small")
-        yield name, f"{what} (their own runner)"
+        rows = "rows, each run by the suite" if s.run is not None else "methods"
+        yield s.name, f"{s.description} ({len(s.methods)} {rows}{options})"
     for name, module in OWN_SUITES.items():
         yield name, f"{importlib.import_module(module).HELP} (its own runner)"
 
@@ -102,8 +98,8 @@ def _default_options(suite: Any) -> Any:
 def _methods(suite: str | None) -> Iterable[tuple[str, str]]:
     chosen = _suite_of(suite)
     for name, fn in METHODS.items():
-        where = [s.name for s in SUITES.values()
-                 if all(applies(name, t) for t in suite_tasks(s, _default_options(s)))]
+        where = [s.name for s in SUITES.values() if s.run is None
+                 and all(applies(name, t) for t in suite_tasks(s, _default_options(s)))]
         if chosen is not None and chosen.name not in where:
             continue
         scope = "every task" if all(
