@@ -15,7 +15,7 @@ Everything goes to `--out` as it is made (`env.json`, `throughput.json` after ea
 `ladder.json` after each row, `summary.json` last); one attempt per part, and a part that
 fails is recorded and the next one runs. Lines are printed unbuffered. `--dry-run` runs the
 same code on the CPU at tiny sizes in seconds, so a test keeps it working.
-Results: docs/benchmarks.md ("Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget").
+Results: docs/benchmarks.md ("Pretraining ladder: the Cramming ablation by held-out loss").
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ in separate processes, the same `--out`), and a last call only assembles `result
 the held-out MLM loss at 15% with fixed masks (`mlm_loss_15`) here; BLiMP and the linear
 probes come from `hasten.pretrain.lmeval` through `lmeval_scores` (PLL-word-l2r BLiMP on pairs whose
 words the corpus holds; probes on frozen mean-pooled features).
-Results: docs/benchmarks.md ("Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget").
+Results: docs/benchmarks.md ("Pretraining ladder: the Cramming ablation by held-out loss").
 """
 
 from __future__ import annotations

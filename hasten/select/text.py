@@ -13,7 +13,7 @@ Tokenizers come from `hasten.text.tokenizer.train_tokenizer` (preset `SCORER`) o
 str -> tokens; counting is `hasten.text.filter.token_counts`. Every scorer returns a `Scores`
 with its direction and its cost (seconds, documents, characters, tokens), so a benchmark can
 charge the scoring time.
-Results: docs/benchmarks.md ("Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget").
+Results: docs/benchmarks.md ("Pretraining ladder: the Cramming ablation by held-out loss").
 """
 
 from __future__ import annotations

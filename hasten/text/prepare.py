@@ -26,7 +26,7 @@ Steps, in order: read (Gutenberg boilerplate stripped, NFKC), optional exact + M
 deduplication, held-out split, tokenizer on the training documents, Cramming's
 tokens-per-character filter on the training documents (`cutoff`; None skips it), packing.
 A lock file serialises two processes preparing the same key.
-Results: docs/benchmarks.md ("Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget").
+Results: docs/benchmarks.md ("Pretraining ladder: the Cramming ablation by held-out loss").
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@
 
 A `Book` keeps the documents of one file together, so a held-out split can set aside whole
 books (`hasten.text.prepare`), never paragraphs of a book that is also trained on.
-Results: docs/benchmarks.md ("Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget").
+Results: docs/benchmarks.md ("Pretraining ladder: the Cramming ablation by held-out loss").
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ before they shared this function, ids included:
 WordPiece training in `tokenizers` is not deterministic (two runs on the same documents can
 give different vocabularies), so a run that must share one tokenizer trains it once and
 reuses the saved file (`hasten.text.prepare` caches it per corpus).
-Results: docs/benchmarks.md ("Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget").
+Results: docs/benchmarks.md ("Pretraining ladder: the Cramming ablation by held-out loss").
 """
 
 from __future__ import annotations

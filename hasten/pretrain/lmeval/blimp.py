@@ -18,7 +18,7 @@ pseudo-log-likelihood of the good sentence is higher than that of the bad one
 Words are lower-cased runs of letters and digits (an apostrophe splits "doesn't" into
 "doesn" and "t"), the same rule for BLiMP and the corpus. The data is
 `data_root()/blimp/<paradigm>.jsonl.gz`. The results are shown in docs/benchmarks.md,
-"Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget".
+"Pretraining ladder: the Cramming ablation by held-out loss".
 """
 
 from __future__ import annotations
