@@ -60,7 +60,7 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
     common.add_settings(p, *classes, rename=bench_stack.RENAME if stack else None)
     if own_rows:
         p.add_argument("--corpus", nargs="+", help="text files or folders (default "
-                                                   "$HASTEN_DATA/gutenberg)")
+                                                   "$HASTEN_DATA/gutenberg-large)")
     p.set_defaults(run=run)
     return p
 
