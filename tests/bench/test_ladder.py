@@ -165,3 +165,19 @@ def test_a_flop_row_is_bit_exact_from_its_settings(tmp_path, books):
     assert a["notes"]["loss_curve"] == b["notes"]["loss_curve"]
     assert a["metrics"] == b["metrics"]
     assert a["eval_details"]["mlm_loss_grid"] == b["eval_details"]["mlm_loss_grid"]
+
+
+def test_the_pretraining_tables_are_suites_of_the_harness():
+    """mlm, electra and pretrain-ladder are registered suites that run their own rows:
+    `hasten bench` dispatches them through `Suite.run`; the tasks x methods runner refuses
+    them with one line naming the command."""
+    from hasten.bench import electra, mlm
+    from hasten.bench.harness import SUITES, run_suite
+
+    assert SUITES["pretrain-ladder"].run is ladder.run
+    assert SUITES["mlm"].run is mlm.run and SUITES["electra"].run is electra.run
+    assert SUITES["pretrain-ladder"].methods == list(ROWS)
+    assert SUITES["electra"].methods == ["control", "crammed", "electra", "electra@0.5",
+                                         "electra@0.25"]
+    with pytest.raises(ConfigError, match="runs its own rows: `hasten bench mlm`"):
+        run_suite("mlm")
