@@ -70,7 +70,12 @@ from hasten.core.trainer import train
 from hasten.pretrain.cram import LossRng
 from hasten.pretrain.objectives import Vocab, get_objective
 from hasten.pretrain.objectives.flops import count_parameters
-from hasten.pretrain.objectives.recipes import CrammedRecipe, resolve_recipe, train_config
+from hasten.pretrain.objectives.recipes import (
+    CrammedRecipe,
+    native_precision,
+    resolve_recipe,
+    train_config,
+)
 from hasten.pretrain.objectives.sizing import Shape, Size, choose_size
 from hasten.text.prepare import PrepareSpec, content_hash, prepare_corpus
 from hasten.text.read import expand_paths
@@ -138,7 +143,8 @@ class LadderOptions:
     cutoff: float = option(0.3, "Cramming's bookcorpus/Wikipedia filter cutoff")
     min_steps: int = option(200, "the sizing rule's minimum optimizer steps per row")
     micro_batch: int = option(64, "rows per micro-batch (speed only: the batch is the rule's)")
-    precision: str = option("bf16", "bf16 autocast, as cram", choices=("bf16", "fp32"))
+    precision: str = option("auto", "as cram: bf16 autocast where the device computes bf16 "
+                            "natively, else fp32", choices=("auto", "bf16", "fp32"))
     metric: str = option("mlm_loss_15", "the decision metric of the recipe rows (held-out "
                          "loss, one tokenizer, the same rows and masks); the others are "
                          "report rows", choices=("mlm_loss_15", "blimp", "probe_sst2",
@@ -179,6 +185,13 @@ class Ladder:
 def menu(options: LadderOptions) -> tuple[Shape, ...]:
     shapes = TINY_SHAPES if options.tiny else LADDER_SHAPES
     return tuple(Shape(layers, hidden, options.vocab_size) for layers, hidden in shapes)
+
+
+def precision_of(options: LadderOptions) -> str:
+    """The options' precision, "auto" made concrete for their device (`native_precision`)."""
+    if options.precision != "auto":
+        return options.precision
+    return native_precision(options.device or default_device())
 
 
 def rung_size(rung: float, options: LadderOptions) -> Size:
@@ -228,7 +241,7 @@ def row_recipe(row: Row, rung: float, options: LadderOptions) -> tuple[CrammedRe
     obj = get_objective(row.objective)
     cutoff = options.cutoff if row.filtered and not options.tiny else None
     changes = {**size.shape.as_recipe(), "micro_batch": size.micro_batch, "batch": size.batch,
-               "seq_len": options.seq_len, "precision": options.precision, "cutoff": cutoff,
+               "seq_len": options.seq_len, "precision": precision_of(options), "cutoff": cutoff,
                **dict(row.changes)}
     return resolve_recipe(row.recipe, getattr(obj, "recipe_values", None), **changes), size
 
@@ -353,7 +366,8 @@ def run_row(rung: float, row: Row, seed: int, ladder: Ladder,
     metrics = runner.evaluate_checkpoint(model, prep.tokenizer,
                                          heldout_rows(ladder, prep, say), rows=o.eval_rows,
                                          mask_seeds=o.mask_seeds,
-                                         grid_rows=o.loss_grid_rows, precision=o.precision,
+                                         grid_rows=o.loss_grid_rows,
+                                         precision=precision_of(o),
                                          lmeval=lmeval_settings(o, rung))
     details = metrics.pop("details")
     items = details.pop("items", None)  # per-item results: beside the record, not in it

@@ -15,7 +15,15 @@ from typing import Any
 
 import torch
 
-from hasten.bench.ladder import ROWS, LadderOptions, plan, row_recipe, rung_size, task_name
+from hasten.bench.ladder import (
+    ROWS,
+    LadderOptions,
+    plan,
+    precision_of,
+    row_recipe,
+    rung_size,
+    task_name,
+)
 from hasten.core.flops import flop_counter
 from hasten.core.trainer import param_groups, precision_context
 from hasten.pretrain.objectives import Vocab, get_objective
@@ -51,7 +59,7 @@ def measure_rates(options: LadderOptions, rows: tuple[str, ...] = (
             for i in range(steps + 2):
                 c0 = time.thread_time()
                 with counter if i == 0 else _nothing():
-                    with precision_context(options.precision, torch.device("cpu")):
+                    with precision_context(precision_of(options), torch.device("cpu")):
                         loss = loss_fn(model, (ids,)).mean()
                     loss.backward()
                 opt.step()

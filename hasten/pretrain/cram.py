@@ -50,7 +50,12 @@ from hasten.core.paths import cache_dir
 from hasten.core.trainer import Hook, autocast_for, train
 from hasten.pretrain.objectives import Vocab, get_objective
 from hasten.pretrain.objectives.flops import count_parameters
-from hasten.pretrain.objectives.recipes import CrammedRecipe, resolve_recipe, train_config
+from hasten.pretrain.objectives.recipes import (
+    CrammedRecipe,
+    resolve_recipe,
+    train_config,
+    with_precision,
+)
 from hasten.pretrain.objectives.sizing import (
     Shape,
     cached_probe,
@@ -300,7 +305,7 @@ def setup(cfg: CramConfig, say: Callable[[str], None]) -> CramSetup:
     if cfg.device is not None:  # an unknown or missing device, before the corpus
         resolve_device(cfg.device)
     check_out(out, cfg.overwrite, cfg.resume)
-    recipe = recipe_of(cfg)
+    recipe = with_precision(recipe_of(cfg), cfg.device or default_device())
     if cfg.resume and (out / "config.json").is_file():
         saved = _shape_from_saved(out)
         recipe = replace(recipe, **{k: saved["recipe_resolved"][k] for k in SHAPE_KEYS})
