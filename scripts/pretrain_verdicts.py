@@ -5,7 +5,8 @@ ladder records, as the results page's markdown tables.
         --loss-rows 4096
 
 `--loss-rows` is the held-out row count part 1 fixed (the loss is the mean over the plan's
-three mask seeds at that count, read from each record's `mlm_loss_grid`). The statistics are
+three mask seeds at that count, read from each record's `mlm_loss_grid`); without it the
+plan's rule picks it from the records (`choose_loss_rows`) and says so. The statistics are
 `hasten.bench.ladder_verdicts`.
 """
 
@@ -66,15 +67,23 @@ def verdict_table(runs: list[dict], how: dict, floors: dict[str, float]) -> list
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("files", nargs="+", help="ladder results files")
-    ap.add_argument("--loss-rows", type=int, default=4096,
-                    help="held-out rows of the decision loss (fixed by part 1)")
+    ap.add_argument("--loss-rows", type=int, default=None,
+                    help="held-out rows of the decision loss (fixed by part 1; default: "
+                         "the plan's rule on these records)")
     ap.add_argument("--mask-seeds", type=int, nargs="*", default=None,
                     help="mask seeds of the decision loss (default: every one recorded)")
     args = ap.parse_args(argv)
     parts = [json.loads(Path(f).read_text()) for f in args.files]
     results = parts[0] if len(parts) == 1 else merge_results(parts)
     runs = results["runs"]
-    how = {"loss_rows": args.loss_rows, "mask_seeds": args.mask_seeds}
+    rows = args.loss_rows
+    if rows is None:
+        choice = lv.choose_loss_rows(runs)
+        rows = choice["rows"]
+        print("held-out rows by the plan's rule: " + ", ".join(
+            f"{n}: floor {c['floor']:.4f}, largest mask spread {c['spread']:.4f}"
+            for n, c in choice["by_rows"].items()) + f" -> {rows}\n")
+    how = {"loss_rows": rows, "mask_seeds": args.mask_seeds}
     floors = {m: lv.floors(runs, [m], **(how if m == "mlm_loss_15" else {}))[m]
               for m in lv.LOWER_IS_BETTER}
     print("\n".join(noise_floor_table(runs, how, floors)))

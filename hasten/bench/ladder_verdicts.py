@@ -141,6 +141,30 @@ def floors(runs: Sequence[Mapping[str, Any]], metrics: Sequence[str] = tuple(LOW
     return out
 
 
+def choose_loss_rows(runs: Sequence[Mapping[str, Any]],
+                     counts: Sequence[int] = (256, 1024, 4096)) -> dict[str, Any]:
+    """Part 1's choice of the held-out row count N (the plan's rule): the smallest of
+    `counts` at which, for every crammed seed at the smallest rung, the loss's spread over
+    the mask seeds (max - min) is at most a quarter of the floor at that N (the floor of the
+    loss averaged over the masks); the largest when none qualifies. Returns the choice and,
+    per N, the floor and the largest spread."""
+    crammed = [r for r in runs if r["method"] == "crammed"]
+    if not crammed:
+        return {"rows": None, "by_rows": {}}
+    small = min(float(r["rung_flops"]) for r in crammed)
+    crammed = [r for r in crammed if float(r["rung_flops"]) == small]
+    by_rows: dict[int, dict[str, float]] = {}
+    for n in counts:
+        grids = [((r.get("eval_details") or {}).get("mlm_loss_grid") or {}).get(str(n))
+                 for r in crammed]
+        if not all(grids):
+            continue
+        spread = max(max(g.values()) - min(g.values()) for g in grids)
+        by_rows[n] = {"floor": floor([mean(g.values()) for g in grids]), "spread": spread}
+    fit = [n for n in counts if n in by_rows and by_rows[n]["spread"] <= by_rows[n]["floor"] / 4]
+    return {"rows": fit[0] if fit else max(by_rows, default=None), "by_rows": by_rows}
+
+
 def electra_gate(runs: Sequence[Mapping[str, Any]], floor_values: Mapping[str, float]
                  ) -> dict[str, dict[str, Any]]:
     """For each linear probe: crammed against the control at the smallest rung, and whether

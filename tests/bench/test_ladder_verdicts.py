@@ -90,3 +90,21 @@ def test_plan_order_reads_git():
     assert not before["plan_first"]
     assert lv.report_lines({"runs": []}) == [
         "the record names no plan (its options have no `plan`)"]
+
+
+def test_part_one_chooses_the_row_count_by_the_mask_spread():
+    """N is the smallest row count where every crammed seed's spread over the mask seeds is
+    at most a quarter of the floor at that N."""
+    def grid(base, spread256, spread1024):
+        return {"256": {"1": base, "2": base + spread256},
+                "1024": {"1": base, "2": base + spread1024},
+                "4096": {"1": base, "2": base}}
+
+    runs = [_run("crammed", s, grid=grid(5.0 + 0.1 * s, 0.2, 0.01)) for s in range(3)]
+    choice = lv.choose_loss_rows(runs)
+    # floor at 1024: T4 x 0.1 x sqrt(2/3) = 0.227; a quarter is 0.057 > 0.01; at 256 0.2 > it
+    assert choice["rows"] == 1024
+    assert choice["by_rows"][256]["spread"] == pytest.approx(0.2)
+    assert choice["by_rows"][1024]["floor"] == pytest.approx(T4 * 0.1 * math.sqrt(2 / 3))
+    noisy = [_run("crammed", s, grid={"256": {"1": 5.0 + 0.1 * s, "2": 6.0}}) for s in range(3)]
+    assert lv.choose_loss_rows(noisy, counts=(256,))["rows"] == 256  # none fits: the largest
