@@ -108,3 +108,15 @@ def test_part_one_chooses_the_row_count_by_the_mask_spread():
     assert choice["by_rows"][1024]["floor"] == pytest.approx(T4 * 0.1 * math.sqrt(2 / 3))
     noisy = [_run("crammed", s, grid={"256": {"1": 5.0 + 0.1 * s, "2": 6.0}}) for s in range(3)]
     assert lv.choose_loss_rows(noisy, counts=(256,))["rows"] == 256  # none fits: the largest
+
+
+def test_report_shows_the_plan_committed_before_the_rows(capsys):
+    """`hasten report` on a ladder record prints the plan's first commit and whether every
+    row ran at or after it (git order)."""
+    from hasten.cli import main
+
+    record = "benchmarks/results/pretrain-verdicts-part1-bf16-20261207.json"
+    assert main(["report", str(lv.ROOT / record), "--quiet"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("plan benchmarks/plans/pretrain-verdicts.md: first committed d5d725a")
+    assert line.endswith("rows ran at d5d725a: the plan came first")
