@@ -26,6 +26,8 @@ MOVED: dict[str, str] = {
     "hasten.glue": "hasten.pretrain.glue",
     "hasten.objectives": "hasten.pretrain.objectives",
     "hasten.lmeval": "hasten.pretrain.lmeval",
+    "hasten.select.scores": "hasten.select.per_example",
+    "hasten.select.scoring": "hasten.select.proxy",
 }
 
 

@@ -113,7 +113,7 @@ def sigterm_exit(work: Path, runs: int = 10, task: str = "fashion-mnist", seed: 
 
 def family_command(family: str, budget: str, out: Path, quick: bool) -> list[str]:
     """The command of one family at `budget` (quick: tiny data and models)."""
-    from hasten.data.vision import data_root
+    from hasten.core.paths import data_root
 
     vision = "digits" if quick else "fashion-mnist"
     corpus = out.parent / "tiny-corpus.txt" if quick else data_root() / "gutenberg"

@@ -5,7 +5,7 @@ selective-backprop queue and loss history, a competence curriculum sampler, a ba
 from 1 to 3 micro-batches) once without interruption, then again while SIGKILLing it
 `kills` times at random moments after a checkpoint exists, `save_kills` of them inside a
 checkpoint write (those processes pause between the files they write, through
-`HASTEN_CHAOS_SAVE_PAUSE`, and the kill is aimed at the pause), resuming after each kill.
+`--save-pause`, and the kill is aimed at the pause), resuming after each kill.
 The resumed run must end with the same weights and work counters, bit for bit.
 
 With `ranks=2` the run is a DDP pair (gloo, launched with torchrun's environment
@@ -44,7 +44,7 @@ from torch.utils.data import TensorDataset
 from hasten.bench.harness import Suite, register_suite
 from hasten.bench.vision import accuracy_on, per_example_cross_entropy
 from hasten.core.atomic import atomic_write
-from hasten.core.checkpoint import PAUSE_ENV, checkpoint_steps
+from hasten.core.checkpoint import checkpoint_steps, pause_between_files
 from hasten.core.config import option, to_dict
 from hasten.core.distributed import is_main_process, shutdown
 from hasten.core.errors import HastenError
@@ -151,7 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--collective-timeout", type=float)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--save-pause", type=float, default=0.0,
+                    help="seconds each checkpoint save pauses between its files")
     args = ap.parse_args(argv)
+    pause_between_files(args.save_pause)
 
     try:
         parts = _recipe(args.steps, args.micro_batch, args.seed)
@@ -191,14 +194,13 @@ def _launch(config: ChaosConfig, out: Path, resume: bool, logs: Path, pause: boo
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(root), *filter(None, [os.environ.get("PYTHONPATH")])]), "OMP_NUM_THREADS": "1"}
-    env.pop(PAUSE_ENV, None)
-    if pause:
-        env[PAUSE_ENV] = str(config.save_pause)
     cmd = [sys.executable, "-m", "hasten.bench.chaos", "--out", str(out), "--steps",
            str(config.steps), "--checkpoint-every", str(config.checkpoint_every),
            "--micro-batch", str(config.micro_batch), "--seed", str(config.seed)]
     if resume:
         cmd.append("--resume")
+    if pause:
+        cmd += ["--save-pause", str(config.save_pause)]
     port = _free_port()
     procs = []
     for rank in range(config.ranks):

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from hasten.bench import ladder
+from hasten.bench.harness import Suite, register_suite
 
-ROWS = ("control", "crammed", "electra", "electra@0.25")
+ROWS = ("control", "crammed", "electra", "electra@0.5", "electra@0.25")
 TITLE = "hasten bench electra: ELECTRA vs MLM at equal FLOPs"
 
 
@@ -25,3 +26,7 @@ def run(args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], Path, str, 
         options.out = "runs/bench-electra"
     results = ladder.run_ladder(options, rows or list(ROWS), say=say)
     return results, Path(options.out), TITLE, []
+
+
+register_suite(Suite("electra", tasks=[], methods=list(ROWS), own_rows=run,
+                     description="ELECTRA against MLM at equal FLOPs: the ladder's ELECTRA rows"))

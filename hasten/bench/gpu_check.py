@@ -15,7 +15,7 @@ Everything goes to `--out` as it is made (`env.json`, `throughput.json` after ea
 `ladder.json` after each row, `summary.json` last); one attempt per part, and a part that
 fails is recorded and the next one runs. Lines are printed unbuffered. `--dry-run` runs the
 same code on the CPU at tiny sizes in seconds, so a test keeps it working.
-Results: docs/benchmarks.md ("Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget").
+Results: docs/benchmarks.md ("Pretraining ladder: the Cramming ablation by held-out loss").
 """
 
 from __future__ import annotations
@@ -143,11 +143,12 @@ def ladder_pair(out: Path, work: Path, dry: bool, rung: float, corpus: list[str]
                 micro_batch: int, device: torch.device) -> dict[str, Any]:
     """Crammed MLM and ELECTRA at `rung` FLOPs; `ladder.json` after each row."""
     options = LadderOptions(
-        corpus=list(corpus or []), rungs=[rung], seeds={}, large_rows=["crammed", "electra"],
+        corpus=list(corpus or []), rungs=[rung], seeds_per_row=1,
         micro_batch=micro_batch, device=device.type, compile=device.type == "cuda",
         precision="fp32" if dry else "bf16", out=str(work), checkpoints=2,
         **({"tiny": True, "vocab_size": 300, "min_steps": 3, "eval_rows": 16,
-            "heldout": "hash:0.3"} if dry else {}))
+            "loss_grid_rows": [16], "mask_seeds": [1234], "heldout": "hash:0.3"}
+           if dry else {}))
     results: dict[str, Any] = {}
     for row in ("crammed", "electra"):
         t0 = time.perf_counter()

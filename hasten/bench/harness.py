@@ -103,6 +103,10 @@ class Suite:
     # every run's recipe after its method: (recipe, method) -> recipe (e.g. the evaluation
     # points and test subset every arm shares, `hasten.bench.evidence.dense_eval`)
     prepare: Callable[[Recipe, str], Recipe] | None = None
+    # a suite that runs its rows end to end, e.g. "pretrain, then evaluate" per row
+    # (`hasten.bench.ladder`): `own_rows(args, say) -> (results, out dir, title, notes)`,
+    # called by `hasten bench` with the command's settings
+    own_rows: Callable[..., Any] | None = None
 
 
 METHODS: dict[str, MethodFn] = {}
@@ -367,6 +371,8 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
     (`hasten.bench.machine`); `repeat_flagged` runs a run timed on a busy machine once
     more."""
     suite = lookup("suite", SUITES, name)
+    if suite.own_rows is not None:
+        raise ConfigError(f"suite {name!r} runs its own rows: `hasten bench {name}`")
     options = suite_options(suite, options)
     if budget is not None:
         parse_budget(budget)

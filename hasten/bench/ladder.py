@@ -25,19 +25,25 @@ recipe (`ROWS`, with its source):
                     inside the residual (pre-norm, Xiong et al. 2020; `hasten.models.bert`),
                     as the slide names it, under the crammed training setup
     electra         ELECTRA (generator 1/4 wide, 15% masking, loss MLM + 50 x RTD)
-    electra@0.25    ELECTRA at a quarter of the rung's FLOPs
+    electra@0.5     ELECTRA at half of the rung's FLOPs
+    electra@0.25    ELECTRA at a quarter of them
 
 Every row of a rung has the same shape, fixed by a FLOP rule (`rung_size`: the sizing rule of
-`hasten.pretrain.objectives.sizing` at the rung's FLOPs, 20 tokens per non-embedding parameter, at
-least `min_steps` steps; no timing, so a rung's shape is the same on any machine), the same
-tokenizer (one per corpus, `hasten.text.prepare`) and the same held-out books (authors W-Z of
-gutenberg-large). Seeds: 3 for control, crammed and original-setup, 1 for the rest; every row
-at the small rungs, control, crammed, original-setup and electra at the largest.
+`hasten.pretrain.objectives.sizing` at the rung's FLOPs, 20 tokens per non-embedding
+parameter, at least `min_steps` steps; no timing, so a rung's shape is the same on any
+machine), the same tokenizer (one per corpus, `hasten.text.prepare`) and the same held-out
+books (authors W-Z of gutenberg-large). Every row is scored on the same held-out rows: those
+of the filtered corpus (the filter never touches held-out books, and `original-data` is
+scored on them too), in one fixed shuffled order (`hasten.bench.pretrain.order_heldout`).
+Seeds: 3 for every row; every row at every rung (`large_rows` can restrict the largest).
 
-Rows run through `hasten.bench.pretrain.run_row`-style folders: a finished row is reused, one
-row per process splits the ladder over cores. Metrics per row: `blimp`, `probe_sst2`,
-`probe_stsb` (`hasten.pretrain.lmeval`, through `evaluate_checkpoint`) and `mlm_loss_15`.
-Results: docs/benchmarks.md ("Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget").
+Rows run through `hasten.bench.pretrain`'s folders: a finished row is reused, one row per
+process splits the ladder over cores. Metrics per row: `mlm_loss_15` (the decision metric:
+held-out MLM loss at 15% with fixed masks, averaged over `mask_seeds`, with the loss at every
+`loss_grid_rows` x `mask_seeds` kept in the record), `blimp`, `probe_sst2`, `probe_stsb`
+(`hasten.pretrain.lmeval`, through `evaluate_checkpoint`). The plan and its decision rules:
+benchmarks/plans/pretrain-verdicts.md; `hasten.bench.ladder_verdicts` applies them.
+Results: docs/benchmarks.md ("Pretraining ladder: the Cramming ablation by held-out loss").
 """
 
 from __future__ import annotations
@@ -46,7 +52,6 @@ import argparse
 import json
 import math
 import shutil
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -54,18 +59,24 @@ from typing import Any
 import numpy as np
 import torch
 
+from hasten.bench import ladder_verdicts
 from hasten.bench import pretrain as runner
+from hasten.bench.harness import Suite, register_suite
 from hasten.core.budget import parse_budget
 from hasten.core.config import option, resolve, to_dict
 from hasten.core.distributed import default_device
-from hasten.core.errors import ConfigError
-from hasten.core.flops import flop_counter
-from hasten.core.trainer import param_groups, precision_context, train
-from hasten.data.vision import data_root
+from hasten.core.errors import ConfigError, DataError
+from hasten.core.paths import data_root
+from hasten.core.trainer import train
 from hasten.pretrain.cram import LossRng
 from hasten.pretrain.objectives import Vocab, get_objective
 from hasten.pretrain.objectives.flops import count_parameters
-from hasten.pretrain.objectives.recipes import resolve_recipe, train_config
+from hasten.pretrain.objectives.recipes import (
+    CrammedRecipe,
+    native_precision,
+    resolve_recipe,
+    train_config,
+)
 from hasten.pretrain.objectives.sizing import Shape, Size, choose_size
 from hasten.text.prepare import PrepareSpec, content_hash, prepare_corpus
 from hasten.text.read import expand_paths
@@ -108,6 +119,7 @@ ROWS: dict[str, Row] = {r.name: r for r in (
     Row("minimal-arch", "+ minimal arch. mod. (original architecture, pre-norm)",
         changes=(("arch", "bert-prenorm"), ("sparse", None), ("dropout", 0.1))),
     Row("electra", "ELECTRA, equal FLOPs", objective="electra"),
+    Row("electra@0.5", "ELECTRA at 50% of the FLOPs", objective="electra", fraction=0.5),
     Row("electra@0.25", "ELECTRA at 25% of the FLOPs", objective="electra", fraction=0.25),
 )}
 
@@ -119,30 +131,36 @@ class LadderOptions:
     corpus: list[str] = option([], "empty: shared/data/gutenberg-large (193 books, 13.5M "
                                "words)")
     heldout: str = option("authors:W-Z", "whole books: the data README's held-out split")
-    rungs: list[float] = option([1e13, 4e13, 1.6e14], "training FLOPs per row, x4 apart, "
-                                "set so the whole ladder fits a plan of 8-10 core-hours "
-                                "(the estimate is in docs/pretraining.md)")
-    large_rows: list[str] = option(["control", "crammed", "original-setup", "electra"],
-                                   "the rows worth their cost at the largest rung")
-    seeds: dict = option({"control": 3, "crammed": 3, "original-setup": 3},
-                         "3 seeds where the decision rests, 1 elsewhere")
+    rungs: list[float] = option([1e13, 4e13], "training FLOPs per row, 4x apart: about 3 "
+                                "and 12 core-minutes of training a row, so 3 seeds of every "
+                                "row fit a plan of about 9 core-hours")
+    large_rows: list[str] = option([], "empty: every row at every rung; else only these at "
+                                   "the largest")
+    seeds_per_row: int = option(3, "3 seeds of every row: a verdict needs a seed interval")
+    seeds: dict = option({}, "per-row seed counts over seeds_per_row, e.g. {\"control\": 1}")
     vocab_size: int = option(8192, "one WordPiece tokenizer for every row and rung; 8192 "
                              "suits the small shapes (sizing rule)")
     seq_len: int = option(128, "Cramming's rows")
     cutoff: float = option(0.3, "Cramming's bookcorpus/Wikipedia filter cutoff")
     min_steps: int = option(200, "the sizing rule's minimum optimizer steps per row")
     micro_batch: int = option(64, "rows per micro-batch (speed only: the batch is the rule's)")
-    precision: str = option("bf16", "bf16 autocast, as cram", choices=("bf16", "fp32"))
-    metric: str = option("blimp", "the decision metric (BLiMP, zero-shot, no fine-tuning "
-                         "noise); the others are report rows",
-                         choices=("blimp", "probe_sst2", "probe_stsb", "mlm_loss_15"))
-    eval_rows: int = option(256, "held-out rows for mlm_loss_15")
+    precision: str = option("auto", "as cram: bf16 autocast where the device computes bf16 "
+                            "natively, else fp32", choices=("auto", "bf16", "fp32"))
+    metric: str = option("mlm_loss_15", "the decision metric of the recipe rows (held-out "
+                         "loss, one tokenizer, the same rows and masks); the others are "
+                         "report rows", choices=("mlm_loss_15", "blimp", "probe_sst2",
+                                                 "probe_stsb"))
+    eval_rows: int = option(4096, "held-out rows of mlm_loss_15 (about 78k masked tokens)")
+    mask_seeds: list[int] = option([1234, 1235, 1236], "mlm_loss_15 is the mean over three "
+                                   "fixed maskings of the same rows")
+    loss_grid_rows: list[int] = option([256, 1024, 4096], "the loss is also kept at these "
+                                       "row counts x every mask seed, to see its noise")
     only_rungs: list[float] = option([], "empty: run every rung; else only these (one "
                                      "process per rung or row, the same out folder)")
     lmeval: dict = option({}, "EvalLMConfig settings over the ladder's own (see "
                           "lmeval_settings)")
-    full_blimp_at_largest: bool = option(True, "the largest rung's rows decide: score them on "
-                                         "every in-vocabulary pair, not 100 per paradigm")
+    full_blimp_at_largest: bool = option(False, "BLiMP is a report row: 100 pairs per "
+                                         "paradigm at every rung, comparable across rungs")
     blimp_vocab_filter: bool = option(True, "BabyLM's rule: only pairs whose words the "
                                       "training corpus holds")
     checkpoints: int = option(10, "checkpoints per row, so an interrupted row resumes")
@@ -151,6 +169,8 @@ class LadderOptions:
     compile: bool = option(False, "torch.compile: pays off on a GPU, not on a CPU")
     cache: str | None = option(None, "None: $HASTEN_CACHE/corpora or ~/.cache/hasten/corpora")
     out: str = option("runs/bench-pretrain-ladder", "rows and results.json go here")
+    plan: str = option("benchmarks/plans/pretrain-verdicts.md", "the plan its rows follow: "
+                       "`hasten report` shows whether it was committed before they ran")
 
 
 @dataclass
@@ -159,12 +179,20 @@ class Ladder:
 
     options: LadderOptions
     prepared: dict[bool, Any] = field(default_factory=dict)
-    corpus_keys: dict[bool, str] = field(default_factory=dict)
+    corpus_keys: dict[str, str] = field(default_factory=dict)
+    scored: torch.Tensor | None = None  # the held-out rows every row is scored on
 
 
 def menu(options: LadderOptions) -> tuple[Shape, ...]:
     shapes = TINY_SHAPES if options.tiny else LADDER_SHAPES
     return tuple(Shape(layers, hidden, options.vocab_size) for layers, hidden in shapes)
+
+
+def precision_of(options: LadderOptions) -> str:
+    """The options' precision, "auto" made concrete for their device (`native_precision`)."""
+    if options.precision != "auto":
+        return options.precision
+    return native_precision(options.device or default_device())
 
 
 def rung_size(rung: float, options: LadderOptions) -> Size:
@@ -179,10 +207,15 @@ def task_name(rung: float) -> str:
     return f"ladder@{rung:.2g}flop".replace("+", "")
 
 
+def seeds_of(options: LadderOptions, row: str) -> int:
+    """How many seeds `row` runs: its entry in `options.seeds`, else `seeds_per_row`."""
+    return int(options.seeds.get(row, options.seeds_per_row))
+
+
 def plan(options: LadderOptions, rows: list[str] | None = None,
          rungs: list[float] | None = None) -> list[tuple[float, Row, int]]:
-    """(rung, row, seed) of every run: all rows at the small rungs, `large_rows` at the
-    largest; rung by rung, seed by seed."""
+    """(rung, row, seed) of every run: every row at every rung (`large_rows`, when set, at
+    the largest); rung by rung, seed by seed."""
     names = rows or list(ROWS)
     for name in names:
         if name not in ROWS:
@@ -192,28 +225,26 @@ def plan(options: LadderOptions, rows: list[str] | None = None,
         raise ConfigError(f"rungs must be positive FLOP counts, got {options.rungs}")
     out = []
     for rung in sorted(float(r) for r in (rungs or all_rungs)):
-        at_top = rung == all_rungs[-1] and len(all_rungs) > 1
-        for seed in range(max(int(v) for v in [1, *options.seeds.values()])):
+        at_top = rung == all_rungs[-1] and len(all_rungs) > 1 and bool(options.large_rows)
+        for seed in range(max(seeds_of(options, name) for name in names)):
             for name in names:
                 if at_top and name not in options.large_rows:
                     continue
-                if seed < int(options.seeds.get(name, 1)):
+                if seed < seeds_of(options, name):
                     out.append((rung, ROWS[name], seed))
     return out
 
 
-def row_recipe(row: Row, rung: float, options: LadderOptions) -> tuple[dict[str, Any], Size]:
+def row_recipe(row: Row, rung: float, options: LadderOptions) -> tuple[CrammedRecipe, Size]:
     """The resolved recipe of a row at a rung: the rung's shape and batch, the row's
-    changes, the options' precision."""
+    changes, the options' precision, the filter's cutoff (none for `original-data`)."""
     size = rung_size(rung, options)
     obj = get_objective(row.objective)
-    over = {**size.shape.as_recipe(), "micro_batch": size.micro_batch, "batch": size.batch,
-            "seq_len": options.seq_len, "precision": options.precision, "log_every": 10,
-            **dict(row.changes)}
-    r = resolve_recipe(row.recipe, getattr(obj, "defaults", None),
-                       getattr(obj, "recipe_values", None), **over)
-    r["cutoff"] = options.cutoff if row.filtered and not options.tiny else None
-    return r, size
+    cutoff = options.cutoff if row.filtered and not options.tiny else None
+    changes = {**size.shape.as_recipe(), "micro_batch": size.micro_batch, "batch": size.batch,
+               "seq_len": options.seq_len, "precision": precision_of(options), "cutoff": cutoff,
+               **dict(row.changes)}
+    return resolve_recipe(row.recipe, getattr(obj, "recipe_values", None), **changes), size
 
 
 def prepare(ladder: Ladder, filtered: bool, say: runner.Say) -> Any:
@@ -227,6 +258,20 @@ def prepare(ladder: Ladder, filtered: bool, say: runner.Say) -> Any:
     return ladder.prepared[filtered]
 
 
+def heldout_rows(ladder: Ladder, prep: Any, say: runner.Say) -> torch.Tensor:
+    """The rows every row is scored on: the filtered corpus's held-out rows, in the fixed
+    order of `order_heldout`. A DataError if `prep` (a row's own corpus) was tokenized
+    differently, since then its loss would not be comparable."""
+    scored = prepare(ladder, True, say)
+    if prep.tokenizer.to_str() != scored.tokenizer.to_str():
+        raise DataError("the unfiltered corpus has another tokenizer than the filtered one; "
+                        "prepare both in one cache (--set cache=DIR)")
+    if ladder.scored is None:
+        ladder.corpus_keys["heldout"] = scored.summary.get("key", "")
+        ladder.scored = runner.order_heldout(scored.heldout)
+    return ladder.scored
+
+
 def corpus_paths(options: LadderOptions) -> list[str]:
     if options.corpus:
         return list(options.corpus)
@@ -236,9 +281,9 @@ def corpus_paths(options: LadderOptions) -> list[str]:
 
 def lmeval_settings(o: LadderOptions, rung: float) -> dict[str, Any]:
     """How a row is evaluated: BLiMP on the pairs whose words the corpus holds (BabyLM's
-    filter), 100 per paradigm at the small rungs and all of them at the largest (the final
-    numbers), fp32 (exact pair decisions), then `o.lmeval` on top. A tiny ladder (tests)
-    scores 2 pairs per paradigm and no probes."""
+    filter), 100 per paradigm (all of them at the largest rung with
+    `full_blimp_at_largest`), fp32 (exact pair decisions), then `o.lmeval` on top. A tiny
+    ladder (tests) scores 2 pairs per paradigm and no probes."""
     if o.tiny:
         return {"blimp_pairs": 2, "precision": "fp32", "evals": ["blimp"], **o.lmeval}
     base: dict[str, Any] = {"blimp_pairs": 100, "precision": "fp32",
@@ -256,14 +301,15 @@ def row_settings(row: Row, rung: float, seed: int, ladder: Ladder) -> dict[str, 
         ladder.corpus_keys["content"] = content_hash(expand_paths(corpus_paths(o)))
     r, _ = row_recipe(row, rung, o)
     return {"row": row.name, "objective": row.objective, "fraction": row.fraction,
-            "trains": row.trains, "rung": rung, "seed": seed, "recipe": r,
+            "trains": row.trains, "rung": rung, "seed": seed, "recipe": r.to_dict(),
             "corpus": ladder.corpus_keys["content"], "heldout": o.heldout,
+            "scored_on": "filtered held-out rows, order_heldout(seed 0)",
             "vocab_size": o.vocab_size, "eval_rows": o.eval_rows,
-            "lmeval": lmeval_settings(o, rung),
-            "metric": o.metric}
+            "mask_seeds": list(o.mask_seeds), "loss_grid_rows": list(o.loss_grid_rows),
+            "lmeval": lmeval_settings(o, rung), "metric": o.metric}
 
 
-def _train_row(row: Row, rung: float, seed: int, r: dict[str, Any], size: Size, prep: Any,
+def _train_row(row: Row, rung: float, seed: int, r: CrammedRecipe, size: Size, prep: Any,
                model: torch.nn.Module, folder: Path, ladder: Ladder) -> Any:
     """Train a row's model for its FLOPs, checkpointing into `folder/train`."""
     o = ladder.options
@@ -318,17 +364,24 @@ def run_row(rung: float, row: Row, seed: int, ladder: Ladder,
             return None
     else:
         model.to(o.device or default_device())
-    metrics = runner.evaluate_checkpoint(model, prep.tokenizer, prep.heldout,
-                                         rows=o.eval_rows, precision=o.precision,
+    metrics = runner.evaluate_checkpoint(model, prep.tokenizer,
+                                         heldout_rows(ladder, prep, say), rows=o.eval_rows,
+                                         mask_seeds=o.mask_seeds,
+                                         grid_rows=o.loss_grid_rows,
+                                         precision=precision_of(o),
                                          lmeval=lmeval_settings(o, rung))
     details = metrics.pop("details")
+    items = details.pop("items", None)  # per-item results: beside the record, not in it
+    if items:
+        (folder / "items.json").write_text(json.dumps(_jsonable(items)))
     record = runner.make_record(
         task=task, method=method, seed=seed, metric=o.metric, metrics=metrics, result=result,
         key=key, notes={"description": row.description, "loss_curve": _loss_curve(folder)},
         extra={"rung_flops": rung, "budget": f"{rung * row.fraction:g}flop",
                "parameters": count_parameters(model), "shape": size.shape.as_recipe(),
                "batch": size.batch, "micro_batch": size.micro_batch,
-               "recipe": _jsonable(r), "corpus_key": prep.summary.get("key"),
+               "recipe": r.to_dict(), "corpus_key": prep.summary.get("key"),
+               "scored_on_key": ladder.corpus_keys.get("heldout"),
                "eval_details": _jsonable(details)})
     runner.write_record(folder, record)
     say(f"{task} / {method} / seed {seed}: " + ", ".join(
@@ -367,26 +420,6 @@ def run_ladder(options: LadderOptions, rows: list[str] | None = None,
     return results
 
 
-def estimate(options: LadderOptions, rates: dict[str, dict[str, float]],
-             eval_seconds: float = 0.0) -> dict[str, Any]:
-    """Core-hours of the ladder: each row's FLOPs over the FLOP/s of its model at its rung's
-    shape (`measure_rates`' output: `rates["2x128"]["crammed"]`; a row without its own rate
-    takes the one of the row it is a variant of, else crammed's), plus `eval_seconds` per
-    row run."""
-    like = {"original-data": "crammed", "minimal-train": "original-setup",
-            "electra@0.25": "electra"}
-    per_rung: dict[str, float] = {}
-    for rung, row, _ in plan(options):
-        s = rung_size(rung, options).shape
-        shape_rates = rates[f"{s.layers}x{s.hidden}"]
-        rate = shape_rates.get(row.name) or shape_rates.get(like.get(row.name, "crammed")) \
-            or shape_rates["crammed"]
-        seconds = (rung * row.fraction / rate if row.trains else 0.0) + eval_seconds
-        per_rung[task_name(rung)] = per_rung.get(task_name(rung), 0.0) + seconds
-    return {"core_hours_per_rung": {k: v / 3600 for k, v in per_rung.items()},
-            "core_hours": sum(per_rung.values()) / 3600}
-
-
 def options_from_args(args: argparse.Namespace) -> tuple[LadderOptions, list[str] | None]:
     """The ladder's options from `hasten bench pretrain-ladder` flags (`--set`, `--config`,
     `--corpus`, `--out`, `--budget RUNGflop` for one rung, `--quick` for a tiny ladder),
@@ -402,7 +435,8 @@ def options_from_args(args: argparse.Namespace) -> tuple[LadderOptions, list[str
                       flags=flags, section=SUITE)
     if getattr(args, "quick", False):
         options = replace(options, tiny=True, vocab_size=300, precision="fp32",
-                          rungs=[2e10], seeds={}, min_steps=3, eval_rows=16)
+                          rungs=[2e10], seeds={}, seeds_per_row=1, min_steps=3, eval_rows=16,
+                          loss_grid_rows=[16], mask_seeds=[1234])
     if getattr(args, "budget", None):
         unit, amount = parse_budget(args.budget)
         if unit != "flops":
@@ -427,50 +461,12 @@ def run(args: argparse.Namespace, say: runner.Say) -> tuple[dict[str, Any], Path
     return results, Path(options.out), TITLE, []
 
 
-def measure_rates(options: LadderOptions, rows: tuple[str, ...] = (
-        "crammed", "original-setup", "original-arch", "minimal-arch", "electra"),
-                  steps: int = 3, threads: int = 1) -> dict[str, dict[str, float]]:
-    """Training FLOPs per CPU-second of each row's model at each rung's shape, on `threads`
-    threads: `steps` timed micro-steps after one warm-up, FLOPs by torch's counter, time by
-    the main thread's CPU clock (with one thread the compute runs there; other jobs on the
-    machine do not enter). For `estimate`."""
-    torch.set_num_threads(threads)
-    vocab = Vocab(size=options.vocab_size, pad=0, unk=1, cls=2, sep=3, mask=4)
-    out: dict[str, dict[str, float]] = {}
-    for rung in sorted(set(options.rungs)):
-        size = rung_size(rung, options)
-        key = f"{size.shape.layers}x{size.shape.hidden}"
-        if key in out:
-            continue
-        out[key] = {}
-        g = torch.Generator().manual_seed(0)
-        ids = torch.randint(5, options.vocab_size, (size.micro_batch, options.seq_len),
-                            generator=g)
-        for name in rows:
-            r, _ = row_recipe(ROWS[name], rung, options)
-            obj = get_objective(ROWS[name].objective)
-            model = obj.build_model(r, vocab).train()
-            loss_fn = obj.make_loss(r, vocab, 0)
-            opt = torch.optim.AdamW(param_groups(model, 0.01), lr=1e-4)
-            counter = flop_counter()
-            cpu = 0.0
-            for i in range(steps + 2):
-                c0 = time.thread_time()
-                with counter if i == 0 else _nothing():
-                    with precision_context(options.precision, torch.device("cpu")):
-                        loss = loss_fn(model, (ids,)).mean()
-                    loss.backward()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                if i >= 2:
-                    cpu += time.thread_time() - c0
-            out[key][name] = counter.get_total_flops() * steps / cpu
-    return out
+def _verdict(results: dict[str, Any]) -> tuple[int, list[str]]:
+    """The plan's verdicts on the held-out loss, printed under the tables (exit status 0:
+    a verdict of no difference is a result, not a failure)."""
+    return 0, ladder_verdicts.report_lines(results)
 
 
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
+register_suite(Suite(SUITE, tasks=[], methods=list(ROWS), own_rows=run, verdict=_verdict,
+                     description="Cramming's ablation and ELECTRA at FLOP budgets, decided "
+                                 "by held-out MLM loss (BLiMP and probes beside)"))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hasten.bench import ladder
+from hasten.bench.harness import Suite, register_suite
 
 ROWS = ("control", "crammed", "original-data", "original-setup", "original-arch",
         "minimal-train", "minimal-arch")
@@ -27,3 +28,7 @@ def run(args: argparse.Namespace, say: Any) -> tuple[dict[str, Any], Path, str, 
         options.out = "runs/bench-mlm"
     results = ladder.run_ladder(options, rows or list(ROWS), say=say)
     return results, Path(options.out), TITLE, []
+
+
+register_suite(Suite("mlm", tasks=[], methods=list(ROWS), own_rows=run,
+                     description="Cramming's ablation rows of the pretraining ladder"))

@@ -68,7 +68,7 @@ from hasten.data.translation import (
 from hasten.models.transformer import build_transformer, translation_loss
 from hasten.select.curriculum import CompetenceSampler
 from hasten.select.difficulty import sentence_length, sentence_rarity
-from hasten.select.scores import Scores
+from hasten.select.per_example import Scores
 
 PAIRS = tuple(f"{s}-{t}" for s, t in itertools.permutations(MULTI30K_LANGS, 2))
 TEST_SPLIT = "test_2016_flickr"

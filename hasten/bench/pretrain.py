@@ -15,7 +15,7 @@ in separate processes, the same `--out`), and a last call only assembles `result
 the held-out MLM loss at 15% with fixed masks (`mlm_loss_15`) here; BLiMP and the linear
 probes come from `hasten.pretrain.lmeval` through `lmeval_scores` (PLL-word-l2r BLiMP on pairs whose
 words the corpus holds; probes on frozen mean-pooled features).
-Results: docs/benchmarks.md ("Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget").
+Results: docs/benchmarks.md ("Pretraining ladder: the Cramming ablation by held-out loss").
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from hasten.pretrain.lmeval.evaluate import read_inputs
 from hasten.text.masking import IGNORE, mask_tokens
 
 RECORD = "record.json"
-FORMAT = 1  # bump when a row's meaning changes, so old records are not reused
+FORMAT = 2  # bump when a row's meaning changes, so old records are not reused
 METRICS = ("blimp", "probe_sst2", "probe_stsb", "mlm_loss_15")
 
 
@@ -86,38 +86,61 @@ def _json_safe(obj: Any) -> Any:
 # evaluation
 
 
-def mlm_logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
-    """Vocabulary logits [B, S, V] of any of hasten's MLM models (HF or ours)."""
+def masked_logits(model: nn.Module, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Vocabulary logits [P, V] at the positions `labels` predicts (row-major), for any of
+    hasten's MLM models: our encoders run their head on those rows only, an HF model on
+    every position (then picked)."""
+    flat = (labels.reshape(-1) != IGNORE).nonzero().flatten()
     if hasattr(model, "mlm_logits"):
-        return model.mlm_logits(ids)
-    return model(input_ids=ids).logits
+        return model.mlm_logits(ids, flat)
+    logits = model(input_ids=ids).logits
+    return logits.reshape(-1, logits.shape[-1]).index_select(0, flat)
 
 
-def heldout_mlm_loss(model: nn.Module, rows: torch.Tensor, vocab_size: int, *,
-                     rate: float = 0.15, seed: int = 1234, batch: int = 32,
-                     precision: str = "bf16") -> float:
-    """Mean cross-entropy over masked tokens of held-out `rows` with masks drawn once from
-    `seed` (BERT's 15%, 80/10/10; the same masks for every model), in eval mode."""
+def order_heldout(heldout: np.ndarray | torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Every held-out row, in one fixed shuffled order (a permutation drawn from `seed`), so
+    the first N rows are a spread-out sample whatever N, and a smaller N is a prefix of a
+    larger one."""
+    rows = torch.as_tensor(np.asarray(heldout), dtype=torch.long)
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))
+    return rows[order]
+
+
+def heldout_loss_grid(model: nn.Module, rows: torch.Tensor, vocab_size: int, *,
+                      row_counts: Sequence[int], mask_seeds: Sequence[int],
+                      rate: float = 0.15, batch: int = 32, precision: str = "bf16",
+                      ) -> dict[str, dict[str, float]]:
+    """Held-out MLM cross-entropy (mean over masked tokens) at BERT's 15% (80/10/10) on the
+    first N of `rows` for every N in `row_counts` (at most all of them) and every masking
+    seed in `mask_seeds`: `{str(N): {str(seed): loss}}`. The masks of a seed are drawn once,
+    batch by batch over the first max(N) rows, so every model sees the same masks and a
+    smaller N is a prefix of a larger one; eval mode, no gradients."""
     if len(rows) == 0:
-        return float("nan")
-    g = torch.Generator().manual_seed(seed)
+        return {}
+    top = min(len(rows), max(row_counts))
+    rows = rows[:top]
     specials = list(range(5))  # [PAD] [UNK] [CLS] [SEP] [MASK] of the CRAM tokenizer
     device = next(model.parameters()).device
     was = model.training
     model.eval()
-    total, count = 0.0, 0
+    grid: dict[str, dict[str, float]] = {str(min(n, top)): {} for n in row_counts}
     with torch.no_grad(), precision_context(precision, device):
-        for i in range(0, len(rows), batch):
-            inputs, labels = mask_tokens(rows[i:i + batch], rate, specials, 4, vocab_size,
-                                         generator=g)
-            logits = mlm_logits(model, inputs.to(device)).float()
-            loss = torch.nn.functional.cross_entropy(
-                logits.flatten(0, 1), labels.to(device).reshape(-1), ignore_index=IGNORE,
-                reduction="sum")
-            total += float(loss)
-            count += int((labels != IGNORE).sum())
+        for seed in mask_seeds:
+            g = torch.Generator().manual_seed(int(seed))
+            sums, counts = torch.zeros(top, dtype=torch.float64), torch.zeros(top)
+            for i in range(0, top, batch):
+                inputs, labels = mask_tokens(rows[i:i + batch], rate, specials, 4, vocab_size,
+                                             generator=g)
+                logits = masked_logits(model, inputs.to(device), labels).float()
+                targets = labels.reshape(-1)[labels.reshape(-1) != IGNORE].to(device)
+                token = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+                owner = (labels != IGNORE).nonzero()[:, 0] + i
+                sums.index_add_(0, owner, token.double().cpu())
+                counts.index_add_(0, owner, torch.ones(len(owner)))
+            for n in grid:
+                grid[n][str(seed)] = float(sums[:int(n)].sum() / counts[:int(n)].sum().clamp(min=1))
     model.train(was)
-    return total / max(count, 1)
+    return grid
 
 
 _INPUTS: dict[str, Any] = {}  # BLiMP pairs and word filters read once per process
@@ -142,26 +165,32 @@ def lmeval_scores(model: nn.Module, tokenizer: Any, settings: Mapping[str, Any]
     return {k: res[k] for k in keep if k in res}
 
 
-def evaluate_checkpoint(model: nn.Module, tokenizer: Any, heldout: np.ndarray | torch.Tensor,
-                        *, rows: int = 256, precision: str = "bf16",
+def evaluate_checkpoint(model: nn.Module, tokenizer: Any, heldout: torch.Tensor, *,
+                        rows: int = 4096, mask_seeds: Sequence[int] = (1234,),
+                        grid_rows: Sequence[int] = (), precision: str = "bf16",
                         lmeval: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ladder's metrics of a model: `mlm_loss_15`, the held-out MLM loss at 15% with
-    fixed masks on at most `rows` held-out rows (None for ELECTRA, whose discriminator has
-    no MLM head), and `blimp`, `probe_sst2`, `probe_stsb` from `lmeval_scores` (ELECTRA: of
-    its discriminator). `lmeval` passes settings to it. The evaluation's details (per-item
-    results, intervals) come back under `details`, apart from the numbers."""
+    fixed masks, averaged over `mask_seeds`, on the first `rows` of `heldout` (rows in the
+    order of `order_heldout`; None for ELECTRA, whose discriminator has no MLM head), and
+    `blimp`, `probe_sst2`, `probe_stsb` from `lmeval_scores` (ELECTRA: of its
+    discriminator). `lmeval` passes settings to it. The evaluation's details (BLiMP
+    intervals, the loss at each of `grid_rows` x `mask_seeds` as `mlm_loss_grid`) come back
+    under `details`, apart from the numbers."""
     out: dict[str, Any] = dict.fromkeys(METRICS)
-    held = torch.as_tensor(np.asarray(heldout[:rows]), dtype=torch.long)
     is_electra = isinstance(model, ElectraModel)
+    grid: dict[str, dict[str, float]] = {}
     if not is_electra:
-        out["mlm_loss_15"] = heldout_mlm_loss(model, held, tokenizer.get_vocab_size(),
-                                              precision=precision)
+        grid = heldout_loss_grid(model, heldout, tokenizer.get_vocab_size(),
+                                 row_counts=sorted({*grid_rows, rows}), mask_seeds=mask_seeds,
+                                 precision=precision)
+        at = grid.get(str(min(rows, len(heldout))), {})
+        out["mlm_loss_15"] = float(np.mean(list(at.values()))) if at else None
     target = model.discriminator if is_electra else model
     details = lmeval_scores(target, tokenizer, lmeval or {})
     for k in METRICS:
         if details.get(k) is not None:
             out[k] = float(details.pop(k))
-    out["details"] = details
+    out["details"] = {**details, "mlm_loss_grid": grid} if grid else details
     return out
 
 

@@ -53,8 +53,8 @@ from hasten.bench.vision import CLASSIFICATION_TASKS, _data, _recipe
 from hasten.core.trainer import TrainConfig
 from hasten.models.vision import build_model
 from hasten.select.amortise import break_even
+from hasten.select.per_example import Scores
 from hasten.select.scorers import ScoringSpec, score
-from hasten.select.scores import Scores
 from hasten.select.selectors import ccs, class_balanced, keep_random
 
 KEEPS = (0.9, 0.7, 0.5, 0.3, 0.1)

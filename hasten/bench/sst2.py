@@ -37,7 +37,7 @@ from torch.utils.data import TensorDataset
 from hasten.bench.harness import Recipe, register_task
 from hasten.core.trainer import TrainConfig
 from hasten.models.encoder import Backbone, EncoderConfig
-from hasten.pretrain.glue import read_task
+from hasten.pretrain.lmeval.glue_tasks import read_task
 from hasten.text.tokenizer import CRAM, cached_tokenizer
 
 MAX_LEN = 80

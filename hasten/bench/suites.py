@@ -23,6 +23,9 @@ SUITE_MODULES = (
     "hasten.bench.tune_suite",
     "hasten.bench.chaos",
     "hasten.bench.work_levers",
+    "hasten.bench.ladder",
+    "hasten.bench.mlm",
+    "hasten.bench.electra",
 )
 # suite name -> its module, imported on demand
 OPTIONAL_SUITE_MODULES = {"hf-trainer": "hasten.integrations.hf_bench"}

@@ -1,18 +1,17 @@
 """`hasten bench SUITE`: run a suite's tasks x methods x seeds, interleaved, into a results
 record, a report and curves. `hasten bench SUITE --help` lists the suite's own options.
 
-Every suite is a suite of the harness (`hasten.bench.harness`), `chaos` and the HF Trainer
-comparison with their own runs; the lever stack's plan (`stack`, `stack-sst2`: settings
-chosen once, parts, the validation phase's lever choice; `hasten.cli.bench_stack`) adds its
-settings. The pretraining tables (`mlm`, `electra`, `pretrain-ladder`) keep their runner
-until they move into the harness. A suite's verdict (chaos: bit-identical or not) sets the
-exit status. torch's threads are set to the cores the process may use (`taskset` pins them)
-and recorded."""
+Every suite is a suite of the harness (`hasten.bench.harness`): `chaos` and the HF Trainer
+comparison with their own runs, the pretraining tables (`mlm`, `electra`, `pretrain-ladder`)
+with their own rows (pretrain, then evaluate; `Suite.own_rows`); the lever stack's plan
+(`stack`, `stack-sst2`: settings chosen once, parts, the validation phase's lever choice;
+`hasten.cli.bench_stack`) adds its settings. A suite's verdict (chaos: bit-identical or not)
+sets the exit status. torch's threads are set to the cores the process may use (`taskset`
+pins them) and recorded."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 from typing import Any
 
 from hasten.bench import harness
@@ -34,10 +33,6 @@ from hasten.core.errors import ConfigError
 
 NAME = "bench"
 HELP = "run a benchmark suite (hasten list suites)"
-# tables of pretraining runs scored on GLUE (module with run(args, say)), until they move
-# into the harness
-PRETRAIN_SUITES = {"mlm": "hasten.bench.mlm", "electra": "hasten.bench.electra",
-                   "pretrain-ladder": "hasten.bench.ladder"}
 
 
 def _suite_name(argv: list[str]) -> str | None:
@@ -49,11 +44,12 @@ def _suite_name(argv: list[str]) -> str | None:
 def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
     name = _suite_name(argv)
     suite = None
-    if name is not None and name not in PRETRAIN_SUITES:
+    if name is not None:
         load_suites([name])
         suite = SUITES.get(name)
+    own_rows = suite is not None and suite.own_rows is not None
     epilog = settings_help(BenchCommand)
-    if suite is not None:
+    if suite is not None and not own_rows:
         epilog += _suite_epilog(suite)
     stack = name in bench_stack.SUITES
     if stack:
@@ -68,9 +64,9 @@ def add_parser(sub: Any, argv: list[str]) -> argparse.ArgumentParser:
     common.add_settings(p, *classes, rename=bench_stack.RENAME if stack else None,
                         skip=bench_stack.SKIP if stack else (),
                         aliases=bench_stack.REPLACED if stack else None)
-    if name in PRETRAIN_SUITES:
+    if own_rows:
         p.add_argument("--corpus", nargs="+", help="text files or folders (default "
-                                                   "$HASTEN_DATA/gutenberg)")
+                                                   "$HASTEN_DATA/gutenberg-large)")
     p.set_defaults(run=run)
     return p
 
@@ -95,7 +91,7 @@ def unknown_hint(args: argparse.Namespace, extras: list[str]) -> str | None:
         if flag[2:].replace("-", "_") in fields:
             owners.append(suite.name)
     if flag == "--corpus":
-        owners += list(PRETRAIN_SUITES)
+        owners += [s.name for s in SUITES.values() if s.own_rows is not None]
     if not owners:
         return None
     return f"bench {args.suite}: {flag} applies to the {' and '.join(owners)} suite" \
@@ -104,12 +100,12 @@ def unknown_hint(args: argparse.Namespace, extras: list[str]) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     load_suites([args.suite])
-    if args.suite in PRETRAIN_SUITES:
-        return _pretrain(args)
     if args.suite not in harness.SUITES:
-        known = sorted({*harness.SUITES, *PRETRAIN_SUITES})
+        known = sorted(harness.SUITES)
         raise ConfigError(f"unknown suite {args.suite!r}; known: {', '.join(known)}")
     suite = harness.SUITES[args.suite]
+    if suite.own_rows is not None:
+        return _own_rows(args, suite)
     if suite.name in bench_stack.SUITES:
         return bench_stack.run(args, suite)
     classes = [BenchCommand] + ([suite.options] if suite.options else [])
@@ -123,8 +119,8 @@ def run(args: argparse.Namespace) -> int:
     return max(report_results(results, out, c.quiet), print_verdict(suite, results))
 
 
-def _pretrain(args: argparse.Namespace) -> int:
-    """The mlm and electra tables (their own runner)."""
+def _own_rows(args: argparse.Namespace, suite: harness.Suite) -> int:
+    """A suite that runs its own rows (the pretraining tables: `Suite.own_rows`)."""
     # --set and --config hold the suite's own settings (e.g. LadderOptions): they go to it
     own = {"set": getattr(args, "set", None), "config": getattr(args, "config", None)}
     (c,) = common.settle([BenchCommand], argparse.Namespace(
@@ -141,9 +137,8 @@ def _pretrain(args: argparse.Namespace) -> int:
                                 methods=",".join(c.methods) if c.methods else None,
                                 corpus=getattr(args, "corpus", None), quiet=c.quiet, **own)
     say = common.sayer(c.quiet) or (lambda line: None)
-    module = importlib.import_module(PRETRAIN_SUITES[args.suite])
     threads = common.choose_threads()
-    results, out_dir, title, notes = module.run(legacy, say)
+    results, out_dir, title, notes = suite.own_rows(legacy, say)
     results.setdefault("status", "complete")
     paths = write_results(results, out_dir, title, notes)
     common.write_settings(out_dir, c, extra={
@@ -152,4 +147,4 @@ def _pretrain(args: argparse.Namespace) -> int:
     if not c.quiet:
         common.print_tables([rich_table(results, title)])
     print(f"report: {paths['report']}  results: {paths['results']}")
-    return 0
+    return print_verdict(suite, results)

@@ -15,7 +15,6 @@ from hasten.bench.harness import METHODS, SUITES, TASKS, applies, lookup, suite_
 from hasten.bench.own import installed_tasks
 from hasten.bench.suites import load_suites
 from hasten.cli import COMMANDS
-from hasten.cli.bench import PRETRAIN_SUITES
 from hasten.cli.distill import BASELINES
 from hasten.core.config import defaults
 from hasten.distill.methods import METHODS as DISTILLERS
@@ -79,12 +78,8 @@ def _commands(_: str | None) -> Iterable[tuple[str, str]]:
 def _suites(_: str | None) -> Iterable[tuple[str, str]]:
     for s in SUITES.values():
         options = f"; options: {', '.join(s.options.__dataclass_fields__)}" if s.options else ""
-        yield s.name, f"{s.description} ({plural(len(s.methods), 'method')}{options})"
-    for name in PRETRAIN_SUITES:
-        what = ("Cramming's ablation and ELECTRA at a ladder of FLOP budgets, scored by BLiMP "
-                "and probes" if name == "pretrain-ladder" else "pretraining rows scored on "
-                "GLUE-small")
-        yield name, f"{what} (their own runner)"
+        rows = "row" if s.own_rows is not None else "method"
+        yield s.name, f"{s.description} ({plural(len(s.methods), rows)}{options})"
 
 
 def _tasks(suite: str | None) -> Iterable[tuple[str, str]]:
@@ -121,8 +116,8 @@ def _levers(_: str | None) -> Iterable[tuple[str, str]]:
 def _methods(suite: str | None) -> Iterable[tuple[str, str]]:
     chosen = _suite_of(suite)
     for name, fn in METHODS.items():
-        where = [s.name for s in SUITES.values()
-                 if all(applies(name, t) for t in suite_tasks(s, _default_options(s)))]
+        where = [s.name for s in SUITES.values() if s.run is None
+                 and all(applies(name, t) for t in suite_tasks(s, _default_options(s)))]
         if chosen is not None and chosen.name not in where:
             continue
         scope = "every task" if all(
@@ -159,9 +154,10 @@ def _distillers(_: str | None) -> Iterable[tuple[str, str]]:
 
 
 def _recipes(_: str | None) -> Iterable[tuple[str, str]]:
-    for name, recipe in RECIPES.items():
-        yield name, (f"pretraining recipe: {recipe.get('arch', '?')} encoder, "
-                     f"{recipe.get('hidden', '?')} hidden x {recipe.get('layers', '?')} layers")
+    for name, recipe_class in RECIPES.items():
+        recipe = recipe_class()
+        yield name, (f"pretraining recipe: {recipe.arch} encoder, "
+                     f"{recipe.hidden} hidden x {recipe.layers} layers")
     for name in available():
         yield f"objective {name}", "a pretraining objective (hasten cram --objective)"
 

@@ -40,7 +40,6 @@ from hasten.core.errors import CheckpointError
 LATEST = "latest"
 MODEL_FILE, TENSORS_FILE, BODY_FILE = "model.safetensors", "state.safetensors", "state.json"
 MAX_HEADER_BYTES = 100 * 2**20  # a safetensors header (JSON) longer than this is refused
-PAUSE_ENV = "HASTEN_CHAOS_SAVE_PAUSE"  # seconds to pause between files (chaos tests only)
 DAMAGED_PREFIX = "damaged-"
 _STEP = re.compile(r"^step-(\d+)$")
 
@@ -131,11 +130,19 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
 # --- writing -------------------------------------------------------------------------------
 
 
+_SAVE_PAUSE = {"seconds": 0.0}
+
+
+def pause_between_files(seconds: float) -> None:
+    """Make every later save in this process pause `seconds` between the files it writes
+    (0: no pause), so a kill can land inside a save: the chaos runs (`hasten.bench.chaos
+    --save-pause`) and their tests. Never set by a command."""
+    _SAVE_PAUSE["seconds"] = max(0.0, float(seconds))
+
+
 def _pause() -> None:
-    """Chaos tests set `HASTEN_CHAOS_SAVE_PAUSE` so a kill can land inside a save."""
-    seconds = float(os.environ.get(PAUSE_ENV) or 0)
-    if seconds > 0:
-        time.sleep(seconds)
+    if _SAVE_PAUSE["seconds"] > 0:
+        time.sleep(_SAVE_PAUSE["seconds"])
 
 
 def file_digest(path: str | Path) -> str:

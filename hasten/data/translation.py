@@ -19,7 +19,6 @@ batch down to its own longest sentence, so padding to the corpus maximum costs n
 
 from __future__ import annotations
 
-import gzip
 import tarfile
 import zlib
 from collections.abc import Iterable, Sequence
@@ -32,7 +31,8 @@ from tokenizers import Tokenizer
 from torch.utils.data import TensorDataset
 
 from hasten.core.errors import ConfigError, DataError
-from hasten.data.vision import data_root
+from hasten.core.paths import data_root
+from hasten.text.read import read_text
 from hasten.text.tokenizer import MT, train_tokenizer
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
@@ -86,15 +86,9 @@ def _decode(raw: bytes, where: str) -> str:
 
 
 def read_lines(path: str | Path) -> list[str]:
-    """The lines of a UTF-8 text file, gzip-compressed if its name ends in `.gz`."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"file not found: {p}")
-    try:
-        raw = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
-    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
-        raise DataError(f"cannot read {p}: {' '.join(str(e).split())}") from None
-    return _split_lines(_decode(raw, str(p)))
+    """The lines of a UTF-8 text file, gzip-compressed if its name ends in `.gz`, read as
+    every corpus is (`hasten.text.read.read_text`: no BOM, LF line ends)."""
+    return _split_lines(read_text(path))
 
 
 def read_tar_member(archive: str | Path, member: str) -> list[str]:

@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from hasten.core.errors import ConfigError, DataError
+from hasten.core.paths import data_root  # noqa: F401  (re-exported: its old home)
 
 # -----------------------------------------------------------------------------
 # the container
@@ -94,14 +95,6 @@ def _standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, n
     mean, std = float(x_train.mean()), float(x_train.std())
     std = std if std > 0 else 1.0
     return (x_train - mean) / std, (x_test - mean) / std
-
-
-def data_root() -> Path:
-    """The local data folder: $HASTEN_DATA if set, else `shared/data` beside the repository."""
-    env = os.environ.get("HASTEN_DATA")
-    if env:
-        return Path(env).expanduser()
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 # -----------------------------------------------------------------------------

@@ -4,15 +4,16 @@ tokenizer trained on them, and a BERT-shaped encoder made from a config (no down
 Used by the HF Trainer and Lightning examples, their tests and `hasten.integrations.
 hf_bench`. SST-2 (Socher et al. 2013, "Recursive Deep Models for Semantic Compositionality
 Over a Sentiment Treebank", in GLUE's copy) is read from `data_root()/glue/SST-2/*.tsv`;
-its dev split is the test set here, as GLUE's test labels are hidden. Rows are tokenized to
-their own length (no padding); `pad_collate` pads each batch to its longest row.
+its dev split is the test set here, as GLUE's test labels are hidden. The files are read by
+the GLUE reader every SST-2 user shares (`hasten.pretrain.lmeval.glue_tasks.read_task`).
+Rows are tokenized to their own length (no padding); `pad_collate` pads each batch to its
+longest row.
 
 Where it is shown: docs/your-loop.md.
 """
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,27 +21,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hasten.core.errors import DataError
 from hasten.core.sampling import CollateFn, to_device
 from hasten.data.padding import pad_collate
-from hasten.data.vision import data_root
+from hasten.pretrain.lmeval.glue_tasks import read_task
 from hasten.text.tokenizer import CRAM, cached_tokenizer, special_ids
 
 
 def read_sst2(split: str, limit: int | None = None) -> tuple[list[str], list[int]]:
-    """(sentences, labels) of SST-2's `split` ("train" or "dev"), the first `limit` rows."""
-    path = data_root() / "glue" / "SST-2" / f"{split}.tsv"
-    if not path.is_file():
-        raise DataError(f"SST-2 file not found: {path} (set HASTEN_DATA to the data folder)")
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = [r for r in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if r]
-    if not rows or rows[0][:2] != ["sentence", "label"]:
-        raise DataError(f"{path}: expected a 'sentence<TAB>label' header")
-    body = rows[1:limit + 1 if limit is not None else None]
-    try:
-        return [r[0].strip() for r in body], [int(r[1]) for r in body]
-    except (IndexError, ValueError) as err:
-        raise DataError(f"{path}: unexpected row format ({err})") from None
+    """(sentences, labels) of SST-2's `split` ("train" or "dev"), the first `limit` rows,
+    read by the one GLUE reader (`hasten.pretrain.lmeval.glue_tasks.read_task`)."""
+    texts, _, labels = read_task("sst2", split)
+    stop = limit if limit is not None else len(texts)
+    return texts[:stop], [int(y) for y in labels[:stop]]
 
 
 @dataclass

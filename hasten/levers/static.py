@@ -28,7 +28,7 @@ from hasten.core.errors import ConfigError
 from hasten.core.recipe import Recipe
 from hasten.levers.base import Lever, register_lever
 from hasten.select import scorers
-from hasten.select.scoring import ScoringSpec
+from hasten.select.proxy import ScoringSpec
 from hasten.select.selectors import keep_easiest, keep_hardest, keep_random
 
 

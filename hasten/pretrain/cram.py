@@ -42,77 +42,57 @@ import torch
 from rich.console import Console
 
 from hasten.core.atomic import atomic_write
-from hasten.core.budget import Budget, parse_budget
+from hasten.core.budget import parse_budget
 from hasten.core.config import option, to_dict, write_config
 from hasten.core.distributed import default_device, resolve_device
 from hasten.core.errors import ConfigError
+from hasten.core.paths import cache_dir
 from hasten.core.trainer import Hook, autocast_for, train
 from hasten.pretrain.objectives import Vocab, get_objective
 from hasten.pretrain.objectives.flops import count_parameters
-from hasten.pretrain.objectives.recipes import resolve_recipe, train_config
+from hasten.pretrain.objectives.recipes import (
+    CrammedRecipe,
+    resolve_recipe,
+    train_config,
+    with_precision,
+)
 from hasten.pretrain.objectives.sizing import (
+    Shape,
+    cached_probe,
     cap_step,
     choose_size,
     describe,
-    probe_step_seconds,
     shape_of,
 )
-from hasten.text.prepare import PrepareSpec, prepare_corpus
+from hasten.text.prepare import Prepared, PrepareSpec, prepare_corpus
 from hasten.text.tokenizer import CRAM
 
 HELDOUT_SEED = 1234  # masking seed of the held-out loss: the same masks at every evaluation
-RECIPE_KEYS = ("lr", "betas", "eps", "weight_decay", "clip", "schedule", "schedule_params",
-               "batch_ramp", "mask_rate", "sparse", "precision", "dropout", "micro_batch",
-               "batch", "layers", "hidden", "heads", "intermediate", "vocab_size")
 SHAPE_KEYS = ("layers", "hidden", "heads", "intermediate", "vocab_size", "micro_batch", "batch")
-R = "None: the recipe's value"
 
 
 @dataclass
 class CramConfig:
-    """Settings of `hasten cram` (fields left None take the recipe's value)."""
+    """Settings of `hasten cram`. The recipe's own values (shape, optimizer, masking, ...)
+    live in its dataclass (`hasten.pretrain.objectives.recipes`); `changes` holds the ones
+    set by hand."""
 
     corpus: list[str] = option([], "no default corpus: text files, folders, .gz or .jsonl")
     budget: str = option("60s", "a one-minute run; real runs pass 30m, 24h or 1e15flop")
     out: str = option("runs/cram", "the output folder")
-    recipe: str = option("crammed", "Cramming's final recipe (bert-o4 on crammed-bert)",
-                         choices=("crammed", "original"))
+    recipe: str = option("crammed", "Cramming's final recipe (bert-o4 on crammed-bert); "
+                         "original: BERT-base's", choices=("crammed", "original"))
     objective: str = option("mlm", "masked-language modelling; electra for ELECTRA")
-    arch: str | None = option(None, "None: the recipe's (crammed -> crammed, original -> bert)",
-                              choices=(None, "crammed", "bert", "bert-prenorm"))
-    size: str = option("auto", "auto: probe speed, size to the budget (sizing rule); recipe: "
-                       "the recipe's full shape (16 x 768 crammed)", choices=("auto", "recipe"))
-    layers: int | None = option(None, "None: sized to the budget (or the recipe's)", flag=False)
-    hidden: int | None = option(None, "None: sized to the budget (or the recipe's)", flag=False)
-    heads: int | None = option(None, "None: hidden / 64 (or the recipe's)", flag=False)
-    intermediate: int | None = option(None, "None: 4 x hidden (or the recipe's)", flag=False)
-    vocab_size: int | None = option(None, "None: sized with the shape (8192 up to hidden 256, "
-                                    "else 32768; recipe: 32768 / 30522)")
-    micro_batch: int | None = option(None, "None: the recipe's 128, cut to fit memory and "
-                                     "the 2% step rule", flag=False)
-    batch: int | None = option(None, "None: sized for min_steps steps (recipe: 8192 / 256)",
-                               flag=False)
-    seq_len: int = option(128, "Cramming and 24h BERT train on 128-token rows")
-    filter: bool | None = option(None, "None: the recipe's (crammed on, original off)")
-    cutoff: float = option(0.3, "Cramming's bookcorpus/Wikipedia cutoff (0.25 for the Pile)")
-    dedup: bool = option(False, "off in Cramming's final recipe")
+    changes: dict = option({}, "no changes: recipe values set by hand, e.g. {\"lr\": 3e-4} "
+                           "(`--set lr=3e-4` and the recipe's flags land here); a shape value "
+                           "set here is not sized", flag=False)
+    size: str = option("auto", "auto: size the shape and batch to the budget (sizing rule); "
+                       "recipe: the recipe's full shape (16 x 768 crammed)",
+                       choices=("auto", "recipe"))
     heldout: str = option("hash:0.01", "1% of the files by a hash of their name; one file: "
                           "its last 1%; authors:W-Z for gutenberg-large")
     unit: str = option("paragraph", "hard-wrapped books: paragraphs are the documents",
                        choices=("paragraph", "line"))
-    lr: float | None = option(None, f"{R} (crammed 1e-3, original 1e-4)", flag=False)
-    betas: tuple[float, float] | None = option(None, f"{R} ((0.9, 0.98) / (0.9, 0.999))",
-                                               flag=False)
-    eps: float | None = option(None, f"{R} (1e-12 / 1e-6)", flag=False)
-    weight_decay: float | None = option(None, f"{R} (0.01 for both)", flag=False)
-    clip: float | None = option(None, f"{R} (0.5 / 1.0)", flag=False)
-    schedule: str | None = option(None, f"{R} (triangle / linear)", flag=False)
-    schedule_params: dict | None = option(None, R, flag=False)
-    batch_ramp: float | None = option(None, f"{R} (0.6 / none)", flag=False)
-    mask_rate: float | None = option(None, f"{R} (0.25 / 0.15; ELECTRA 0.15)", flag=False)
-    sparse: str | None = option(None, f"{R} (static / dense)", flag=False)
-    precision: str | None = option(None, f"{R} (bf16 autocast)", flag=False)
-    dropout: float | None = option(None, f"{R} (0 / 0.1)", flag=False)
     min_steps: int = option(200, "sizing: enough optimizer steps for the schedule's rise and "
                             "fall to span many steps (our choice)", flag=False)
     step_fraction: float = option(0.02, "sizing: no step longer than 2% of a wall-clock "
@@ -128,79 +108,95 @@ class CramConfig:
     seed: int = option(0, "the seed of init, shuffling and masking")
     device: str | None = option(None, "None: cuda when available, else cpu")
     cache: str | None = option(None, "None: $HASTEN_CACHE/corpora or ~/.cache/hasten/corpora")
+    probe_cache: str | None = option(None, "None: $HASTEN_CACHE/probes; a timing probe is "
+                                     "measured once per shape and machine, so the same "
+                                     "command sizes the same way", flag=False)
     compile: bool = option(False, "torch.compile pays off on a GPU, not on a CPU")
     quiet: bool = option(False, "no progress lines")
 
 
-def resolve(cfg: CramConfig) -> dict[str, Any]:
-    """The recipe dict of `cfg`: the recipe, the objective's values, the set fields."""
+@dataclass(frozen=True)
+class CramSetup:
+    """Everything `cram` settles before the model exists: the budget (parsed once), the
+    resolved and sized recipe, what sizing measured, and the prepared corpus."""
+
+    budget: tuple[str, float]
+    recipe: CrammedRecipe
+    size: dict[str, Any]
+    prep: Prepared
+    prepare_seconds: float
+
+
+def recipe_of(cfg: CramConfig) -> CrammedRecipe:
+    """The named recipe with the objective's own values and `cfg.changes` applied."""
     obj = get_objective(cfg.objective)
-    over = {k: getattr(cfg, k) for k in RECIPE_KEYS if getattr(cfg, k) is not None}
-    if cfg.arch is not None:
-        over["arch"] = cfg.arch
-    over["seq_len"] = cfg.seq_len
-    over["eval_every"], over["log_every"] = cfg.eval_every, cfg.log_every
-    over["dedup"] = cfg.dedup
-    r = resolve_recipe(cfg.recipe, getattr(obj, "defaults", None),
-                       getattr(obj, "recipe_values", None), **over)
-    filter_on = cfg.filter if cfg.filter is not None else r["cutoff"] is not None
-    if filter_on and cfg.cutoff <= 0:
-        raise ConfigError(f"cutoff must be > 0, got {cfg.cutoff}")
-    r["cutoff"] = cfg.cutoff if filter_on else None
-    return r
+    return resolve_recipe(cfg.recipe, getattr(obj, "recipe_values", None), **cfg.changes)
 
 
-def size_recipe(cfg: CramConfig, r: dict[str, Any], say: Callable[[str], None]
-                ) -> tuple[dict[str, Any], dict[str, Any]]:
+def _sized_by_hand(cfg: CramConfig, recipe: CrammedRecipe, budget: tuple[str, float],
+                   measure: Callable[[Shape, int], float]) -> tuple[CrammedRecipe, dict]:
+    """A shape set by hand (or the recipe's): only the batch of a wall-clock budget is cut,
+    so no step takes over `step_fraction` of it."""
+    info: dict[str, Any] = {"rule": "set by hand" if cfg.size == "auto"
+                            else "the recipe's shape"}
+    unit, amount = budget
+    if unit == "seconds" and "batch" not in cfg.changes:
+        probe = measure(shape_of(recipe), min(recipe.micro_batch, 16))
+        micro, batch = cap_step(amount, probe, recipe.micro_batch, recipe.batch,
+                                cfg.step_fraction)
+        recipe = replace(recipe, micro_batch=micro, batch=batch)
+        info.update(probe_seconds=probe, batch=batch, micro_batch=micro)
+    return recipe, info
+
+
+def size_recipe(cfg: CramConfig, recipe: CrammedRecipe, budget: tuple[str, float],
+                say: Callable[[str], None]) -> tuple[CrammedRecipe, dict[str, Any]]:
     """The recipe with its shape and batch sized to the budget (`cfg.size == "auto"`): the
-    sizing rule's choice, where the user did not set a value. A shape set by hand (or the
-    recipe's) still gets its batch cut so no step takes over `step_fraction` of a wall-clock
-    budget. Returns (recipe, size info)."""
+    sizing rule's choice, where `cfg.changes` does not set a value. Timing probes (wall-clock
+    budgets) are read from the probe cache when measured before. Returns (recipe, size
+    info, with every probe's seconds and whether it was cached)."""
     device = cfg.device or default_device()
     t0 = time.perf_counter()
+    cache = cfg.probe_cache or str(cache_dir("probes"))
+    probes: list[dict[str, Any]] = []
 
-    def measure(shape: Any, rows: int) -> float:
-        return probe_step_seconds(shape, rows, seq_len=cfg.seq_len, precision=r["precision"],
-                                  device=device, seed=cfg.seed)
+    def measure(shape: Shape, rows: int) -> float:
+        seconds, cached = cached_probe(shape, rows, seq_len=recipe.seq_len,
+                                       precision=recipe.precision, device=device,
+                                       seed=cfg.seed, cache=cache)
+        probes.append({"shape": f"{shape.layers}x{shape.hidden}", "rows": rows,
+                       "seconds": seconds, "cached": cached})
+        return seconds
 
-    unit, amount = parse_budget(cfg.budget)
-    if cfg.size != "auto" or all(getattr(cfg, k) is not None for k in SHAPE_KEYS):
-        info: dict[str, Any] = {"rule": "set by hand" if cfg.size == "auto"
-                                else "the recipe's shape"}
-        if unit == "seconds" and cfg.batch is None:
-            probe = measure(shape_of(r), min(r["micro_batch"], 16))
-            r = dict(r)
-            r["micro_batch"], r["batch"] = cap_step(amount, probe, r["micro_batch"],
-                                                    r["batch"], cfg.step_fraction)
-            info.update(probe_seconds=probe, batch=r["batch"], micro_batch=r["micro_batch"])
-        return r, info
-    size = choose_size(cfg.budget, seq_len=cfg.seq_len, micro_batch=r["micro_batch"]
-                       if cfg.micro_batch is None else cfg.micro_batch,
+    if cfg.size != "auto" or all(k in cfg.changes for k in SHAPE_KEYS):
+        recipe, info = _sized_by_hand(cfg, recipe, budget, measure)
+        return recipe, {**info, "probes": probes} if probes else info
+    size = choose_size(budget, seq_len=recipe.seq_len, micro_batch=recipe.micro_batch,
                        min_steps=cfg.min_steps, step_fraction=cfg.step_fraction,
-                       precision=r["precision"], step_seconds=measure,
-                       predicted_fraction=r["mask_rate"])
+                       precision=recipe.precision, step_seconds=measure,
+                       predicted_fraction=recipe.mask_rate)
     chosen = {**size.shape.as_recipe(), "micro_batch": size.micro_batch, "batch": size.batch}
-    r = dict(r)
-    for key in SHAPE_KEYS:
-        if getattr(cfg, key) is None:
-            r[key] = chosen[key]
-    if cfg.heads is None and cfg.hidden is not None:
-        r["heads"] = max(1, r["hidden"] // 64)
-    if cfg.intermediate is None and cfg.hidden is not None:
-        r["intermediate"] = 4 * r["hidden"]
+    sized = {k: chosen[k] for k in SHAPE_KEYS if k not in cfg.changes}
+    if "hidden" in cfg.changes:  # heads of 64 and GLU width 4 x hidden, unless set too
+        for key, value in (("heads", max(1, recipe.hidden // 64)),
+                           ("intermediate", 4 * recipe.hidden)):
+            if key not in cfg.changes:
+                sized[key] = value
+    recipe = replace(recipe, **sized)
     say(describe(size, cfg.budget))
-    return r, {"rule": size.reason, "shape": chosen, "tokens": size.tokens,
-               "expected_steps": size.steps, "probe_seconds": size.probe_seconds,
-               "seconds": round(time.perf_counter() - t0, 3)}
+    info = {"rule": size.reason, "shape": chosen, "tokens": size.tokens,
+            "expected_steps": size.steps, "probe_seconds": size.probe_seconds,
+            "seconds": round(time.perf_counter() - t0, 3)}
+    return recipe, {**info, "probes": probes} if probes else info
 
 
-def prepare(cfg: CramConfig, r: dict[str, Any], say: Callable[[str], None]) -> Any:
+def prepare(cfg: CramConfig, recipe: CrammedRecipe, say: Callable[[str], None]) -> Prepared:
     """The prepared corpus for the recipe's tokenizer and packing settings (cached)."""
-    lower = r.get("lowercase", True)
-    spec = PrepareSpec(tokenizer=replace(CRAM, vocab_size=int(r["vocab_size"]),
-                                         normalizer="nfkc-lower" if lower else "nfkc"),
-                       seq_len=cfg.seq_len, cutoff=r["cutoff"], unit=cfg.unit,
-                       heldout=cfg.heldout, dedup=bool(r["dedup"]))
+    spec = PrepareSpec(tokenizer=replace(CRAM, vocab_size=recipe.vocab_size,
+                                         normalizer="nfkc-lower" if recipe.lowercase
+                                         else "nfkc"),
+                       seq_len=recipe.seq_len, cutoff=recipe.cutoff, unit=cfg.unit,
+                       heldout=cfg.heldout, dedup=recipe.dedup)
     if not cfg.corpus:
         raise ConfigError("no corpus given (--corpus PATH ...)")
     prep = prepare_corpus(cfg.corpus, spec, cfg.cache, say=say)
@@ -208,7 +204,7 @@ def prepare(cfg: CramConfig, r: dict[str, Any], say: Callable[[str], None]) -> A
     say(f"corpus: {s['documents']:,} documents in {s['files']} file(s); held out "
         f"{s['heldout_documents']:,} ({s['heldout_note']}); filter kept "
         f"{s['kept_documents']:,}/{s['train_documents']:,}; {s['train_rows']:,} rows x "
-        f"{cfg.seq_len} tokens; prepared in {prep.seconds:.1f}s"
+        f"{recipe.seq_len} tokens; prepared in {prep.seconds:.1f}s"
         + (" (cached)" if prep.cached else "") + ", not charged to the budget")
     return prep
 
@@ -302,38 +298,29 @@ def _shape_from_saved(out: Path) -> dict[str, Any]:
     return saved
 
 
-def setup(cfg: CramConfig, say: Callable[[str], None]) -> dict[str, Any]:
+def setup(cfg: CramConfig, say: Callable[[str], None]) -> CramSetup:
     """Checks, recipe, size and prepared corpus: everything before the model exists."""
     out = Path(cfg.out)
-    Budget(cfg.budget)  # parse the budget before any work
+    budget = parse_budget(cfg.budget)  # the one parse, before any work
     if cfg.device is not None:  # an unknown or missing device, before the corpus
         resolve_device(cfg.device)
     check_out(out, cfg.overwrite, cfg.resume)
-    r = resolve(cfg)
-    if r["vocab_size"] <= 5 and cfg.vocab_size is not None:
-        raise ConfigError(f"vocab_size must exceed the 5 special tokens ([PAD] [UNK] [CLS] "
-                          f"[SEP] [MASK]), got {r['vocab_size']}")
+    recipe = with_precision(recipe_of(cfg), cfg.device or default_device())
     if cfg.resume and (out / "config.json").is_file():
         saved = _shape_from_saved(out)
-        r = {**r, **{k: saved["recipe_resolved"][k] for k in SHAPE_KEYS}}
+        recipe = replace(recipe, **{k: saved["recipe_resolved"][k] for k in SHAPE_KEYS})
         size_info = saved.get("size", {})
         say("resuming with the saved shape and batch")
     else:
-        r, size_info = size_recipe(cfg, r, say)
-    r["betas"], r["mask_rule"] = tuple(r["betas"]), tuple(r["mask_rule"])
+        recipe, size_info = size_recipe(cfg, recipe, budget, say)
     t0 = time.perf_counter()
-    prep = prepare(cfg, r, say)
+    prep = prepare(cfg, recipe, say)
     if cfg.overwrite and not cfg.resume and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_config(cfg, out, extra={"recipe_resolved": _jsonable(r), "size": size_info,
+    write_config(cfg, out, extra={"recipe_resolved": recipe.to_dict(), "size": size_info,
                                   "corpus_key": prep.summary.get("key")})
-    return {"recipe": r, "size": size_info, "prep": prep,
-            "prepare_seconds": time.perf_counter() - t0}
-
-
-def _jsonable(r: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(r, default=str))
+    return CramSetup(budget, recipe, size_info, prep, time.perf_counter() - t0)
 
 
 def _say(quiet: bool) -> Callable[[str], None]:
@@ -344,16 +331,16 @@ def _say(quiet: bool) -> Callable[[str], None]:
     return lambda line: console.print(f"[bold cyan]cram[/] {line}", highlight=False)
 
 
-def train_model(cfg: CramConfig, ready: dict[str, Any], say: Callable[[str], None]
+def train_model(cfg: CramConfig, ready: CramSetup, say: Callable[[str], None]
                 ) -> tuple[Any, Any, StartLoss]:
     """Build the model and train it under the budget; returns (model, result, start loss)."""
-    r, prep = ready["recipe"], ready["prep"]
+    r, prep = ready.recipe, ready.prep
     obj = get_objective(cfg.objective)
     vocab = Vocab.from_tokenizer(prep.tokenizer)
     torch.manual_seed(cfg.seed)
     model = obj.build_model(r, vocab)
-    say(f"model: {r['arch']}, {count_parameters(model) / 1e6:.2f}M parameters, objective "
-        f"{obj.name}, recipe {r['name']}, budget {cfg.budget}")
+    say(f"model: {r.arch}, {count_parameters(model) / 1e6:.2f}M parameters, objective "
+        f"{obj.name}, recipe {r.name}, budget {cfg.budget}")
     loss_fn = obj.make_loss(r, vocab, cfg.seed)
     rows = torch.from_numpy(prep.train.astype(np.int64))
     held = eval_rows(prep.heldout, prep.train, cfg.eval_rows)
@@ -366,11 +353,11 @@ def train_model(cfg: CramConfig, ready: dict[str, Any], say: Callable[[str], Non
             metrics.setdefault(k, float(v))
         return metrics
 
-    expected = ready["size"].get("expected_steps") or 0
+    expected = ready.size.get("expected_steps") or 0
     every = max(1, expected // cfg.checkpoints) if cfg.checkpoints and expected else 0
-    tcfg = train_config(r, cfg.budget, seed=cfg.seed, out_dir=cfg.out, quiet=cfg.quiet,
-                        device=cfg.device, checkpoint_every=every, resume=cfg.resume,
-                        compile=cfg.compile)
+    tcfg = train_config(r, cfg.budget, eval_every=cfg.eval_every, log_every=cfg.log_every,
+                        seed=cfg.seed, out_dir=cfg.out, quiet=cfg.quiet, device=cfg.device,
+                        checkpoint_every=every, resume=cfg.resume, compile=cfg.compile)
     start = StartLoss(evaluate)
     hooks = [start, LossRng(getattr(loss_fn, "generator", None)),
              *(obj.hooks(r) if hasattr(obj, "hooks") else [])]
@@ -387,12 +374,12 @@ def cram(cfg: CramConfig, say: Callable[[str], None] | None = None) -> dict[str,
     say = say or _say(cfg.quiet)
     t_start = time.perf_counter()
     ready = setup(cfg, say)
-    out, r, prep = Path(cfg.out), ready["recipe"], ready["prep"]
+    out, r, prep = Path(cfg.out), ready.recipe, ready.prep
     t0 = time.perf_counter()
     model, result, start = train_model(cfg, ready, say)
-    seconds = {"prepare": ready["prepare_seconds"], "size": ready["size"].get("seconds", 0.0),
+    seconds = {"prepare": ready.prepare_seconds, "size": ready.size.get("seconds", 0.0),
                "train_wall": time.perf_counter() - t0}
-    summary = _summary(cfg, r, ready, result, start, model)
+    summary = _summary(cfg, ready, result, start, model)
     if result.stopped != "budget":
         say(f"stopped by {result.stopped} after {result.steps} steps; checkpoint saved in "
             f"{out / 'checkpoints'} (resume with --resume)")
@@ -408,7 +395,7 @@ def cram(cfg: CramConfig, say: Callable[[str], None] | None = None) -> dict[str,
     model.to("cpu")
     model_dir = get_objective(cfg.objective).export(model, prep.tokenizer, out / "model", r)
     plot = plot_losses(out / "metrics.jsonl", out / "loss.png",
-                       f"{r['name']} / {r['arch']} / {cfg.objective}, budget {cfg.budget}",
+                       f"{r.name} / {r.arch} / {cfg.objective}, budget {cfg.budget}",
                        start.loss)
     seconds["export"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - t_start
@@ -421,9 +408,9 @@ def cram(cfg: CramConfig, say: Callable[[str], None] | None = None) -> dict[str,
     return summary
 
 
-def _summary(cfg: CramConfig, r: dict[str, Any], ready: dict[str, Any], result: Any,
-             start: StartLoss, model: torch.nn.Module) -> dict[str, Any]:
-    prep = ready["prep"]
+def _summary(cfg: CramConfig, ready: CramSetup, result: Any, start: StartLoss,
+             model: torch.nn.Module) -> dict[str, Any]:
+    prep = ready.prep
     final = result.metrics.get("heldout_loss", float("nan"))
     corpus = {k: prep.summary.get(k) for k in (
         "files", "documents", "characters", "dedup", "heldout_rule", "heldout_note",
@@ -431,9 +418,9 @@ def _summary(cfg: CramConfig, r: dict[str, Any], ready: dict[str, Any], result: 
         "train_rows", "heldout_rows", "train_tokens", "key")}
     corpus.update(paths=list(cfg.corpus), cached=prep.cached, folder=str(prep.folder))
     return {
-        "config": to_dict(cfg), "recipe": _jsonable(r), "size": ready["size"],
-        "objective": cfg.objective, "arch": r["arch"], "budget": cfg.budget, "seed": cfg.seed,
-        "corpus": corpus, "vocab_size": prep.tokenizer.get_vocab_size(),
+        "config": to_dict(cfg), "recipe": ready.recipe.to_dict(), "size": ready.size,
+        "objective": cfg.objective, "arch": ready.recipe.arch, "budget": cfg.budget,
+        "seed": cfg.seed, "corpus": corpus, "vocab_size": prep.tokenizer.get_vocab_size(),
         "parameters": count_parameters(model), "steps": result.steps,
         "stopped": result.stopped, "work": result.work, "ledger": result.ledger,
         "epochs": result.work["tokens"] / max(1, prep.train.size),

@@ -39,8 +39,8 @@ from torch import nn
 from hasten.core.errors import ConfigError, DataError
 from hasten.core.trainer import Hook, TrainState
 from hasten.select.infobatch import gather_records
-from hasten.select.scores import Scores
-from hasten.select.scoring import ScoringSpec, el2n_values, train_proxy
+from hasten.select.per_example import Scores
+from hasten.select.proxy import ScoringSpec, el2n_values, train_proxy
 
 
 def break_even(scoring_seconds: float, full_time_to_target: float,

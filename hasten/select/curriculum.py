@@ -60,7 +60,7 @@ from hasten.core.checks import check_int, check_number, check_values
 from hasten.core.distributed import rank_from_env, world_size_from_env
 from hasten.core.errors import ConfigError, DataError
 from hasten.core.target import time_to_target
-from hasten.select.scores import Scores
+from hasten.select.per_example import Scores
 
 
 def competence(t: float, T: float, p: float = 2.0, c0: float = 0.01) -> float:

@@ -9,7 +9,7 @@ Plus `mean_unigram_loglik`, the length-normalised variant (the mean of log p_hat
 token-prevalence key Cramming, Geiping & Goldstein 2022, sorts its data by), `model_loss`
 (a trained model's per-example loss) and `from_array` (any user array).
 
-Each returns a `hasten.select.scores.Scores` whose direction is explicit: all are
+Each returns a `hasten.select.per_example.Scores` whose direction is explicit: all are
 higher_is="harder" except `mean_unigram_loglik` (a log-likelihood: higher_is="easier").
 `CompetenceSampler` and `cdf_ranks` read the direction, so any of them plugs in as is.
 """
@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 
 from hasten.core.errors import DataError
 from hasten.core.sampling import gather, to_device
-from hasten.select.scores import Direction, Scores
+from hasten.select.per_example import Direction, Scores
 
 Tokenize = Callable[[str], Sequence[str]]
 

@@ -33,8 +33,8 @@ from torch.utils.data import Dataset
 from hasten.core import distributed
 from hasten.core.errors import ConfigError, DataError
 from hasten.core.trainer import Hook, TrainState
-from hasten.select.scores import Direction, Scores
-from hasten.select.scoring import (
+from hasten.select.per_example import Direction, Scores
+from hasten.select.proxy import (
     LogitsFn,
     ScoringSpec,
     Work,

@@ -41,10 +41,10 @@ from torch.utils.data import TensorDataset
 from hasten.core.atomic import atomic_dir
 from hasten.core.errors import ConfigError, DataError
 from hasten.data.vision import LOADERS, load_vision
-from hasten.select.scores import Scores
+from hasten.select.per_example import Scores
 from hasten.text.read import JSONL_SUFFIXES as _JSONL
 from hasten.text.read import TEXT_SUFFIXES as _TEXT
-from hasten.text.read import read_text, split_documents
+from hasten.text.read import jsonl_records, read_text, split_documents
 
 Kind = Literal["vision", "hf", "npz", "npy", "jsonl", "text"]
 TEXT_SUFFIXES = {*_TEXT, ""}  # a file named without a suffix is text too
@@ -214,27 +214,12 @@ def _load_npy(xp: Path, yp: Path, folder: bool) -> PruneInput:
 
 
 def _load_jsonl(p: Path, text_field: str) -> PruneInput:
-    text = read_text(p)
-    lines, docs = [], []
-    for k, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{p}: line {k} is not valid JSON ({e.msg})") from None
-        if not isinstance(rec, dict):
-            raise DataError(f"{p}: line {k} is not a JSON object")
-        if text_field not in rec:
-            raise DataError(f"{p}: line {k} has no field {text_field!r}")
-        if not isinstance(rec[text_field], str):
-            raise DataError(f"{p}: line {k}: field {text_field!r} is not a string")
-        lines.append(line)
-        docs.append(rec[text_field])
-    if not docs:
+    records = jsonl_records(p, text_field)
+    if not records:
         raise DataError(f"{p}: no records (the file is empty)")
-    return PruneInput("jsonl", str(p), len(docs), docs=docs, details={"text_field": text_field},
-                      _state={"lines": lines})
+    return PruneInput("jsonl", str(p), len(records), docs=[doc for _, doc in records],
+                      details={"text_field": text_field},
+                      _state={"lines": [line for line, _ in records]})
 
 
 def _load_text(root: Path, files: list[Path], unit: str) -> PruneInput:

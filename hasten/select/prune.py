@@ -43,8 +43,8 @@ from hasten.models.vision import build_model
 from hasten.select import scorers
 from hasten.select.amortise import amortisation, check_times
 from hasten.select.io import PruneInput, _check_out_dir, load_prune_input, write_pruned
+from hasten.select.per_example import Scores
 from hasten.select.scorers import SCORERS, ScoringSpec, random_scores
-from hasten.select.scores import Scores
 from hasten.select.selectors import select as run_selector
 from hasten.select.text import length, tokens_per_char, unigram_rarity
 from hasten.text.dedup import dedup as dedup_docs

@@ -5,7 +5,7 @@ Each scorer takes the dataset and a `ScoringSpec` and returns a `Scores` with it
 hasten's own `train()`, so their cost is counted like any other run's. Any data scores: the
 model is seen only through `spec.loss_fn(model, batch)` (per-example losses) and
 `spec.logits_fn(model, batch)` (logits and labels), both defaulting to `(x, y)` batches with
-cross-entropy; `spec.collate_fn` builds batches of any shape (see `hasten.select.scoring`).
+cross-entropy; `spec.collate_fn` builds batches of any shape (see `hasten.select.proxy`).
 
     random      uniform noise (the baseline every pruning paper must beat)
     loss        `spec.loss_fn` of a briefly trained proxy                       higher = harder
@@ -51,8 +51,8 @@ from hasten.select.dynamics import (
     forgetting,
     forgetting_counts,
 )
-from hasten.select.scores import Scores
-from hasten.select.scoring import (
+from hasten.select.per_example import Scores
+from hasten.select.proxy import (
     LossFn,
     Outputs,
     ScoringSpec,

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from hasten.core.errors import ConfigError, DataError, check_options
-from hasten.select.scores import Scores
+from hasten.select.per_example import Scores
 
 
 def kept_count(n: int, keep: float) -> int:

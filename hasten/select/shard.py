@@ -22,7 +22,7 @@ import torch.distributed as tdist
 from torch.utils.data import Dataset, Subset
 
 from hasten.core.distributed import Dist
-from hasten.select.scores import Scores
+from hasten.select.per_example import Scores
 
 
 def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:

@@ -13,7 +13,7 @@ Tokenizers come from `hasten.text.tokenizer.train_tokenizer` (preset `SCORER`) o
 str -> tokens; counting is `hasten.text.filter.token_counts`. Every scorer returns a `Scores`
 with its direction and its cost (seconds, documents, characters, tokens), so a benchmark can
 charge the scoring time.
-Results: docs/benchmarks.md ("Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget").
+Results: docs/benchmarks.md ("Pretraining ladder: the Cramming ablation by held-out loss").
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from hasten.core.errors import ConfigError, DataError
-from hasten.select.scores import Scores
+from hasten.select.per_example import Scores
 from hasten.text.filter import check_documents as _check_docs
 from hasten.text.filter import describe_tokenizer, token_counts, tokenize
 

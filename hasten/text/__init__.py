@@ -7,5 +7,5 @@
 - `pack`: documents into fixed-length rows; rows into `.npy` shards and back.
 - `prepare`: all of it once per corpus and settings, cached, with held-out books.
 - `masking`: MLM corruption (BERT's 80/10/10) and sparse-prediction positions.
-Results: docs/benchmarks.md ("Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget").
+Results: docs/benchmarks.md ("Pretraining ladder: the Cramming ablation by held-out loss").
 """

@@ -7,7 +7,7 @@ package); a document whose estimated Jaccard similarity to an earlier kept docum
 least `threshold` is dropped. This is the MinHash dedup used for GPT-3/The Pile-style corpora,
 suggested as the light-weight replacement for Cramming's Rust suffix-array dedup
 (deduplicate-text-datasets, Lee et al. 2022). The first document of each group is kept.
-Results: docs/benchmarks.md ("Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget").
+Results: docs/benchmarks.md ("Pretraining ladder: the Cramming ablation by held-out loss").
 """
 
 from __future__ import annotations

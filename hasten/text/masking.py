@@ -11,7 +11,7 @@
   them (sparse token prediction, Izsak et al. 2021 and Cramming): variable length (boolean
   selection, as HF ModernBERT does) or a fixed count (Cramming's static top-k), where missing
   rows are filled with unpredicted positions whose target is -100 and extra rows are dropped.
-Results: docs/benchmarks.md ("Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget").
+Results: docs/benchmarks.md ("Pretraining ladder: the Cramming ablation by held-out loss").
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@
 - `save_shards` / `load_shards` store rows as plain `.npy` files (never pickled) plus a JSON
   index; loading memory-maps each shard and copies it into one array in RAM, as 24h-BERT
   (Izsak et al. 2021) reads whole shards into memory so training never waits on disk.
-Results: docs/benchmarks.md ("Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget").
+Results: docs/benchmarks.md ("Pretraining ladder: the Cramming ablation by held-out loss").
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ Steps, in order: read (Gutenberg boilerplate stripped, NFKC), optional exact + M
 deduplication, held-out split, tokenizer on the training documents, Cramming's
 tokens-per-character filter on the training documents (`cutoff`; None skips it), packing.
 A lock file serialises two processes preparing the same key.
-Results: docs/benchmarks.md ("Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget").
+Results: docs/benchmarks.md ("Pretraining ladder: the Cramming ablation by held-out loss").
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -46,6 +45,7 @@ import numpy as np
 
 from hasten.core.atomic import atomic_dir, atomic_write
 from hasten.core.errors import ConfigError, DataError
+from hasten.core.paths import cache_dir
 from hasten.text.dedup import dedup
 from hasten.text.filter import cramming_filter
 from hasten.text.pack import load_shards, pack, save_shards
@@ -95,9 +95,8 @@ class Prepared:
 
 
 def default_cache_dir() -> Path:
-    """`$HASTEN_CACHE/corpora`, else `~/.cache/hasten/corpora`."""
-    root = os.environ.get("HASTEN_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "hasten") / "corpora"
+    """`$HASTEN_CACHE/corpora`, else `~/.cache/hasten/corpora` (`hasten.core.paths`)."""
+    return cache_dir("corpora")
 
 
 def content_hash(files: Sequence[Path]) -> str:

@@ -20,7 +20,7 @@
 
 A `Book` keeps the documents of one file together, so a held-out split can set aside whole
 books (`hasten.text.prepare`), never paragraphs of a book that is also trained on.
-Results: docs/benchmarks.md ("Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget").
+Results: docs/benchmarks.md ("Pretraining ladder: the Cramming ablation by held-out loss").
 """
 
 from __future__ import annotations
@@ -130,11 +130,13 @@ def strip_gutenberg(text: str) -> tuple[str, bool]:
     return "\n".join(lines[start + 1:end]), True
 
 
-def read_jsonl(path: str | Path, field: str = "text") -> list[str]:
-    """The string field `field` of every record of a JSON-lines file (blank lines skipped);
-    a DataError naming the line for bad JSON, a non-object or a missing/non-string field."""
+def jsonl_records(path: str | Path, field: str = "text") -> list[tuple[str, str]]:
+    """(line, its string field `field`) of every record of a JSON-lines file, blank lines
+    skipped; a DataError naming the line for bad JSON, a non-object, a missing field or a
+    non-string one. The one JSON-lines reader (`hasten prune` keeps the lines to write the
+    kept records back)."""
     p = Path(path)
-    docs = []
+    out = []
     for k, line in enumerate(read_text(p).split("\n"), start=1):
         if not line.strip():
             continue
@@ -144,10 +146,17 @@ def read_jsonl(path: str | Path, field: str = "text") -> list[str]:
             raise DataError(f"{p}: line {k} is not valid JSON ({e.msg})") from None
         if not isinstance(rec, dict):
             raise DataError(f"{p}: line {k} is not a JSON object")
-        if not isinstance(rec.get(field), str):
-            raise DataError(f"{p}: line {k} has no string field {field!r}")
-        docs.append(rec[field])
-    return docs
+        if field not in rec:
+            raise DataError(f"{p}: line {k} has no field {field!r}")
+        if not isinstance(rec[field], str):
+            raise DataError(f"{p}: line {k}: field {field!r} is not a string")
+        out.append((line, rec[field]))
+    return out
+
+
+def read_jsonl(path: str | Path, field: str = "text") -> list[str]:
+    """The string field `field` of every record of a JSON-lines file (`jsonl_records`)."""
+    return [doc for _, doc in jsonl_records(path, field)]
 
 
 def expand_paths(paths: str | Path | Sequence[str | Path],

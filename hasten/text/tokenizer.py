@@ -24,14 +24,13 @@ before they shared this function, ids included:
 WordPiece training in `tokenizers` is not deterministic (two runs on the same documents can
 give different vocabularies), so a run that must share one tokenizer trains it once and
 reuses the saved file (`hasten.text.prepare` caches it per corpus).
-Results: docs/benchmarks.md ("Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget").
+Results: docs/benchmarks.md ("Pretraining ladder: the Cramming ablation by held-out loss").
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -47,6 +46,7 @@ from tokenizers import (
     trainers,
 )
 
+from hasten.core import paths
 from hasten.core.atomic import atomic_write
 from hasten.core.errors import ConfigError, DataError
 
@@ -171,9 +171,7 @@ def cached_tokenizer(docs: Sequence[str], spec: TokenizerSpec = CRAM,
     h = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode())
     for doc in docs:
         h.update(doc.encode("utf-8", "surrogatepass") + b"\x00")
-    root = Path(cache_dir) if cache_dir else (
-        Path(os.environ.get("HASTEN_CACHE") or Path.home() / ".cache" / "hasten")
-        / "tokenizers")
+    root = Path(cache_dir) if cache_dir else paths.cache_dir("tokenizers")
     path = root / f"{h.hexdigest()[:24]}.json"
     if path.is_file():
         return load_tokenizer(str(path))

@@ -10,7 +10,7 @@ from hasten.bench.harness import METHODS, SUITES, TASKS, run_one, suite_tasks
 from hasten.bench.report import fill_targets, markdown_report
 from hasten.cli import main
 from hasten.core.errors import ConfigError
-from hasten.data.vision import data_root
+from hasten.core.paths import data_root
 
 HAS_MULTI30K = (data_root() / "multi30k" / "train.en.gz").is_file()
 

@@ -48,7 +48,10 @@ def _cram(tmp_path, out):
     return ["cram", "--corpus", str(corpus), "--budget", "2steps", "--vocab-size", "120",
             "--seq-len", "32", "--cutoff", "none", "--set", 'precision="fp32"',
             "--set", f"cache={tmp_path / 'cache'}", *TINY_CRAM, "--out", out], \
-        {"budget": "2steps", "vocab_size": 120, "seq_len": 32, "hidden": 32}
+        {"budget": "2steps", "changes": {
+            "vocab_size": 120, "seq_len": 32, "cutoff": None, "precision": "fp32",
+            "hidden": 32, "layers": 1, "heads": 2, "intermediate": 64, "batch": 8,
+            "micro_batch": 8}}
 
 
 def _glue(tmp_path, out):

@@ -42,7 +42,7 @@ def _command(name: str, tmp: Path) -> list[str]:
 
 TINY_CRAM = ["--budget", "2steps", *[a for kv in (
     "layers=1", "hidden=32", "heads=2", "intermediate=64", "vocab_size=200", "seq_len=32",
-    "batch=8", "micro_batch=8", "filter=false") for a in ("--set", kv)]]
+    "batch=8", "micro_batch=8", "cutoff=none") for a in ("--set", kv)]]
 
 
 # (case, command, extra arguments, the fragment the one line must hold); {tmp} and

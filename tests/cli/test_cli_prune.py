@@ -12,7 +12,7 @@ import pytest
 from conftest import run_hasten, run_in_process
 
 from hasten.cli import main
-from hasten.select.scores import Scores
+from hasten.select.per_example import Scores
 
 
 def _one_line_error(rc, err, *fragments):

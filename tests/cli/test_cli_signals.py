@@ -241,9 +241,9 @@ def tiny_model(tmp_path_factory):
     corpus = tmp / "corpus.txt"
     corpus.write_text("the cat sat on the mat and the dog ran under a tree .\n\n" * 50)
     cram(CramConfig(corpus=[str(corpus)], budget="2steps", out=str(tmp / "run"),
-                    vocab_size=200, seq_len=32, filter=False, layers=1, hidden=32, heads=2,
-                    intermediate=64, batch=8, micro_batch=8, quiet=True,
-                    cache=str(tmp / "cache")))
+                    changes=dict(vocab_size=200, seq_len=32, cutoff=None, layers=1, hidden=32,
+                                 heads=2, intermediate=64, batch=8, micro_batch=8),
+                    quiet=True, cache=str(tmp / "cache")))
     return tmp / "run" / "model"
 
 

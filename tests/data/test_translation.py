@@ -7,6 +7,7 @@ import torch
 
 from hasten.bench.mt_metrics import bleu
 from hasten.core.errors import ConfigError, DataError
+from hasten.core.paths import data_root
 from hasten.core.sampling import gather
 from hasten.data.translation import (
     TranslationData,
@@ -18,7 +19,6 @@ from hasten.data.translation import (
     train_bpe,
     trim_batch,
 )
-from hasten.data.vision import data_root
 
 
 def test_mismatched_parallel_files_are_rejected_with_one_clear_line(tmp_path):

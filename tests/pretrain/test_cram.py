@@ -2,6 +2,7 @@
 end-to-end run that exports a folder transformers loads, the corpus cache, a stop signal with
 a checkpoint and a resume, and bad input."""
 
+import dataclasses
 import json
 import math
 import signal
@@ -15,6 +16,7 @@ import torch
 from conftest import ROOT, run_in_process
 
 from hasten.cli import main
+from hasten.core.config import reasons
 from hasten.core.errors import ConfigError
 from hasten.core.schedules import batch_multiple, make_schedule
 from hasten.core.trainer import Hook, train
@@ -23,6 +25,9 @@ from hasten.pretrain.objectives import Vocab, available, get_objective
 from hasten.pretrain.objectives.recipes import (
     CRAMMED,
     ORIGINAL_BERT,
+    RECIPE_KEYS,
+    CrammedRecipe,
+    OriginalBertRecipe,
     batch_plan,
     resolve_recipe,
     train_config,
@@ -57,43 +62,106 @@ def _excerpt(path: Path, chars: int = 60_000) -> Path:
 
 def test_crammed_recipe_values():
     r = CRAMMED
-    assert (r["lr"], r["betas"], r["eps"], r["weight_decay"], r["clip"]) == \
-        (1e-3, (0.9, 0.98), 1e-12, 0.01, 0.5)
-    assert r["schedule"] == "triangle"
-    assert r["schedule_params"] == {"start": 0.25, "peak_at": 0.75, "final": 0.0}
-    assert (r["batch"], r["batch_ramp"], r["mask_rate"], r["seq_len"]) == (8192, 0.6, 0.25, 128)
-    assert (r["precision"], r["sparse"], r["arch"], r["dropout"]) == ("bf16", "static",
-                                                                       "crammed", 0.0)
-    assert (r["hidden"], r["layers"], r["heads"], r["vocab_size"]) == (768, 16, 12, 32768)
+    assert (r.lr, r.betas, r.eps, r.weight_decay, r.clip) == (1e-3, (0.9, 0.98), 1e-12, 0.01,
+                                                              0.5)
+    assert r.schedule == "triangle"
+    assert r.schedule_params == {"start": 0.25, "peak_at": 0.75, "final": 0.0}
+    assert (r.batch, r.batch_ramp, r.mask_rate, r.seq_len) == (8192, 0.6, 0.25, 128)
+    assert (r.precision, r.sparse, r.arch, r.dropout) == ("auto", "static", "crammed", 0.0)
+    assert (r.hidden, r.layers, r.heads, r.vocab_size, r.cutoff) == (768, 16, 12, 32768, 0.3)
+    # every value carries its reason
+    assert all(reasons(CrammedRecipe)[k] for k in RECIPE_KEYS)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.lr = 1.0
+
+
+def test_auto_precision_is_bf16_only_where_the_device_computes_it():
+    """bf16 autocast where the CPU has bf16 units (AVX512-BF16 or AMX), else fp32: emulated
+    bf16 runs a crammed step about 10x slower than fp32 on an AVX2 CPU."""
+    from hasten.pretrain.objectives.recipes import native_precision, with_precision
+
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert native_precision("cpu") == ("bf16" if native else "fp32")
+    assert with_precision(CRAMMED, "cpu").precision == native_precision("cpu")
+    assert with_precision(resolve_recipe("crammed", precision="bf16"), "cpu").precision == "bf16"
+    with pytest.raises(ConfigError, match="precision must be one of auto, bf16, fp32"):
+        resolve_recipe("crammed", precision="fp16")
 
 
 def test_original_bert_recipe_values():
     r = ORIGINAL_BERT
-    assert (r["arch"], r["dropout"], r["mask_rate"], r["lr"], r["sparse"]) == \
-        ("bert", 0.1, 0.15, 1e-4, None)
-    assert r["schedule"] == "linear" and r["schedule_params"]["warmup"] > 0
-    assert (r["layers"], r["hidden"], r["batch"], r["batch_ramp"]) == (12, 768, 256, 0.0)
+    assert isinstance(r, CrammedRecipe) and r.name == "original"
+    assert (r.arch, r.dropout, r.mask_rate, r.lr, r.sparse, r.cutoff) == \
+        ("bert", 0.1, 0.15, 1e-4, None, None)
+    assert r.schedule == "linear" and r.schedule_params["warmup"] > 0
+    assert (r.layers, r.hidden, r.batch, r.batch_ramp) == (12, 768, 256, 0.0)
+    assert reasons(OriginalBertRecipe)["lr"] == "BERT"
 
 
-def test_overrides_and_bad_recipes():
-    r = resolve_recipe("crammed", lr=5e-4, betas=[0.9, 0.95], layers=4)
-    assert (r["lr"], r["betas"], r["layers"]) == (5e-4, (0.9, 0.95), 4)
-    assert CRAMMED["lr"] == 1e-3  # the recipe itself is untouched
-    assert resolve_recipe("crammed", defaults={"extra": 1})["extra"] == 1
-    # an objective's own values replace the recipe's; the user's overrides still win
-    assert resolve_recipe("crammed", values={"mask_rate": 0.15})["mask_rate"] == 0.15
-    assert resolve_recipe("crammed", None, {"mask_rate": 0.15}, mask_rate=0.2)["mask_rate"] == 0.2
+def test_changes_and_bad_recipes():
+    r = resolve_recipe("crammed", lr=5e-4, betas=[0.9, 0.95], layers="4")
+    assert (r.lr, r.betas, r.layers) == (5e-4, (0.9, 0.95), 4)
+    assert CRAMMED.lr == 1e-3  # the recipe itself is untouched
+    # an objective's own values replace the recipe's; the user's changes still win
+    assert resolve_recipe("crammed", {"mask_rate": 0.15}).mask_rate == 0.15
+    assert resolve_recipe("crammed", {"mask_rate": 0.15}, mask_rate=0.2).mask_rate == 0.2
+    assert resolve_recipe("original", cutoff="none").cutoff is None
     with pytest.raises(ConfigError, match="objective sets unknown"):
-        resolve_recipe("crammed", values={"masking": 0.15})
+        resolve_recipe("crammed", {"masking": 0.15})
     with pytest.raises(ConfigError, match="unknown recipe key"):
         resolve_recipe("crammed", learning_rate=1.0)
     with pytest.raises(ConfigError, match="unknown recipe"):
         resolve_recipe("tiny")
+    with pytest.raises(ConfigError, match="lr: expected a number"):
+        resolve_recipe("crammed", lr="fast")
     with pytest.raises(ConfigError, match="sparse prediction needs"):
         resolve_recipe("original", sparse="static")
     with pytest.raises(ConfigError, match="no dropout"):
         resolve_recipe("crammed", dropout=0.1)
-    assert resolve_recipe("original", arch="bert")["arch"] == "bert"
+    with pytest.raises(ConfigError, match="cutoff must be > 0"):
+        resolve_recipe("crammed", cutoff=0)
+    assert resolve_recipe("original", arch="bert").arch == "bert"
+
+
+def test_command_line_recipe_values_become_changes(tmp_path):
+    """`--set lr=...` and the recipe's flags land in `changes`; recipe keys at the top of a
+    config file fail with one line naming the `[changes]` table."""
+    import argparse
+
+    from hasten.cli.cram import recipe_changes
+
+    args = argparse.Namespace(set=["lr=3e-4", "seed=2", "betas=[0.9, 0.95]"], config=None,
+                              vocab_size="800", cutoff="none")
+    assert recipe_changes(args) == {"vocab_size": "800", "cutoff": None, "lr": 3e-4,
+                                    "betas": [0.9, 0.95]}
+    assert args.set == ["seed=2"] and not hasattr(args, "vocab_size")
+    # the old filter switch still works: it sets the recipe's cutoff
+    assert recipe_changes(argparse.Namespace(set=["filter=false"], config=None)) == {
+        "cutoff": None}
+    assert recipe_changes(argparse.Namespace(set=["filter=true"], config=None)) == {
+        "cutoff": 0.3}
+    old = tmp_path / "old.toml"
+    old.write_text("budget = \"3s\"\nlr = 1e-3\n")
+    with pytest.raises(ConfigError, match=r"recipe values go in a \[changes\] table.*: lr"):
+        recipe_changes(argparse.Namespace(set=None, config=str(old)))
+
+
+def test_the_same_wall_clock_command_sizes_the_same_way(tmp_path):
+    """A wall-clock budget sizes from timing probes; each is measured once per shape and
+    machine and read back, so two identical commands choose the same shape, micro-batch
+    and batch (two fresh probes chose micro-batches 24 and 32), and the size info records
+    every probe's seconds."""
+    from hasten.pretrain.cram import recipe_of, size_recipe
+
+    cfg = CramConfig(budget="30s", probe_cache=str(tmp_path / "probes"),
+                     changes={"precision": "fp32"})
+    first, info1 = size_recipe(cfg, recipe_of(cfg), ("seconds", 30.0), lambda line: None)
+    second, info2 = size_recipe(cfg, recipe_of(cfg), ("seconds", 30.0), lambda line: None)
+    assert first == second
+    assert [p["cached"] for p in info1["probes"]] == [False] * len(info1["probes"])
+    assert [p["cached"] for p in info2["probes"]] == [True] * len(info1["probes"])
+    assert [p["seconds"] for p in info1["probes"]] == [p["seconds"] for p in info2["probes"]]
+    assert len(list((tmp_path / "probes").glob("*.json"))) == len(info1["probes"])
 
 
 def test_objective_registry():
@@ -195,7 +263,7 @@ def test_cram_end_to_end(crammed_run):
     assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "metrics.jsonl").is_file()
     config = json.loads((out / "config.json").read_text())
-    assert config["budget"] == "3s" and config["vocab_size"] == 800
+    assert config["budget"] == "3s" and config["changes"]["vocab_size"] == 800
     assert config["recipe_resolved"]["hidden"] == 32
     model = AutoModelForMaskedLM.from_pretrained(out / "model").eval()
     tok = AutoTokenizer.from_pretrained(out / "model")
@@ -210,8 +278,9 @@ def test_a_second_run_reuses_the_prepared_corpus(crammed_run, tmp_path):
     first = json.loads((out / "summary.json").read_text())
     assert not first["corpus"]["cached"]
     cfg = CramConfig(corpus=[str(corpus)], budget="40steps", out=str(tmp_path / "again"),
-                     vocab_size=800, seq_len=64, filter=False, precision="fp32", quiet=True,
-                     cache=env["HASTEN_CACHE"] + "/corpora", **SMALL)
+                     changes=dict(vocab_size=800, seq_len=64, cutoff=None, precision="fp32",
+                                  **SMALL),
+                     quiet=True, cache=env["HASTEN_CACHE"] + "/corpora")
     again = cram(cfg)
     assert again["corpus"]["cached"] and again["corpus"]["key"] == first["corpus"]["key"]
     assert again["seconds"]["prepare"] < 5
@@ -223,8 +292,9 @@ def test_cram_original_recipe_in_process(tmp_path):
 
     corpus = _excerpt(tmp_path / "alice.txt", 20_000)
     s = cram(CramConfig(corpus=[str(corpus)], budget="3steps", out=str(tmp_path / "orig"),
-                        recipe="original", vocab_size=300, seq_len=32, dedup=True,
-                        quiet=True, cache=str(tmp_path / "cache"), **SMALL))
+                        recipe="original", changes=dict(vocab_size=300, seq_len=32,
+                                                        dedup=True, **SMALL),
+                        quiet=True, cache=str(tmp_path / "cache")))
     assert s["corpus"]["dedup"]["kept"] <= s["corpus"]["documents"]
     assert s["arch"] == "bert" and s["steps"] == 3 and s["recipe"]["mask_rate"] == 0.15
     assert s["recipe"]["cutoff"] is None  # the original recipe has no filter
@@ -237,16 +307,17 @@ def test_cram_electra_objective_in_process(tmp_path):
     from transformers import AutoModelForMaskedLM, ModernBertForMaskedLM
 
     corpus = _excerpt(tmp_path / "alice.txt", 20_000)
-    base = dict(corpus=[str(corpus)], objective="electra", vocab_size=300, filter=False,
-                seq_len=32, precision="fp32", quiet=True, cache=str(tmp_path / "cache"),
-                **SMALL)
-    s = cram(CramConfig(budget="3steps", out=str(tmp_path / "el"), **base))
+    changes = dict(vocab_size=300, cutoff=None, seq_len=32, precision="fp32", **SMALL)
+    base = dict(corpus=[str(corpus)], objective="electra", quiet=True,
+                cache=str(tmp_path / "cache"))
+    s = cram(CramConfig(budget="3steps", out=str(tmp_path / "el"), changes=changes, **base))
     # ELECTRA masks 15% (the paper's Small/Base), not the crammed recipe's 25%
     assert s["objective"] == "electra" and s["recipe"]["mask_rate"] == 0.15
     assert s["steps"] == 3 and math.isfinite(s["heldout_loss"])
     model = AutoModelForMaskedLM.from_pretrained(tmp_path / "el" / "model")
     assert isinstance(model, ModernBertForMaskedLM)  # the discriminator, for hasten glue
-    s2 = cram(CramConfig(budget="1steps", out=str(tmp_path / "el2"), mask_rate=0.25, **base))
+    s2 = cram(CramConfig(budget="1steps", out=str(tmp_path / "el2"),
+                         changes={**changes, "mask_rate": 0.25}, **base))
     assert s2["recipe"]["mask_rate"] == 0.25  # the user's value wins
 
 
@@ -254,7 +325,7 @@ def test_auto_size_prints_its_choice(tmp_path):
     corpus = _excerpt(tmp_path / "alice.txt", 20_000)
     lines = []
     s = cram(CramConfig(corpus=[str(corpus)], budget="4e10flop", out=str(tmp_path / "auto"),
-                        filter=False, seq_len=32, precision="fp32", min_steps=2,
+                        changes=dict(cutoff=None, seq_len=32, precision="fp32"), min_steps=2,
                         cache=str(tmp_path / "cache")), say=lines.append)
     (size_line,) = [x for x in lines if x.startswith("size: ")]
     assert "2 x 128" in size_line and "Hoffmann" in size_line

@@ -85,9 +85,10 @@ def tiny_export(tmp_path_factory):
     docs = [" ".join(rng.choice(words, size=30)) + "." for _ in range(200)]
     corpus = tmp / "corpus.txt"
     corpus.write_text("\n\n".join(docs))
-    cram(CramConfig(corpus=[str(corpus)], budget="5steps", out=str(tmp / "run"), vocab_size=200,
-                    seq_len=32, filter=False, layers=1, hidden=32, heads=2, intermediate=64,
-                    batch=8, micro_batch=8, precision="fp32", quiet=True))
+    cram(CramConfig(corpus=[str(corpus)], budget="5steps", out=str(tmp / "run"),
+                    changes=dict(vocab_size=200, seq_len=32, cutoff=None, layers=1, hidden=32,
+                                 heads=2, intermediate=64, batch=8, micro_batch=8,
+                                 precision="fp32"), quiet=True))
     return tmp / "run" / "model"
 
 

@@ -15,8 +15,8 @@ from hasten.select.amortise import (
     check_times,
     first_epoch_el2n,
 )
+from hasten.select.per_example import Scores
 from hasten.select.scorers import ScoringSpec, el2n_values, score
-from hasten.select.scores import Scores
 
 
 def test_break_even_counts_the_trainings_that_repay_scoring():

@@ -16,7 +16,7 @@ from hasten.select.curriculum import (
     competence,
     curriculum_length_from_curve,
 )
-from hasten.select.scores import Scores
+from hasten.select.per_example import Scores
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ import torch
 from hasten.core.errors import ConfigError, DataError
 from hasten.select import io as sio
 from hasten.select.io import load_prune_input, read_text, split_documents, write_pruned
-from hasten.select.scores import Scores
+from hasten.select.per_example import Scores
 
 KEEP = [4, 0, 2]  # deliberately unsorted; written subsets are in dataset order
 SORTED = [0, 2, 4]

@@ -10,8 +10,8 @@ import torch
 from hasten.core.errors import ConfigError, DataError
 from hasten.select import prune as P
 from hasten.select.io import load_prune_input
+from hasten.select.per_example import Scores
 from hasten.select.prune import default_select, proxy_model, prune
-from hasten.select.scores import Scores
 from hasten.select.selectors import keep_hardest
 
 FAST = {"epochs": 1, "device": "cpu", "batch_size": 32}

@@ -3,7 +3,7 @@ import pytest
 
 from hasten.core.errors import ConfigError, DataError
 from hasten.select import selectors as sel
-from hasten.select.scores import Scores
+from hasten.select.per_example import Scores
 
 
 def scores(values, higher_is="harder", name="s") -> Scores:

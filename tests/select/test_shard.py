@@ -11,7 +11,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 from hasten.core import distributed
 from hasten.select import scorers as S
-from hasten.select.scores import Scores
+from hasten.select.per_example import Scores
 from hasten.select.shard import score_sharded, shard_bounds, shard_of
 
 ROOT = Path(__file__).resolve().parents[2]

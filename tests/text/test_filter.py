@@ -4,7 +4,7 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from hasten.core.errors import ConfigError, DataError
-from hasten.data.vision import data_root
+from hasten.core.paths import data_root
 from hasten.text.filter import cramming_filter, filter_corpus
 from hasten.text.tokenizer import SCORER, train_tokenizer
 

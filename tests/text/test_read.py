@@ -48,7 +48,7 @@ def test_jsonl_and_folders(tmp_path):
     assert [(b.name, b.docs) for b in books] == [("c.md", ["Third"]),
                                                  ("r.jsonl", ["one doc", "two"])]
     (tmp_path / "bad.jsonl").write_text('{"text": 1}\n')
-    with pytest.raises(DataError, match=r"bad\.jsonl: line 1 has no string field 'text'"):
+    with pytest.raises(DataError, match=r"bad\.jsonl: line 1: field 'text' is not a string"):
         read_jsonl(tmp_path / "bad.jsonl")
     (tmp_path / "bad.jsonl").write_text('[1]\n{"text": \n')
     with pytest.raises(DataError, match="line 1 is not a JSON object"):

@@ -12,7 +12,7 @@ from no pretraining; these can, because nothing is fine-tuned:
 - `evaluate`: `eval_lm(EvalLMConfig)` runs them and writes `eval.json`.
 
 `glue_tasks` holds the GLUE readers and metrics that `hasten.pretrain.glue` shares. The results are
-shown in docs/benchmarks.md, "Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget".
+shown in docs/benchmarks.md, "Pretraining ladder: the Cramming ablation by held-out loss".
 """
 
 from hasten.pretrain.lmeval.blimp import (

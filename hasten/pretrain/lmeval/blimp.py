@@ -18,7 +18,7 @@ pseudo-log-likelihood of the good sentence is higher than that of the bad one
 Words are lower-cased runs of letters and digits (an apostrophe splits "doesn't" into
 "doesn" and "t"), the same rule for BLiMP and the corpus. The data is
 `data_root()/blimp/<paradigm>.jsonl.gz`. The results are shown in docs/benchmarks.md,
-"Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget".
+"Pretraining ladder: the Cramming ablation by held-out loss".
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from hasten.core.errors import ConfigError, DataError
-from hasten.data.vision import data_root
+from hasten.core.paths import data_root
 from hasten.pretrain.lmeval.bootstrap import bootstrap_interval
 from hasten.pretrain.lmeval.loading import LM, untrained_like
 from hasten.pretrain.lmeval.pll import pll_scores

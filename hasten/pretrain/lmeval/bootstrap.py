@@ -13,7 +13,7 @@ the percentile interval of the replicates.
 `bootstrap_difference` compares two recipes: the items are drawn once and shared by both (a
 paired comparison, tighter than two separate intervals), the seeds of each recipe separately.
 Departures: none (no bias correction). The results are shown in docs/benchmarks.md,
-"Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget".
+"Pretraining ladder: the Cramming ablation by held-out loss".
 """
 
 from __future__ import annotations

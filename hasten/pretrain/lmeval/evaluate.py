@@ -17,8 +17,8 @@ pair ids and a 0/1 string per paradigm, SST-2 a 0/1 string over dev, STS-B dev p
 With `controls`, `controls.untrained` repeats every evaluation on an untrained copy of the
 model and `controls.bag_of_tokens` runs the probes on mean one-hot token vectors. An
 encoder without a trained MLM head (an ELECTRA discriminator export) gets the probes only.
-The results are shown in docs/benchmarks.md, "Pretraining ladder: BLiMP, probes and held-out loss
-by FLOP budget".
+The results are shown in docs/benchmarks.md, "Pretraining ladder: the Cramming ablation by held-out
+loss".
 """
 
 from __future__ import annotations

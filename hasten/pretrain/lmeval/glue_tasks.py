@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from hasten.core.errors import ConfigError, DataError
-from hasten.data.vision import data_root
+from hasten.core.paths import data_root
 
 # -----------------------------------------------------------------------------
 # metrics (scores in [0, 1] or [-1, 1]; reported x100)

@@ -13,7 +13,7 @@ rows. Rows are packed token ids the caller gives ([N, S], e.g. the held-out rows
 `hasten cram`) or text that `pack_text` packs with the model's own tokenizer as
 `hasten.text.corpus.pack` does ([CLS] first, [SEP] after each document); `read_documents`
 reads text files, gzipped or not, as paragraphs. The results are shown in
-docs/benchmarks.md, "Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget".
+docs/benchmarks.md, "Pretraining ladder: the Cramming ablation by held-out loss".
 """
 
 from __future__ import annotations

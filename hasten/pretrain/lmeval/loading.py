@@ -16,7 +16,7 @@ folders run through their HF class, split into base model and head where the cla
 (BERT's `cls`, RoBERTa's `lm_head`, ModernBERT's `head` + `decoder`), else through the full
 forward. `untrained_like(lm)` is the same architecture freshly initialised, the control every
 zero-shot metric needs. There is no paper here; the results are shown in docs/benchmarks.md,
-"Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget".
+"Pretraining ladder: the Cramming ablation by held-out loss".
 """
 
 from __future__ import annotations

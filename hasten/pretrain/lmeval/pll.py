@@ -16,7 +16,7 @@ Speed: every masked copy of a sentence goes into the same forward, sentences are
 length into batches of about `batch_tokens` tokens (little padding), and the MLM head runs only
 on the one scored row of each copy (`logits_at`). Departures: sentences longer than the
 model's maximum length are truncated (BLiMP sentences never are). The results are shown in
-docs/benchmarks.md, "Pretraining ladder: BLiMP, probes and held-out loss by FLOP budget".
+docs/benchmarks.md, "Pretraining ladder: the Cramming ablation by held-out loss".
 """
 
 from __future__ import annotations

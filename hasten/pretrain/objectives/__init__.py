@@ -7,16 +7,15 @@ budget bookkeeping of 24h BERT, Izsak et al. 2021). An objective supplies three 
 
     class MyObjective:
         name = "electra"
-        defaults = {"generator_fraction": 0.25}           # optional: extra recipe keys
         recipe_values = {"mask_rate": 0.15}               # optional: its own recipe values
         def build_model(self, recipe, vocab) -> nn.Module: ...
         def make_loss(self, recipe, vocab, seed) -> LossFn: ...
         def export(self, model, tokenizer, out_dir, recipe) -> Path: ...
 
-- `recipe` is the resolved recipe: a flat dict (see
-  `hasten.pretrain.objectives.recipes.CRAMMED`) with the objective's `defaults` added, its
-  `recipe_values` replacing the recipe's (ELECTRA masks 15%, not the crammed 25%), and the
-  user's overrides applied last. Read what you need, ignore the rest.
+- `recipe` is the resolved recipe: a frozen dataclass (`hasten.pretrain.objectives.recipes.
+  CrammedRecipe` or a recipe derived from it) with the objective's `recipe_values` replacing
+  the named recipe's (ELECTRA masks 15%, not the crammed 25%) and the user's changes applied
+  last. Read the fields you need (`recipe.hidden`, `recipe.mask_rate`), ignore the rest.
 - `vocab` is a `Vocab` (size and the ids of [PAD] [UNK] [CLS] [SEP] [MASK]).
 - `make_loss(...)(model, batch) -> [B]` is the trainer's per-example loss (`hasten.core.trainer`).
   `batch` is a 1-tuple `(rows,)` of packed token ids, int64 [B, seq_len], [CLS] first. The
@@ -43,7 +42,7 @@ difference").
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -92,12 +91,12 @@ class Objective(Protocol):
 
     name: str
 
-    def build_model(self, recipe: Mapping[str, Any], vocab: Vocab) -> nn.Module: ...
+    def build_model(self, recipe: Any, vocab: Vocab) -> nn.Module: ...
 
-    def make_loss(self, recipe: Mapping[str, Any], vocab: Vocab, seed: int) -> LossFn: ...
+    def make_loss(self, recipe: Any, vocab: Vocab, seed: int) -> LossFn: ...
 
     def export(self, model: nn.Module, tokenizer: Any, out_dir: str | Path,
-               recipe: Mapping[str, Any]) -> Path: ...
+               recipe: Any) -> Path: ...
 
 
 def register(objective: Objective) -> None:

@@ -36,6 +36,7 @@ from hasten.models.bert import BertEncoder, BertEncoderConfig, original_bert
 from hasten.models.encoder import CrammedEncoder, EncoderConfig
 from hasten.models.export_hf import export_model
 from hasten.pretrain.objectives import LossFn, Vocab
+from hasten.pretrain.objectives.recipes import CrammedRecipe
 from hasten.text.masking import IGNORE, mask_tokens, sparse_positions
 
 Sparse = Literal["static", "variable"] | None
@@ -128,27 +129,27 @@ def make_mlm_loss(special_ids: Sequence[int], mask_id: int, vocab_size: int,
     return loss_fn
 
 
-def build_encoder(recipe: Mapping[str, Any], vocab: Vocab) -> nn.Module:
+def build_encoder(recipe: CrammedRecipe, vocab: Vocab) -> nn.Module:
     """The recipe's encoder (`arch`: crammed, bert, bert-prenorm) for the vocabulary."""
-    arch = recipe["arch"]
+    arch = recipe.arch
     if arch == "crammed":
         return CrammedEncoder(EncoderConfig(
-            vocab_size=vocab.size, hidden=recipe["hidden"], layers=recipe["layers"],
-            heads=recipe["heads"], intermediate=recipe["intermediate"],
-            max_len=recipe["max_len"], norm_eps=recipe["norm_eps"],
-            init_std=recipe["init_std"], pad_id=vocab.pad, cls_id=vocab.cls,
+            vocab_size=vocab.size, hidden=recipe.hidden, layers=recipe.layers,
+            heads=recipe.heads, intermediate=recipe.intermediate,
+            max_len=recipe.max_len, norm_eps=recipe.norm_eps,
+            init_std=recipe.init_std, pad_id=vocab.pad, cls_id=vocab.cls,
             sep_id=vocab.sep, mask_id=vocab.mask))
     if arch == "bert-prenorm":
         return BertEncoder(BertEncoderConfig(
-            vocab_size=vocab.size, hidden=recipe["hidden"], layers=recipe["layers"],
-            heads=recipe["heads"], intermediate=recipe["intermediate"],
-            max_len=recipe["max_len"], dropout=recipe["dropout"], pre_norm=True,
+            vocab_size=vocab.size, hidden=recipe.hidden, layers=recipe.layers,
+            heads=recipe.heads, intermediate=recipe.intermediate,
+            max_len=recipe.max_len, dropout=recipe.dropout, pre_norm=True,
             pad_id=vocab.pad))
     if arch != "bert":
         raise ConfigError(f"unknown arch {arch!r}")
-    model = original_bert(vocab.size, width=recipe["hidden"], depth=recipe["layers"],
-                          heads=recipe["heads"], intermediate=recipe["intermediate"],
-                          max_len=recipe["max_len"], dropout=recipe["dropout"],
+    model = original_bert(vocab.size, width=recipe.hidden, depth=recipe.layers,
+                          heads=recipe.heads, intermediate=recipe.intermediate,
+                          max_len=recipe.max_len, dropout=recipe.dropout,
                           pad_id=vocab.pad)
     model.config.cls_token_id, model.config.sep_token_id = vocab.cls, vocab.sep
     return model
@@ -159,18 +160,18 @@ class MaskedLM:
     (sparse head for our encoders when the recipe says so, dense for HF BERT)."""
 
     name = "mlm"
-    defaults: dict[str, Any] = {}
+    recipe_values: dict[str, Any] = {}
 
-    def build_model(self, recipe: Mapping[str, Any], vocab: Vocab) -> nn.Module:
+    def build_model(self, recipe: CrammedRecipe, vocab: Vocab) -> nn.Module:
         return build_encoder(recipe, vocab)
 
-    def make_loss(self, recipe: Mapping[str, Any], vocab: Vocab, seed: int) -> LossFn:
-        return make_mlm_loss(vocab.specials, vocab.mask, vocab.size, rate=recipe["mask_rate"],
-                             sparse=recipe["sparse"], exact=recipe["exact_masking"],
-                             seed=seed, rule=tuple(recipe["mask_rule"]))
+    def make_loss(self, recipe: CrammedRecipe, vocab: Vocab, seed: int) -> LossFn:
+        return make_mlm_loss(vocab.specials, vocab.mask, vocab.size, rate=recipe.mask_rate,
+                             sparse=recipe.sparse, exact=recipe.exact_masking,
+                             seed=seed, rule=tuple(recipe.mask_rule))
 
     def export(self, model: nn.Module, tokenizer: Any, out_dir: str | Path,
-               recipe: Mapping[str, Any]) -> Path:
+               recipe: CrammedRecipe) -> Path:
         return export_model(model, tokenizer, out_dir)
 
 

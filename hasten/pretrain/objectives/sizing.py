@@ -33,22 +33,30 @@ pretraining ladder (`hasten.bench.ladder`):
    - tokens or FLOPs: the largest power of two with D / (batch x seq_len) >= `min_steps`.
 
 Every choice can be overridden (`--set hidden=...`); `describe(size)` is the one line
-`hasten cram` prints. Results: docs/benchmarks.md ("MLM recipe (Cramming): more tokens in equal
-time, no GLUE-small difference").
+`hasten cram` prints. A probe is measured once per shape and machine and then read back
+(`cached_probe`, in `$HASTEN_CACHE/probes`): the same command on the same machine chooses the
+same shape, micro-batch and batch, and the summary records the probe's seconds.
+Results: docs/benchmarks.md ("Cramming at 60 seconds").
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
 import os
+import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import psutil
 import torch
 
+from hasten.core.atomic import atomic_write
 from hasten.core.budget import parse_budget
 from hasten.core.errors import ConfigError
 from hasten.core.trainer import param_groups, precision_context
@@ -184,7 +192,7 @@ def plan_wall_clock(seconds: float, probe_seconds: float, micro_cap: int, min_st
     return micro, micro * accum, micro / step
 
 
-def choose_size(budget: str, *, seq_len: int = 128, micro_batch: int = 128,
+def choose_size(budget: str | tuple[str, float], *, seq_len: int = 128, micro_batch: int = 128,
                 min_steps: int = 200, step_fraction: float = 0.02, precision: str = "bf16",
                 free_bytes: float | None = None, menu: tuple[Shape, ...] = MENU,
                 step_seconds: Callable[[Shape, int], float] | None = None,
@@ -193,8 +201,9 @@ def choose_size(budget: str, *, seq_len: int = 128, micro_batch: int = 128,
 
     `step_seconds(shape, rows)` measures the seconds of one micro-step of `rows` rows
     (wall-clock budgets only; `probe_step_seconds` is the real one, tests pass a
-    deterministic one). `free_bytes` defaults to the CPU's available memory."""
-    unit, amount = parse_budget(budget)
+    deterministic one). `free_bytes` defaults to the CPU's available memory. `budget` is a
+    budget string or one already parsed (`parse_budget`'s (unit, amount))."""
+    unit, amount = parse_budget(budget) if isinstance(budget, str) else budget
     free = free_bytes if free_bytes is not None else free_memory(torch.device("cpu"))
     chosen: tuple[Shape, int, int, float, float | None] | None = None
     for shape in menu:
@@ -266,10 +275,53 @@ def probe_step_seconds(shape: Shape, rows: int = PROBE_ROWS, *, seq_len: int = 1
     return best
 
 
-def shape_of(recipe: dict[str, Any]) -> Shape:
-    """The `Shape` of a recipe dict (layers, hidden, vocab_size, heads, intermediate)."""
-    return Shape(int(recipe["layers"]), int(recipe["hidden"]), int(recipe["vocab_size"]),
-                 int(recipe["heads"]), int(recipe["intermediate"]))
+def shape_of(recipe: Any) -> Shape:
+    """The `Shape` of a recipe (layers, hidden, vocab_size, heads, intermediate)."""
+    return Shape(int(recipe.layers), int(recipe.hidden), int(recipe.vocab_size),
+                 int(recipe.heads), int(recipe.intermediate))
+
+
+def machine_key(device: torch.device) -> dict[str, Any]:
+    """What a probe's seconds depend on besides the shape: the processor (or GPU), the
+    cores and threads torch uses, torch's version."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+    return {"device": device.type, "name": name, "cores": len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
+def cached_probe(shape: Shape, rows: int, *, seq_len: int, precision: str,
+                 device: str | torch.device, seed: int, cache: str | Path
+                 ) -> tuple[float, bool]:
+    """(seconds, whether read from the cache) of `probe_step_seconds`, measured once per
+    shape, setting and machine (`machine_key`) and kept in `cache` as JSON, so the same
+    command on the same machine sizes its model, micro-batch and batch the same way every
+    time (a fresh probe varies by tens of percent with the machine's load). Remove the
+    folder to measure again."""
+    dev = torch.device(device)
+    body = {"shape": dataclasses.asdict(shape), "rows": rows, "seq_len": seq_len,
+            "precision": precision, "seed": seed, "machine": machine_key(dev)}
+    key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:20]
+    path = Path(cache) / f"{key}.json"
+    try:
+        return float(json.loads(path.read_text())["seconds"]), True
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    seconds = probe_step_seconds(shape, rows, seq_len=seq_len, precision=precision,
+                                 device=dev, seed=seed)
+    text = json.dumps({**body, "seconds": seconds}, indent=1)
+    atomic_write(path, lambda fh: fh.write(text.encode()))
+    return seconds, False
 
 
 def cap_step(seconds: float, probe_seconds: float, micro_batch: int, batch: int,

@@ -1,4 +1,6 @@
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -150,8 +152,9 @@ def test_cram_objective_plugin(tmp_path):
 
     obj = get_objective("electra")
     assert isinstance(obj, Objective) and obj.name == "electra"
-    r = resolve_recipe("crammed", obj.defaults, hidden=32, layers=2, heads=4, intermediate=64,
-                       max_len=64, seq_len=32, vocab_size=16, mask_rate=0.15)
+    r = resolve_recipe("crammed", obj.recipe_values, hidden=32, layers=2, heads=4,
+                       intermediate=64, max_len=64, seq_len=32, vocab_size=16)
+    assert r.mask_rate == 0.15 and r.gen_width_ratio == 0.25  # ELECTRA's own values
     vocab = Vocab(size=16, pad=0, unk=1, cls=2, sep=3, mask=4)
     torch.manual_seed(0)
     model = obj.build_model(r, vocab)
@@ -166,4 +169,4 @@ def test_cram_objective_plugin(tmp_path):
     assert {"disc_auc", "replaced_fraction", "gen_accuracy", "electra_loss"} <= set(metrics)
     assert isinstance(obj.hooks(r)[0], ElectraMonitor)
     with pytest.raises(ConfigError):
-        obj.build_model({**r, "arch": "bert"}, vocab)
+        obj.build_model(dataclasses.replace(r, arch="bert", sparse=None), vocab)

@@ -35,7 +35,7 @@ from hasten.core.errors import ConfigError
 from hasten.core.flops import flop_counter
 from hasten.core.sampling import CollateFn, batch_size, gather, to_device
 from hasten.core.trainer import Hook, TrainConfig, precision_context, train
-from hasten.select.scores import Direction, Scores
+from hasten.select.per_example import Direction, Scores
 from hasten.select.shard import gather_rows, shard_of
 
 Work = dict[str, float]
