@@ -69,7 +69,6 @@ from hasten.levers import LEVERS, Lever, apply_levers, parse_levers, split_specs
 
 RESULTS_FILE = RESULT_FILE  # the name callers import from here
 
-
 MethodFn = Callable[[Recipe], Recipe]
 Applies = Callable[[str], bool]
 # a suite's own run: (task, method, seed, quick, budget, options, say) -> run record

@@ -41,9 +41,10 @@ class BenchCommand:
                                   "report; --repeat-flagged runs it once more, keeping the "
                                   "second")
     quiet: bool = option(False, "a line per run, and off a terminal a line every 30 s")
-    plan: str | None = option(None, "None: exploratory runs; a plan file (benchmarks/plans/), "
-                                    "committed before the runs, lets hasten report print "
-                                    "their verdict (its path, hash and commit are recorded)")
+    plan: str | None = option(None, "exploratory runs", help="the plan file these runs "
+                              "follow (benchmarks/plans/): its path, hash and commit are "
+                              "recorded, and a plan committed before the first run lets "
+                              "hasten report print the verdict")
 
 
 def open_out(c: BenchCommand, suite: Any) -> Path:
