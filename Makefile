@@ -17,11 +17,12 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/hasten demo
 
-# The suite, then apart and one at a time the tests that read the real clock (a seconds
-# budget holds, a run stops on time). Either pytest collecting nothing (exit 5) fails.
+# The suite, one worker per core (each test runs one torch thread), then apart and one at a
+# time the tests that read the real clock (a seconds budget holds, a run stops on time).
+# Either pytest collecting nothing (exit 5) fails.
 test: $(STAMP)
 	$(PY) -m ruff check hasten tests scripts examples
-	$(PY) -m pytest -q -m "not wallclock"
+	$(PY) -m pytest -q -n auto --maxprocesses 4 -m "not wallclock"
 	$(PY) -m pytest -q -m wallclock
 
 test-fast: $(STAMP)
