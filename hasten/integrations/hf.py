@@ -73,7 +73,7 @@ class BudgetCallback(TrainerCallback, ExportableState):
     """
 
     def __init__(self, budget: Budget | str):
-        check_budget("BudgetCallback", budget)
+        check_budget(type(self).__name__, budget)
         self.budget = budget if isinstance(budget, Budget) else Budget(budget)
         if self.budget.unit == "flops":
             raise ConfigError("BudgetCallback counts seconds, steps, examples and tokens; "

@@ -43,11 +43,13 @@ from torch import nn
 from torch.utils.data import Dataset, IterableDataset
 
 from hasten.core.budget import Budget
+from hasten.core.checks import check_callable, check_int
 from hasten.core.errors import ConfigError
 from hasten.core.state_file import load_state, save_state
 from hasten.integrations.clock import Every
 from hasten.integrations.hf import BudgetCallback
 from hasten.levers import Lever, parse_levers
+from hasten.levers.base import check_lever_inputs
 from hasten.levers.loop import LeverLoop
 
 STATE_NAME = "hasten-levers"
@@ -105,12 +107,16 @@ class HastenHFCallback(BudgetCallback):
                  proxy_model: Callable[[], nn.Module] | None = None, seed: int | None = None,
                  tokens_fn: Callable[[Any], int] | None = None):
         super().__init__(budget)
+        where = type(self).__name__
         self.levers = parse_levers(levers)
-        if per_example_loss is not None and not callable(per_example_loss):
-            raise ConfigError(f"per_example_loss must be (model, inputs) -> losses [B], got "
-                              f"{type(per_example_loss).__name__}")
-        if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
-            raise ConfigError(f"batch_size must be an int >= 1 or None, got {batch_size!r}")
+        check_callable(where, "per_example_loss", per_example_loss, "a function (model, "
+                       "inputs) -> one loss per example", none=True)
+        check_int(where, "batch_size", batch_size, low=1, none=True)
+        check_callable(where, "tokens_fn", tokens_fn, "a function (batch) -> tokens in it",
+                       none=True)
+        check_lever_inputs(where, difficulty=difficulty, proxy_model=proxy_model, seed=seed,
+                           fractions={"eval_every": eval_every, "save_every": save_every,
+                                      "log_every": log_every})
         self.per_example_loss = per_example_loss or token_or_row_cross_entropy
         self.batch_size, self.seed, self.tokens_fn = batch_size, seed, tokens_fn
         self.difficulty, self.proxy_model = difficulty, proxy_model

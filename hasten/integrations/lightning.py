@@ -51,7 +51,7 @@ class BudgetCallback(pl.Callback):
 
     def __init__(self, budget: Budget | str, schedule: str | None = "cosine",
                  tokens_fn: Callable[[Any], int] | None = None, **schedule_params: float):
-        where = "BudgetCallback"
+        where = type(self).__name__
         check_budget(where, budget)
         if schedule is not None and not isinstance(schedule, str):
             fail(where, "schedule", schedule, "a schedule name (cosine, linear, ...) or None")

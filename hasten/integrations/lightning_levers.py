@@ -37,11 +37,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from hasten.core.budget import Budget
+from hasten.core.checks import check_callable, check_int, fail
 from hasten.core.errors import ConfigError
 from hasten.core.sampling import CollateFn
 from hasten.integrations.clock import Every
 from hasten.integrations.lightning import BudgetCallback
 from hasten.levers import Lever, parse_levers
+from hasten.levers.base import check_lever_inputs
 from hasten.levers.loop import LeverLoop
 
 
@@ -77,12 +79,19 @@ class HastenLightningCallback(BudgetCallback):
                  proxy_model: Callable[[], nn.Module] | None = None, seed: int = 0,
                  tokens_fn: Callable[[Any], int] | None = None, **schedule_params: float):
         super().__init__(budget, schedule, tokens_fn=tokens_fn, **schedule_params)
+        where = type(self).__name__
         self.levers = parse_levers(levers)
-        if self.levers and not callable(loss_fn):
-            raise ConfigError("levers choose and weight examples by their losses: give "
-                              "loss_fn=(module, batch) -> one loss per example")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        check_callable(where, "loss_fn", loss_fn, "a function (module, batch) -> one loss "
+                       "per example", none=True)
+        if self.levers and loss_fn is None:
+            raise ConfigError(f"{where}: levers choose and weight examples by their losses: "
+                              "give loss_fn=(module, batch) -> one loss per example")
+        check_int(where, "batch_size", batch_size, low=1)
+        if not isinstance(checkpoint_dir, (str, Path)):
+            fail(where, "checkpoint_dir", checkpoint_dir, "a folder path")
+        check_lever_inputs(where, difficulty=difficulty, proxy_model=proxy_model, seed=seed,
+                           fractions={"eval_every": eval_every, "save_every": save_every,
+                                      "log_every": log_every})
         self.loss_fn, self.batch_size, self.seed = loss_fn, batch_size, seed
         self.difficulty, self.proxy_model = difficulty, proxy_model
         self.evals, self.saves, self.logs = Every(eval_every), Every(save_every), Every(log_every)

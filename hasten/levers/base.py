@@ -30,6 +30,9 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from torch import nn
+
+from hasten.core.checks import check_callable, check_int, check_number, check_values, fail
 from hasten.core.config import resolve, to_dict
 from hasten.core.errors import ConfigError
 from hasten.core.recipe import Recipe
@@ -213,3 +216,21 @@ def split_specs(text: str) -> list[str]:
 def settings_of(lever: Lever) -> dict[str, Any]:
     """A lever's settings as a plain dict (for records and choices files)."""
     return {} if lever.settings is None else dataclasses.asdict(lever.settings)
+
+
+def check_lever_inputs(where: str, *, difficulty: Any = None, proxy_model: Any = None,
+                       seed: Any = 0, fractions: dict[str, Any] | None = None) -> None:
+    """What a loop's lever adapter is given besides the levers, checked at construction: a
+    difficulty per example (a 1-d list, array or tensor of numbers, or None), a proxy
+    factory, an integer seed (or None), and budget fractions in (0, 1] (or None); one
+    ConfigError naming the argument."""
+    if difficulty is not None:
+        check_values(where, "difficulty", difficulty, "one difficulty per training example")
+    if isinstance(proxy_model, nn.Module):  # callable, but one model, not a maker of them
+        fail(where, "proxy_model", proxy_model, "a function () -> a fresh small model (e.g. "
+             "lambda: SmallNet()), not a model")
+    check_callable(where, "proxy_model", proxy_model, "a function () -> a fresh small model",
+                   none=True)
+    check_int(where, "seed", seed, none=True)
+    for name, value in (fractions or {}).items():
+        check_number(where, name, value, 0, 1, low_open=True, none=True)

@@ -36,6 +36,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from hasten.core.budget import Budget
+from hasten.core.checks import check_dataset
 from hasten.core.distributed import Dist, rank_from_env, world_size_from_env
 from hasten.core.errors import ConfigError
 from hasten.core.recipe import Recipe
@@ -43,7 +44,7 @@ from hasten.core.sampling import CollateFn, ShuffledSampler, batch_size, gather,
 from hasten.core.train_config import TrainConfig
 from hasten.core.train_state import LossFn, TrainState, precision_context
 from hasten.core.trainer import measure_flops, probe_batch
-from hasten.levers.base import Lever, parse_levers
+from hasten.levers.base import Lever, check_lever_inputs, parse_levers
 from hasten.levers.compose import apply_levers
 
 # step levers a foreign loop cannot take from hasten, and the loop's own switch for each
@@ -75,6 +76,8 @@ class LeverLoop:
                  tokens_fn: Callable[[Any], int] | None = None,
                  device: torch.device | str | None = None, loop: str = "your loop"):
         _check_arguments(data, loss_fn, model, budget, batch_size)
+        check_lever_inputs("LeverLoop", difficulty=difficulty, proxy_model=proxy_model,
+                           seed=seed)
         chosen = parse_levers(levers)
         for lever in chosen:
             if lever.name in OWN_SWITCH:
@@ -210,9 +213,7 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 def _check_arguments(data: Any, loss_fn: Any, model: Any, budget: Any, size: Any) -> None:
-    if not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):
-        raise ConfigError(f"LeverLoop: data must be a map-style dataset (indexable, with a "
-                          f"length), got {type(data).__name__}")
+    check_dataset("LeverLoop", "data", data)
     if not callable(loss_fn):
         raise ConfigError(f"LeverLoop: loss_fn must be (model, batch) -> per-example losses, "
                           f"got {type(loss_fn).__name__}")

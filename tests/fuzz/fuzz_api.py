@@ -1,5 +1,6 @@
 """The public entry points as fuzzing properties: `train`, `Budget`, `budget_lr`, the samplers,
-InfoBatch, the selective-backprop functions and hook, `Recipe` and the framework callbacks,
+InfoBatch, the selective-backprop functions and hook, `Recipe`, the framework callbacks and
+the lever list with its HF and Lightning adapters,
 each called with random types and shapes per argument (a few arguments replaced by values
 of other types or shapes, the rest valid). A call must return (and the object it made must
 draw a batch) or raise one `ConfigError` line; any other exception, `DataError` included,
@@ -298,6 +299,45 @@ def _call_recipe(name: str, kwargs: dict[str, Any]) -> None:
         HFBudgetCallback(**kwargs)
 
 
+# --- the lever list and its adapters -------------------------------------------------------
+
+
+def lever_entries() -> dict[str, dict[str, tuple[list[Any], list[Any]]]]:
+    fractions = ([None, 0.5], _not(NUMBERS, 0, 1.5, -0.1))
+    common = {"levers": ([["sb"], ["infobatch"], "sb-topk:keep=0.25", []],
+                         [v for v in JUNK if not _empty_sequence(v)] + ["sb:keep=2", "nope"]),
+              "eval_every": fractions, "log_every": fractions,
+              "difficulty": ([None, list(range(8))], [v for v in JUNK if v is not None]),
+              "proxy_model": ([None, lambda: nn.Linear(2, 2)],
+                              [v for v in NOT_CALLABLE if v is not None] + [nn.Linear(2, 2)])}
+    return {
+        "HastenHFCallback": {"budget": (["5steps", "10s"], JUNK + ["1e9flop", "0.5steps"]),
+                             "batch_size": ([None, 4], _not((int,), 0)),
+                             "per_example_loss": ([None, _loss],
+                                                  [v for v in NOT_CALLABLE if v is not None]),
+                             **common},
+        "HastenLightningCallback": {"budget": (["5steps", "10s"], JUNK + ["0.5steps"]),
+                                    "loss_fn": ([_loss], NOT_CALLABLE),
+                                    "batch_size": ([4], _not((int,), 0)), **common},
+        "parse_levers": {"levers": common["levers"]},
+    }
+
+
+def _call_lever(name: str, kwargs: dict[str, Any]) -> None:
+    if name == "parse_levers":
+        from hasten.levers import parse_levers
+
+        parse_levers(kwargs["levers"])
+    elif name == "HastenHFCallback":
+        from hasten.integrations.hf_levers import HastenHFCallback
+
+        HastenHFCallback(**kwargs)
+    else:
+        from hasten.integrations.lightning_levers import HastenLightningCallback
+
+        HastenLightningCallback(**kwargs)
+
+
 # --- the properties ------------------------------------------------------------------------
 
 GROUPS: dict[str, tuple[Callable[[], dict], Callable[..., None]]] = {
@@ -306,6 +346,7 @@ GROUPS: dict[str, tuple[Callable[[], dict], Callable[..., None]]] = {
     "api-samplers": (sampler_entries, _call_sampler),
     "api-selective-backprop": (selection_entries, _call_selection),
     "api-recipe-callbacks": (recipe_entries, _call_recipe),
+    "api-levers": (lever_entries, _call_lever),
 }
 
 

@@ -18,7 +18,7 @@ from fuzz_props import READERS, SLOW_READERS, TEST_EXAMPLES, run_property
 EXPECTED = {"idx-gz", "text-corpus", "glue-tsv", "blimp-jsonl", "mt-parallel",
             "distilled-set", "pruned-set", "model-folder", "checkpoint", "config-file",
             "budget-string", "cli-arguments", "api-train", "api-budget", "api-samplers",
-            "api-selective-backprop", "api-recipe-callbacks"}
+            "api-selective-backprop", "api-recipe-callbacks", "api-levers"}
 
 
 def test_every_reader_has_a_property():
