@@ -1,15 +1,25 @@
 """The results page, docs/benchmarks.md, checked against the results files and the modules
 that point at it: short enough to read, every results file named, every named file present
-(or marked as a run still to be committed), every section a module names present, and no
-workplace words."""
+(or marked as a run still to be committed), every section a module names present, no
+workplace words, and every figure on it (and on docs/what-pays-off.md) recomputed from the
+record its anchor names (`hasten.bench.anchors`)."""
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hasten.bench.anchors import check_page
+from hasten.bench.records import load_record
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "benchmarks.md"
+PAGES = (PAGE, ROOT / "docs" / "what-pays-off.md")
 RESULTS = ROOT / "benchmarks" / "results"
 PENDING = "figures added when the run is committed"
 REFERENCE = re.compile(r'docs/benchmarks\.md(?:,\s*|\s*\(\s*)"([^"]+)"(?:\s+and\s+"([^"]+)")?')
@@ -74,3 +84,17 @@ def test_no_workplace_words() -> None:
     text = page_text()
     assert re.findall(r"\b(?:session|issue|round)s?\b", text, flags=re.IGNORECASE) == []
     assert re.findall(r"#\d", text) == []
+
+
+@functools.cache
+def load(name: str) -> Mapping[str, Any]:
+    """The record of a current results file (superseded ones, in a folder below, are not read)."""
+    if Path(name).name != name:
+        raise ValueError(f"{name}: not a current results file")
+    return load_record(RESULTS / name)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda path: path.name)
+def test_every_figure_on_the_page_recomputes_from_its_record(page: Path) -> None:
+    text = page_text() if page == PAGE else page.read_text(encoding="utf-8")
+    assert check_page(text, load) == []

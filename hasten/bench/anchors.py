@@ -6,7 +6,8 @@ where it comes from; the rendered page shows only the number:
     92.40<!-- =summary/fashion-mnist/baseline/final -->
 
 The record is the section's (a line `<!-- record: FILE.json -->` names it for what follows,
-until the next such line) or named in the anchor (`<!-- =FILE.json:PATH -->`). A PATH walks
+until the next such line) or named in the anchor (`<!-- =FILE.json:PATH -->`, or for one path
+of an expression, `{FILE.json:PATH}`, say a difference between two records). A PATH walks
 the record: keys separated by `/` (a key holding `/` or spaces in double quotes), list items
 picked by their fields (`runs[method=baseline,seed=0]`, or by position, `rows[2]`). Its first
 key may also be `summary` (`hasten.bench.report.summarize` of the record: medians over
@@ -44,6 +45,7 @@ from hasten.bench.report import summarize
 
 ANCHOR = re.compile(r"<!--\s*(=|set\b)(.*?)-->", re.S)
 RECORD_LINE = re.compile(r"^<!--\s*record:\s*(\S+)\s*-->\s*$")
+NAMED = re.compile(r"^([\w.-]+\.json):(.*)$", re.S)  # FILE.json:PATH
 # a number as pages write it: sign, thousands separators, decimals
 NUMBER = re.compile(r"(?<![\w.@/])(?<![A-WYZa-wyz]-)"
                     r"([+\-−]?\d{1,3}(?:,\d{3})+(?:\.\d+)?|[+\-−]?\d+(?:\.\d+)?)"
@@ -136,13 +138,18 @@ def _interval(row: Mapping[str, Any] | None) -> Any:
 # --- expressions ---------------------------------------------------------------------------
 
 
-def evaluate(record: Mapping[str, Any], expression: str) -> float:
-    """A number from an anchor's expression (one path, or paths in braces with arithmetic)."""
+def evaluate(record: Mapping[str, Any], expression: str,
+             load: Callable[[str], Mapping[str, Any]] | None = None) -> float:
+    """A number from an anchor's expression (one path, or paths in braces with arithmetic);
+    with `load`, a path in braces may name its own record: `{FILE.json:PATH}`."""
     refs: dict[str, Any] = {}
 
     def ref(match: re.Match[str]) -> str:
         name = f"_r{len(refs)}"
-        refs[name] = resolve(record, match.group(1))
+        source, path = record, match.group(1)
+        if load is not None and (own := NAMED.match(path.strip())) is not None:
+            source, path = load(own.group(1)), own.group(2)
+        refs[name] = resolve(source, path)
         return name
 
     text = expression.strip()
@@ -214,16 +221,23 @@ def _blank(text: str) -> str:
 def figures(line: str, in_table: bool) -> list[tuple[int, int, str]]:
     """The figures of a line that need an anchor: (start, end, text)."""
     masked = _blank(line)
-    masked = ANCHOR.sub(lambda m: " " * len(m.group(0)), masked)
-    masked = re.sub(r"<!--.*?-->", lambda m: " " * len(m.group(0)), masked)
+    # comments (anchors among them) are taken out, not blanked, so that the figures read as
+    # the page shows them: "85.82<!-- =a -->-85.88" is a range, not a negative number;
+    # `origin` maps each kept character back to its place in the line
+    origin = [i for i, _ in enumerate(masked)]
+    for m in reversed(list(re.finditer(r"<!--.*?-->", masked, re.S))):
+        masked = masked[:m.start()] + masked[m.end():]
+        del origin[m.start():m.end()]
+    origin.append(len(line))
     first_cell_end = -1
     if in_table:
         first_cell_end = line.find("|", line.find("|") + 1)
     out = []
     for m in NUMBER.finditer(masked):
         text = m.group(1)
-        if (m.start() > first_cell_end) if in_table else ("." in text or "," in text):
-            out.append((m.start(1), m.end(1), text))
+        start, end = origin[m.start(1)], origin[m.end(1) - 1] + 1
+        if (start > first_cell_end) if in_table else ("." in text or "," in text):
+            out.append((start, end, text))
     return out
 
 
@@ -268,17 +282,18 @@ def check_page(text: str, load: Callable[[str], Mapping[str, Any]]) -> list[str]
 def _check_anchor(body: str, shown: str, current: str | None,
                   load: Callable[[str], Mapping[str, Any]], where: str) -> list[str]:
     name, expression = current, body
-    head = re.match(r"^([\w.-]+\.json):(.*)$", body, re.S)
+    head = NAMED.match(body)
     if head:
         name, expression = head.group(1), head.group(2)
-    if name is None:
+    if name is None and not re.search(r"\{\s*[\w.-]+\.json:", expression):
         return [f"{where}: no record named (a `<!-- record: FILE -->` line or FILE: in it)"]
+    named = f"{name}:" if name is not None else ""  # none when each path names its record
     try:
-        value = evaluate(load(name), expression)
+        value = evaluate(load(name) if name is not None else {}, expression, load)
     except (AnchorError, KeyError, IndexError, TypeError, ValueError,
             ZeroDivisionError) as err:
-        return [f"{where}: {name}: {err}"]
+        return [f"{where}: {named} {err}" if named else f"{where}: {err}"]
     figure, decimals = figure_value(shown)
     if not rounds_to(value, figure, decimals):
-        return [f"{where}: {name}:{expression.strip()} is {value!r}"]
+        return [f"{where}: {named}{expression.strip()} is {value!r}"]
     return []

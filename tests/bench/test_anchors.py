@@ -67,3 +67,24 @@ def test_a_page_is_checked_figure_by_figure():
         "line 7: 0.5: no anchor"]
     assert check_page("A figure 1.5<!-- =margin -->.", load) == [
         "line 1: 1.5: no record named (a `<!-- record: FILE -->` line or FILE: in it)"]
+
+
+def test_ranges_and_differences_between_records():
+    other = {"runs": [{"task": "t", "method": "slow", "seed": 0, "final": 89.5}]}
+    load = {"r.json": RECORD, "o.json": other}.__getitem__
+    # a range anchored at both ends reads as the page shows it, "90.0-92.0", not -92.0
+    assert [t for _, _, t in figures("90.0<!-- =a -->-92.0<!-- =b -->", False)] \
+        == ["90.0", "92.0"]
+    assert evaluate(RECORD, "{o.json:runs[0]/final} - 89", load) == 0.5
+    page = "\n".join([
+        "<!-- record: r.json -->",
+        "Finals 90.0<!-- =runs[seed=0,method=baseline]/final -->-92.0<!-- =runs[seed=1]/final"
+        " -->, +1.5<!-- ={summary/t/baseline/final} - {o.json:runs[0]/final} --> over o.",
+        "| run | range |", "|---|---|",
+        "| 1 | 90.0<!-- =runs[seed=0,method=baseline]/final -->-91.5<!-- =runs[method=fast]/final"
+        " --> |"])
+    assert check_page(page, load) == []
+    # a difference between two named records needs no section record
+    assert check_page("A gap of 1.5<!-- ={o.json:runs[0]/final} - 88 -->.", load) == []
+    assert check_page("A gap of 1.5<!-- ={o.json:runs[0]/final} - 87 -->.", load) == [
+        "line 1: 1.5: {o.json:runs[0]/final} - 87 is 2.5"]
