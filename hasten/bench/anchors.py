@@ -26,9 +26,9 @@ first column; code, headings, comments, link targets, versions and dates aside),
 whose path is missing, and a value that does not round to the figure shown. `<!-- set -->`
 after a figure says it is a setting or a quoted figure (a paper's), not a measurement.
 
-Where it is used: tests/test_results_page.py checks docs/benchmarks.md,
-docs/what-pays-off.md and the README with it; docs/benchmarks.md, "How to read these
-figures", explains the anchors.
+Where it is used: tests/test_results_page.py checks docs/benchmarks.md and
+docs/what-pays-off.md with it (the README holds no measured figure); docs/benchmarks.md,
+"How to read these figures", explains the anchors.
 """
 
 from __future__ import annotations
