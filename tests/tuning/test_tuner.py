@@ -151,6 +151,7 @@ def test_a_lever_the_task_cannot_support_is_refused_with_its_reason(tmp_path, to
             "which this task does not declare") in (tmp_path / "r" / "tune.md").read_text()
 
 
+@pytest.mark.wallclock
 def test_a_short_real_tune_writes_its_choice_within_its_share(tmp_path):
     choices = tune(tiny_task, "40s", levers=["bf16", "infobatch"], pilot_share=0.5,
                    out=tmp_path / "real")
