@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from hasten.bench.harness import Recipe, Suite, register_method, register_suite, register_task
+from hasten.core.paths import data_root
 from hasten.core.trainer import TrainConfig, shard_bounds, sharded_eval
 from hasten.data.vision import VisionData, holdout_split, load_vision, training_subset
 from hasten.levers import apply_levers
@@ -77,11 +78,16 @@ VALIDATION_SIZE = 5000  # training images held out by the "-val" tasks
 SUBSET_SIZE = 10_000  # training images kept by the "-10k" sets
 
 
-@cache
 def _data(name: str) -> VisionData:
     """A dataset by name; "<name>-val" holds VALIDATION_SIZE training images out as its test
     split (for choosing methods and settings without looking at the test set); "<name>-10k"
-    keeps SUBSET_SIZE of its training images (a fixed draw), the same test split."""
+    keeps SUBSET_SIZE of its training images (a fixed draw), the same test split. Loaded once
+    per process and data folder (`HASTEN_DATA`)."""
+    return _data_from(name, str(data_root()))
+
+
+@cache
+def _data_from(name: str, root: str) -> VisionData:
     if name.endswith("-val"):
         return holdout_split(_data(name[:-len("-val")]), VALIDATION_SIZE)
     if name.endswith("-10k"):
