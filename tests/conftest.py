@@ -42,6 +42,12 @@ class FakeClock:
         self.now += seconds
 
 
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first (otherwise in collection order): with one worker per core
+    (`make test`) they start at once rather than ending the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """Commands run in this process set torch's threads (to the cores, or OMP_NUM_THREADS):

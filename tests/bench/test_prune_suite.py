@@ -3,6 +3,7 @@
 from dataclasses import replace
 
 import pytest
+from conftest import RECORD_HEADER
 
 import hasten.bench.prune as prune
 from hasten.bench.harness import SUITES, run_one
@@ -72,7 +73,7 @@ def test_a_joined_record_gets_its_break_even_rows_again(tmp_path, capsys):
     from hasten.cli import main
 
     def part(runs, **extra):
-        return {"suite": "prune", "quick": True, "margin": 0.5, "runs": [
+        return {**RECORD_HEADER, "suite": "prune", "quick": True, "margin": 0.5, "runs": [
             {**r, "metric": "accuracy", "final": 90.0, "train_seconds": 20.0,
              "curve": [[r["time_to_target"], {}, 90.0]]} for r in runs], **extra}
 

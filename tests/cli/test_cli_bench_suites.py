@@ -83,6 +83,7 @@ def test_chaos_and_infobatch_help_list_their_own_settings(capsys):
     assert "methods: baseline, infobatch@0.7, random-drop@0.7" in text
 
 
+@pytest.mark.slow
 def test_infobatch_runs_as_a_harness_suite_with_its_options(tmp_path, capsys, monkeypatch,
                                                             threads):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

@@ -32,7 +32,8 @@ def test_version_and_list(capsys):
     suites = capsys.readouterr().out.splitlines()
     assert sorted(line.split()[0] for line in suites) == sorted([
         "vision", "demo", "steps", "selective", "prune", "distill", "mt", "mlm", "electra",
-        "pretrain-ladder", "infobatch", "stack", "stack-sst2", "chaos", "levers", "tune"])
+        "pretrain-ladder", "infobatch", "stack", "stack-sst2", "chaos", "levers", "tune",
+        "dynprune-work", "selective-work", "hf-trainer"])
     assert main(["list", "methods", "--suite", "mt"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     assert {"plain*", "sr-sqrt", "baseline", "bf16"} <= set(names)

@@ -40,6 +40,7 @@ def test_train_and_bench_run_a_task_from_a_file(tmp_path):
     assert results["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_a_module_on_the_path_and_an_installed_entry_point(tmp_path):
     write_task(tmp_path, "my_tasks.py")
     dist = tmp_path / "my_tasks-1.0.dist-info"

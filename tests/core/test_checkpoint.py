@@ -207,6 +207,7 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(folder / "model.safetensors"))
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_is_bit_identical(tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     run_hasten(*TRAIN, "--out", whole, check=True)

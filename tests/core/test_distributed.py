@@ -21,6 +21,7 @@ from hasten.core.errors import ConfigError
 ARGS = ["train", "--task", "digits", "--budget", "30steps", "--device", "cpu", "--quiet"]
 
 
+@pytest.mark.slow
 def test_two_process_ddp_equals_one_process_with_same_global_batch(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     run_hasten(*ARGS, "--micro-batch", "64", "--out", one, check=True)

@@ -40,6 +40,7 @@ def checkpoints(kind: str, out: Path) -> int:
     return len(list(out.glob(pattern)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["trainer", "hf", "lightning"])
 def test_the_levers_resume_bit_exact_after_sigkill(tmp_path, kind):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
