@@ -1,8 +1,10 @@
 import pytest
 import torch
 
+import hasten.bench.work_levers  # noqa: F401  (registers dynprune-work)
 from hasten.bench import dynprune
-from hasten.bench.harness import METHODS, SUITES, TASKS, run_one
+from hasten.bench.evidence import decisions
+from hasten.bench.harness import METHODS, SUITES, TASKS, build_recipe, run_one, scale_budget
 from hasten.bench.report import fill_targets
 from hasten.core.errors import ConfigError
 from hasten.select.infobatch import InfoBatch, InfoBatchHook
@@ -79,3 +81,27 @@ def test_verdict_applies_the_preregistered_rule():
         "random-drop@0.7: miss"]
     assert dynprune.value_at([[1.0, {}, 5.0], [2.0, {}, 6.0]], 1.5) == 5.0
     assert dynprune.value_at([[1.0, {}, 5.0]], 0.5) is None
+
+
+def test_a_prune_ratio_per_fraction_rides_in_the_method_name():
+    """The dynprune-work plan's rows (`RULE:prune=R@F`): the registered rule at ratio R and
+    fraction F of the budget, in one invocation; the verdict pairs it with `baseline@F`."""
+    options = SUITES["dynprune-work"].options(prune_ratio=0.27)
+    for rule in ("infobatch", "random-drop", "drop-easiest"):
+        named = build_recipe("digits", f"{rule}:prune=0.27@0.8", 0, True)
+        registered = build_recipe("digits", f"{rule}@0.8", 0, True, options=options)
+        for recipe in (named, registered):
+            pruner = recipe.sampler
+            assert (pruner.rule, pruner.ratio, pruner.anneal) == (rule, 0.27, 0.875)
+        assert named.config.budget == registered.config.budget == scale_budget(
+            build_recipe("digits", "baseline", 0, True).config.budget, 0.8)
+    runs = [{"method": m, "seed": s, "final": 90.0 + s + d, "baseline": "baseline",
+             "work": {"examples_backpropagated": w}}
+            for s in (0, 1, 2) for m, d, w in (("baseline", 0.0, 1000),
+                                              ("baseline@0.8", -0.5, 800),
+                                              ("infobatch:prune=0.27@0.8", -0.1, 800))]
+    (row,) = decisions({"margin": 0.3, "runs": runs}, "examples_backpropagated")
+    assert (row["method"], row["fraction"]) == ("infobatch:prune=0.27@0.8", 0.8)
+    assert row["vs_baseline"]["work_fraction"] == pytest.approx(0.8)
+    assert row["vs_plain"]["against"] == "baseline@0.8"
+    assert row["vs_plain"]["interval"].mean == pytest.approx(0.4)
