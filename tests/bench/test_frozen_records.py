@@ -45,8 +45,14 @@ def test_every_record_is_listed_with_its_hash():
 
 
 def test_the_list_only_grows():
-    commits = git("log", "--format=%H", "--", REL).split()[::-1]  # oldest first
-    versions = [entries(git("show", f"{c}:{REL}")) for c in commits]
-    versions.append(entries(LIST.read_text(encoding="utf-8")))
-    for older, newer in zip(versions, versions[1:], strict=False):
-        assert [n for n in older if newer.get(n) != older[n]] == []
+    # every commit that touched the list, against the list in each of its parents (a merge
+    # holds both branches' entries), and the working copy against HEAD's
+    for commit in git("log", "--format=%H", "--", REL).split():
+        newer = entries(git("show", f"{commit}:{REL}"))
+        for parent in git("log", "-1", "--format=%P", commit).split():
+            if git("ls-tree", parent, "--", REL).strip():
+                older = entries(git("show", f"{parent}:{REL}"))
+                assert [n for n in older if newer.get(n) != older[n]] == [], commit
+    head = entries(git("show", f"HEAD:{REL}"))
+    current = entries(LIST.read_text(encoding="utf-8"))
+    assert [n for n in head if current.get(n) != head[n]] == []
