@@ -131,13 +131,23 @@ def argv() -> st.SearchStrategy[list[str]]:
 
 @contextlib.contextmanager
 def _no_work() -> Iterator[None]:
+    """The functions that start work replace by `_reached`, in their modules and wherever a
+    module holds them by name (every command module is imported first, so none binds the
+    stand-in for good), and put back after."""
     import importlib
+    import sys
 
+    from hasten.cli import COMMANDS
+
+    for command_module in set(COMMANDS.values()):
+        importlib.import_module(f"hasten.cli.{command_module}")
+    originals = [getattr(importlib.import_module(m), name) for m, name in WORK]
     saved = []
-    for module_name, name in WORK:
-        module = importlib.import_module(module_name)
-        saved.append((module, name, getattr(module, name)))
-        setattr(module, name, _reached)
+    for module in [m for n, m in list(sys.modules.items()) if n.startswith("hasten")]:
+        for name, value in list(vars(module).items()):
+            if any(value is original for original in originals):
+                saved.append((module, name, value))
+                setattr(module, name, _reached)
     try:
         yield
     finally:
