@@ -64,6 +64,7 @@ def surprisal(rows: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
 
 
 def bits_per_character(test: torch.Tensor, batch: int = 64):
+    @torch.no_grad()
     def evaluate(model: nn.Module) -> dict[str, float]:
         device = next(model.parameters()).device
         total = 0.0
