@@ -48,6 +48,17 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (tiny models run fastest so), the count restored after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """Commands run in this process set torch's threads (to the cores, or OMP_NUM_THREADS):

@@ -9,20 +9,11 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 from golden.record_suite_runs import CASES, run_case
 
 import hasten.bench.distill as distill
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "suite_runs.json").read_text())
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}/{c[1]}" for c in CASES])

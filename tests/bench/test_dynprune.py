@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 import hasten.bench.work_levers  # noqa: F401  (registers dynprune-work)
 from hasten.bench import dynprune
@@ -23,15 +22,6 @@ def test_methods_prune_by_their_rule_and_refuse_a_second_sampler():
     suite = SUITES["infobatch"]
     assert suite.methods[:3] == ["baseline", "infobatch@0.7", "random-drop@0.7"]
     assert suite.margin == 0.2 and suite.overrides == {"eval_every": 0.02}
-
-
-@pytest.fixture
-def one_thread():
-    """Small models run fastest on one thread (and do not stall on a shared machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_infobatch_run_counts_only_what_it_trains(one_thread):

@@ -6,14 +6,6 @@ from hasten.bench.harness import TASKS, run_one
 from hasten.core.errors import DataError
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_quick_data_splits_and_lengths():
     data = sst2.load(True, False)
     val = sst2.load(True, True)

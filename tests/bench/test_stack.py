@@ -116,15 +116,6 @@ def test_selective_backprop_names_the_ids_of_the_rows_it_hands_on():
 
 
 @pytest.fixture
-def one_thread():
-    """Tiny models run fastest on one thread (and do not stall on a shared machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
 def tiny(monkeypatch):
     tiny_stack.register(monkeypatch)  # tiny-stack and tiny-stack-val; the stack applies
     yield

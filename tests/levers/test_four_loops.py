@@ -14,14 +14,6 @@ from hasten.levers.loop import LeverLoop
 SLEEP = 0.1  # seconds each evaluation sleeps
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     threads = torch.get_num_threads()
