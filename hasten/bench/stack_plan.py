@@ -30,7 +30,7 @@ from hasten.bench import stack
 from hasten.bench.harness import TASKS, build_recipe, lookup
 from hasten.bench.stack import LEVERS, StackOptions
 from hasten.bench.stack_report import select_levers
-from hasten.core.atomic import atomic_write
+from hasten.core.atomic import atomic_write, read_json
 from hasten.core.errors import ConfigError, DataError
 
 CHOICES_FILE = "choices.json"
@@ -99,12 +99,7 @@ def write_choices(results: Mapping[str, Any], path: str | Path) -> Path:
 def load_choices(path: str | Path) -> dict[str, Any]:
     """The choices in a file `save_choices` wrote; a one-line error when it is not one."""
     p = Path(path)
-    try:
-        body = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"choices file not found: {p}") from None
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise DataError(f"{p}: not a choices file ({' '.join(str(err).split())})") from None
+    body = read_json(p, "choices file")
     choices = body.get("choices") if isinstance(body, dict) else None
     if not isinstance(choices, dict) or not isinstance(choices.get("levers"), dict) \
             or "plain" not in choices:

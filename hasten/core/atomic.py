@@ -3,6 +3,7 @@ into place. A crash at any point leaves either the old version or the new one, n
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -11,6 +12,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from hasten.core.errors import DataError
 
 
 @contextmanager
@@ -60,3 +63,14 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_json(path: Path, kind: str) -> Any:
+    """The JSON a file holds (as `atomic_write` left it); a missing or unreadable file is one
+    DataError line naming `kind` ("choices file")."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{kind} not found: {path}") from None
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not a {kind} ({' '.join(str(err).split())})") from None

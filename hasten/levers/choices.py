@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hasten.core.atomic import atomic_write
+from hasten.core.atomic import atomic_write, read_json
 from hasten.core.errors import DataError
 from hasten.levers.base import parse_levers
 
@@ -33,12 +33,7 @@ def read_choices(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if p.is_dir():
         p = p / "choices.json"
-    try:
-        body = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"choices file not found: {p}") from None
-    except (OSError, ValueError, UnicodeDecodeError) as err:
-        raise DataError(f"{p}: not a choices file ({' '.join(str(err).split())})") from None
+    body = read_json(p, "choices file")
     if not isinstance(body, dict) or not isinstance(body.get("levers"), list) or not all(
             isinstance(x, str) for x in body["levers"]):
         raise DataError(f"{p}: not a choices file (no 'levers' list of spec strings)")
