@@ -55,7 +55,8 @@ from hasten.text.tokenizer import CRAM, TokenizerSpec, load_tokenizer, train_tok
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-FORMAT = 1  # bump when the cached layout or the preparation changes
+FORMAT = 2  # bump when the cached layout or the preparation changes (2: WordPiece trained
+#            deterministically, `hasten.text.tokenizer`)
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,13 @@ before they shared this function, ids included:
 - `MT`: byte-level BPE, specials `<pad> <s> </s> <unk>` = ids 0..3, the 256-byte alphabet
   added so every string encodes without `<unk>`, byte-level decoder.
 
-WordPiece training in `tokenizers` is not deterministic (two runs on the same documents can
-give different vocabularies), so a run that must share one tokenizer trains it once and
-reuses the saved file (`hasten.text.prepare` caches it per corpus).
+WordPiece training in `tokenizers` alone is not deterministic: it numbers the continuation
+pieces (`##e`) in hash-map order, and ties between merges are broken by those numbers, so two
+runs on the same documents give different vocabularies. `train_tokenizer` makes it so: a first
+pass finds the continuation pieces, the second pass is given them, sorted, right after the
+specials (as specials, which fixes their ids; they are made plain entries afterwards). The
+same documents and spec give the same tokenizer on every machine; a saved one is still reused
+(`cached_tokenizer`, `hasten.text.prepare`) to save the training time.
 Results: docs/benchmarks.md ("Pretraining ladder: the Cramming ablation by held-out loss").
 """
 
@@ -59,6 +63,9 @@ MT_SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 KINDS = ("wordpiece", "bpe")
 NORMALIZERS = ("nfkc-lower", "nfkc", "nfd-lower-strip", "none")
 PRE_TOKENIZERS = ("bert", "whitespace", "byte-level")
+# how training runs, part of every cache key: a tokenizer saved by an earlier way of training
+# (WordPiece's pieces numbered in no fixed order) is never read back as this one's
+TRAINING = "wordpiece-pieces-sorted"
 SHORT_NAMES = {"[PAD]": "pad", "[UNK]": "unk", "[CLS]": "cls", "[SEP]": "sep",
                "[MASK]": "mask"}
 
@@ -141,17 +148,17 @@ def train_tokenizer(docs: Iterable[str], spec: TokenizerSpec = CRAM, **changes: 
     docs = docs if isinstance(docs, list) else list(docs)
     if isinstance(docs, str) or not any(isinstance(d, str) and d.strip() for d in docs):
         raise DataError("cannot train a tokenizer: the corpus is empty")
-    model, trainer = _model_and_trainer(spec)
-    tok = Tokenizer(model)
-    norm = _normalizer(spec.normalizer)
-    if norm is not None:
-        tok.normalizer = norm
-    tok.pre_tokenizer = _pre_tokenizer(spec.pre_tokenizer)
+    if spec.kind == "wordpiece":
+        tok = _train(docs, replace(spec, vocab_size=len(spec.specials) + 1))  # pieces only
+        pieces = sorted(t for t in tok.get_vocab() if t.startswith("##") and len(t) == 3)
+        tok = _train(docs, replace(spec, specials=spec.specials + tuple(pieces)))
+        tok = _as_plain_entries(tok, pieces)
+    else:
+        tok = _train(docs, spec)
     if spec.pre_tokenizer == "byte-level":
         tok.decoder = decoders.ByteLevel()
     elif spec.bert_template:
         tok.decoder = decoders.WordPiece(prefix="##")
-    tok.train_from_iterator(docs, trainer=trainer, length=len(docs))
     if spec.bert_template:
         cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         tok.post_processor = processors.TemplateProcessing(
@@ -160,15 +167,34 @@ def train_tokenizer(docs: Iterable[str], spec: TokenizerSpec = CRAM, **changes: 
     return tok
 
 
+def _train(docs: list[str], spec: TokenizerSpec) -> Tokenizer:
+    model, trainer = _model_and_trainer(spec)
+    tok = Tokenizer(model)
+    norm = _normalizer(spec.normalizer)
+    if norm is not None:
+        tok.normalizer = norm
+    tok.pre_tokenizer = _pre_tokenizer(spec.pre_tokenizer)
+    tok.train_from_iterator(docs, trainer=trainer, length=len(docs))
+    return tok
+
+
+def _as_plain_entries(tok: Tokenizer, pieces: list[str]) -> Tokenizer:
+    """The tokenizer with `pieces` kept in its vocabulary (same ids) but no longer special:
+    text that spells one is split like any other text."""
+    state = json.loads(tok.to_str())
+    drop = set(pieces)
+    state["added_tokens"] = [a for a in state["added_tokens"] if a["content"] not in drop]
+    return Tokenizer.from_str(json.dumps(state))
+
+
 def cached_tokenizer(docs: Sequence[str], spec: TokenizerSpec = CRAM,
                      cache_dir: str | Path | None = None, **changes: Any) -> Tokenizer:
     """`train_tokenizer`, trained once per (docs, spec) and then read back from
     `cache_dir` (default `$HASTEN_CACHE/tokenizers`, else `~/.cache/hasten/tokenizers`).
-    The tokenizers library's trainers break ties in no fixed order, so two trainings on the
-    same text can give different vocabularies; runs that must compare (methods of one
-    benchmark, split over processes) share one tokenizer this way."""
+    Training is deterministic (see the module's notes); the cache saves its time."""
     spec = replace(spec, **changes) if changes else spec
-    h = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode())
+    key = {**spec.to_dict(), "training": TRAINING}
+    h = hashlib.sha256(json.dumps(key, sort_keys=True).encode())
     for doc in docs:
         h.update(doc.encode("utf-8", "surrogatepass") + b"\x00")
     root = Path(cache_dir) if cache_dir else paths.cache_dir("tokenizers")

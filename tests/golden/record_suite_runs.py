@@ -1,14 +1,18 @@
 """Short steps-budget runs of each suite's methods, evaluation off: what the trained weights
 (their sum and sum of squares) and the work counters come to. `suite_runs.json` holds the
-figures as they were before the methods moved onto the lever list; `tests/test_golden_suites.py`
-runs the same cases and compares to 1e-6.
+figures as they were before the methods moved onto the lever list, per set of CPU kernels
+torch picks (`torch.backends.cpu.get_cpu_capability()`: AVX2 and AVX512 round differently);
+`tests/test_golden_suites.py` runs the same cases and compares to 1e-6. On a CPU whose kernels
+have no figures, a case runs in a process held to the AVX2 kernels (`AVX2_ONLY`).
 
-    python tests/golden/record_suite_runs.py tests/golden/suite_runs.json   # (re)record
+    python tests/golden/record_suite_runs.py tests/golden/suite_runs.json   # (re)record this CPU's
+    python tests/golden/record_suite_runs.py --case digits/baseline          # one case, as JSON
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -18,6 +22,8 @@ import torch
 NO_PROXY = ["schedule", "bf16", "batch", "curriculum", "infobatch"]
 PICKS = {"levers": {"schedule": 1, "batch": 0, "curriculum": 1},
          "plain": {"micro_batch": 256, "lr_scale": 1.0, "precision": "fp32"}}
+# the environment that holds torch (and oneDNN) to the AVX2 kernels on a newer x86 CPU
+AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 STACK = {"levers": NO_PROXY, "choices": PICKS}  # the stack suite's options for its cases
 
 # (task, method, steps, TrainConfig overrides, stack options)
@@ -58,20 +64,33 @@ def run_case(task: str, method: str, steps: int, overrides: dict[str, Any],
             "weights_sq": squares}
 
 
-def main(path: str) -> None:
+def run_one(name: str) -> dict[str, Any]:
+    """The case called `name` ("task/method"), on one thread."""
+    (case,) = [c for c in CASES if f"{c[0]}/{c[1]}" == name]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    out = {}
     try:
-        for case in CASES:
-            started = time.perf_counter()
-            out[f"{case[0]}/{case[1]}"] = run_case(*case)
-            print(f"{case[0]}/{case[1]}: {time.perf_counter() - started:.1f} s", flush=True)
+        return run_case(*case)
     finally:
         torch.set_num_threads(threads)
+
+
+def main(path: str) -> None:
+    kernels = torch.backends.cpu.get_cpu_capability()
+    out = {}
+    for case in CASES:
+        started = time.perf_counter()
+        out[f"{case[0]}/{case[1]}"] = run_one(f"{case[0]}/{case[1]}")
+        print(f"{kernels} {case[0]}/{case[1]}: {time.perf_counter() - started:.1f} s",
+              flush=True)
+    figures = json.loads(open(path, encoding="utf-8").read()) if os.path.exists(path) else {}
+    figures[kernels] = out
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(out, f, indent=1)
+        json.dump(figures, f, indent=1)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "--case":
+        print(json.dumps(run_one(sys.argv[2])))
+    else:
+        main(sys.argv[1])

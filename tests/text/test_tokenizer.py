@@ -16,6 +16,7 @@ from tokenizers import (
 
 from hasten.core.errors import ConfigError, DataError
 from hasten.data.translation import train_bpe
+from hasten.pretrain.lmeval.glue_tasks import read_task
 from hasten.text.tokenizer import (
     CRAM,
     MT,
@@ -37,7 +38,8 @@ PROSE = [
 
 def _parts(tok: Tokenizer) -> dict:
     """Everything of a tokenizer's JSON but the learnt vocabulary and merges (WordPiece
-    training is not deterministic, so two trainings agree on these parts only)."""
+    training by `tokenizers` alone is not deterministic, so a hand-built one agrees with
+    hasten's on these parts only)."""
     d = json.loads(tok.to_str())
     d["model"] = {k: v for k, v in d["model"].items() if k not in ("vocab", "merges")}
     d["added_tokens"] = [(t["id"], t["content"]) for t in d["added_tokens"]]
@@ -61,6 +63,18 @@ def test_cram_preset_is_the_bert_style_wordpiece():
     enc = tok.encode("The Cat")
     assert enc.ids[0] == 2 and enc.ids[-1] == 3
     assert tok.decode(enc.ids) == "the cat"
+
+
+def test_wordpiece_training_is_deterministic_and_its_pieces_stay_plain_text():
+    texts = read_task("sst2", "train")[0][:2000]  # real text: ties between merges abound
+    first = train_tokenizer(texts, CRAM, vocab_size=1000)
+    for _ in range(2):
+        assert train_tokenizer(texts, CRAM, vocab_size=1000).to_str() == first.to_str()
+    vocab = first.get_vocab()
+    pieces = sorted(t for t in vocab if t.startswith("##") and len(t) == 3)
+    assert [vocab[t] for t in pieces] == list(range(5, 5 + len(pieces)))  # after the specials
+    assert json.loads(first.to_str())["added_tokens"][-1]["content"] == "[MASK]"
+    assert first.encode("##e", add_special_tokens=False).tokens == ["#", "#", "e"]
 
 
 @pytest.mark.parametrize("kind", ["wordpiece", "bpe"])
