@@ -13,12 +13,14 @@ plan's rule picks it from the records (`choose_loss_rows`) and says so. The stat
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 from statistics import mean
 
 from hasten.bench import ladder_verdicts as lv
 from hasten.bench.report import merge_results
+from hasten.core.atomic import read_json
+from hasten.core.errors import HastenError
 
 
 def _fmt(values: list[float], digits: int = 3) -> str:
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mask-seeds", type=int, nargs="*", default=None,
                     help="mask seeds of the decision loss (default: every one recorded)")
     args = ap.parse_args(argv)
-    parts = [json.loads(Path(f).read_text()) for f in args.files]
+    parts = [read_json(Path(f), "ladder results file") for f in args.files]
     results = parts[0] if len(parts) == 1 else merge_results(parts)
     runs = results["runs"]
     rows = args.loss_rows
@@ -101,4 +103,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except HastenError as err:  # one clear line, exit code 2
+        print(f"hasten: error: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
