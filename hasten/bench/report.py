@@ -186,10 +186,13 @@ def merge_results(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     # columns in the suite's order, whatever order the parts came in (listed methods first)
     position = {m: i for i, m in enumerate(first.get("suite_methods") or [])}
     runs.sort(key=lambda r: position.get(str(r.get("method")), len(position)))
-    baselines = {json.dumps(sorted({(r.get("task"), r.get("baseline")) for r in _runs(p)}))
-                 for p in parts}
-    if len(baselines) > 1:
-        raise ConfigError("cannot merge results whose tasks have different baselines")
+    baselines: dict[Any, set[Any]] = {}  # a task's baseline must agree across the parts
+    for run in runs:
+        baselines.setdefault(run.get("task"), set()).add(run.get("baseline"))
+    clash = sorted(str(task) for task, names in baselines.items() if len(names) > 1)
+    if clash:
+        raise ConfigError(f"cannot merge results whose runs of {clash[0]} name different "
+                          "baselines")
     merged = {**first, "created": min(str(p.get("created")) for p in parts),
               "command": " ; ".join(str(p.get("command")) for p in parts),
               "seeds": len({r.get("seed") for r in runs}), "runs": runs,

@@ -372,6 +372,19 @@ def test_merge_equals_the_run_in_one_piece():
     assert summarize(got) == summarize(want)
 
 
+def test_parts_over_different_tasks_merge_and_a_task_s_baseline_must_agree():
+    whole = _vision()
+    by_task = [{**_split_by_seed(whole, {0, 1, 2}), "runs": [r for r in whole["runs"]
+                                                            if r["task"] == task]}
+               for task in ("digits", "lm")]
+    got = merge_results(by_task)
+    assert {r["task"] for r in got["runs"]} == {"digits", "lm"}
+    other = copy.deepcopy(by_task[0])
+    other["runs"] = [{**r, "seed": r["seed"] + 10, "baseline": "fast"} for r in other["runs"]]
+    with pytest.raises(ConfigError, match="runs of digits name different baselines"):
+        merge_results([by_task[0], other])
+
+
 def test_merge_rejects_mismatched_or_overlapping_pieces(tmp_path):
     whole = _vision()
     a = _split_by_seed(whole, {0, 1})
