@@ -14,8 +14,10 @@ key may also be `summary` (`hasten.bench.report.summarize` of the record: median
 seeds of `final`, `final_min`, `final_max`, `relative_time`, `relative_work/flops`,
 `extra/LABEL`, `train_seconds`, ...) or `decision` (`hasten.bench.evidence.decisions`,
 by method, work counted in examples backpropagated; `decision_flops` in FLOPs):
-`decision/infobatch@0.7/vs_baseline/interval/low`. A path that picks several
-values (a filter matching several runs) gives a list, for a function to reduce. An anchor
+`decision/infobatch@0.7/vs_baseline/interval/low`; or `paired` (any two methods' final
+metrics, paired by seed: `paired/hasten/hf-linear/low`, fields mean, low, high, n). A path
+that picks several values (a filter matching several runs) gives a list, for a function to
+reduce. An anchor
 may be an expression over paths in braces, numbers, + - * / and the functions `median`,
 `mean`, `min`, `max`, `abs`, `len`: `<!-- ={a/b} - {c/d} -->`, `<!-- =100 * {x} -->`. The
 rounding is the number's own: the value must round to the digits shown.
@@ -40,7 +42,7 @@ import statistics
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from hasten.bench.evidence import DATA_WORK, STEP_WORK, decisions
+from hasten.bench.evidence import DATA_WORK, STEP_WORK, compare, decisions
 from hasten.bench.report import summarize
 
 ANCHOR = re.compile(r"<!--\s*(=|set\b)(.*?)-->", re.S)
@@ -117,6 +119,8 @@ def resolve(record: Mapping[str, Any], path: str) -> Any:
         value = {m: {**row, "vs_baseline": _interval(row["vs_baseline"]),
                      "vs_plain": _interval(row["vs_plain"])} for m, row in value.items()}
         parts = parts[1:]
+    elif parts[0] == "paired":
+        value, parts = _paired(record, parts[1:])
     else:
         value = record
     for i, key in enumerate(parts):
@@ -126,6 +130,17 @@ def resolve(record: Mapping[str, Any], path: str) -> Any:
         else:
             value = _pick(value, key, where)
     return value
+
+
+def _paired(record: Mapping[str, Any], parts: list[str]) -> tuple[Any, list[str]]:
+    """`LEVER/AGAINST/...`: the paired 95% interval of LEVER's final metric minus AGAINST's
+    (`hasten.bench.evidence.compare`), and the rest of the path."""
+    if len(parts) < 2:
+        raise AnchorError("paired needs paired/METHOD/AGAINST/FIELD")
+    row = compare(record.get("runs") or [], parts[0], parts[1], 0.0, DATA_WORK)
+    if row is None:
+        raise AnchorError(f"paired: fewer than two seeds with both {parts[0]} and {parts[1]}")
+    return _interval(row)["interval"], parts[2:]
 
 
 def _interval(row: Mapping[str, Any] | None) -> Any:

@@ -30,7 +30,8 @@ It is a suite of the harness with its own run (the Trainer trains, not hasten's 
 
 `python -m hasten.integrations.hf_bench`, its earlier form, says so and exits 2.
 
-Results: docs/benchmarks.md, "Your loop: the HF Trainer at an equal wall-clock budget".
+Results: docs/benchmarks.md, "Your loop: the HF Trainer at ten minutes: the schedule ends on
+time without a step count; accuracy undecided".
 """
 
 from __future__ import annotations

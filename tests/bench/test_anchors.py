@@ -88,3 +88,19 @@ def test_ranges_and_differences_between_records():
     assert check_page("A gap of 1.5<!-- ={o.json:runs[0]/final} - 88 -->.", load) == []
     assert check_page("A gap of 1.5<!-- ={o.json:runs[0]/final} - 87 -->.", load) == [
         "line 1: 1.5: {o.json:runs[0]/final} - 87 is 2.5"]
+
+
+def test_any_two_methods_paired_by_seed():
+    runs = [{"task": "t", "method": m, "seed": s, "final": f, "work": {}}
+            for m, finals in (("a", [80.0, 81.0, 79.0]), ("b", [79.0, 81.0, 78.0]))
+            for s, f in enumerate(finals)]
+    record = {"margin": 0.0, "runs": runs}
+    # differences 1, 0, 1: mean 2/3, standard error 1/3, t(0.975, 2) = 4.303
+    assert resolve(record, "paired/a/b/mean") == pytest.approx(2 / 3)
+    assert resolve(record, "paired/a/b/low") == pytest.approx(2 / 3 - 4.303 / 3)
+    assert resolve(record, "paired/b/a/high") == pytest.approx(-2 / 3 + 4.303 / 3)
+    assert resolve(record, "paired/a/b/n") == 3
+    with pytest.raises(AnchorError, match="fewer than two seeds with both a and c"):
+        resolve(record, "paired/a/c/mean")
+    with pytest.raises(AnchorError, match="paired needs"):
+        resolve(record, "paired/a")
