@@ -17,10 +17,10 @@ by method, work counted in examples backpropagated; `decision_flops` in FLOPs):
 `decision/infobatch@0.7/vs_baseline/interval/low`; or `paired` (any two methods' final
 metrics, paired by seed: `paired/hasten/hf-linear/low`, fields mean, low, high, n). A path
 that picks several values (a filter matching several runs) gives a list, for a function to
-reduce. An anchor
-may be an expression over paths in braces, numbers, + - * / and the functions `median`,
-`mean`, `min`, `max`, `abs`, `len`: `<!-- ={a/b} - {c/d} -->`, `<!-- =100 * {x} -->`. The
-rounding is the number's own: the value must round to the digits shown.
+reduce. An anchor may be an expression over paths in braces, numbers, + - * / and the
+functions `median`, `mean`, `min`, `max`, `abs`, `len`: `<!-- ={a/b} - {c/d} -->`,
+`<!-- =100 * {x} -->`. The rounding is the number's own: the value must round to the digits
+shown.
 
 `check_page(text, load)` lists every problem: a figure without an anchor (a number with a
 decimal point or a thousands separator in prose, every number in a table's body past its
