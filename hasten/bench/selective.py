@@ -22,8 +22,8 @@ reported on `fashion-mnist` (the 10,000 test images). Each method is a lever lis
 the proxy methods to tasks that declare a small model (`Recipe.proxy_model`).
 
 Paper: Jiang et al., "Accelerating Deep Learning by Focusing on the Biggest Losers" (2019).
-Results: docs/benchmarks.md, "Selective backprop: a trained proxy pays, the paper's scoring forward
-does not".
+Results: docs/benchmarks.md, "Selective backprop: at half the FLOPs a trained proxy gains what a
+smaller batch gains; the paper's scoring forward does not pay".
 """
 
 from __future__ import annotations

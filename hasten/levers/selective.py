@@ -15,8 +15,9 @@ Paper: Jiang et al. 2019, "Accelerating Deep Learning by Focusing on the Biggest
              training is charged to the run and, with a seconds budget, taken out of it
 
 After pruning levers in a list, selection chooses among the rows they kept, and those rows
-keep their pruning weights. Where it is shown: docs/benchmarks.md, "Selective backprop: a
-trained proxy pays, the paper's scoring forward does not".
+keep their pruning weights. Where it is shown: docs/benchmarks.md, "Selective backprop: at half
+the FLOPs a trained proxy gains what a smaller batch gains; the paper's scoring forward does not
+pay".
 """
 
 from __future__ import annotations

@@ -25,8 +25,8 @@ Use it in a plain loop with `select_biggest_losers` + `BackpropQueue`, in the tr
 `SelectiveBackprop` hook, or in the HF Trainer with
 `hasten.integrations.hf.SelectiveBackpropTrainer`.
 
-Results: docs/benchmarks.md, "Selective backprop: a trained proxy pays, the paper's scoring forward
-does not".
+Results: docs/benchmarks.md, "Selective backprop: at half the FLOPs a trained proxy gains what a
+smaller batch gains; the paper's scoring forward does not pay".
 """
 
 from __future__ import annotations
