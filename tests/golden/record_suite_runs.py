@@ -12,9 +12,9 @@ have no figures, a case runs in a process held to the AVX2 kernels (`AVX2_ONLY`)
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -78,15 +78,14 @@ def run_one(name: str) -> dict[str, Any]:
 def main(path: str) -> None:
     kernels = torch.backends.cpu.get_cpu_capability()
     out = {}
-    for case in CASES:
+    for name in (f"{c[0]}/{c[1]}" for c in CASES):
         started = time.perf_counter()
-        out[f"{case[0]}/{case[1]}"] = run_one(f"{case[0]}/{case[1]}")
-        print(f"{kernels} {case[0]}/{case[1]}: {time.perf_counter() - started:.1f} s",
-              flush=True)
-    figures = json.loads(open(path, encoding="utf-8").read()) if os.path.exists(path) else {}
+        out[name] = run_one(name)
+        print(f"{kernels} {name}: {time.perf_counter() - started:.1f} s", flush=True)
+    file = Path(path)
+    figures = json.loads(file.read_text(encoding="utf-8")) if file.exists() else {}
     figures[kernels] = out
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(figures, f, indent=1)
+    file.write_text(json.dumps(figures, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":
