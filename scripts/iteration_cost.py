@@ -10,15 +10,16 @@ kept as a record (`hasten.bench.evidence.alternate`).
 Every arm is the suite's recipe for the task and method at the suite's budget (its own
 options, with `--set-for` changing them for some methods), with evaluation off; a method's
 preparation (a proxy's training) happens before the alternation and is kept as its one-off
-seconds. Arms run as threads, only one at a time, `--block` steps a turn, until only the
-baseline is left; an arm's first turn (its set-up) is not compared. Each lever's run in the
-record: `final` the median over rounds of (its seconds per step / the baseline's in the same
-round), with the quartiles, the rounds, both seconds per step and the one-off seconds as
-report rows. The load average before and after and the core pinning are kept: the figures
-are only as quiet as the core was. The time ratio of a lever is then this ratio times its
-share of the baseline's steps, plus its one-off seconds over the baseline's run (both from
-the quality record), checked against whole runs (`hasten.bench.evidence.time_ratio`,
-`checked_ratio`).
+seconds. Arms run as processes forked from this one, only one at a time, `--block` steps a
+turn, their order rotating from round to round, until only the baseline is left; an arm's
+first turn (its set-up) is not compared. Each lever's run in the record: `final` the median
+over cycles of rounds (every arm in every place once) of (its seconds per step / the
+baseline's in the same round), with the quartiles, the rounds and cycles, both seconds per
+step and the one-off seconds as report rows. The load average before and after and the core
+pinning are kept: the figures are only as quiet as the core was. The time ratio of a lever
+is then this ratio times its share of the baseline's steps, plus its one-off seconds over
+the baseline's run (both from the quality record), checked against whole runs
+(`hasten.bench.evidence.time_ratio`, `checked_ratio`).
 
 Where its results are shown: docs/benchmarks.md, "How a lever is decided".
 """
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                      "notes": {"report_rows": {
                          "step cost ratio, lower quartile": q1,
                          "step cost ratio, upper quartile": q3, "rounds": r["rounds"],
+                         "cycles": r["cycles"],
                          "ms per step": 1000 * per[lever],
                          "baseline ms per step": 1000 * per[args.baseline],
                          "one-off seconds": info[lever]["one_off_seconds"]},

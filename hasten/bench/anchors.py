@@ -15,7 +15,10 @@ seeds of `final`, `final_min`, `final_max`, `relative_time`, `relative_work/flop
 `extra/LABEL`, `train_seconds`, ...) or `decision` (`hasten.bench.evidence.decisions`,
 by method, work counted in examples backpropagated; `decision_flops` in FLOPs):
 `decision/infobatch@0.7/vs_baseline/interval/low`; or `paired` (any two methods' final
-metrics, paired by seed: `paired/hasten/hf-linear/low`, fields mean, low, high, n). A path
+metrics, paired by seed: `paired/hasten/hf-linear/low`, fields mean, low, high, n); or
+`ladder` (a pretraining ladder's held-out loss at ROWS held-out rows, by the plan's rule in
+`hasten.bench.ladder_verdicts`: `ladder/4096/4e13/original-data/d`, fields mean and n of the
+row's seeds, and, against crammed at that rung, d, low, high, floor). A path
 that picks several values (a filter matching several runs) gives a list, for a function to
 reduce. An anchor may be an expression over paths in braces, numbers, + - * / and the
 functions `median`, `mean`, `min`, `max`, `abs`, `len`: `<!-- ={a/b} - {c/d} -->`,
@@ -42,6 +45,7 @@ import statistics
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from hasten.bench import ladder_verdicts
 from hasten.bench.evidence import DATA_WORK, STEP_WORK, compare, decisions
 from hasten.bench.report import summarize
 
@@ -121,6 +125,8 @@ def resolve(record: Mapping[str, Any], path: str) -> Any:
         parts = parts[1:]
     elif parts[0] == "paired":
         value, parts = _paired(record, parts[1:])
+    elif parts[0] == "ladder":
+        value, parts = _ladder(record, parts[1:])
     else:
         value = record
     for i, key in enumerate(parts):
@@ -141,6 +147,28 @@ def _paired(record: Mapping[str, Any], parts: list[str]) -> tuple[Any, list[str]
     if row is None:
         raise AnchorError(f"paired: fewer than two seeds with both {parts[0]} and {parts[1]}")
     return _interval(row)["interval"], parts[2:]
+
+
+def _ladder(record: Mapping[str, Any], parts: list[str]) -> tuple[Any, list[str]]:
+    """`ROWS/RUNG/ROW/...`: the row's held-out loss at ROWS rows over its seeds (mean, n) and,
+    where crammed ran at that rung, the plan's comparison with it (d, low, high, floor)."""
+    if len(parts) < 3 or not parts[0].isdigit():
+        raise AnchorError("ladder needs ladder/ROWS/RUNG/ROW/FIELD")
+    how = {"loss_rows": int(parts[0])}
+    runs = record.get("runs") or []
+    try:
+        rung = float(parts[1])
+    except ValueError:
+        raise AnchorError(f"ladder: rung {parts[1]!r} is not a FLOP count") from None
+    values = ladder_verdicts.values_by_row(runs, "mlm_loss_15", **how)
+    seeds = values.get((rung, parts[2]))
+    if not seeds:
+        raise AnchorError(f"ladder: no {parts[2]} at {parts[1]} with a loss at {parts[0]} rows")
+    out: dict[str, Any] = {"mean": statistics.fmean(seeds), "n": len(seeds)}
+    for v in ladder_verdicts.verdicts(runs, **how):
+        if v["row"] == parts[2] and v["rung"] == rung:
+            out.update(d=v["d"], low=v["low"], high=v["high"], floor=v["floor"])
+    return out, parts[3:]
 
 
 def _interval(row: Mapping[str, Any] | None) -> Any:

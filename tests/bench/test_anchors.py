@@ -104,3 +104,26 @@ def test_any_two_methods_paired_by_seed():
         resolve(record, "paired/a/c/mean")
     with pytest.raises(AnchorError, match="paired needs"):
         resolve(record, "paired/a")
+
+
+def test_a_ladder_row_against_crammed_by_the_plans_rule():
+    def run(row, seed, loss, rung=1e13):
+        grid = {"4096": {"1234": loss - 0.01, "1235": loss + 0.01}, "256": {"1234": 9.0}}
+        return {"task": f"ladder@{rung:.0e}", "method": row, "seed": seed, "rung_flops": rung,
+                "final": 0.0, "eval_details": {"mlm_loss_grid": grid}}
+    runs = [run("crammed", s, v) for s, v in enumerate([5.0, 5.2, 5.1])]
+    runs += [run("original-data", s, v) for s, v in enumerate([6.0, 6.2, 6.1])]
+    record = {"runs": runs + [run("crammed", 0, 4.0, rung=4e13)]}
+    # both rows: s = 0.1; Welch df 4, t(0.975, 4) = 2.776; floor 2.776 x 0.1 x sqrt(2/3)
+    half = 2.776 * (0.01 / 3 * 2) ** 0.5
+    assert resolve(record, "ladder/4096/1e13/original-data/d") == pytest.approx(1.0)
+    assert resolve(record, "ladder/4096/1e13/original-data/low") == pytest.approx(1 - half,
+                                                                                 abs=1e-3)
+    assert resolve(record, "ladder/4096/1e13/original-data/floor") == pytest.approx(half,
+                                                                                   abs=1e-3)
+    assert resolve(record, "ladder/4096/1e13/crammed/mean") == pytest.approx(5.1)
+    assert resolve(record, "ladder/4096/4e13/crammed/n") == 1
+    with pytest.raises(AnchorError, match="no minimal-arch at 1e13 with a loss at 4096"):
+        resolve(record, "ladder/4096/1e13/minimal-arch/mean")
+    with pytest.raises(AnchorError, match="ladder needs"):
+        resolve(record, "ladder/1e13/crammed")

@@ -5,6 +5,8 @@ and on the real trainer), and a plan committed after its runs reading as explora
 
 from __future__ import annotations
 
+import collections
+import itertools
 import os
 import subprocess
 import time
@@ -28,6 +30,7 @@ from hasten.bench.evidence import (
     plan_stamp,
     plan_status,
     pruned_fraction,
+    schedule,
     subset_until_final,
     time_ratio,
 )
@@ -161,6 +164,22 @@ class Twice(Hook):
             pass
 
 
+def test_the_schedule_rotates_so_a_cost_of_place_falls_on_every_arm_alike():
+    names = ["a", "b", "c"]
+    turns = list(itertools.islice(schedule(names), 9 * 3))
+    assert turns[:6] == [(0, "a"), (0, "b"), (0, "c"), (1, "b"), (1, "c"), (1, "a")]
+    places = collections.Counter((name, i % 3) for i, (_, name) in enumerate(turns))
+    assert set(places.values()) == {3}  # every arm in every place, as often
+    # a block run second in its round costs 1.5x; arm c's step costs twice a's
+    blocks = {n: [] for n in names}
+    for i, (r, name) in enumerate(turns):
+        blocks[name].append((r, (2.0 if name == "c" else 1.0) * (1.5 if i % 3 == 1 else 1.0)))
+    same = time_ratio(blocks, "b", "a")
+    assert same["step_cost_ratio"] == pytest.approx(1.0) and same["cycles"] == 2
+    assert time_ratio(blocks, "c", "a")["step_cost_ratio"] == pytest.approx(2.0)
+
+
+@pytest.mark.wallclock
 def test_the_alternation_finds_a_step_rigged_to_cost_twice_in_the_trainer(monkeypatch):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one core's worth, as the measurement is run
@@ -186,7 +205,7 @@ def test_the_alternation_finds_a_step_rigged_to_cost_twice_in_the_trainer(monkey
         torch.set_num_threads(threads)
     ratio = time_ratio(blocks, "rigged", "baseline")
     assert ratio["rounds"] >= 20
-    # about 2 on a quiet core; a loaded machine moves it (a spinning thread is scheduled
+    # about 2 on a quiet core; a loaded machine moves it (a spinning process is scheduled
     # later), never near the 1.0 of an unrigged step
     assert 1.6 < ratio["step_cost_ratio"] < 3.0, ratio
 
