@@ -14,7 +14,8 @@ key may also be `summary` (`hasten.bench.report.summarize` of the record: median
 seeds of `final`, `final_min`, `final_max`, `relative_time`, `relative_work/flops`,
 `extra/LABEL`, `train_seconds`, ...) or `decision` (`hasten.bench.evidence.decisions`,
 by method, work counted in examples backpropagated; `decision_flops` in FLOPs):
-`decision/infobatch@0.7/vs_baseline/interval/low`; or `paired` (any two methods' final
+`decision/infobatch@0.7/vs_baseline/interval/low` (and `.../run_time_ratio/mean`, whole
+runs' time over the rival's); or `paired` (any two methods' final
 metrics, paired by seed: `paired/hasten/hf-linear/low`, fields mean, low, high, n); or
 `ladder` (a pretraining ladder's held-out loss at ROWS held-out rows, by the plan's rule in
 `hasten.bench.ladder_verdicts`: `ladder/4096/4e13/original-data/d`, fields mean and n of the
@@ -174,8 +175,10 @@ def _ladder(record: Mapping[str, Any], parts: list[str]) -> tuple[Any, list[str]
 def _interval(row: Mapping[str, Any] | None) -> Any:
     if row is None:
         return None
-    i = row["interval"]
-    return {**row, "interval": {"mean": i.mean, "low": i.low, "high": i.high, "n": i.n}}
+    def fields(i: Any) -> Any:
+        return None if i is None else {"mean": i.mean, "low": i.low, "high": i.high, "n": i.n}
+    return {**row, "interval": fields(row["interval"]),
+            "run_time_ratio": fields(row.get("run_time_ratio"))}
 
 
 # --- expressions ---------------------------------------------------------------------------

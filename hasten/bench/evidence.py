@@ -147,7 +147,24 @@ def compare(runs: Sequence[Mapping[str, Any]], lever: str, against: str, margin:
     return {"lever": lever, "against": against, "seeds": seeds, "interval": interval,
             "verdict": decide(interval, margin), "margin": margin,
             "work_fraction": statistics.median(shares) if shares else None,
-            "pruned_fraction": statistics.median(pruned) if pruned else None}
+            "pruned_fraction": statistics.median(pruned) if pruned else None,
+            "run_time_ratio": run_time_ratio(runs, lever, against)}
+
+
+def run_time_ratio(runs: Sequence[Mapping[str, Any]], lever: str, against: str
+                   ) -> Interval | None:
+    """Whole runs' time over the rival's: per seed, the lever's `train_seconds` over the
+    rival's (runs of a seed are interleaved, so drift falls on both); their mean and 95%
+    t-interval (None with fewer than two such seeds). Seconds follow the machine's load: a
+    record taken beside other work says so, and this figure carries it."""
+    def seconds(method: str) -> dict[int, float]:
+        return {int(r["seed"]): float(r["train_seconds"]) for r in runs
+                if r.get("method") == method and r.get("train_seconds")}
+    ours, theirs = seconds(lever), seconds(against)
+    seeds = sorted(set(ours) & set(theirs))
+    if len(seeds) < 2:
+        return None
+    return paired_interval([ours[s] / theirs[s] for s in seeds])
 
 
 def decisions(record: Mapping[str, Any], counter: str, margin: float | None = None

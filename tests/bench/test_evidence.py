@@ -22,6 +22,7 @@ from hasten.bench.evidence import (
     Interval,
     alternate,
     checked_ratio,
+    compare,
     decide,
     decision_lines,
     decisions,
@@ -30,6 +31,7 @@ from hasten.bench.evidence import (
     plan_stamp,
     plan_status,
     pruned_fraction,
+    run_time_ratio,
     schedule,
     subset_until_final,
     time_ratio,
@@ -246,3 +248,14 @@ def test_a_plan_committed_after_its_runs_prints_exploratory(tmp_path, monkeypatc
     assert plan_status(after, root)[0] == "planned"  # the recorded hash's commit counts
     with pytest.raises(ConfigError, match="--plan: plans/none.md is not a file"):
         plan_stamp("plans/none.md", root)
+
+
+def test_whole_runs_time_ratio_pairs_seconds_by_seed():
+    runs = [{"method": m, "seed": s, "final": 90.0, "train_seconds": t, "work": {}}
+            for m, times in (("baseline", [100.0, 200.0, 100.0]), ("lever", [70.0, 120.0, 50.0]))
+            for s, t in enumerate(times)]
+    i = run_time_ratio(runs, "lever", "baseline")  # ratios 0.7, 0.6, 0.5
+    assert (i.mean, i.n) == (pytest.approx(0.6), 3)
+    assert i.high == pytest.approx(0.6 + 4.303 * 0.1 / 3 ** 0.5)
+    assert compare(runs, "lever", "baseline", 0.3, "steps")["run_time_ratio"] == i
+    assert run_time_ratio(runs[:4], "lever", "baseline") is None  # one paired seed
