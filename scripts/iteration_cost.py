@@ -27,6 +27,7 @@ Where its results are shown: docs/benchmarks.md, "How a lever is decided".
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -38,8 +39,10 @@ sys.path.insert(0, str(ROOT))
 from hasten.bench import harness  # noqa: E402
 from hasten.bench.evidence import alternate, plan_stamp, time_ratio  # noqa: E402
 from hasten.bench.records import provenance, write_record  # noqa: E402
+from hasten.bench.stack_plan import load_choices  # noqa: E402
 from hasten.bench.suites import load_suites  # noqa: E402
 from hasten.core.config import to_dict  # noqa: E402
+from hasten.core.errors import ConfigError, HastenError  # noqa: E402
 
 
 def arm_options(suite: Any, method: str, sets: list[tuple[list[str], str]]) -> Any:
@@ -58,6 +61,10 @@ def build_arms(args: argparse.Namespace, suite: Any, methods: list[str],
     arms, info = {}, {}
     for method in methods:
         options = arm_options(suite, method, sets)
+        if args.choices:  # a stack's settings, chosen on its validation twin
+            if not hasattr(options, "choices"):
+                raise ConfigError(f"--choices: suite {args.suite} has no choices to set")
+            options = dataclasses.replace(options, choices=load_choices(args.choices))
         budget = None if args.quick else suite.budgets.get(args.task)
         recipe = harness.build_recipe(args.task, method, args.seed, args.quick, budget, True,
                                       options)
@@ -80,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--levers", required=True, help="comma-separated methods")
     ap.add_argument("--set-for", nargs=2, action="append", default=[],
                     metavar=("METHODS", "KEY=VALUE"), help="a suite option for some methods")
+    ap.add_argument("--choices", help="a stack's choices.json (`hasten bench stack --tune-only`)")
     ap.add_argument("--block", type=int, default=10, help="optimizer steps a turn")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="the tasks' quick versions (a test)")
@@ -134,4 +142,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except HastenError as err:  # one clear line, exit code 2
+        print(f"hasten: error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)

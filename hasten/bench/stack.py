@@ -32,11 +32,16 @@ and recorded in every run's notes; `choices` passes them in (`hasten.bench.stack
 `save_choices`, `write_choices`; on the command line `--choices FILE`), so other processes
 skip the trials.
 
-`hasten.bench.stack_report` applies the pay rule (a lever stays if removing it costs >= 5%
-time to target on every seed) and writes the ablation table and plot.
+The decision is by the measurement standard (`hasten.bench.stack_work`, plan
+benchmarks/plans/stack-work.md): every arm evaluated at the same points of the tuned
+baseline's examples (`same_work_eval`, the suite's prepare), its steps to the target times
+its step cost from `scripts/iteration_cost.py`, plus its one-off seconds; no clocked second
+of a shared machine enters it. `hasten.bench.stack_report` is the earlier reading, by
+wall-clock time to target (a lever stays if removing it costs >= 5% on every seed), with
+its ablation table and plot.
 
-The pre-registered plan as commands (`hasten.bench.stack_plan`; each part pinned to its own
-core, parts joined by `hasten report`; stack-sst2 / sst2-small the same, with the curriculum):
+The earlier plan as commands (`hasten.bench.stack_plan`; each part pinned to its own core,
+parts joined by `hasten report`; stack-sst2 / sst2-small the same, with the curriculum):
 
     # 0. choose the settings on the validation twin, once
     hasten bench stack --task fashion-stack-val --tune-only --out runs/stack-choices
@@ -77,6 +82,7 @@ import numpy as np
 from torch.utils.data import TensorDataset
 
 import hasten.bench.sst2  # noqa: F401  (registers the SST-2 tasks)
+from hasten.bench.evidence import subset_until_final
 from hasten.bench.harness import (
     TASKS,
     Recipe,
@@ -87,6 +93,7 @@ from hasten.bench.harness import (
     register_task,
     run_one,
     scale_budget,
+    split_method,
 )
 from hasten.bench.selective import PROXY_STEPS
 from hasten.bench.vision import _data, _recipe
@@ -348,7 +355,8 @@ def _levers_in(recipe: Recipe) -> list[str]:
 
 # the tasks built for the stack (their validation twins choose the settings); a task of
 # your own joins by adding its name and its twin's
-STACK_TASKS = {"fashion-stack", "fashion-stack-val", "sst2-small", "sst2-small-val"}
+STACK_TASKS = {"fashion-stack", "fashion-stack-val", "sst2-small", "sst2-small-val",
+               "fashion-10k-w32", "fashion-10k-w32-val"}
 
 
 @register_method("stack", applies=STACK_TASKS.__contains__)
@@ -397,14 +405,30 @@ def stack_methods(task: str, options: StackOptions | None = None) -> list[str]:
     return methods_for(options.levers, options.fraction, applies("curriculum", recipe))
 
 
+def same_work_eval(recipe: Recipe, method: str) -> Recipe:
+    """The suite's `prepare`: every arm evaluated at the same points of the tuned baseline's
+    examples, every 2% (a lever run, which trains `fraction` of them, every 2% / fraction of
+    its own), on the first fifth of the test set where the task's evaluation can split it
+    (the final evaluation on all of it), else on all of it (`hasten.bench.evidence`)."""
+    options: StackOptions = recipe.options or StackOptions()
+    levered = method == "stack" or method.startswith(("only-", "stack-minus-"))
+    fraction = options.fraction if levered else split_method(method)[1]
+    recipe.config.eval_every = min(1.0, 0.02 / fraction)
+    if getattr(recipe.evaluate, "partial", None) is not None:
+        recipe.evaluate = subset_until_final(recipe.evaluate, 5)
+    recipe.notes["evaluation"] = {"every_baseline_work": 0.02, "fraction": fraction}
+    return recipe
+
+
 def _task_or(default: str) -> Callable[[Any], list[str]]:
     return lambda options: [getattr(options, "task", None) or default]
 
 
 register_suite(Suite(
     name="stack", tasks=_task_or("fashion-stack"), methods=methods_for(), margin=0.2,
-    options=StackOptions,
+    options=StackOptions, prepare=same_work_eval,
     description="levers alone, together and each removed, against a tuned baseline"))
 register_suite(Suite(
     name="stack-sst2", tasks=_task_or("sst2-small"), methods=methods_for(curriculum=True),
-    margin=0.2, options=StackOptions, description="the lever stack on SST-2 from scratch"))
+    margin=0.2, options=StackOptions, prepare=same_work_eval,
+    description="the lever stack on SST-2 from scratch"))

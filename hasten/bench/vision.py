@@ -168,6 +168,7 @@ def _fashion_10k(seed: int, quick: bool, name: str, width: int) -> Recipe:
                       precision="fp32", eval_every=0.02)
     recipe = _recipe(data, test, "convnet3", cfg, seed, width=width, depth=2)
     recipe.notes["width"] = width
+    recipe.notes["val_task"] = "fashion-10k" + ("-w32" if width == 32 else "") + "-val"
     return recipe
 
 

@@ -253,3 +253,25 @@ def test_the_proxy_and_curriculum_levers_apply_where_the_task_has_their_parts():
         "schedule", "bf16", "batch", "compile", "infobatch"]
     recipe.difficulty, recipe.proxy_model = [1.0, 2.0], lambda: nn.Linear(2, 2)
     assert all(stack.applies(x, recipe) for x in stack.LEVERS)
+
+
+def test_every_arm_is_evaluated_at_the_same_points_of_the_tuned_baselines_work():
+    def recipe(evaluate):
+        cfg = TrainConfig(budget="1000ex", micro_batch=10, eval_every=0.1)
+        return Recipe(model=nn.Linear(2, 2), train_data=None, loss_fn=None,
+                      evaluate=evaluate, config=cfg, options=StackOptions(fraction=0.5))
+
+    def sharded(model, shard=(0, 1)):
+        return {"accuracy": 1.0}
+    sharded.partial = lambda model, i, n: (i, n)
+    sharded.finish = lambda parts: {"accuracy": 0.5}
+
+    base = stack.same_work_eval(recipe(sharded), "tuned-baseline")
+    assert base.config.eval_every == pytest.approx(0.02)
+    assert base.evaluate(None) == {"accuracy": 0.5}  # the fixed part, mid-training
+    assert base.evaluate(None, final=True) == {"accuracy": 1.0}  # all of it at the end
+    levered = stack.same_work_eval(recipe(sharded), "stack-minus-bf16")
+    assert levered.config.eval_every == pytest.approx(0.04)  # 2% of twice as much work
+    plain = stack.same_work_eval(recipe(lambda model: {"accuracy": 1.0}), "baseline@0.5")
+    assert plain.config.eval_every == pytest.approx(0.04)
+    assert plain.evaluate(None) == {"accuracy": 1.0}  # a set that cannot split: all of it

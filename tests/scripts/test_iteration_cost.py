@@ -32,3 +32,16 @@ def test_the_script_writes_a_record_of_step_cost_ratios(tmp_path):
                            "--task", "digits", "--levers", "bf16", "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2 and "exists: records are never replaced" in proc.stderr
+
+
+def test_choices_for_a_suite_without_them_are_one_line_and_exit_2(tmp_path):
+    choices = tmp_path / "choices.json"
+    choices.write_text('{"choices": {"levers": {}, "plain": null}}')
+    proc = subprocess.run(
+        [sys.executable, "scripts/iteration_cost.py", "--suite", "demo", "--task", "digits",
+         "--baseline", "fp32", "--levers", "bf16", "--quick", "--choices", str(choices),
+         "--out", str(tmp_path / "ic.json")], cwd=ROOT, capture_output=True, text=True,
+        timeout=600)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == "hasten: error: --choices: suite demo has no choices to set\n"
+    assert not (tmp_path / "ic.json").exists()

@@ -1,0 +1,67 @@
+"""Print the lever stack's verdict by work and step cost (benchmarks/plans/stack-work.md) from
+a phase's quality record and its iteration-cost record.
+
+    python scripts/stack_verdict.py benchmarks/results/stack-work-T-test-DATE.json \
+        benchmarks/results/iteration-cost-stack-T-DATE.json --margin 0.3
+
+The statistics are `hasten.bench.stack_work`; the final quality beside is
+`hasten.bench.evidence.compare` (paired by seed, the margin).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from hasten.bench import stack_work as sw
+from hasten.bench.evidence import compare
+from hasten.bench.records import load_record
+from hasten.core.errors import HastenError
+
+
+def _interval(i: object) -> str:
+    return "fewer than two finite seeds" if i is None else \
+        f"{i.mean:.3f} [{i.low:.3f}, {i.high:.3f}]"  # type: ignore[attr-defined]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("quality", type=Path, help="the phase's quality record")
+    ap.add_argument("costs", type=Path, help="the phase's iteration-cost record")
+    ap.add_argument("--margin", type=float, required=True, help="the task's margin (points)")
+    ap.add_argument("--baseline", default="tuned-baseline")
+    ap.add_argument("--max-relative", type=float, default=0.6)
+    ap.add_argument("--pays", type=float, default=0.05)
+    args = ap.parse_args(argv)
+    quality, costs = load_record(args.quality), load_record(args.costs)
+    runs = quality["runs"]
+    goal = sw.target(runs, args.baseline, args.margin)
+    times = sw.relative_times(runs, sw.step_costs(costs, args.baseline), args.baseline, goal)
+    print(f"target {goal:.2f} ({args.baseline}'s end of training on the evaluated part, "
+          f"less {args.margin:g})")
+    for method, by_seed in times.items():
+        cells = ", ".join(f"{s}: {v:.3f}" if math.isfinite(v) else f"{s}: not reached"
+                          for s, v in sorted(by_seed.items()))
+        print(f"  {method}: relative time by seed {cells}")
+    if "stack" in times:
+        v = sw.stack_verdict(times["stack"], args.max_relative)
+        print(f"stack: {_interval(v['interval'])}, {v['verdict']} (at most "
+              f"{args.max_relative:g}x the {args.baseline}'s time)")
+        q = compare(runs, "stack", args.baseline, args.margin, "steps")
+        if q is not None:
+            i = q["interval"]
+            print(f"stack's final quality minus {args.baseline}'s: {i.mean:+.2f} "
+                  f"[{i.low:+.2f}, {i.high:+.2f}], {q['verdict']} at margin {args.margin:g}")
+    for lever, r in sw.removal_costs(times, args.pays).items():
+        print(f"  {lever}: removal cost {_interval(r['interval'])}: {r['verdict']}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(main())
+    except HastenError as err:  # one clear line, exit code 2
+        print(f"hasten: error: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
