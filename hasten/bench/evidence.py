@@ -321,6 +321,7 @@ def alternate(arms: Mapping[str, Callable[[Hook], Any]], block: int,
         ours, theirs = ctx.Pipe()
         proc = ctx.Process(target=_arm_process, args=(fn, theirs, block, clock), daemon=True)
         proc.start()
+        theirs.close()  # the child's end lives in the child: its death reads as EOF here
         conns[name] = ours
         procs.append(proc)
     blocks: dict[str, list[tuple[int, float]]] = {name: [] for name in arms}
@@ -331,8 +332,11 @@ def alternate(arms: Mapping[str, Callable[[Hook], Any]], block: int,
                 break
             if name not in alive:
                 continue
-            conns[name].send("go")
-            kind, value = conns[name].recv()
+            try:
+                conns[name].send("go")
+                kind, value = conns[name].recv()
+            except (EOFError, OSError):
+                kind, value = "error", "its process ended without a word (killed?)"
             if kind == "block":
                 blocks[name].append((round_, value))
             else:
@@ -340,9 +344,14 @@ def alternate(arms: Mapping[str, Callable[[Hook], Any]], block: int,
                 error = f"arm {name}: {value}" if kind == "error" else None
     finally:
         for name in alive:
-            conns[name].send("stop")
+            try:
+                conns[name].send("stop")
+            except OSError:
+                pass
         for proc in procs:
             proc.join(timeout=60)
+            if proc.is_alive():
+                proc.terminate()
     if error:
         raise RuntimeError(error)
     return blocks

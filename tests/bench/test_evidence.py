@@ -259,3 +259,27 @@ def test_whole_runs_time_ratio_pairs_seconds_by_seed():
     assert i.high == pytest.approx(0.6 + 4.303 * 0.1 / 3 ** 0.5)
     assert compare(runs, "lever", "baseline", 0.3, "steps")["run_time_ratio"] == i
     assert run_time_ratio(runs[:4], "lever", "baseline") is None  # one paired seed
+
+
+def test_an_arm_that_fails_or_dies_is_named_and_the_others_stop():
+    clock = FakeClock()
+
+    def steady(hook):
+        for _ in range(100):
+            clock.now += 1.0
+            hook.on_step_end(None)
+
+    def fails(hook):
+        for _ in range(12):
+            clock.now += 1.0
+            hook.on_step_end(None)
+        raise ValueError("bad batch")
+
+    def dies(hook):
+        hook.on_step_end(None)
+        os._exit(3)
+
+    with pytest.raises(RuntimeError, match="arm fails: ValueError: bad batch"):
+        alternate({"baseline": steady, "fails": fails}, block=5, clock=clock)
+    with pytest.raises(RuntimeError, match="arm dies: its process ended without a word"):
+        alternate({"baseline": steady, "dies": dies}, block=5, clock=clock)
