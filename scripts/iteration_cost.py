@@ -1,6 +1,6 @@
 """The cost of a unit of work: a suite's levers and its baseline trained in turn on one core,
 a block of optimizer steps each, and each lever's seconds per step over the baseline's,
-kept as a record (`hasten.bench.evidence.alternate`).
+kept as a record (`hasten.bench.step_cost`).
 
     taskset -c 0 env OMP_NUM_THREADS=1 python scripts/iteration_cost.py \
         --suite dynprune-work --task fashion-10k --levers infobatch@0.7,random-drop@0.7 \
@@ -10,16 +10,19 @@ kept as a record (`hasten.bench.evidence.alternate`).
 Every arm is the suite's recipe for the task and method at the suite's budget (its own
 options, with `--set-for` changing them for some methods), with evaluation off; a method's
 preparation (a proxy's training) happens before the alternation and is kept as its one-off
-seconds. Arms run as processes forked from this one, only one at a time, `--block` steps a
-turn, their order rotating from round to round, until only the baseline is left; an arm's
-first turn (its set-up) is not compared. Each lever's run in the record: `final` the median
-over cycles of rounds (every arm in every place once) of (its seconds per step / the
-baseline's in the same round), with the quartiles, the rounds and cycles, both seconds per
-step and the one-off seconds as report rows. The load average before and after and the core
-pinning are kept: the figures are only as quiet as the core was. The time ratio of a lever
-is then this ratio times its share of the baseline's steps, plus its one-off seconds over
-the baseline's run (both from the quality record), checked against whole runs
-(`hasten.bench.evidence.time_ratio`, `checked_ratio`).
+seconds. Each method runs as `--instances` arms (default 3), each built apart: one process's
+step time carries a fixed offset from where its tensors landed in memory, so a method is
+the mean over instances (`hasten.bench.step_cost`). Arms run as processes forked from this
+one, only one at a time, `--block` steps a turn, their order rotating from round to round,
+until only the baseline's instances are left; an arm's first turn (its set-up) is not
+compared. Each lever's run in the record: `final` the ratio of the geometric means over
+instances of their median seconds per step, lever over baseline, with its 95% Welch
+interval between instances (`--instances 1`: the median over cycles of rounds of the
+ratio, with its quartiles), both seconds per step and the one-off seconds as report rows.
+The load average before and after and the core pinning are kept: the figures are only as
+quiet as the core was. The time ratio of a lever is then this ratio times its share of the
+baseline's steps, plus its one-off seconds over the baseline's run (both from the quality
+record), checked against whole runs (`hasten.bench.step_cost.checked_ratio`).
 
 Where its results are shown: docs/benchmarks.md, "How a lever is decided".
 """
@@ -37,9 +40,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hasten.bench import harness  # noqa: E402
-from hasten.bench.evidence import alternate, plan_stamp, time_ratio  # noqa: E402
+from hasten.bench.evidence import plan_stamp  # noqa: E402
 from hasten.bench.records import provenance, write_record  # noqa: E402
 from hasten.bench.stack_plan import load_choices  # noqa: E402
+from hasten.bench.step_cost import alternate, instance_of, instance_ratio, time_ratio  # noqa: E402
 from hasten.bench.suites import load_suites  # noqa: E402
 from hasten.core.config import to_dict  # noqa: E402
 from hasten.core.errors import ConfigError, HastenError  # noqa: E402
@@ -57,26 +61,56 @@ def arm_options(suite: Any, method: str, sets: list[tuple[list[str], str]]) -> A
 
 def build_arms(args: argparse.Namespace, suite: Any, methods: list[str],
                sets: list[tuple[list[str], str]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Each method's training (a function of the timing hook) and what it prepared."""
+    """Each arm's training (a function of the timing hook) and what its method prepared;
+    with `--instances` N > 1, N arms a method (`METHOD#I`), each built apart, the methods
+    taking turns in the building so that no method's instances share a stretch of heap."""
     arms, info = {}, {}
-    for method in methods:
-        options = arm_options(suite, method, sets)
-        if args.choices:  # a stack's settings, chosen on its validation twin
-            if not hasattr(options, "choices"):
-                raise ConfigError(f"--choices: suite {args.suite} has no choices to set")
-            options = dataclasses.replace(options, choices=load_choices(args.choices))
-        budget = None if args.quick else suite.budgets.get(args.task)
-        recipe = harness.build_recipe(args.task, method, args.seed, args.quick, budget, True,
-                                      options)
-        recipe.evaluate = None  # timing only
-        info[method] = {"one_off_seconds": recipe.overhead_seconds,
-                        "budget": recipe.config.budget, "micro_batch": recipe.config.micro_batch,
-                        "options": to_dict(options) if options is not None else {}}
+    for i in range(args.instances):
+        for method in methods:
+            options = arm_options(suite, method, sets)
+            if args.choices:  # a stack's settings, chosen on its validation twin
+                if not hasattr(options, "choices"):
+                    raise ConfigError(f"--choices: suite {args.suite} has no choices to set")
+                options = dataclasses.replace(options, choices=load_choices(args.choices))
+            budget = None if args.quick else suite.budgets.get(args.task)
+            recipe = harness.build_recipe(args.task, method, args.seed, args.quick, budget,
+                                          True, options)
+            recipe.evaluate = None  # timing only
+            info.setdefault(method, {
+                "one_off_seconds": recipe.overhead_seconds, "budget": recipe.config.budget,
+                "micro_batch": recipe.config.micro_batch,
+                "options": to_dict(options) if options is not None else {}})
 
-        def train_with(hook: Any, recipe: Any = recipe, method: str = method) -> None:
-            harness.train_recipe(recipe, args.task, method, hooks=[hook])
-        arms[method] = train_with
+            def train_with(hook: Any, recipe: Any = recipe, method: str = method) -> None:
+                harness.train_recipe(recipe, args.task, method, hooks=[hook])
+            arms[f"{method}#{i}" if args.instances > 1 else method] = train_with
     return arms, info
+
+
+def lever_run(args: argparse.Namespace, blocks: Any, lever: str, info: dict[str, Any]
+              ) -> dict[str, Any]:
+    """A lever's row of the record: its step cost over the baseline's and how sure."""
+    if args.instances > 1:
+        r = instance_ratio(blocks, lever, args.baseline)
+        (low, high), spread = r["step_cost_interval"], {
+            "step cost ratio, 95% low": r["step_cost_interval"][0],
+            "step cost ratio, 95% high": r["step_cost_interval"][1],
+            "instances": r["instances"][0]}
+    else:
+        r = time_ratio(blocks, lever, args.baseline)
+        (low, high), spread = r["step_cost_iqr"], {
+            "step cost ratio, lower quartile": r["step_cost_iqr"][0],
+            "step cost ratio, upper quartile": r["step_cost_iqr"][1],
+            "rounds": r["rounds"], "cycles": r["cycles"]}
+    per = r["seconds_per_step"]
+    return {"task": args.task, "method": lever, "seed": args.seed, "baseline": args.baseline,
+            "metric": "step cost ratio", "higher_is_better": False,
+            "final": r["step_cost_ratio"], "train_seconds": None, "work": {}, "curve": None,
+            "notes": {"report_rows": {
+                **spread, "ms per step": 1000 * per[lever],
+                "baseline ms per step": 1000 * per[args.baseline],
+                "one-off seconds": info[lever]["one_off_seconds"]},
+                "interval": [low, high], "arm": info[lever]}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
                     metavar=("METHODS", "KEY=VALUE"), help="a suite option for some methods")
     ap.add_argument("--choices", help="a stack's choices.json (`hasten bench stack --tune-only`)")
     ap.add_argument("--block", type=int, default=10, help="optimizer steps a turn")
+    ap.add_argument("--instances", type=int, default=3,
+                    help="processes a method, each built apart (`hasten.bench.step_cost`: one "
+                         "instance measures where its tensors landed); 1: the quartiles of "
+                         "one instance's rounds")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="the tasks' quick versions (a test)")
     ap.add_argument("--plan", help="the plan file these runs follow")
@@ -98,33 +136,20 @@ def main(argv: list[str] | None = None) -> int:
     load_suites([args.suite])
     suite = harness.lookup("suite", harness.SUITES, args.suite)
     levers = args.levers.split(",")
+    if args.instances < 1 or any("#" in m for m in [args.baseline, *levers]):
+        raise ConfigError("--instances must be >= 1 and a method's name has no '#'")
     sets = [(m.split(","), kv) for m, kv in args.set_for]
     stamp = plan_stamp(args.plan) if args.plan else None
     if args.out.exists():
         ap.error(f"{args.out} exists: records are never replaced")
     arms, info = build_arms(args, suite, [args.baseline, *levers], sets)
     load_before = os.getloadavg()
-    blocks = alternate(arms, args.block)
+    blocks = alternate(arms, args.block, group=instance_of)
     load_after = os.getloadavg()
-    runs = []
-    for lever in levers:
-        r = time_ratio(blocks, lever, args.baseline)
-        q1, q3 = r["step_cost_iqr"]
-        per = r["seconds_per_step"]
-        runs.append({"task": args.task, "method": lever, "seed": args.seed,
-                     "baseline": args.baseline, "metric": "step cost ratio",
-                     "higher_is_better": False, "final": r["step_cost_ratio"],
-                     "train_seconds": None, "work": {}, "curve": None,
-                     "notes": {"report_rows": {
-                         "step cost ratio, lower quartile": q1,
-                         "step cost ratio, upper quartile": q3, "rounds": r["rounds"],
-                         "cycles": r["cycles"],
-                         "ms per step": 1000 * per[lever],
-                         "baseline ms per step": 1000 * per[args.baseline],
-                         "one-off seconds": info[lever]["one_off_seconds"]},
-                         "arm": info[lever]}})
+    runs = [lever_run(args, blocks, lever, info) for lever in levers]
     record = {**provenance(), "suite": "iteration-cost", "status": "complete",
               "notes": {"text": args.notes, "block_steps": args.block,
+                        "instances": args.instances,
                         "baseline": {"method": args.baseline, **info[args.baseline]},
                         "load_average_before": load_before, "load_average_after": load_after,
                         **({"plan": stamp} if stamp else {})},
@@ -133,10 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                                                   1)
     write_record(record, args.out)
     for run in runs:
-        rows = run["notes"]["report_rows"]
-        print(f"{run['method']}: step cost x{run['final']:.3f} "
-              f"[{rows['step cost ratio, lower quartile']:.3f}, "
-              f"{rows['step cost ratio, upper quartile']:.3f}] over {rows['rounds']} rounds")
+        low, high = run["notes"]["interval"]
+        print(f"{run['method']}: step cost x{run['final']:.3f} [{low:.3f}, {high:.3f}]")
     print(f"wrote {args.out}")
     return 0
 

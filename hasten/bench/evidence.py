@@ -21,16 +21,8 @@ fraction of the iterations, a statement about work; the time saving follows from
 2. Evaluation density. `dense_eval(every, parts)` is a suite's `prepare`: every arm is
    evaluated at the same points of work, every `every` of the baseline's, on a fixed part of
    the test set (its first 1/`parts`), and the final evaluation on all of it.
-3. The cost of a unit of work. `alternate` runs several trainings in turn on one core, a
-   block of steps each, each in its own process with only one ever running, their order
-   rotating from round to round (`schedule`): the trainer's
-   whole iteration (data, forward, backward, the lever's bookkeeping) is timed for every arm
-   under the same conditions, drift falling on all alike. `time_ratio` turns the blocks into
-   the lever's time over the baseline's: the median (and interquartile range) over cycles
-   of rounds (every arm in every place once) of the ratio of seconds per step, times the
-   lever's share of the baseline's steps,
-   plus its one-off costs over the baseline's time. `checked_ratio` compares that model
-   with whole runs and keeps the runs' figure when they differ by more than 10%.
+3. The cost of a unit of work: `hasten.bench.step_cost` (each arm's iteration timed in turn
+   on one core, several instances an arm).
 4. Plans are files. `plan_stamp` records a plan's path, hash and commit in a record;
    `plan_status` says "planned" only when git shows the plan, with that hash, committed
    before the record's first run, else "exploratory".
@@ -45,11 +37,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-import multiprocessing
 import statistics
 import subprocess
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -57,7 +47,6 @@ from typing import Any
 
 from hasten.bench.harness import Recipe, split_method
 from hasten.core.errors import ConfigError
-from hasten.core.trainer import Hook, TrainState
 
 # two-sided 95% Student t quantiles, t_{0.975}(df) for df = 1..30
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
@@ -249,158 +238,6 @@ def dense_eval(every: float = 0.02, parts: int = 5) -> Callable[[Recipe, str], R
                                       "final": "the whole test set"}
         return recipe
     return prepare
-
-
-# --- the cost of a unit of work ------------------------------------------------------------
-
-
-class _Enough(Exception):
-    """Ends an arm whose rivals have all finished."""
-
-
-def schedule(names: Sequence[str]) -> Iterator[tuple[int, str]]:
-    """(round, arm) of every turn, forever: round r starts with arm r (mod the number of arms)
-    and goes on in the given order, so every arm takes every place in a round, and follows
-    every other arm, equally often over the rounds (a cost that falls on a place or on the
-    turn after some arm falls on all alike)."""
-    n, r = len(names), 0
-    while True:
-        for place in range(n):
-            yield r, names[(r + place) % n]
-        r += 1
-
-
-class _PipeTimer(Hook):
-    """An arm's side of the alternation: waits for its turn, times `block` optimizer steps,
-    sends their seconds per step and waits again."""
-
-    def __init__(self, conn: Any, block: int, clock: Callable[[], float]):
-        self.conn, self.block, self.clock, self.steps, self.start = conn, block, clock, 0, 0.0
-
-    def begin(self) -> None:
-        if self.conn.recv() != "go":
-            raise _Enough
-        self.start, self.steps = self.clock(), 0
-
-    def on_step_end(self, state: TrainState) -> None:
-        self.steps += 1
-        if self.steps < self.block:
-            return
-        self.conn.send(("block", (self.clock() - self.start) / self.block))
-        self.begin()
-
-
-def _arm_process(fn: Callable[[Hook], Any], conn: Any, block: int,
-                 clock: Callable[[], float]) -> None:
-    timer = _PipeTimer(conn, block, clock)
-    try:
-        timer.begin()
-        fn(timer)
-        conn.send(("finished", None))
-    except _Enough:
-        conn.send(("finished", None))
-    except BaseException as err:  # noqa: BLE001  (raised in the parent)
-        conn.send(("error", f"{type(err).__name__}: {err}"))
-
-
-def alternate(arms: Mapping[str, Callable[[Hook], Any]], block: int,
-              clock: Callable[[], float] = time.perf_counter
-              ) -> dict[str, list[tuple[int, float]]]:
-    """Run every arm (a function that trains with the given hook among its hooks) in turn,
-    `block` steps a turn, in the order of `schedule`, until fewer than two are left; each
-    arm's (round, seconds per step) of every whole block. An arm's first turn (its set-up)
-    is in round 0 or 1; compare from round 1 (`time_ratio`). Each arm runs in its own
-    process (forked: the arms are built once, in the caller), only one running at a time,
-    so no arm shares an allocator, a thread pool or an interpreter lock with another; an
-    arm's error is raised here."""
-    if len(arms) < 2 or block < 1:
-        raise ConfigError("alternate needs two arms or more and a block of >= 1 step")
-    ctx = multiprocessing.get_context("fork")
-    conns, procs = {}, []
-    for name, fn in arms.items():
-        ours, theirs = ctx.Pipe()
-        proc = ctx.Process(target=_arm_process, args=(fn, theirs, block, clock), daemon=True)
-        proc.start()
-        theirs.close()  # the child's end lives in the child: its death reads as EOF here
-        conns[name] = ours
-        procs.append(proc)
-    blocks: dict[str, list[tuple[int, float]]] = {name: [] for name in arms}
-    alive, error = set(arms), None
-    try:
-        for round_, name in schedule(list(arms)):
-            if len(alive) < 2 or error:
-                break
-            if name not in alive:
-                continue
-            try:
-                conns[name].send("go")
-                kind, value = conns[name].recv()
-            except (EOFError, OSError):
-                kind, value = "error", "its process ended without a word (killed?)"
-            if kind == "block":
-                blocks[name].append((round_, value))
-            else:
-                alive.discard(name)
-                error = f"arm {name}: {value}" if kind == "error" else None
-    finally:
-        for name in alive:
-            try:
-                conns[name].send("stop")
-            except OSError:
-                pass
-        for proc in procs:
-            proc.join(timeout=60)
-            if proc.is_alive():
-                proc.terminate()
-    if error:
-        raise RuntimeError(error)
-    return blocks
-
-
-def _quartiles(xs: Sequence[float]) -> tuple[float, float, float]:
-    q = statistics.quantiles(xs, n=4, method="inclusive") if len(xs) > 1 else [xs[0]] * 3
-    return q[0], statistics.median(xs), q[2]
-
-
-def time_ratio(blocks: Mapping[str, Sequence[tuple[int, float]]], lever: str, baseline: str,
-               steps_share: float = 1.0, one_off: float = 0.0, base_seconds: float = 1.0
-               ) -> dict[str, Any]:
-    """The lever's time over the baseline's: per round (from round 1) the ratio of their
-    seconds per step; per cycle of as many rounds as there are arms (every arm in every
-    place once, `schedule`) the geometric mean of those ratios; the median of the cycles and
-    their interquartile range, times `steps_share` (the lever's optimizer steps over the
-    baseline's; f where their batches are equal), plus `one_off` seconds (a proxy's
-    training, scoring) over `base_seconds` (the baseline's run). A last, partial cycle is
-    left out when a whole one exists."""
-    ours = {r: s for r, s in blocks[lever] if r >= 1}
-    theirs = {r: s for r, s in blocks[baseline] if r >= 1}
-    rounds = sorted(set(ours) & set(theirs))
-    if not rounds:
-        raise ConfigError(f"no round where both {lever} and {baseline} ran a whole block")
-    n = len(blocks)
-    cycles: dict[int, list[float]] = {}
-    for r in rounds:
-        cycles.setdefault((r - 1) // n, []).append(math.log(ours[r] / theirs[r]))
-    whole = [c for c in cycles.values() if len(c) == n] or list(cycles.values())
-    ratios = [math.exp(statistics.fmean(c)) for c in whole]
-    q1, med, q3 = _quartiles(ratios)
-    extra = one_off / base_seconds
-    return {"lever": lever, "baseline": baseline, "rounds": len(rounds), "cycles": len(whole),
-            "step_cost_ratio": med, "step_cost_iqr": [q1, q3],
-            "seconds_per_step": {lever: statistics.median(ours[r] for r in rounds),
-                                 baseline: statistics.median(theirs[r] for r in rounds)},
-            "steps_share": steps_share, "one_off_share": extra,
-            "ratio": med * steps_share + extra,
-            "interval": [q1 * steps_share + extra, q3 * steps_share + extra]}
-
-
-def checked_ratio(model: float, run: float | None, tolerance: float = 0.10
-                  ) -> tuple[float, str]:
-    """The time ratio that stands: the model's, unless whole runs gave one that differs by
-    more than `tolerance` of it; then the runs'."""
-    if run is None or abs(model - run) <= tolerance * run:
-        return model, "model"
-    return run, "runs"
 
 
 # --- plans ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ time to target is modelled, not clocked, so that the quality runs may share a ma
     time = steps to target x seconds per step (its configuration's) + one-off seconds
 
 with seconds per step from `scripts/iteration_cost.py`: every configuration trained in turn
-with the tuned baseline on one quiet core (`hasten.bench.evidence.alternate`), its step cost
+with the tuned baseline on one quiet core (`hasten.bench.step_cost`), its step cost
 ratio to the tuned baseline's, and its one-off seconds (a proxy's training, compilation).
 Per seed, the relative time is a run's time over the tuned baseline's of the same seed; a
 seed that never reaches the target is infinitely slow.

@@ -1,5 +1,6 @@
 """scripts/iteration_cost.py: a suite's methods trained in turn on one core, written as a
-record `hasten report` reads, each lever's step cost over the baseline's with its quartiles."""
+record `hasten report` reads, each lever's step cost over the baseline's: by default over three
+instances a method with Welch's interval between them; with one instance, its quartiles."""
 
 from __future__ import annotations
 
@@ -11,27 +12,44 @@ from conftest import ROOT
 from hasten.bench.records import load_record
 
 
-def test_the_script_writes_a_record_of_step_cost_ratios(tmp_path):
-    out = tmp_path / "ic.json"
-    proc = subprocess.run(
+def _run(*args, out):
+    return subprocess.run(
         [sys.executable, "scripts/iteration_cost.py", "--suite", "demo", "--task", "digits",
-         "--baseline", "fp32", "--levers", "for-loop-adamw", "--quick", "--block", "5", "--out",
-         str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+         "--baseline", "fp32", "--levers", "for-loop-adamw", "--quick", "--block", "5", *args,
+         "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_the_script_writes_a_record_of_step_cost_ratios_over_instances(tmp_path):
+    out = tmp_path / "ic.json"
+    proc = _run(out=out)
     assert proc.returncode == 0, proc.stderr
     record = load_record(out)
     assert record["suite"] == "iteration-cost" and record["status"] == "complete"
     assert "python scripts/iteration_cost.py --suite demo" in record["command"]
+    assert record["notes"]["instances"] == 3
     (run,) = record["runs"]
     rows = run["notes"]["report_rows"]
     assert run["method"] == "for-loop-adamw" and run["baseline"] == "fp32"
+    assert rows["step cost ratio, 95% low"] <= run["final"] <= rows["step cost ratio, 95% high"]
+    assert rows["instances"] == 3 and rows["one-off seconds"] == 0.0
+    assert set(record["blocks"]) == {f"{m}#{i}" for m in ("fp32", "for-loop-adamw")
+                                     for i in range(3)}
+    proc = _run(out=out)
+    assert proc.returncode == 2 and "exists: records are never replaced" in proc.stderr
+
+
+def test_one_instance_keeps_the_quartiles_of_its_rounds(tmp_path):
+    out = tmp_path / "ic.json"
+    proc = _run("--instances", "1", out=out)
+    assert proc.returncode == 0, proc.stderr
+    (run,) = load_record(out)["runs"]
+    rows = run["notes"]["report_rows"]
     assert rows["step cost ratio, lower quartile"] <= run["final"] <= \
         rows["step cost ratio, upper quartile"]
-    assert rows["rounds"] >= 5 and rows["one-off seconds"] == 0.0
-    assert set(record["blocks"]) == {"fp32", "for-loop-adamw"}
-    proc = subprocess.run([sys.executable, "scripts/iteration_cost.py", "--suite", "demo",
-                           "--task", "digits", "--levers", "bf16", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 2 and "exists: records are never replaced" in proc.stderr
+    assert rows["rounds"] >= 5
+    proc = _run("--instances", "0", out=tmp_path / "none.json")
+    assert proc.returncode == 2 and proc.stderr == \
+        "hasten: error: --instances must be >= 1 and a method's name has no '#'\n"
 
 
 def test_choices_for_a_suite_without_them_are_one_line_and_exit_2(tmp_path):
