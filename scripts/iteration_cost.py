@@ -23,6 +23,9 @@ The load average before and after and the core pinning are kept: the figures are
 quiet as the core was. The time ratio of a lever is then this ratio times its share of the
 baseline's steps, plus its one-off seconds over the baseline's run (both from the quality
 record), checked against whole runs (`hasten.bench.step_cost.checked_ratio`).
+`--reread RECORD --out NEW` reads an earlier record's blocks again by the current reading
+(no training): a new record naming it (`read_again_from`), the measurement's provenance in its
+notes; the first stays, as written.
 
 Where its results are shown: docs/benchmarks.md, "How a lever is decided".
 """
@@ -41,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from hasten.bench import harness  # noqa: E402
 from hasten.bench.evidence import plan_stamp  # noqa: E402
-from hasten.bench.records import provenance, write_record  # noqa: E402
+from hasten.bench.records import load_record, provenance, write_record  # noqa: E402
 from hasten.bench.stack_plan import load_choices  # noqa: E402
 from hasten.bench.step_cost import alternate, instance_of, instance_ratio, time_ratio  # noqa: E402
 from hasten.bench.suites import load_suites  # noqa: E402
@@ -115,10 +118,10 @@ def lever_run(args: argparse.Namespace, blocks: Any, lever: str, info: dict[str,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--suite", required=True)
-    ap.add_argument("--task", required=True)
+    ap.add_argument("--suite")
+    ap.add_argument("--task")
     ap.add_argument("--baseline", default="baseline")
-    ap.add_argument("--levers", required=True, help="comma-separated methods")
+    ap.add_argument("--levers", help="comma-separated methods")
     ap.add_argument("--set-for", nargs=2, action="append", default=[],
                     metavar=("METHODS", "KEY=VALUE"), help="a suite option for some methods")
     ap.add_argument("--choices", help="a stack's choices.json (`hasten bench stack --tune-only`)")
@@ -131,8 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="the tasks' quick versions (a test)")
     ap.add_argument("--plan", help="the plan file these runs follow")
     ap.add_argument("--notes", default="")
+    ap.add_argument("--reread", type=Path, metavar="RECORD",
+                    help="read an earlier record's blocks again (no training): a new record "
+                         "naming it; the first stays")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
+    if args.out.exists():
+        ap.error(f"{args.out} exists: records are never replaced")
+    if args.reread:
+        return reread(args)
+    if not (args.suite and args.task and args.levers):
+        ap.error("--suite, --task and --levers are required (or --reread RECORD)")
     load_suites([args.suite])
     suite = harness.lookup("suite", harness.SUITES, args.suite)
     levers = args.levers.split(",")
@@ -140,8 +152,6 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("--instances must be >= 1 and a method's name has no '#'")
     sets = [(m.split(","), kv) for m, kv in args.set_for]
     stamp = plan_stamp(args.plan) if args.plan else None
-    if args.out.exists():
-        ap.error(f"{args.out} exists: records are never replaced")
     arms, info = build_arms(args, suite, [args.baseline, *levers], sets)
     load_before = os.getloadavg()
     blocks = alternate(arms, args.block, group=instance_of)
@@ -156,12 +166,40 @@ def main(argv: list[str] | None = None) -> int:
               "blocks": {k: [list(b) for b in v] for k, v in blocks.items()}, "runs": runs}
     record["command"] = record["command"].replace("hasten ", "python scripts/iteration_cost.py ",
                                                   1)
-    write_record(record, args.out)
-    for run in runs:
+    return finish(record, args.out)
+
+
+def finish(record: dict[str, Any], out: Path) -> int:
+    write_record(record, out)
+    for run in record["runs"]:
         low, high = run["notes"]["interval"]
         print(f"{run['method']}: step cost x{run['final']:.3f} [{low:.3f}, {high:.3f}]")
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
     return 0
+
+
+def reread(args: argparse.Namespace) -> int:
+    """An earlier record's blocks read again by this script's reading: a new record naming
+    the old one in `read_again_from`, the measurement's own provenance kept in its notes."""
+    old = load_record(args.reread)
+    notes = dict(old.get("notes") or {})
+    blocks = {k: [tuple(b) for b in v] for k, v in (old.get("blocks") or {}).items()}
+    if not blocks or not old.get("runs"):
+        raise ConfigError(f"--reread: {args.reread} holds no blocks to read")
+    first = old["runs"][0]
+    ns = argparse.Namespace(instances=int(notes.get("instances") or 1), task=first["task"],
+                            seed=first["seed"], baseline=first["baseline"])
+    info = {r["method"]: r["notes"]["arm"] for r in old["runs"]}
+    runs = [lever_run(ns, blocks, r["method"], info) for r in old["runs"]]
+    measured = {k: old.get(k) for k in ("created", "code", "command", "pinning", "machine")}
+    record = {**provenance(), "suite": "iteration-cost", "status": "complete",
+              "read_again_from": args.reread.name,
+              "notes": {**notes, "text": args.notes, "measured": measured,
+                        "measured_text": notes.get("text", "")},
+              "blocks": old["blocks"], "runs": runs}
+    record["command"] = record["command"].replace("hasten ", "python scripts/iteration_cost.py ",
+                                                  1)
+    return finish(record, args.out)
 
 
 if __name__ == "__main__":

@@ -190,26 +190,30 @@ def instance_ratio(blocks: Mapping[str, Sequence[tuple[int, float]]], lever: str
                    base_seconds: float = 1.0) -> dict[str, Any]:
     """The lever's time over the baseline's where each ran as several instances (`NAME#I`),
     each built apart in the caller: an instance's seconds per step is the median of its
-    blocks (from round 1); the ratio is that of the geometric means over instances, with
-    the 95% Welch interval of the difference of mean logs. Instances of one recipe differ
-    by where their tensors landed in memory (a process's heap history), a fixed offset for
-    the instance's whole life (the module's note): one instance an arm
-    measures its layout, not its method; the spread between instances is the noise."""
-    def logs(name: str) -> list[float]:
-        out = []
-        for arm, v in blocks.items():
-            steps = [s for r, s in v if r >= 1]
-            if instance_of(arm) == name and steps:
-                out.append(math.log(statistics.median(steps)))
-        return out
+    blocks in the rounds (from 1) where every instance of both ran one, so that all are
+    read at the same stretch of training beside the same rivals; the ratio is that of the
+    geometric means over instances, with the 95% Welch interval of the difference of mean
+    logs. Instances of one recipe differ by where their tensors landed in memory (a
+    process's heap history), a fixed offset for the instance's whole life (the module's
+    note): one instance an arm measures its layout, not its method; the spread between
+    instances is the noise."""
+    arms = [a for a in blocks if instance_of(a) in (lever, baseline)]
+    rounds = set.intersection(*({r for r, _ in blocks[a] if r >= 1} for a in arms)) \
+        if arms else set()
 
-    ours, theirs = logs(lever), logs(baseline)
-    if len(ours) < 2 or len(theirs) < 2:
+    def logs(name: str) -> list[float]:
+        return [math.log(statistics.median(s for r, s in blocks[a] if r in rounds))
+                for a in arms if instance_of(a) == name]
+
+    count = [sum(instance_of(a) == name for a in arms) for name in (lever, baseline)]
+    if min(count) < 2 or not rounds:
         raise ConfigError(f"instance_ratio needs two instances or more of {lever} and of "
-                          f"{baseline} with a whole block from round 1")
+                          f"{baseline} with whole blocks in common rounds from round 1")
+    ours, theirs = logs(lever), logs(baseline)
     d, low, high = welch(ours, theirs)
     scale = (lambda x: math.exp(x) * steps_share + one_off / base_seconds)
     return {"lever": lever, "baseline": baseline, "instances": [len(ours), len(theirs)],
+            "rounds": len(rounds),
             "step_cost_ratio": math.exp(d), "step_cost_interval": [math.exp(low), math.exp(high)],
             "seconds_per_step": {lever: math.exp(statistics.fmean(ours)),
                                  baseline: math.exp(statistics.fmean(theirs))},

@@ -36,6 +36,15 @@ def test_the_script_writes_a_record_of_step_cost_ratios_over_instances(tmp_path)
                                      for i in range(3)}
     proc = _run(out=out)
     assert proc.returncode == 2 and "exists: records are never replaced" in proc.stderr
+    again = tmp_path / "ic-again.json"
+    proc = subprocess.run([sys.executable, "scripts/iteration_cost.py", "--reread", str(out),
+                           "--out", str(again)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    second = load_record(again)
+    assert second["read_again_from"] == "ic.json" and second["blocks"] == record["blocks"]
+    assert second["notes"]["measured"]["command"] == record["command"]
+    assert [r["final"] for r in second["runs"]] == [r["final"] for r in record["runs"]]
 
 
 def test_one_instance_keeps_the_quartiles_of_its_rounds(tmp_path):
