@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hasten.bench import harness, stack_plan
+from hasten.bench.evidence import plan_stamp
 from hasten.bench.records import load_record
 from hasten.bench.stack import LEVERS, StackOptions, lever_table
 from hasten.bench.stack_report import select_levers, stack_table, verdict, write_stack_report
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace, suite: Any) -> int:
         raise ConfigError(f"bench {suite.name} runs one task at a time: --tasks is replaced "
                           "by --task T")
     c, options, sc = common.settle([BenchCommand, StackOptions, StackCommand], args, "bench")
+    stamp = {"plan": plan_stamp(c.plan)} if c.plan else {}  # a missing plan fails first
     tasks = _tasks(c, suite, options)
     if len(tasks) != 1:
         raise ConfigError(f"bench {suite.name} runs one task at a time (--task T), got "
@@ -78,7 +80,8 @@ def run(args: argparse.Namespace, suite: Any) -> int:
                                                  "options": to_dict(options)})
         return 0
     notes = {"stack_plan": {"part": sc.part, "levers": list(options.levers),
-                            "selection": selection, "choices_file": sc.choices_file}}
+                            "selection": selection, "choices_file": sc.choices_file},
+             **stamp}
     results = run_planned(c, suite, options, tasks, out, methods, baseline, (sc,), notes)
     code = report_results(results, out, c.quiet)
     report_stack(results, out, options.pays, tables=not c.quiet)

@@ -5,6 +5,7 @@ record, never tuning again."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -52,8 +53,12 @@ def test_the_plan_runs_with_plain_commands(tiny, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(stack, "_tune", lambda *a: pytest.fail("the settings were chosen again"))
     given = ["--task", "tiny-stack-val", "--set", f"levers={LEVERS}", "--choices",
              choices / "choices.json"]
+    plan = tmp_path / "plan.md"
+    plan.write_text("# a plan\n")
     assert _bench(*given, "--methods", "tuned-baseline,stack,stack-minus-bf16",
-                  "--out", tmp_path / "val-a") == 0
+                  "--plan", plan, "--out", tmp_path / "val-a") == 0
+    stamp = load_record(tmp_path / "val-a" / "result.json")["notes"]["plan"]
+    assert stamp["sha256"] == hashlib.sha256(b"# a plan\n").hexdigest()  # the record names it
     assert _bench(*given, "--methods", "stack-minus-batch,stack-minus-infobatch",
                   "--baseline", "tuned-baseline", "--out", tmp_path / "val-b") == 0
     capsys.readouterr()
@@ -99,6 +104,8 @@ def test_one_line_errors_before_any_run(tiny, tmp_path, capsys):
         assert len(err.splitlines()) == 1 and err.startswith("hasten: error: ")
         return err
 
+    assert f"--plan: {tmp_path / 'none.md'} is not a file" in error(
+        "--task", "tiny-stack", "--plan", tmp_path / "none.md")
     assert "choices file not found: " in error("--task", "tiny-stack", "--choices",
                                                tmp_path / "none.json")
     assert "bench stack runs one task at a time: --tasks is replaced by --task T" in error(
