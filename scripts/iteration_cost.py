@@ -68,14 +68,15 @@ def build_arms(args: argparse.Namespace, suite: Any, methods: list[str],
     with `--instances` N > 1, N arms a method (`METHOD#I`), each built apart, the methods
     taking turns in the building so that no method's instances share a stretch of heap."""
     arms, info = {}, {}
+    choices = load_choices(args.choices) if args.choices else None  # read once
+    budget = None if args.quick else suite.budgets.get(args.task)
     for i in range(args.instances):
         for method in methods:
             options = arm_options(suite, method, sets)
-            if args.choices:  # a stack's settings, chosen on its validation twin
+            if choices is not None:  # a stack's settings, chosen on its validation twin
                 if not hasattr(options, "choices"):
                     raise ConfigError(f"--choices: suite {args.suite} has no choices to set")
-                options = dataclasses.replace(options, choices=load_choices(args.choices))
-            budget = None if args.quick else suite.budgets.get(args.task)
+                options = dataclasses.replace(options, choices=choices)
             recipe = harness.build_recipe(args.task, method, args.seed, args.quick, budget,
                                           True, options)
             recipe.evaluate = None  # timing only
@@ -95,16 +96,14 @@ def lever_run(args: argparse.Namespace, blocks: Any, lever: str, info: dict[str,
     """A lever's row of the record: its step cost over the baseline's and how sure."""
     if args.instances > 1:
         r = instance_ratio(blocks, lever, args.baseline)
-        (low, high), spread = r["step_cost_interval"], {
-            "step cost ratio, 95% low": r["step_cost_interval"][0],
-            "step cost ratio, 95% high": r["step_cost_interval"][1],
-            "instances": r["instances"][0]}
+        low, high = r["step_cost_interval"]
+        spread = {"step cost ratio, 95% low": low, "step cost ratio, 95% high": high,
+                  "instances": r["instances"][0]}
     else:
         r = time_ratio(blocks, lever, args.baseline)
-        (low, high), spread = r["step_cost_iqr"], {
-            "step cost ratio, lower quartile": r["step_cost_iqr"][0],
-            "step cost ratio, upper quartile": r["step_cost_iqr"][1],
-            "rounds": r["rounds"], "cycles": r["cycles"]}
+        low, high = r["step_cost_iqr"]
+        spread = {"step cost ratio, lower quartile": low, "step cost ratio, upper quartile": high,
+                  "rounds": r["rounds"], "cycles": r["cycles"]}
     per = r["seconds_per_step"]
     return {"task": args.task, "method": lever, "seed": args.seed, "baseline": args.baseline,
             "metric": "step cost ratio", "higher_is_better": False,
@@ -157,16 +156,21 @@ def main(argv: list[str] | None = None) -> int:
     blocks = alternate(arms, args.block, group=instance_of)
     load_after = os.getloadavg()
     runs = [lever_run(args, blocks, lever, info) for lever in levers]
-    record = {**provenance(), "suite": "iteration-cost", "status": "complete",
+    record = {**header(),
               "notes": {"text": args.notes, "block_steps": args.block,
                         "instances": args.instances,
                         "baseline": {"method": args.baseline, **info[args.baseline]},
                         "load_average_before": load_before, "load_average_after": load_after,
                         **({"plan": stamp} if stamp else {})},
               "blocks": {k: [list(b) for b in v] for k, v in blocks.items()}, "runs": runs}
-    record["command"] = record["command"].replace("hasten ", "python scripts/iteration_cost.py ",
-                                                  1)
     return finish(record, args.out)
+
+
+def header() -> dict[str, Any]:
+    """A record's provenance, its command as this script was called."""
+    head = {**provenance(), "suite": "iteration-cost", "status": "complete"}
+    head["command"] = head["command"].replace("hasten ", "python scripts/iteration_cost.py ", 1)
+    return head
 
 
 def finish(record: dict[str, Any], out: Path) -> int:
@@ -192,13 +196,10 @@ def reread(args: argparse.Namespace) -> int:
     info = {r["method"]: r["notes"]["arm"] for r in old["runs"]}
     runs = [lever_run(ns, blocks, r["method"], info) for r in old["runs"]]
     measured = {k: old.get(k) for k in ("created", "code", "command", "pinning", "machine")}
-    record = {**provenance(), "suite": "iteration-cost", "status": "complete",
-              "read_again_from": args.reread.name,
+    record = {**header(), "read_again_from": args.reread.name,
               "notes": {**notes, "text": args.notes, "measured": measured,
                         "measured_text": notes.get("text", "")},
               "blocks": old["blocks"], "runs": runs}
-    record["command"] = record["command"].replace("hasten ", "python scripts/iteration_cost.py ",
-                                                  1)
     return finish(record, args.out)
 
 
