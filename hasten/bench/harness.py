@@ -85,6 +85,7 @@ class Suite:
     margin: float = 0.0  # target = baseline's median final - margin (metric units)
     description: str = ""
     budgets: dict[str, str] = field(default_factory=dict)  # per task, overriding its own
+    quick_budgets: dict[str, str] = field(default_factory=dict)  # the same, under --quick
     overrides: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields for every run
     # the suite's own settings: a dataclass in `hasten.core.config` style (each field an `option`
     # with its reason). `hasten bench SUITE --help` lists them; flags, `--set` and `--config`
@@ -409,7 +410,7 @@ def run_suite(name: str, quick: bool = False, seeds: int = 1, budget: str | None
                 continue
             if progress:
                 progress(f"[{i + 1}/{len(order)}] {task} / {method} / seed {seed}")
-            task_budget = budget or (None if quick else suite.budgets.get(task))
+            task_budget = budget or (suite.quick_budgets if quick else suite.budgets).get(task)
             run = _guarded_run(run_fn, save, path, results, len(order), task, method, seed,
                                quick, task_budget, quiet, options, hooks, suite.overrides)
             run["baseline"] = baseline_method

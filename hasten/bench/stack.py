@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -286,9 +287,12 @@ def choose(recipe: Recipe, quick: bool, levers: list[str], plain: bool = False
 
 
 def _trial(val: str, method: str, quick: bool, options: StackOptions,
-           choices: dict[str, Any]) -> float:
+           choices: dict[str, Any], label: str) -> float:
     opts = dataclasses.replace(options, choices=choices)
+    start = time.perf_counter()
     run, _ = run_one(val, method, options.tune_seed, quick, options=opts)
+    print(f"  trial {label}: final {run['final']:.2f} ({time.perf_counter() - start:.0f} s)",
+          flush=True)
     return float(run["final"])
 
 
@@ -297,17 +301,20 @@ def _tune(val: str, quick: bool, options: StackOptions, multi: list[str],
     trials: list[dict[str, Any]] = []
     levers: dict[str, int] = {}
     default_plain = plain_trials(1)[0]
+    n = 2 * sum(len(table[x][1]) for x in multi)
     for x in multi:
         scores = []
         for k in range(len(table[x][1])):
             final = _trial(val, f"only-{x}", quick, options,
-                           {"levers": {x: k}, "plain": default_plain})
+                           {"levers": {x: k}, "plain": default_plain},
+                           f"{len(trials) + 1}/{n} {x} {json.dumps(table[x][1][k])}")
             trials.append({"kind": "lever", "lever": x, "candidate": k, "final": final})
             scores.append(final)
         levers[x] = int(np.argmax(scores))  # the first of equal bests
     best, best_final = default_plain, -np.inf
     for plain in plain_trials(len(trials), options.tune_seed):
-        final = _trial(val, "tuned-baseline", quick, options, {"levers": {}, "plain": plain})
+        final = _trial(val, "tuned-baseline", quick, options, {"levers": {}, "plain": plain},
+                       f"{len(trials) + 1}/{n} plain {json.dumps(plain)}")
         trials.append({"kind": "plain", **plain, "final": final})
         if final > best_final:
             best, best_final = plain, final

@@ -17,6 +17,10 @@ chooses".
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+
 import hasten.bench.charlm  # noqa: F401  (registers the character task)
 import hasten.bench.mt  # noqa: F401  (registers the translation tasks)
 import hasten.bench.sst2  # noqa: F401  (registers the SST-2 tasks)
@@ -30,6 +34,22 @@ SHARE = 0.1  # the pilot share of the budget, hasten tune's default
 TASKS = ["fashion-mnist", "sst2-small", "mt-en-de", "shakespeare-char"]
 
 
+def recipe_fingerprint(recipe: Recipe) -> str:
+    """The plan's check that a task's recipe is the one it fixed: sha256 of the TrainConfig
+    (less the budget, seed and quiet flag the harness sets per run), the model's repr and the
+    training-set size, as the task builds them; the first 16 hex digits."""
+    cfg = {k: v for k, v in dataclasses.asdict(recipe.config).items()
+           if k not in ("budget", "seed", "quiet")}
+    text = "\n".join([json.dumps(cfg, sort_keys=True, default=str), repr(recipe.model),
+                      str(len(recipe.train_data))])  # type: ignore[arg-type]
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _fingerprinted(recipe: Recipe, method: str = "") -> Recipe:
+    recipe.notes.setdefault("recipe_fingerprint", recipe_fingerprint(recipe))
+    return recipe
+
+
 def _charged(recipe: Recipe, choices: dict) -> Recipe:
     apply_levers(recipe, choices["levers"])
     recipe.config.budget = choices["train_budget"]
@@ -41,6 +61,7 @@ def _charged(recipe: Recipe, choices: dict) -> Recipe:
 @register_method("tuned")
 def tuned(recipe: Recipe) -> Recipe:
     """`hasten tune` in a tenth of the budget (charged), then the chosen levers."""
+    _fingerprinted(recipe)
     choices = tune(recipe, recipe.config.budget, pilot_share=SHARE, seed=recipe.config.seed)
     return _charged(recipe, choices)
 
@@ -48,11 +69,13 @@ def tuned(recipe: Recipe) -> Recipe:
 @register_method("throughput-autotune")
 def throughput(recipe: Recipe) -> Recipe:
     """Micro-batch and precision chosen by speed alone (charged), then trained."""
+    _fingerprinted(recipe)
     choices = throughput_autotune(recipe, recipe.config.budget, seed=recipe.config.seed)
     return _charged(recipe, choices)
 
 
 register_suite(Suite(
     name="tune", tasks=list(TASKS), methods=["baseline", "throughput-autotune", "tuned"],
-    margin=0.0, budgets={t: "1200s" for t in TASKS},
+    margin=0.0, budgets={t: "1200s" for t in TASKS}, quick_budgets={t: "30s" for t in TASKS},
+    prepare=_fingerprinted,  # the baseline's recipe as the task built it; the others' before
     description="hasten tune vs a throughput-only autotune vs the baseline at 20 minutes"))

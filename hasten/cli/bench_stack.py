@@ -136,6 +136,9 @@ def _choose(task: str, quick: bool, options: Any, out: Path, quiet: bool) -> Any
     return dataclasses.replace(options, choices=choices)
 
 
+BY_WORK = "scripts/stack_verdict.py QUALITY.json COSTS.json --margin M, the plan's rule"
+
+
 def report_stack(results: dict[str, Any], out: Path, threshold: float = 0.05,
                  tables: bool = True) -> None:
     """stack.md and stack.png into `out`, then `print_stack`."""
@@ -154,8 +157,9 @@ def print_stack(results: dict[str, Any], threshold: float, record: Path | None,
             print(f"\n{task}\n\n{stack_table(results, threshold, task)}")
         v = verdict(results, threshold=threshold, task=task)
         rel = v["relative_time"]
-        print(f"verdict: {'PASS' if v['pass'] else 'FAIL'}: the stack's median relative time "
-              f"{'never reached' if rel == float('inf') else f'{rel:.2f}'} (pass <= "
+        print(f"verdict: {'PASS' if v['pass'] else 'FAIL'} by wall clock on this machine "
+              f"(load counts; by work and step cost: {BY_WORK}): the stack's median relative "
+              f"time {'never reached' if rel == float('inf') else f'{rel:.2f}'} (pass <= "
               f"{v['max_relative']:g}); levers that pay on every seed: "
               f"{', '.join(v['kept']) or 'none'}; that do not: "
               f"{', '.join(v['not_paying']) or 'none'}")
@@ -163,6 +167,6 @@ def print_stack(results: dict[str, Any], threshold: float, record: Path | None,
             s = select_levers(results, threshold, task)
             where = (f"--levers-from {record}" if record is not None else
                      "write this record with --out, then --levers-from OUT/result.json")
-            print(f"validation lever choice (dropped: removing it cost < {threshold:.0%} on "
-                  f"every seed): keep {', '.join(s['kept']) or 'none'}; drop "
+            print(f"validation lever choice by wall clock (dropped: removing it cost < "
+                  f"{threshold:.0%} on every seed): keep {', '.join(s['kept']) or 'none'}; drop "
                   f"{', '.join(s['dropped']) or 'none'}; test phase: {where}", flush=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hasten.core.budget import Budget, seconds_spec
+from hasten.core.errors import ConfigError
 from hasten.levers import save_choices
 from hasten.tuning.decide import quartiles
 from hasten.tuning.runner import RecipeRunner, recipe_maker
@@ -32,6 +33,9 @@ def throughput_autotune(target: Any, budget: str | Budget, *, out: str | Path | 
     """The fastest micro-batch and precision by examples per second; see the module
     docstring."""
     budget = budget if isinstance(budget, Budget) else Budget(budget)
+    if not budget.is_wall_clock:
+        raise ConfigError(f"the throughput-only autotune charges its measuring to a wall-clock "
+                          f"budget: give seconds, minutes or hours, not {budget.spec}")
     started = clock()
     make = recipe_maker(target, quick)
     base_batch = make(seed).config.micro_batch

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from hasten.core.errors import ConfigError
 from hasten.core.recipe import Recipe
 from hasten.core.train_config import TrainConfig
 from hasten.levers import LEVERS, Lever, load_choices, register_lever
@@ -174,3 +175,11 @@ def test_the_throughput_only_rival_picks_by_speed_within_its_share():
     short = throughput_autotune(tiny_task, "60s", runner=Rigged(tight), clock=tight)
     assert tight.now <= 0.1 * 60 + 3.2  # it stops measuring at its share (one pair over)
     assert short["train_budget"] == f"{60 - tight.now:.3f}".rstrip("0").rstrip(".") + "s"
+
+
+def test_the_throughput_only_rival_refuses_a_budget_it_cannot_charge():
+    from hasten.tuning.throughput import throughput_autotune
+
+    with pytest.raises(ConfigError, match="the throughput-only autotune charges its measuring "
+                       "to a wall-clock budget: give seconds, minutes or hours, not 12000ex"):
+        throughput_autotune(tiny_task, "12000ex", runner=Rigged(Clock()), clock=Clock())

@@ -1,0 +1,34 @@
+"""The tune evaluation's suite: its budgets are wall clock (the pilots charge seconds), and
+every run records the fingerprint the plan checks its recipe by."""
+
+from __future__ import annotations
+
+import hasten.bench.tune_suite as ts
+from hasten.bench.harness import SUITES, build_recipe
+from hasten.core.budget import Budget
+
+
+def test_every_budget_of_the_suite_is_wall_clock_quick_or_not():
+    suite = SUITES["tune"]
+    assert set(suite.budgets) == set(suite.quick_budgets) == set(ts.TASKS)
+    assert all(Budget(b).is_wall_clock for b in [*suite.budgets.values(),
+                                                 *suite.quick_budgets.values()])
+    assert suite.budgets["fashion-mnist"] == "1200s"
+
+
+def test_the_fingerprint_ignores_what_the_harness_sets_per_run_and_nothing_else():
+    a = build_recipe("shakespeare-char", "baseline", 0, True, budget="30s")
+    b = build_recipe("shakespeare-char", "baseline", 1, True, budget="1200s")
+    fp = ts.recipe_fingerprint(a)
+    assert len(fp) == 16 and int(fp, 16) >= 0
+    assert ts.recipe_fingerprint(b) == fp  # seed and budget differ
+    b.config.lr *= 2
+    assert ts.recipe_fingerprint(b) != fp
+
+
+def test_a_run_keeps_the_fingerprint_of_its_recipe_before_the_method():
+    recipe = build_recipe("shakespeare-char", "baseline", 0, True, budget="30s")
+    before = ts.recipe_fingerprint(recipe)
+    ts._fingerprinted(recipe)
+    recipe.config.micro_batch *= 2  # a lever's change after the fingerprint was taken
+    assert SUITES["tune"].prepare(recipe, "tuned").notes["recipe_fingerprint"] == before
