@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hasten.bench.records import provenance, write_record
+from hasten.bench.records import pinning, provenance, write_record
 from hasten.core.budget import Budget
 from hasten.core.trainer import wall_limit
 
@@ -58,6 +58,35 @@ def timed_run(command: Sequence[str], budget: float, summary: Path | None) -> di
     return run
 
 
+def _cpus(spec: str) -> list[int]:
+    """A taskset CPU list ("0", "0,2", "0-3") as core numbers."""
+    cpus: list[int] = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.extend(range(int(lo), int(hi or lo) + 1))
+    return sorted(set(cpus))
+
+
+def command_pinning(command: Sequence[str]) -> dict[str, Any]:
+    """The timed command's pinning, read from its `taskset -c LIST` and `env VAR=VALUE`
+    prefix (the record's `pinning`); without a taskset prefix, this process's own, which the
+    command inherits. `timer` keeps this process's own either way."""
+    own, args = pinning(), list(command)
+    pins: dict[str, Any] = {**own, "env": dict(own["env"]), "torch_threads": None,
+                            "timer": own}
+    if args[:2] == ["taskset", "-c"] and len(args) > 2:
+        pins["cpus"] = _cpus(args[2])
+        pins["all_cpus"] = len(pins["cpus"]) >= own["cpu_count"]
+        args = args[3:]
+    if args[:1] == ["env"]:
+        for arg in args[1:]:
+            if "=" not in arg:
+                break
+            key, _, value = arg.partition("=")
+            pins["env"][key] = value
+    return pins
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--budget", type=float, required=True, help="the command's seconds budget")
@@ -79,7 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               flush=True)
         runs.append({"task": args.task, "method": "as-run", "seed": i, "metric": "wall_seconds",
                      "higher_is_better": False, "final": run["wall_seconds"], **run})
-    record = {**provenance(command=shlex.join(command)), "suite": "timed-command",
+    record = {**provenance(command=shlex.join(command)), "pinning": command_pinning(command),
+              "suite": "timed-command",
               "status": "complete", "notes": args.notes, "runs": runs}
     write_record(record, args.out)
     print(f"wrote {args.out}")

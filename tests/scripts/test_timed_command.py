@@ -40,3 +40,13 @@ def test_a_failing_command_exits_one_and_no_command_is_refused(tmp_path):
     with pytest.raises(SystemExit) as e:
         timed_command.main(["--budget", "1", "--out", str(out)])
     assert e.value.code == 2
+
+
+def test_the_record_pins_the_timed_command_not_the_timer():
+    pins = timed_command.command_pinning(
+        ["taskset", "-c", "1,3-4", "env", "OMP_NUM_THREADS=1", "hasten", "cram", "A=B"])
+    assert pins["cpus"] == [1, 3, 4] and pins["env"]["OMP_NUM_THREADS"] == "1"
+    assert "A" not in pins["env"] and pins["torch_threads"] is None
+    assert pins["timer"]["cpus"] == timed_command.pinning()["cpus"]
+    plain = timed_command.command_pinning(["hasten", "cram"])
+    assert plain["cpus"] == plain["timer"]["cpus"]
