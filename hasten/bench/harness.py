@@ -88,9 +88,8 @@ class Suite:
     quick_budgets: dict[str, str] = field(default_factory=dict)  # the same, under --quick
     overrides: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields for every run
     # the suite's own settings: a dataclass in `hasten.core.config` style (each field an `option`
-    # with its reason). `hasten bench SUITE --help` lists them; flags, `--set` and `--config`
-    # fill them. A task receives them when it takes an `options` keyword; methods read
-    # `recipe.options`.
+    # with its reason), listed by `hasten bench SUITE --help`, filled by flags, `--set` and
+    # `--config`; a task takes them as an `options` keyword, a method reads `recipe.options`.
     options: type | None = None
     # called on the results after every run, to add what needs several runs (rows across
     # seeds, say); it may change the runs' notes
