@@ -25,6 +25,7 @@ import hasten.bench.charlm  # noqa: F401  (registers the character task)
 import hasten.bench.mt  # noqa: F401  (registers the translation tasks)
 import hasten.bench.sst2  # noqa: F401  (registers the SST-2 tasks)
 import hasten.bench.vision  # noqa: F401  (registers the vision tasks)
+from hasten.bench.evidence import plan_status
 from hasten.bench.harness import Recipe, Suite, register_method, register_suite
 from hasten.levers import apply_levers
 from hasten.tuning.throughput import throughput_autotune
@@ -74,8 +75,16 @@ def throughput(recipe: Recipe) -> Recipe:
     return _charged(recipe, choices)
 
 
+def plan_line(results: dict) -> tuple[int, list[str]]:
+    """The record's plan status (planned only when git shows the plan committed before the
+    runs); the plan's rule reads the twelve parts joined (benchmarks/plans/tune.md)."""
+    status, why = plan_status(results)
+    return 0, [f"plan: {status} ({why})"]
+
+
 register_suite(Suite(
     name="tune", tasks=list(TASKS), methods=["baseline", "throughput-autotune", "tuned"],
     margin=0.0, budgets={t: "1200s" for t in TASKS}, quick_budgets={t: "30s" for t in TASKS},
     prepare=_fingerprinted,  # the baseline's recipe as the task built it; the others' before
+    verdict=plan_line,
     description="hasten tune vs a throughput-only autotune vs the baseline at 20 minutes"))

@@ -94,6 +94,7 @@ def test_the_plan_runs_with_plain_commands(tiny, tmp_path, monkeypatch, capsys):
                  "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "verdict: " in text and "validation lever choice" not in text
+    assert "plan: exploratory (no plan recorded)" in text and "by wall clock" in text
     assert (tmp_path / "test" / "stack.png").stat().st_size > 0
 
 
