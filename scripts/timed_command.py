@@ -67,11 +67,12 @@ def _cpus(spec: str) -> list[int]:
     return sorted(set(cpus))
 
 
-def command_pinning(command: Sequence[str]) -> dict[str, Any]:
+def command_pinning(command: Sequence[str], own: dict[str, Any] | None = None
+                    ) -> dict[str, Any]:
     """The timed command's pinning, read from its `taskset -c LIST` and `env VAR=VALUE`
     prefix (the record's `pinning`); without a taskset prefix, this process's own, which the
-    command inherits. `timer` keeps this process's own either way."""
-    own, args = pinning(), list(command)
+    command inherits. `timer` keeps this process's own (`own`, else read) either way."""
+    own, args = own or pinning(), list(command)
     pins: dict[str, Any] = {**own, "env": dict(own["env"]), "torch_threads": None,
                             "timer": own}
     if args[:2] == ["taskset", "-c"] and len(args) > 2:
@@ -108,9 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               flush=True)
         runs.append({"task": args.task, "method": "as-run", "seed": i, "metric": "wall_seconds",
                      "higher_is_better": False, "final": run["wall_seconds"], **run})
-    record = {**provenance(command=shlex.join(command)), "pinning": command_pinning(command),
-              "suite": "timed-command",
-              "status": "complete", "notes": args.notes, "runs": runs}
+    head = provenance(command=shlex.join(command))
+    record = {**head, "pinning": command_pinning(command, head["pinning"]),
+              "suite": "timed-command", "status": "complete", "notes": args.notes, "runs": runs}
     write_record(record, args.out)
     print(f"wrote {args.out}")
     return 0 if all(r["exit_code"] == 0 for r in runs) else 1

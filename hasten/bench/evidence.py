@@ -179,12 +179,15 @@ def decisions(record: Mapping[str, Any], counter: str, margin: float | None = No
     return out
 
 
+PLAN_LINE = "plan: {} ({})"  # a record's plan status, as printed
+
+
 def decision_lines(record: Mapping[str, Any], counter: str, root: Path | None = None,
                    margin: float | None = None) -> list[str]:
     """The decisions as lines a person reads, under the plan's status: the verdicts only
     when the plan predates the runs, else each line marked exploratory."""
     status, why = plan_status(record, root)
-    lines = [f"plan: {status} ({why})"]
+    lines = [PLAN_LINE.format(status, why)]
     for row in decisions(record, counter, margin):
         c, p = row["vs_baseline"], row["vs_plain"]
         if c is None:
@@ -290,6 +293,11 @@ def plan_committed_at(root: Path, rel: str, sha256: str) -> tuple[str, float] | 
         if blob.returncode == 0 and sha256_of(blob.stdout) == sha256:
             return commit, float(stamp)
     return None
+
+
+def plan_line(record: Mapping[str, Any], root: Path | None = None) -> str:
+    """`plan_status` as the line `hasten report` prints: "plan: STATUS (WHY)"."""
+    return PLAN_LINE.format(*plan_status(record, root))
 
 
 def plan_status(record: Mapping[str, Any], root: Path | None = None) -> tuple[str, str]:

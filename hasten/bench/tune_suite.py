@@ -25,7 +25,7 @@ import hasten.bench.charlm  # noqa: F401  (registers the character task)
 import hasten.bench.mt  # noqa: F401  (registers the translation tasks)
 import hasten.bench.sst2  # noqa: F401  (registers the SST-2 tasks)
 import hasten.bench.vision  # noqa: F401  (registers the vision tasks)
-from hasten.bench.evidence import plan_status
+from hasten.bench.evidence import plan_line
 from hasten.bench.harness import Recipe, Suite, register_method, register_suite
 from hasten.levers import apply_levers
 from hasten.tuning.throughput import throughput_autotune
@@ -47,7 +47,8 @@ def recipe_fingerprint(recipe: Recipe) -> str:
 
 
 def _fingerprinted(recipe: Recipe, method: str = "") -> Recipe:
-    recipe.notes.setdefault("recipe_fingerprint", recipe_fingerprint(recipe))
+    if "recipe_fingerprint" not in recipe.notes:  # taken before the method changed it
+        recipe.notes["recipe_fingerprint"] = recipe_fingerprint(recipe)
     return recipe
 
 
@@ -75,16 +76,15 @@ def throughput(recipe: Recipe) -> Recipe:
     return _charged(recipe, choices)
 
 
-def plan_line(results: dict) -> tuple[int, list[str]]:
+def plan_verdict(results: dict) -> tuple[int, list[str]]:
     """The record's plan status (planned only when git shows the plan committed before the
     runs); the plan's rule reads the twelve parts joined (benchmarks/plans/tune.md)."""
-    status, why = plan_status(results)
-    return 0, [f"plan: {status} ({why})"]
+    return 0, [plan_line(results)]
 
 
 register_suite(Suite(
     name="tune", tasks=list(TASKS), methods=["baseline", "throughput-autotune", "tuned"],
     margin=0.0, budgets={t: "1200s" for t in TASKS}, quick_budgets={t: "30s" for t in TASKS},
     prepare=_fingerprinted,  # the baseline's recipe as the task built it; the others' before
-    verdict=plan_line,
+    verdict=plan_verdict,
     description="hasten tune vs a throughput-only autotune vs the baseline at 20 minutes"))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hasten.bench import harness, stack_plan
-from hasten.bench.evidence import plan_stamp, plan_status
+from hasten.bench.evidence import plan_line, plan_stamp
 from hasten.bench.records import load_record
 from hasten.bench.stack import LEVERS, StackOptions, lever_table
 from hasten.bench.stack_report import select_levers, stack_table, verdict, write_stack_report
@@ -152,7 +152,7 @@ def print_stack(results: dict[str, Any], threshold: float, record: Path | None,
     """Per task: the ablation table (with `tables`), the verdict and, on a validation twin,
     the levers the test phase keeps (`record`: the results file to pass as --levers-from)."""
     tasks = list(dict.fromkeys(str(r["task"]) for r in results.get("runs", [])))
-    print("plan: {} ({})".format(*plan_status(results)), flush=True)
+    print(plan_line(results), flush=True)
     for task in tasks:
         if tables:
             print(f"\n{task}\n\n{stack_table(results, threshold, task)}")

@@ -35,5 +35,5 @@ def test_a_run_keeps_the_fingerprint_of_its_recipe_before_the_method():
 
 
 def test_a_tune_record_says_whether_its_plan_predates_it():
-    code, lines = ts.plan_line({"notes": {}, "created": "2026-12-07T00:00:00+00:00"})
+    code, lines = ts.plan_verdict({"notes": {}, "created": "2026-12-07T00:00:00+00:00"})
     assert code == 0 and lines == ["plan: exploratory (no plan recorded)"]
