@@ -25,7 +25,10 @@ baseline's steps, plus its one-off seconds over the baseline's run (both from th
 record), checked against whole runs (`hasten.bench.step_cost.checked_ratio`).
 `--reread RECORD --out NEW` reads an earlier record's blocks again by the current reading
 (no training): a new record naming it (`read_again_from`), the measurement's provenance in its
-notes; the first stays, as written.
+notes; the first stays, as written. `--reread R1 R2 ...`, records of one instance each of the
+same methods (where every instance at once would not fit in memory: `--instances 1`, run one
+after another on the same core), joins them as instances: record k's arm `NAME` becomes
+`NAME#k`, read over instances as above.
 
 Where its results are shown: docs/benchmarks.md, "How a lever is decided".
 """
@@ -133,9 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="the tasks' quick versions (a test)")
     ap.add_argument("--plan", help="the plan file these runs follow")
     ap.add_argument("--notes", default="")
-    ap.add_argument("--reread", type=Path, metavar="RECORD",
+    ap.add_argument("--reread", type=Path, nargs="+", metavar="RECORD",
                     help="read an earlier record's blocks again (no training): a new record "
-                         "naming it; the first stays")
+                         "naming it; the first stays. Several records of one instance each: "
+                         "joined as the instances of their methods")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     if args.out.exists():
@@ -183,24 +187,53 @@ def finish(record: dict[str, Any], out: Path) -> int:
 
 
 def reread(args: argparse.Namespace) -> int:
-    """An earlier record's blocks read again by this script's reading: a new record naming
-    the old one in `read_again_from`, the measurement's own provenance kept in its notes."""
-    old = load_record(args.reread)
-    notes = dict(old.get("notes") or {})
-    blocks = {k: [tuple(b) for b in v] for k, v in (old.get("blocks") or {}).items()}
-    if not blocks or not old.get("runs"):
-        raise ConfigError(f"--reread: {args.reread} holds no blocks to read")
-    first = old["runs"][0]
-    ns = argparse.Namespace(instances=int(notes.get("instances") or 1), task=first["task"],
-                            seed=first["seed"], baseline=first["baseline"])
-    info = {r["method"]: r["notes"]["arm"] for r in old["runs"]}
-    runs = [lever_run(ns, blocks, r["method"], info) for r in old["runs"]]
-    measured = {k: old.get(k) for k in ("created", "code", "command", "pinning", "machine")}
-    record = {**header(), "read_again_from": args.reread.name,
-              "notes": {**notes, "text": args.notes, "measured": measured,
-                        "measured_text": notes.get("text", "")},
-              "blocks": old["blocks"], "runs": runs}
+    """Earlier records' blocks read again by this script's reading: a new record naming them
+    in `read_again_from`, each measurement's own provenance kept in its notes. One record is
+    read as it was measured; several (one instance each, the same methods) as instances."""
+    olds = [load_record(path) for path in args.reread]
+    for path, old in zip(args.reread, olds, strict=True):
+        if not old.get("blocks") or not old.get("runs"):
+            raise ConfigError(f"--reread: {path} holds no blocks to read")
+    if len(olds) == 1:
+        blocks = {k: [tuple(b) for b in v] for k, v in olds[0]["blocks"].items()}
+    else:
+        blocks = _joined_blocks(args.reread, olds)
+    first = olds[0]["runs"][0]
+    notes = dict(olds[0].get("notes") or {})
+    instances = int(notes.get("instances") or 1) if len(olds) == 1 else len(olds)
+    ns = argparse.Namespace(instances=instances, task=first["task"], seed=first["seed"],
+                            baseline=first["baseline"])
+    info = {r["method"]: r["notes"]["arm"] for r in olds[0]["runs"]}
+    runs = [lever_run(ns, blocks, r["method"], info) for r in olds[0]["runs"]]
+    measured = [{k: old.get(k) for k in ("created", "code", "command", "pinning", "machine")}
+                for old in olds]
+    texts = [(old.get("notes") or {}).get("text", "") for old in olds]
+    record = {**header(),
+              "read_again_from": args.reread[0].name if len(olds) == 1
+              else [p.name for p in args.reread],
+              "notes": {**notes, "instances": instances, "text": args.notes,
+                        "measured": measured[0] if len(olds) == 1 else measured,
+                        "measured_text": texts[0] if len(olds) == 1 else texts},
+              "blocks": {k: [list(b) for b in v] for k, v in blocks.items()}, "runs": runs}
     return finish(record, args.out)
+
+
+def _joined_blocks(paths: list[Path], olds: list[dict[str, Any]]
+                   ) -> dict[str, list[tuple[int, float]]]:
+    """Records of one instance each joined as instances: record k's arm NAME as NAME#k."""
+    def shape(old: dict[str, Any]) -> tuple[Any, ...]:
+        runs = old["runs"]
+        return (sorted(old["blocks"]), [(r["task"], r["method"], r["baseline"]) for r in runs],
+                (old.get("notes") or {}).get("block_steps"))
+    for path, old in zip(paths, olds, strict=True):
+        if int((old.get("notes") or {}).get("instances") or 1) != 1:
+            raise ConfigError(f"--reread: {path} has several instances already; only records "
+                              "of one instance each are joined")
+        if shape(old) != shape(olds[0]):
+            raise ConfigError(f"--reread: {path} measured other methods, task or block than "
+                              f"{paths[0]}; only records of the same arms are joined")
+    return {f"{name}#{k}": [tuple(b) for b in blocks]
+            for k, old in enumerate(olds) for name, blocks in old["blocks"].items()}
 
 
 if __name__ == "__main__":

@@ -72,3 +72,41 @@ def test_choices_for_a_suite_without_them_are_one_line_and_exit_2(tmp_path):
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr == "hasten: error: --choices: suite demo has no choices to set\n"
     assert not (tmp_path / "ic.json").exists()
+
+
+def test_records_of_one_instance_each_join_as_instances(tmp_path):
+    parts = [tmp_path / f"ic-{k}.json" for k in range(3)]
+    for part in parts[:2]:
+        proc = _run("--instances", "1", out=part)
+        assert proc.returncode == 0, proc.stderr
+    joined = tmp_path / "joined.json"
+    proc = subprocess.run([sys.executable, "scripts/iteration_cost.py", "--reread",
+                           *map(str, parts[:2]), "--out", str(joined)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    record, firsts = load_record(joined), [load_record(p) for p in parts[:2]]
+    assert record["read_again_from"] == ["ic-0.json", "ic-1.json"]
+    assert record["notes"]["instances"] == 2
+    assert [m["command"] for m in record["notes"]["measured"]] == \
+        [f["command"] for f in firsts]
+    assert record["blocks"] == {f"{name}#{k}": blocks for k, first in enumerate(firsts)
+                                for name, blocks in first["blocks"].items()}
+    (run,) = record["runs"]
+    rows = run["notes"]["report_rows"]
+    assert rows["instances"] == 2
+    assert rows["step cost ratio, 95% low"] <= run["final"] <= rows["step cost ratio, 95% high"]
+    # other arms are not instances of these: refused in one line, nothing written
+    proc = subprocess.run(
+        [sys.executable, "scripts/iteration_cost.py", "--suite", "demo", "--task", "digits",
+         "--baseline", "fp32", "--levers", "bf16", "--quick", "--block", "5",
+         "--instances", "1", "--out", str(parts[2])], cwd=ROOT, capture_output=True,
+        text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run([sys.executable, "scripts/iteration_cost.py", "--reread",
+                           str(parts[0]), str(parts[2]), "--out", str(tmp_path / "no.json")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == (f"hasten: error: --reread: {parts[2]} measured other methods, task "
+                           f"or block than {parts[0]}; only records of the same arms are "
+                           "joined\n")
+    assert not (tmp_path / "no.json").exists()
