@@ -27,6 +27,7 @@ import hasten.bench.sst2  # noqa: F401  (registers the SST-2 tasks)
 import hasten.bench.vision  # noqa: F401  (registers the vision tasks)
 from hasten.bench.evidence import plan_line
 from hasten.bench.harness import Recipe, Suite, register_method, register_suite
+from hasten.bench.tune_verdict import tune_verdict
 from hasten.levers import apply_levers
 from hasten.tuning.throughput import throughput_autotune
 from hasten.tuning.tuner import tune
@@ -78,8 +79,10 @@ def throughput(recipe: Recipe) -> Recipe:
 
 def plan_verdict(results: dict) -> tuple[int, list[str]]:
     """The record's plan status (planned only when git shows the plan committed before the
-    runs); the plan's rule reads the twelve parts joined (benchmarks/plans/tune.md)."""
-    return 0, [plan_line(results)]
+    runs), then the plan's rule on the parts the record holds (`hasten.bench.tune_verdict`:
+    "incomplete" until all twelve are joined)."""
+    _, lines = tune_verdict(results.get("runs") or [])
+    return 0, [plan_line(results), *lines]
 
 
 register_suite(Suite(

@@ -1,5 +1,6 @@
 """The tune evaluation's suite: its budgets are wall clock (the pilots charge seconds), and
-every run records the fingerprint the plan checks its recipe by."""
+every run records the fingerprint the plan checks its recipe by; its report says whether the
+plan predates the runs and reads the plan's rule on the parts it holds."""
 
 from __future__ import annotations
 
@@ -36,4 +37,5 @@ def test_a_run_keeps_the_fingerprint_of_its_recipe_before_the_method():
 
 def test_a_tune_record_says_whether_its_plan_predates_it():
     code, lines = ts.plan_verdict({"notes": {}, "created": "2026-12-07T00:00:00+00:00"})
-    assert code == 0 and lines == ["plan: exploratory (no plan recorded)"]
+    assert code == 0 and lines[0] == "plan: exploratory (no plan recorded)"
+    assert lines[-1] == "verdict: incomplete (0 of 12 parts)"  # the rule, on no parts yet
