@@ -50,3 +50,24 @@ def test_costs_against_another_baseline_are_one_line_and_exit_2(tmp_path):
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == ("hasten: error: the step costs were measured against 'baseline', "
                            "not 'tuned-baseline'\n")
+
+
+def test_out_keeps_the_printed_verdict_as_a_record_and_never_replaces_one(tmp_path):
+    cmd = [*write(tmp_path), "--out", str(tmp_path / "v.json")]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=ENV).stdout
+    assert out.endswith(f"wrote {tmp_path / 'v.json'}\n")
+    record = json.loads((tmp_path / "v.json").read_text())
+    assert record["suite"] == "stack-verdict" and record["status"] == "complete"
+    assert record["inputs"] == {"quality": "q.json", "costs": "c.json"}
+    assert "python scripts/stack_verdict.py" in record["command"]
+    assert round(record["target"], 2) == 89.70
+    stack = {r["method"]: r for r in record["runs"]}["stack"]
+    assert stack["final"] == 0.3 and stack["notes"]["reached"] == 3
+    assert {k: round(v, 3) for k, v in stack["notes"]["by_seed"].items()} == \
+        {"0": 0.300, "1": 0.292, "2": 0.318}
+    assert record["stack"]["verdict"] == "passes"
+    assert round(record["stack"]["interval"]["mean"], 3) == 0.303
+    assert record["removal_costs"]["bf16"]["verdict"] == "pays"
+    again = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
+    assert again.returncode == 2 and again.stdout == ""
+    assert again.stderr.endswith(f"{tmp_path / 'v.json'} exists: records are never replaced\n")
