@@ -19,7 +19,7 @@ Rows are stored padded to 80 tokens; the loss trims each batch to its longest ro
 difficulty (`difficulty`), the competence curriculum's classic choice (Platanios et al.
 2019).
 
-Where its result is shown: docs/benchmarks.md, "A lever stack at one budget".
+Where its result is shown: docs/benchmarks.md, "A lever stack at one budget: does not pass here".
 """
 
 from __future__ import annotations

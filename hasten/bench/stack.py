@@ -67,7 +67,7 @@ Part `levers`: tuned-baseline, stack, stack-minus-X per kept lever; part `contro
 for every lever the validation phase weighed, baseline, baseline@F. `--set
 'levers=["bf16","batch"]' $C` instead of `$V` names the levers by hand.
 
-Where its result is shown: docs/benchmarks.md, "A lever stack at one budget".
+Where its result is shown: docs/benchmarks.md, "A lever stack at one budget: does not pass here".
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ docs/what-pays-off.md):
    in two parts (`levers`, `controls`) for two cores and joined by `hasten report`.
    `from_validation` reads the validation record: its kept levers and its choices.
 
-Where its result is shown: docs/benchmarks.md, "A lever stack at one budget".
+Where its result is shown: docs/benchmarks.md, "A lever stack at one budget: does not pass here".
 """
 
 from __future__ import annotations

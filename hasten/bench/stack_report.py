@@ -18,7 +18,7 @@ target shows no cost).
 <= `max_relative` (0.6) x the tuned baseline's time on the median seed (a seed that never
 reaches counts as infinitely slow), with every lever paying its way.
 
-Where its result is shown: docs/benchmarks.md, "A lever stack at one budget".
+Where its result is shown: docs/benchmarks.md, "A lever stack at one budget: does not pass here".
 """
 
 from __future__ import annotations

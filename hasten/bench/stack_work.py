@@ -27,7 +27,7 @@ Verdicts, fixed in `benchmarks/plans/stack-work.md` before the runs:
 
 No paper here: the rule is the plan's. Departure from `hasten.bench.stack_report`, the
 wall-clock reading it replaces: no seconds of a run on a shared machine enter a verdict.
-Results: docs/benchmarks.md, "A lever stack at one budget".
+Results: docs/benchmarks.md, "A lever stack at one budget: does not pass here".
 """
 
 from __future__ import annotations
