@@ -172,9 +172,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def header() -> dict[str, Any]:
     """A record's provenance, its command as this script was called."""
-    head = {**provenance(), "suite": "iteration-cost", "status": "complete"}
-    head["command"] = head["command"].replace("hasten ", "python scripts/iteration_cost.py ", 1)
-    return head
+    return {**provenance(program="python scripts/iteration_cost.py"),
+            "suite": "iteration-cost", "status": "complete"}
 
 
 def finish(record: dict[str, Any], out: Path) -> int:

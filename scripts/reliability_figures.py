@@ -250,9 +250,9 @@ def reliability_record(parts: Sequence[str] = PARTS, quick: bool = False,
             figures[part], part_rows = steps[part]()
             figures[part]["part_seconds"] = time.monotonic() - part_started
             rows += part_rows
-    command = shlex.join(["python", "scripts/reliability_figures.py", *sys.argv[1:]])
-    return {**provenance(command), "suite": "reliability", "status": "complete",
-            "quick": quick, "notes": {"parts": list(parts), "what": __doc__.split("\n\n")[2]},
+    return {**provenance(program="python scripts/reliability_figures.py"),
+            "suite": "reliability", "status": "complete", "quick": quick,
+            "notes": {"parts": list(parts), "what": __doc__.split("\n\n")[2]},
             "figures": figures, "runs": rows, "seconds": time.monotonic() - started}
 
 

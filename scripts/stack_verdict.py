@@ -83,8 +83,8 @@ def _record(args: argparse.Namespace, runs: list, goal: float, times: dict, v: d
             q: dict | None, removal: dict) -> dict:
     """What was printed, as a record: a run a configuration (`final` its median relative time,
     None where the median seed never reaches the target), the verdicts beside."""
-    head = {**provenance(), "suite": "stack-verdict", "status": "complete"}
-    head["command"] = head["command"].replace("hasten ", "python scripts/stack_verdict.py ", 1)
+    head = {**provenance(program="python scripts/stack_verdict.py"), "suite": "stack-verdict",
+            "status": "complete"}
     task = runs[0]["task"] if runs else None
     rows = [{"task": task, "method": m, "seed": None, "metric": "relative time (modelled)",
              "higher_is_better": False, "final": _finite(statistics.median(by.values())),

@@ -114,10 +114,11 @@ def pinning() -> dict[str, Any]:
             "torch_threads": torch.get_num_threads()}
 
 
-def command_line(argv: Sequence[str] | None = None, pins: Mapping[str, Any] | None = None
-                 ) -> str:
-    """The command as a user would retype it: `hasten ARGS`, preceded by `taskset -c CPUS`
-    when the process is pinned to some cores and `env VAR=...` for thread settings."""
+def command_line(argv: Sequence[str] | None = None, pins: Mapping[str, Any] | None = None,
+                 program: str = "hasten") -> str:
+    """The command as a user would retype it: `hasten ARGS` (or another `program`, a script's
+    `python scripts/NAME.py`), preceded by `taskset -c CPUS` when the process is pinned to
+    some cores and `env VAR=...` for thread settings."""
     argv = list(sys.argv[1:] if argv is None else argv)
     pins = pinning() if pins is None else pins
     prefix = []
@@ -125,16 +126,18 @@ def command_line(argv: Sequence[str] | None = None, pins: Mapping[str, Any] | No
         prefix.append(f"taskset -c {cpu_list(pins['cpus'])}")
     if pins.get("env"):
         prefix.append("env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in pins["env"].items()))
-    return " ".join([*prefix, "hasten", *map(shlex.quote, argv)])
+    return " ".join([*prefix, program, *map(shlex.quote, argv)])
 
 
-def provenance(command: str | None = None, created: datetime | None = None) -> dict[str, Any]:
-    """The header of every record: schema version, when, where, from which code and how."""
+def provenance(command: str | None = None, created: datetime | None = None,
+               program: str = "hasten") -> dict[str, Any]:
+    """The header of every record: schema version, when, where, from which code and how
+    (`program`: what the command line starts with, a script's `python scripts/NAME.py`)."""
     pins = pinning()
     return {"schema_version": SCHEMA_VERSION,
             "created": (created or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
             "machine": machine_description(), "code": code_version(),
-            "command": command or command_line(pins=pins), "pinning": pins}
+            "command": command or command_line(pins=pins, program=program), "pinning": pins}
 
 
 # --- writing -------------------------------------------------------------------------------

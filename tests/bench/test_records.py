@@ -106,6 +106,9 @@ def test_cpu_lists_and_the_command_as_retyped():
         "taskset -c 0 env OMP_NUM_THREADS=1 hasten bench mt --methods 'plain*'")
     assert command_line(["demo"], {"cpus": [0, 1], "all_cpus": True, "env": {}}) == \
         "hasten demo"
+    # a script's records say how the script was called, with the same pinning
+    assert command_line(["--out", "a b.json"], pins, program="python scripts/x.py") == (
+        "taskset -c 0 env OMP_NUM_THREADS=1 python scripts/x.py --out 'a b.json'")
     here = pinning()
     assert here["cpus"] == sorted(os.sched_getaffinity(0)) and "env" in here
 
