@@ -193,27 +193,28 @@ def reread(args: argparse.Namespace) -> int:
     for path, old in zip(args.reread, olds, strict=True):
         if not old.get("blocks") or not old.get("runs"):
             raise ConfigError(f"--reread: {path} holds no blocks to read")
-    if len(olds) == 1:
-        blocks = {k: [tuple(b) for b in v] for k, v in olds[0]["blocks"].items()}
-    else:
-        blocks = _joined_blocks(args.reread, olds)
-    first = olds[0]["runs"][0]
+    one = len(olds) == 1
+
+    def each(values: list[Any]) -> Any:  # one record's value as it was, several as a list
+        return values[0] if one else values
+
     notes = dict(olds[0].get("notes") or {})
-    instances = int(notes.get("instances") or 1) if len(olds) == 1 else len(olds)
+    blocks = ({k: [tuple(b) for b in v] for k, v in olds[0]["blocks"].items()} if one
+              else _joined_blocks(args.reread, olds))
+    instances = int(notes.get("instances") or 1) if one else len(olds)
+    first = olds[0]["runs"][0]
     ns = argparse.Namespace(instances=instances, task=first["task"], seed=first["seed"],
                             baseline=first["baseline"])
     info = {r["method"]: r["notes"]["arm"] for r in olds[0]["runs"]}
     runs = [lever_run(ns, blocks, r["method"], info) for r in olds[0]["runs"]]
-    measured = [{k: old.get(k) for k in ("created", "code", "command", "pinning", "machine")}
-                for old in olds]
-    texts = [(old.get("notes") or {}).get("text", "") for old in olds]
-    record = {**header(),
-              "read_again_from": args.reread[0].name if len(olds) == 1
-              else [p.name for p in args.reread],
+    record = {**header(), "read_again_from": each([p.name for p in args.reread]),
               "notes": {**notes, "instances": instances, "text": args.notes,
-                        "measured": measured[0] if len(olds) == 1 else measured,
-                        "measured_text": texts[0] if len(olds) == 1 else texts},
-              "blocks": {k: [list(b) for b in v] for k, v in blocks.items()}, "runs": runs}
+                        "measured": each([{k: old.get(k) for k in
+                                           ("created", "code", "command", "pinning", "machine")}
+                                          for old in olds]),
+                        "measured_text": each([(old.get("notes") or {}).get("text", "")
+                                               for old in olds])},
+              "blocks": blocks, "runs": runs}  # write_record writes the tuples as lists
     return finish(record, args.out)
 
 

@@ -71,10 +71,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
-
-
 def _fields(i: object) -> dict[str, float] | None:
     return None if i is None else {k: getattr(i, k) for k in ("mean", "low", "high")}
 
@@ -82,13 +78,14 @@ def _fields(i: object) -> dict[str, float] | None:
 def _record(args: argparse.Namespace, runs: list, goal: float, times: dict, v: dict | None,
             q: dict | None, removal: dict) -> dict:
     """What was printed, as a record: a run a configuration (`final` its median relative time,
-    None where the median seed never reaches the target), the verdicts beside."""
+    None where the median seed never reaches the target: `write_record` writes inf as null),
+    the verdicts beside."""
     head = {**provenance(program="python scripts/stack_verdict.py"), "suite": "stack-verdict",
             "status": "complete"}
     task = runs[0]["task"] if runs else None
     rows = [{"task": task, "method": m, "seed": None, "metric": "relative time (modelled)",
-             "higher_is_better": False, "final": _finite(statistics.median(by.values())),
-             "notes": {"by_seed": {str(s): _finite(t) for s, t in sorted(by.items())},
+             "higher_is_better": False, "final": statistics.median(by.values()),
+             "notes": {"by_seed": dict(sorted(by.items())),
                        "reached": sum(math.isfinite(t) for t in by.values()),
                        "seeds": len(by)}} for m, by in times.items()]
     return {**head, "inputs": {"quality": args.quality.name, "costs": args.costs.name},
@@ -96,12 +93,11 @@ def _record(args: argparse.Namespace, runs: list, goal: float, times: dict, v: d
             "max_relative": args.max_relative, "pays": args.pays,
             "stack": None if v is None else {"verdict": v["verdict"],
                                              "interval": _fields(v["interval"]),
-                                             "median": _finite(v["median"])},
+                                             "median": v["median"]},
             "stack_quality": None if q is None else {"verdict": q["verdict"],
                                                      **_fields(q["interval"])},
             "removal_costs": {lever: {"verdict": r["verdict"], "interval": _fields(r["interval"]),
-                                      "by_seed": {str(s): _finite(c)
-                                                  for s, c in r["costs"].items()}}
+                                      "by_seed": r["costs"]}
                               for lever, r in removal.items()},
             "runs": rows}
 

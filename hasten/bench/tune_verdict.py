@@ -18,6 +18,8 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hasten.core.target import time_to_target
+
 BUDGET_SECONDS = 1200.0  # B, the plan's 20 minutes of training a run
 WITHIN = 0.7  # item 1: the tuned arm's median time to target at most 0.7 x B
 TASKS_NEEDED = 3  # item 1: on at least 3 of the 4 tasks
@@ -37,11 +39,8 @@ def _reaches(value: float, target: float, higher: bool) -> bool:
 def time_to(run: Mapping[str, Any], target: float, budget: float = BUDGET_SECONDS) -> float:
     """Seconds (charged measuring included) at the run's first evaluation at or past the
     target; `budget` where none is."""
-    higher = run.get("higher_is_better", True)
-    for seconds, _work, value in run.get("curve") or []:
-        if value is not None and _reaches(value, target, higher):
-            return float(seconds)
-    return budget
+    hit = time_to_target(run.get("curve") or [], target, run.get("higher_is_better", True))
+    return budget if hit is None else hit.seconds
 
 
 def task_reading(runs: Sequence[Mapping[str, Any]], task: str,
