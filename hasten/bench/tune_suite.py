@@ -1,11 +1,14 @@
 """The evaluation of `hasten tune`: on four tasks of different kinds, a 20-minute budget on
-one core, three arms side by side.
+one core, three arms side by side and, on two of them, an oracle.
 
   baseline             the task's recipe at the budget
   throughput-autotune  micro-batch and precision chosen by speed alone
                        (`hasten.tuning.throughput`), its measuring time charged
   tuned                `hasten tune` in a tenth of the budget, then the chosen levers for the
                        rest; the tuning's whole wall time charged
+  oracle               (fashion-mnist and sst2-small, run apart: `--methods oracle`) the
+                       fastest configuration of the lever stack's test phase
+                       (`hasten.bench.tune_oracle`), nothing charged for choosing it
 
 Each arm's curve starts when its measuring ends (the charged seconds are added to its curve),
 so its time to the baseline's final quality (target margin 0) counts the tuning. Tasks:
@@ -27,6 +30,7 @@ import hasten.bench.sst2  # noqa: F401  (registers the SST-2 tasks)
 import hasten.bench.vision  # noqa: F401  (registers the vision tasks)
 from hasten.bench.evidence import plan_line
 from hasten.bench.harness import Recipe, Suite, register_method, register_suite
+from hasten.bench.tune_oracle import STACK_VERDICTS, apply_oracle
 from hasten.bench.tune_verdict import tune_verdict
 from hasten.levers import apply_levers
 from hasten.tuning.throughput import throughput_autotune
@@ -75,6 +79,14 @@ def throughput(recipe: Recipe) -> Recipe:
     _fingerprinted(recipe)
     choices = throughput_autotune(recipe, recipe.config.budget, seed=recipe.config.seed)
     return _charged(recipe, choices)
+
+
+@register_method("oracle", applies=STACK_VERDICTS.__contains__)
+def oracle(recipe: Recipe) -> Recipe:
+    """The fastest configuration of the lever stack's test phase on this task
+    (`hasten.bench.tune_oracle`), its choosing not charged: the plan's item 3."""
+    _fingerprinted(recipe)
+    return apply_oracle(recipe, recipe.notes["dataset"])
 
 
 def plan_verdict(results: dict) -> tuple[int, list[str]]:

@@ -85,3 +85,17 @@ def test_the_target_is_the_baselines_median_final_over_seeds(task):
     runs = parts(tasks=(task,))
     runs[0]["final"] = 3.0  # one seed's baseline far off: the median holds
     assert task_reading(runs, task)["target"] == (10.0 if HIGHER[task] else 1.0)
+
+
+def test_the_oracles_runs_in_the_join_decide_item_3_once_all_three_seeds_are_in():
+    def oracle_runs(at, seeds=(0, 1, 2), quality=10.0):
+        return [run(t, "oracle", s, [(at, quality)]) for t in ("fashion-mnist", "sst2-small")
+                for s in seeds]
+    near = tune_verdict(parts() + oracle_runs(580.0))
+    assert near[0] == "pass" and any("oracle 580 s, near" in x for x in near[1])
+    far = tune_verdict(parts() + oracle_runs(500.0))
+    assert far[0] == "fail" and far[1][-1].endswith("far from the oracle)")
+    two = tune_verdict(parts() + oracle_runs(580.0, seeds=(0, 1)))
+    assert two[0] == "undecided" and any("oracle 2 of 3 seeds" in x for x in two[1])
+    never = tune_verdict(parts() + oracle_runs(700.0, quality=5.0))  # never there: B
+    assert never[0] == "pass" and any("oracle 1200 s, near" in x for x in never[1])
