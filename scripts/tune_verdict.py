@@ -20,7 +20,13 @@ import sys
 from pathlib import Path
 
 from hasten.bench.records import load_record, provenance, write_record
-from hasten.bench.tune_verdict import FINGERPRINTS, task_reading, time_to, tune_verdict
+from hasten.bench.tune_verdict import (
+    FINGERPRINTS,
+    planned_runs,
+    task_reading,
+    time_to,
+    tune_verdict,
+)
 from hasten.core.errors import DataError, HastenError
 
 ARMS = ("baseline", "throughput-autotune", "tuned", "oracle")
@@ -48,8 +54,7 @@ def arm_rows(runs: list[dict], readings: list[dict]) -> list[dict]:
             continue
         task = reading["task"]
         for arm in ARMS:
-            mine = [r for r in runs if r["task"] == task and r["method"] == arm and
-                    (r.get("notes") or {}).get("recipe_fingerprint") == FINGERPRINTS[task]]
+            mine = [r for r in planned_runs(runs, task) if r["method"] == arm]
             if not mine:
                 continue
             rows.append({

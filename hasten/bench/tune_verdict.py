@@ -44,13 +44,18 @@ def time_to(run: Mapping[str, Any], target: float, budget: float = BUDGET_SECOND
     return budget if hit is None else hit.seconds
 
 
+def planned_runs(runs: Sequence[Mapping[str, Any]], task: str) -> list[Mapping[str, Any]]:
+    """The runs of `task` whose recipe is the one the plan fixed (its fingerprint)."""
+    return [r for r in runs if r["task"] == task
+            and (r.get("notes") or {}).get("recipe_fingerprint") == FINGERPRINTS[task]]
+
+
 def task_reading(runs: Sequence[Mapping[str, Any]], task: str,
                  oracle_seconds: float | None = None) -> dict[str, Any]:
     """One task's figures and items: medians over the seeds present of each arm's final
     quality and time to the target."""
     ours = [r for r in runs if r["task"] == task]
-    mine = [r for r in ours
-            if (r.get("notes") or {}).get("recipe_fingerprint") == FINGERPRINTS[task]]
+    mine = planned_runs(ours, task)
     arm = {m: [r for r in mine if r["method"] == m]
            for m in ("baseline", "throughput-autotune", "tuned")}
     if not all(arm.values()):
