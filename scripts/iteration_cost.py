@@ -52,7 +52,7 @@ from hasten.bench.stack_plan import load_choices  # noqa: E402
 from hasten.bench.step_cost import alternate, instance_of, instance_ratio, time_ratio  # noqa: E402
 from hasten.bench.suites import load_suites  # noqa: E402
 from hasten.core.config import to_dict  # noqa: E402
-from hasten.core.errors import ConfigError, HastenError  # noqa: E402
+from hasten.core.errors import ConfigError, run_script  # noqa: E402
 
 
 def arm_options(suite: Any, method: str, sets: list[tuple[list[str], str]]) -> Any:
@@ -237,8 +237,4 @@ def _joined_blocks(paths: list[Path], olds: list[dict[str, Any]]
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except HastenError as err:  # one clear line, exit code 2
-        print(f"hasten: error: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
+    run_script(main)

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from hasten.core.errors import ConfigError, HastenError
+from hasten.core.errors import ConfigError, run_script
 from hasten.data.vision import load_vision
 from hasten.distill.augment import DSA, dsa_strategy
 from hasten.distill.base import default_model_fn, real_set
@@ -58,8 +57,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except HastenError as err:  # one clear line, exit code 2
-        print(f"hasten: error: {err}", file=sys.stderr)
-        raise SystemExit(err.exit_code) from None
+    run_script(main)

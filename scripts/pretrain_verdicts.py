@@ -13,14 +13,13 @@ plan's rule picks it from the records (`choose_loss_rows`) and says so. The stat
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from statistics import mean
 
 from hasten.bench import ladder_verdicts as lv
 from hasten.bench.report import merge_results
 from hasten.core.atomic import read_json
-from hasten.core.errors import HastenError
+from hasten.core.errors import run_script
 
 
 def _fmt(values: list[float], digits: int = 3) -> str:
@@ -103,8 +102,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except HastenError as err:  # one clear line, exit code 2
-        print(f"hasten: error: {err}", file=sys.stderr)
-        raise SystemExit(err.exit_code) from None
+    run_script(main)

@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import sys
 from pathlib import Path
 
 from hasten.bench import stack_work as sw
 from hasten.bench.evidence import compare
 from hasten.bench.records import load_record, provenance, write_record
-from hasten.core.errors import HastenError
+from hasten.core.errors import run_script
 
 
 def _interval(i: object) -> str:
@@ -103,8 +102,4 @@ def _record(args: argparse.Namespace, runs: list, goal: float, times: dict, v: d
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except HastenError as err:  # one clear line, exit code 2
-        print(f"hasten: error: {err}", file=sys.stderr)
-        raise SystemExit(err.exit_code) from None
+    run_script(main)

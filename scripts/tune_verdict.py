@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 from pathlib import Path
 
 from hasten.bench.records import load_record, provenance, write_record
@@ -27,7 +26,7 @@ from hasten.bench.tune_verdict import (
     time_to,
     tune_verdict,
 )
-from hasten.core.errors import DataError, HastenError
+from hasten.core.errors import DataError, run_script
 
 ARMS = ("baseline", "throughput-autotune", "tuned", "oracle")
 
@@ -89,8 +88,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except HastenError as err:  # one clear line, exit code 2
-        print(f"hasten: error: {err}", file=sys.stderr)
-        raise SystemExit(err.exit_code) from None
+    run_script(main)

@@ -8,8 +8,9 @@ and exits with code 2, without a traceback. Bugs in hasten itself stay ordinary 
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 
 class HastenError(Exception):
@@ -47,3 +48,14 @@ def check_options(kind: str, name: str, fn: Callable[..., Any], options: Iterabl
     if bad:
         raise ConfigError(f"{kind} {name!r} has no option(s) {', '.join(bad)}; "
                           f"known: {', '.join(known) or 'none'}")
+
+
+def run_script(main: Callable[[], int]) -> NoReturn:
+    """Exit with `main()`'s code; a HastenError is one clear line on stderr and its exit
+    code (2 for bad input), no traceback. For the scripts under scripts/."""
+    try:
+        code = main()
+    except HastenError as err:
+        print(f"hasten: error: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
+    raise SystemExit(code)
