@@ -24,7 +24,7 @@ from hasten.bench.tune_verdict import (
     planned_runs,
     task_reading,
     time_to,
-    tune_verdict,
+    verdict_of,
 )
 from hasten.core.errors import DataError, run_script
 
@@ -52,8 +52,9 @@ def arm_rows(runs: list[dict], readings: list[dict]) -> list[dict]:
         if "target" not in reading:
             continue
         task = reading["task"]
+        planned = planned_runs(runs, task)
         for arm in ARMS:
-            mine = [r for r in planned_runs(runs, task) if r["method"] == arm]
+            mine = [r for r in planned if r["method"] == arm]
             if not mine:
                 continue
             rows.append({
@@ -74,10 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None and args.out.exists():
         ap.error(f"{args.out} exists: records are never replaced")
     runs = joined_runs(args.parts)
-    verdict, lines = tune_verdict(runs)
+    readings = [task_reading(runs, task) for task in FINGERPRINTS]
+    verdict, lines = verdict_of(readings)
     print("\n".join(lines))
     if args.out is not None:
-        readings = [task_reading(runs, task) for task in FINGERPRINTS]
         write_record({**provenance(program="python scripts/tune_verdict.py"),
                       "suite": "tune-verdict", "status": "complete",
                       "inputs": [p.name for p in args.parts], "verdict": verdict,

@@ -14,13 +14,13 @@ in advance. Where it is shown: docs/tune.md, "How well it chooses".
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from pathlib import Path
 from typing import Any
 
 from hasten.bench.harness import Recipe
+from hasten.bench.records import load_record
 from hasten.bench.stack import StackOptions, apply_stack
 from hasten.core.errors import ConfigError
 
@@ -43,19 +43,20 @@ def oracle_configuration(task: str, results: Path = RESULTS) -> dict[str, Any]:
     if task not in STACK_VERDICTS:
         raise ConfigError(f"the oracle is defined for {', '.join(STACK_VERDICTS)}, not {task!r}")
     verdict_name = STACK_VERDICTS[task]
-    verdict = json.loads((results / verdict_name).read_text())
+    verdict = load_record(results / verdict_name)
     runs = [r for r in verdict["runs"] if r["method"] != verdict["baseline"]]
     best = min(runs, key=_median_time)
-    if math.isinf(_median_time(best)):
+    median = _median_time(best)
+    if math.isinf(median):
         raise ConfigError(f"{verdict_name}: no configuration reaches its target on the "
                           "median seed, so there is no oracle")
     quality_name = verdict["inputs"]["quality"]
-    quality = json.loads((results / quality_name).read_text())
+    quality = load_record(results / quality_name)
     stacks = [r["notes"]["stack"] for r in quality["runs"] if r["method"] == best["method"]]
     if not stacks or any(s != stacks[0] for s in stacks):
         raise ConfigError(f"{quality_name}: {best['method']} has no single recorded "
                           "configuration")
-    return {"method": best["method"], "median": _median_time(best), "stack": stacks[0],
+    return {"method": best["method"], "median": median, "stack": stacks[0],
             "verdict": verdict_name, "quality": quality_name}
 
 

@@ -88,7 +88,11 @@ def tune_verdict(runs: Sequence[Mapping[str, Any]],
                  oracle: Mapping[str, float] | None = None) -> tuple[str, list[str]]:
     """("pass" | "fail" | "undecided" | "incomplete", the lines that say why)."""
     oracle = oracle or {}
-    rows = [task_reading(runs, t, oracle.get(t)) for t in MARGINS]
+    return verdict_of([task_reading(runs, t, oracle.get(t)) for t in MARGINS])
+
+
+def verdict_of(rows: Sequence[Mapping[str, Any]]) -> tuple[str, list[str]]:
+    """`tune_verdict` from the four tasks' readings (`task_reading`, in MARGINS' order)."""
     lines = []
     for row in rows:
         if row["left_out"]:

@@ -36,10 +36,13 @@ def test_the_oracle_is_the_stack_tests_fastest_configuration_on_each_task():
 
 
 def test_a_verdict_where_no_configuration_reaches_the_target_has_no_oracle(tmp_path):
-    verdict = {"baseline": "tuned-baseline", "inputs": {"quality": "q.json"},
-               "runs": [{"method": "tuned-baseline", "notes": {"by_seed": {"0": 1.0}}},
-                        {"method": "stack", "notes": {"by_seed": {"0": None, "1": 0.5,
-                                                                  "2": None}}}]}
+    verdict = {"schema_version": 1, "created": "2026-12-07T00:00:00+00:00", "machine": "m",
+               "code": "abc", "command": "c", "status": "complete", "suite": "stack-verdict",
+               "baseline": "tuned-baseline", "inputs": {"quality": "q.json"},
+               "runs": [{"task": "t", "method": "tuned-baseline",
+                         "notes": {"by_seed": {"0": 1.0}}},
+                        {"task": "t", "method": "stack",
+                         "notes": {"by_seed": {"0": None, "1": 0.5, "2": None}}}]}
     (tmp_path / "stack-verdict-fashion-10k-w32-test-20261207.json").write_text(
         json.dumps(verdict))
     with pytest.raises(ConfigError, match="no configuration reaches its target on the "
