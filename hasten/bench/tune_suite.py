@@ -23,6 +23,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import tempfile
+from pathlib import Path
 
 import hasten.bench.charlm  # noqa: F401  (registers the character task)
 import hasten.bench.mt  # noqa: F401  (registers the translation tasks)
@@ -38,6 +40,7 @@ from hasten.tuning.tuner import tune
 
 SHARE = 0.1  # the pilot share of the budget, hasten tune's default
 TASKS = ["fashion-mnist", "sst2-small", "mt-en-de", "shakespeare-char"]
+REPORT_KEYS = ("verdicts", "costs", "pilots", "refused", "not_piloted")  # of tune.json
 
 
 def recipe_fingerprint(recipe: Recipe) -> str:
@@ -67,9 +70,15 @@ def _charged(recipe: Recipe, choices: dict) -> Recipe:
 
 @register_method("tuned")
 def tuned(recipe: Recipe) -> Recipe:
-    """`hasten tune` in a tenth of the budget (charged), then the chosen levers."""
+    """`hasten tune` in a tenth of the budget (charged), then the chosen levers; the tuner's
+    evidence (each lever's verdict, step costs, pilot losses, refusals) kept in the run's
+    notes as `tune_report`, so a record shows why each lever was kept or not."""
     _fingerprinted(recipe)
-    choices = tune(recipe, recipe.config.budget, pilot_share=SHARE, seed=recipe.config.seed)
+    with tempfile.TemporaryDirectory() as out:
+        choices = tune(recipe, recipe.config.budget, pilot_share=SHARE,
+                       seed=recipe.config.seed, out=out)
+        report = json.loads((Path(out) / "tune.json").read_text())
+    recipe.notes["tune_report"] = {k: report[k] for k in REPORT_KEYS}
     return _charged(recipe, choices)
 
 

@@ -39,3 +39,14 @@ def test_a_tune_record_says_whether_its_plan_predates_it():
     code, lines = ts.plan_verdict({"notes": {}, "created": "2026-12-07T00:00:00+00:00"})
     assert code == 0 and lines[0] == "plan: exploratory (no plan recorded)"
     assert lines[-1] == "verdict: incomplete (0 of 12 parts)"  # the rule, on no parts yet
+
+
+def test_a_tuned_run_keeps_the_evidence_for_each_lever_it_kept_or_left():
+    recipe = build_recipe("shakespeare-char", "baseline", 0, True, budget="20s")
+    ts.tuned(recipe)
+    report, chosen = recipe.notes["tune_report"], recipe.notes["tune"]
+    assert set(report) == set(ts.REPORT_KEYS)
+    kept = [spec for spec, v in report["verdicts"].items() if v["keep"]]
+    assert sorted(kept) == sorted(chosen["levers"])
+    considered = {*report["verdicts"], *report["refused"], *report["not_piloted"]}
+    assert "bf16" in considered and "infobatch" in considered
