@@ -9,7 +9,9 @@ median time to it (B where never reached) and median final quality, and the orac
 its three seeds are in. `--out FILE` writes a record: a run per task and arm (`final` its
 median final quality, `notes.time_to_target` its median seconds to the task's target,
 `notes.seeds` the seeds read), each task's reading under `tasks`, the verdict and its lines;
-an existing FILE is refused. Parts whose runs repeat a (task, method, seed) are refused.
+an existing FILE is refused. `--supersedes OLD` names the earlier reading this one replaces (the
+old file then moves to results/superseded/). Parts whose runs repeat a (task, method, seed)
+are refused.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("parts", type=Path, nargs="+", help="the evaluation's part records")
     ap.add_argument("--out", type=Path, help="also write the reading as a record here")
+    ap.add_argument("--supersedes", metavar="OLD", help="the earlier reading's file name, "
+                    "which this record replaces")
     args = ap.parse_args(argv)
     if args.out is not None and args.out.exists():
         ap.error(f"{args.out} exists: records are never replaced")
@@ -83,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                       "suite": "tune-verdict", "status": "complete",
                       "inputs": [p.name for p in args.parts], "verdict": verdict,
                       "lines": lines, "tasks": {r["task"]: r for r in readings},
-                      "runs": arm_rows(runs, readings)}, args.out)
+                      "runs": arm_rows(runs, readings),
+                      **({"supersedes": args.supersedes} if args.supersedes else {})}, args.out)
         print(f"wrote {args.out}")
     return 0
 

@@ -67,3 +67,12 @@ def test_a_run_given_twice_is_one_line_and_exit_2(tmp_path):
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == ("hasten: error: p0.json repeats fashion-mnist / baseline / seed 0, "
                            "already in p0.json\n")
+
+
+def test_a_later_reading_names_the_one_it_supersedes(tmp_path):
+    cmd = [*write(tmp_path), "--out", str(tmp_path / "v2.json")]
+    subprocess.run([*cmd, "--supersedes", "v1.json"], capture_output=True, check=True, env=ENV)
+    assert json.loads((tmp_path / "v2.json").read_text())["supersedes"] == "v1.json"
+    cmd[-1] = str(tmp_path / "v3.json")
+    subprocess.run(cmd, capture_output=True, check=True, env=ENV)
+    assert "supersedes" not in json.loads((tmp_path / "v3.json").read_text())
