@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.out is not None and args.out.exists():
         ap.error(f"{args.out} exists: records are never replaced")
+    if args.supersedes and args.out is None:
+        ap.error("--supersedes names what the --out record replaces: give --out")
     runs = joined_runs(args.parts)
     readings = [task_reading(runs, task) for task in FINGERPRINTS]
     verdict, lines = verdict_of(readings)

@@ -76,3 +76,7 @@ def test_a_later_reading_names_the_one_it_supersedes(tmp_path):
     cmd[-1] = str(tmp_path / "v3.json")
     subprocess.run(cmd, capture_output=True, check=True, env=ENV)
     assert "supersedes" not in json.loads((tmp_path / "v3.json").read_text())
+    alone = subprocess.run([*write(tmp_path), "--supersedes", "v1.json"], capture_output=True,
+                           text=True, env=ENV)
+    assert alone.returncode == 2 and alone.stdout == ""
+    assert alone.stderr.endswith("--supersedes names what the --out record replaces: give --out\n")
