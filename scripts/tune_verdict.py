@@ -22,9 +22,8 @@ from pathlib import Path
 
 from hasten.bench.records import load_record, provenance, write_record
 from hasten.bench.tune_verdict import (
-    FINGERPRINTS,
     planned_runs,
-    task_reading,
+    readings,
     time_to,
     verdict_of,
 )
@@ -81,15 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.supersedes and args.out is None:
         ap.error("--supersedes names what the --out record replaces: give --out")
     runs = joined_runs(args.parts)
-    readings = [task_reading(runs, task) for task in FINGERPRINTS]
-    verdict, lines = verdict_of(readings)
+    task_readings = readings(runs)
+    verdict, lines = verdict_of(task_readings)
     print("\n".join(lines))
     if args.out is not None:
         write_record({**provenance(program="python scripts/tune_verdict.py"),
                       "suite": "tune-verdict", "status": "complete",
                       "inputs": [p.name for p in args.parts], "verdict": verdict,
-                      "lines": lines, "tasks": {r["task"]: r for r in readings},
-                      "runs": arm_rows(runs, readings),
+                      "lines": lines, "tasks": {r["task"]: r for r in task_readings},
+                      "runs": arm_rows(runs, task_readings),
                       **({"supersedes": args.supersedes} if args.supersedes else {})}, args.out)
         print(f"wrote {args.out}")
     return 0

@@ -87,8 +87,14 @@ def task_reading(runs: Sequence[Mapping[str, Any]], task: str,
 def tune_verdict(runs: Sequence[Mapping[str, Any]],
                  oracle: Mapping[str, float] | None = None) -> tuple[str, list[str]]:
     """("pass" | "fail" | "undecided" | "incomplete", the lines that say why)."""
+    return verdict_of(readings(runs, oracle))
+
+
+def readings(runs: Sequence[Mapping[str, Any]],
+             oracle: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
+    """`task_reading` of every task of the plan, in MARGINS' order."""
     oracle = oracle or {}
-    return verdict_of([task_reading(runs, t, oracle.get(t)) for t in MARGINS])
+    return [task_reading(runs, t, oracle.get(t)) for t in MARGINS]
 
 
 def verdict_of(rows: Sequence[Mapping[str, Any]]) -> tuple[str, list[str]]:
